@@ -1,0 +1,130 @@
+//! The arguments of Spoke's attributes, as darling reads them.
+//!
+//! Unknown keys are errors with a "did you mean" (darling's `suggestions`).
+
+use darling::ast::NestedMeta;
+use darling::util::Flag;
+use darling::{Error, FromMeta};
+use syn::{Expr, Lit, LitStr, Meta};
+
+/// A path given as `key = some::path` (or the legacy `key = "some::path"`).
+#[derive(Debug, Clone)]
+pub struct PathArg(pub syn::Path);
+
+impl FromMeta for PathArg {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match expr {
+            Expr::Path(p) if p.qself.is_none() => Ok(PathArg(p.path.clone())),
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Str(s), ..
+            }) => s
+                .parse()
+                .map(PathArg)
+                .map_err(|e| Error::custom(e).with_span(s)),
+            Expr::Group(g) => Self::from_expr(&g.expr),
+            other => Err(
+                Error::custom("expected a path, e.g. `Self::init` or `MyConnector`")
+                    .with_span(other),
+            ),
+        }
+    }
+}
+
+/// `default` (use `Default::default()`) or `default = <expr>`, taken verbatim.
+#[derive(Debug, Clone)]
+pub enum DefaultArg {
+    /// `default`
+    Trait,
+    /// `default = <expr>`
+    Expr(Expr),
+}
+
+impl FromMeta for DefaultArg {
+    fn from_meta(item: &Meta) -> darling::Result<Self> {
+        match item {
+            Meta::Path(_) => Ok(DefaultArg::Trait),
+            Meta::NameValue(nv) => Ok(DefaultArg::Expr(nv.value.clone())),
+            Meta::List(list) => {
+                Err(Error::custom("write `default` or `default = <value>`").with_span(list))
+            }
+        }
+    }
+}
+
+/// `#[connector(...)]` on a struct.
+#[derive(Debug, Default, FromMeta)]
+pub struct ConnectorArgs {
+    pub name: Option<LitStr>,
+    pub version: Option<LitStr>,
+    pub display_name: Option<LitStr>,
+    pub description: Option<LitStr>,
+    pub init: Option<PathArg>,
+    #[darling(rename = "crate")]
+    pub krate: Option<PathArg>,
+}
+
+/// `#[connector(...)]` on an impl block.
+#[derive(Debug, Default, FromMeta)]
+pub struct ConnectorImplArgs {
+    /// Also emit the action set as an associated const with this name (manual registration).
+    pub actions: Option<syn::Ident>,
+    #[darling(rename = "crate")]
+    pub krate: Option<PathArg>,
+}
+
+/// `#[config_field(...)]` on a struct field.
+#[derive(Debug, Default, FromMeta)]
+pub struct ConfigFieldArgs {
+    pub env: Option<LitStr>,
+    pub default: Option<DefaultArg>,
+    pub secret: Flag,
+    pub description: Option<LitStr>,
+    pub label: Option<LitStr>,
+    pub placeholder: Option<LitStr>,
+    pub example: Option<LitStr>,
+    pub advanced: Flag,
+}
+
+/// `#[action(...)]`.
+#[derive(Debug, Default, FromMeta)]
+pub struct ActionArgs {
+    pub name: Option<LitStr>,
+    pub description: Option<LitStr>,
+    pub read: Flag,
+    pub write: Flag,
+    pub admin_only: Flag,
+    pub hidden: Flag,
+    pub timeout: Option<LitStr>,
+    pub connector: Option<PathArg>,
+    #[darling(rename = "crate")]
+    pub krate: Option<PathArg>,
+}
+
+/// `#[search_operator(...)]`.
+#[derive(Debug, Default, FromMeta)]
+pub struct SearchOperatorArgs {
+    pub name: Option<LitStr>,
+    pub attribute: Option<LitStr>,
+    pub value_type: Option<LitStr>,
+    pub description: Option<LitStr>,
+}
+
+/// Reads the arguments of an attribute macro (`#[connector(...)]` itself).
+pub fn from_tokens<T: FromMeta + Default>(tokens: proc_macro2::TokenStream) -> darling::Result<T> {
+    if tokens.is_empty() {
+        return Ok(T::default());
+    }
+    let items = NestedMeta::parse_meta_list(tokens)?;
+    T::from_list(&items)
+}
+
+/// Reads the arguments of a helper attribute (`#[config_field]`, `#[action]` inside an impl).
+pub fn from_attr<T: FromMeta + Default>(attr: &syn::Attribute) -> darling::Result<T> {
+    match &attr.meta {
+        Meta::Path(_) => Ok(T::default()),
+        Meta::List(list) => from_tokens(list.tokens.clone()).map_err(|e| e.with_span(list)),
+        Meta::NameValue(nv) => {
+            Err(Error::custom("expected `#[attr]` or `#[attr(...)]`").with_span(nv))
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! `#[connector(...)]` on a struct: parse the struct and its `#[config_field]`s,
+//! check the rules, generate the `Connector` impl and its registration.
+
+use darling::Error;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Attribute, Fields, Ident, ItemStruct, LitStr, Type};
+
+use crate::attrs::{self, ConfigFieldArgs, ConnectorArgs, DefaultArg};
+use crate::docs::doc_of;
+use crate::{names, types};
+
+/// A parsed connector struct.
+pub struct ConnectorStruct {
+    pub ident: Ident,
+    pub krate: syn::Path,
+    pub name: String,
+    pub version: Option<LitStr>,
+    pub display_name: String,
+    pub description: String,
+    pub init: Option<syn::Path>,
+    pub fields: Vec<Field>,
+}
+
+/// One field of the struct.
+pub struct Field {
+    pub ident: Ident,
+    pub cfg: Vec<Attribute>,
+    pub kind: FieldKind,
+}
+
+/// Config or state.
+pub enum FieldKind {
+    State,
+    Config(Box<ConfigField>),
+}
+
+/// A `#[config_field]`.
+pub struct ConfigField {
+    pub ty: Type,
+    /// `T` of `Option<T>`.
+    pub optional_inner: Option<Type>,
+    pub env: String,
+    pub default: Option<DefaultArg>,
+    pub secret: Option<Span>,
+    pub description: String,
+    pub label: Option<String>,
+    pub placeholder: Option<String>,
+    pub example: Option<String>,
+    pub advanced: bool,
+}
+
+const HELPER: &str = "config_field";
+
+/// Parses and checks; errors are accumulated, each at the user's token.
+pub fn parse(args: TokenStream, item: &ItemStruct) -> darling::Result<ConnectorStruct> {
+    let mut errors = Error::accumulator();
+    let args: ConnectorArgs = errors.handle(attrs::from_tokens(args)).unwrap_or_default();
+    let krate = args
+        .krate
+        .map(|p| p.0)
+        .unwrap_or_else(|| syn::parse_quote!(::spoke));
+
+    let name = match &args.name {
+        Some(lit) => {
+            let value = lit.value();
+            if !names::is_valid_connector_name(&value) {
+                errors.push(
+                    Error::custom(format!(
+                        "invalid connector name `{value}`: names match `[a-z][a-z0-9_-]*`; try `{}`",
+                        names::suggest_connector_name(&value)
+                    ))
+                    .with_span(lit),
+                );
+            }
+            value
+        }
+        None => {
+            let suggestion = names::suggest_connector_name(&item.ident.to_string());
+            errors.push(
+                Error::custom(format!(
+                    "missing `name`: write `#[connector(name = \"{suggestion}\")]`"
+                ))
+                .with_span(&item.ident),
+            );
+            suggestion
+        }
+    };
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        errors.push(
+            Error::custom("a connector cannot be generic: the registry needs one concrete type; put the type parameter in a state field's type instead")
+                .with_span(&item.generics),
+        );
+    }
+
+    let named = match &item.fields {
+        Fields::Named(named) => Some(&named.named),
+        Fields::Unit => None,
+        Fields::Unnamed(unnamed) => {
+            let at = unnamed
+                .unnamed
+                .iter()
+                .flat_map(|f| &f.attrs)
+                .find(|a| a.path().is_ident(HELPER))
+                .map(|a| a.span())
+                .unwrap_or(unnamed.span());
+            errors.push(Error::custom("`#[config_field]` needs a named field: a connector is a struct with named fields, e.g. `struct Files { root: PathBuf }`").with_span(&at));
+            None
+        }
+    };
+
+    let mut fields = Vec::new();
+    for field in named.into_iter().flatten() {
+        let Some(ident) = field.ident.clone() else {
+            continue;
+        };
+        let cfg = field
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("cfg"))
+            .cloned()
+            .collect();
+        let mut helpers = field.attrs.iter().filter(|a| a.path().is_ident(HELPER));
+        let kind = match helpers.next() {
+            None => FieldKind::State,
+            Some(attr) => {
+                if let Some(second) = helpers.next() {
+                    errors.push(
+                        Error::custom("duplicate `#[config_field]`: merge the two into one")
+                            .with_span(second),
+                    );
+                }
+                let args: ConfigFieldArgs =
+                    errors.handle(attrs::from_attr(attr)).unwrap_or_default();
+                FieldKind::Config(Box::new(config_field(
+                    &mut errors,
+                    &name,
+                    &ident,
+                    field,
+                    args,
+                )))
+            }
+        };
+        fields.push(Field { ident, cfg, kind });
+    }
+
+    let description = args
+        .description
+        .map(|d| d.value())
+        .unwrap_or_else(|| doc_of(&item.attrs));
+    let display_name = args
+        .display_name
+        .map(|d| d.value())
+        .unwrap_or_else(|| names::display_name(&name));
+    errors.finish_with(ConnectorStruct {
+        ident: item.ident.clone(),
+        krate,
+        name,
+        version: args.version,
+        display_name,
+        description,
+        init: args.init.map(|p| p.0),
+        fields,
+    })
+}
+
+fn config_field(
+    errors: &mut darling::error::Accumulator,
+    connector: &str,
+    ident: &Ident,
+    field: &syn::Field,
+    args: ConfigFieldArgs,
+) -> ConfigField {
+    let key = types::unraw(ident);
+    let env = match &args.env {
+        Some(lit) => {
+            let env = lit.value();
+            if !names::is_valid_env(&env) {
+                errors.push(Error::custom(format!("invalid environment variable name `{env}`: use letters, digits and `_`, not starting with a digit")).with_span(lit));
+            }
+            env
+        }
+        None => names::default_env(connector, &key),
+    };
+    if let (Some(DefaultArg::Expr(_) | DefaultArg::Trait), true) =
+        (&args.default, args.secret.is_present())
+    {
+        // Allowed: the default stays out of manifests (see expand). Nothing to check.
+    }
+    ConfigField {
+        ty: field.ty.clone(),
+        optional_inner: types::option_inner(&field.ty).cloned(),
+        env,
+        default: args.default,
+        secret: args.secret.is_present().then(|| args.secret.span()),
+        description: args
+            .description
+            .map(|d| d.value())
+            .unwrap_or_else(|| doc_of(&field.attrs)),
+        label: args.label.map(|l| l.value()),
+        placeholder: args.placeholder.map(|l| l.value()),
+        example: args.example.map(|l| l.value()),
+        advanced: args.advanced.is_present(),
+    }
+}
+
+/// The struct as the user wrote it, minus our helper attributes.
+pub fn strip(item: &ItemStruct) -> ItemStruct {
+    let mut item = item.clone();
+    for field in item.fields.iter_mut() {
+        field.attrs.retain(|a| !a.path().is_ident(HELPER));
+    }
+    item
+}
+
+/// Generates the `Connector` impl, the config field table and the registration.
+pub fn expand(model: &ConnectorStruct) -> TokenStream {
+    let ConnectorStruct {
+        ident, krate, name, ..
+    } = model;
+    let p = quote!(#krate::__private);
+    let version = match &model.version {
+        Some(v) => quote!(#v),
+        None => quote!(::core::env!("CARGO_PKG_VERSION")),
+    };
+    let (display_name, description) = (&model.display_name, &model.description);
+
+    let mut field_consts = Vec::new();
+    let mut field_refs = Vec::new();
+    let mut loads = Vec::new();
+    let mut inits = Vec::new();
+    for field in &model.fields {
+        let (fident, cfg) = (&field.ident, &field.cfg);
+        let FieldKind::Config(cf) = &field.kind else {
+            inits.push(quote!(#(#cfg)* #fident: ::core::default::Default::default()));
+            continue;
+        };
+        let key = types::unraw(fident);
+        let def = format_ident!("__SPOKE_FIELD_{}", key.to_uppercase());
+        let value = format_ident!("__spoke_value_{}", key);
+        let value_ty = cf.optional_inner.as_ref().unwrap_or(&cf.ty);
+        let env = &cf.env;
+        let required = cf.optional_inner.is_none() && cf.default.is_none();
+        let secret = cf.secret.is_some();
+        let fdesc = &cf.description;
+        let opt = |o: &Option<String>| match o {
+            Some(s) => quote!(::core::option::Option::Some(#s)),
+            None => quote!(::core::option::Option::None),
+        };
+        let (label, placeholder, example) =
+            (opt(&cf.label), opt(&cf.placeholder), opt(&cf.example));
+        let advanced = cf.advanced;
+        let default_value = cf.default.as_ref().map(|d| default_expr(d, value_ty));
+        let shown_default = match (&default_value, secret) {
+            (Some(dv), false) => quote!(|| {
+                use #p::{HideDefault as _, ShowDefault as _};
+                let __spoke_default: #value_ty = #dv;
+                (&#p::DefaultProbe(&__spoke_default)).show_default()
+            }),
+            _ => quote!(|| ::core::option::Option::None),
+        };
+        let secret_check = cf.secret.map(|span| {
+            let ty = &cf.ty;
+            quote_spanned!(span=> const _: () = #p::assert_secret::<#ty>();)
+        });
+        field_consts.push(quote! {
+            #(#cfg)*
+            #[allow(non_upper_case_globals)]
+            const #def: #p::ConfigFieldDef = #p::ConfigFieldDef {
+                key: #key,
+                env: #env,
+                required: #required,
+                secret: #secret,
+                description: #fdesc,
+                label: #label,
+                placeholder: #placeholder,
+                example: #example,
+                advanced: #advanced,
+                schema: |__spoke_g| __spoke_g.subschema_for::<#value_ty>(),
+                default: #shown_default,
+            };
+            #(#cfg)*
+            #secret_check
+        });
+        field_refs.push(quote!(#(#cfg)* #def));
+        let parse = quote_spanned!(value_ty.span()=> |__spoke_raw| (&#p::ConfigParse::<#value_ty>::new()).parse_config(__spoke_raw));
+        loads.push(quote!(#(#cfg)* let #value = __spoke_loader.field(&#def, #parse);));
+        let init = match (&default_value, cf.optional_inner.is_some()) {
+            (None, true) => quote!(#value),
+            (None, false) => quote!(match #value {
+                ::core::option::Option::Some(__spoke_v) => __spoke_v,
+                ::core::option::Option::None => ::core::unreachable!("spoke: a missing required field is reported by the loader"),
+            }),
+            (Some(dv), false) => quote!(match #value {
+                ::core::option::Option::Some(__spoke_v) => __spoke_v,
+                ::core::option::Option::None => #dv,
+            }),
+            (Some(dv), true) => quote!(::core::option::Option::Some(match #value {
+                ::core::option::Option::Some(__spoke_v) => __spoke_v,
+                ::core::option::Option::None => #dv,
+            })),
+        };
+        inits.push(quote!(#(#cfg)* #fident: #init));
+    }
+
+    let init_hook = model.init.as_ref().map(|path| {
+        quote! {
+            fn init_hook(&mut self) -> impl ::core::future::Future<Output = ::core::result::Result<(), #p::String>> + ::core::marker::Send {
+                async move { #p::init_result(#path(self).await) }
+            }
+        }
+    });
+
+    quote! {
+        const _: () = {
+            #(#field_consts)*
+
+            #[allow(non_upper_case_globals)]
+            const __SPOKE_FIELDS: &[#p::ConfigFieldDef] = &[#(#field_refs),*];
+
+            impl #p::Connector for #ident {
+                const NAME: &'static str = #name;
+                const REGISTRATION: #p::ConnectorRegistration = #p::ConnectorRegistration {
+                    name: #name,
+                    version: #version,
+                    display_name: #display_name,
+                    description: #description,
+                    config_fields: __SPOKE_FIELDS,
+                    build: #p::build::<#ident>,
+                    check_config: #p::check_config::<#ident>,
+                    location: ::core::concat!(::core::file!(), ":", ::core::line!()),
+                };
+
+                fn from_config(__spoke_source: &#p::ConfigSource) -> ::core::result::Result<Self, #p::ConfigErrors> {
+                    #[allow(unused_imports)]
+                    use #p::{ParseViaFromStr as _, ParseViaJson as _};
+                    let mut __spoke_loader = #p::ConfigLoader::new(#name, __spoke_source, __SPOKE_FIELDS);
+                    #(#loads)*
+                    __spoke_loader.finish()?;
+                    ::core::result::Result::Ok(Self { #(#inits),* })
+                }
+
+                #init_hook
+            }
+
+            #p::inventory::submit! {
+                <#ident as #p::Connector>::REGISTRATION
+            }
+        };
+    }
+}
+
+/// The default value as an expression of type `ty`, spanned at the user's
+/// default so a wrong type is reported there.
+fn default_expr(default: &DefaultArg, ty: &Type) -> TokenStream {
+    match default {
+        DefaultArg::Trait => {
+            quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default())
+        }
+        DefaultArg::Expr(syn::Expr::Lit(syn::ExprLit {
+            lit: lit @ syn::Lit::Str(_),
+            ..
+        })) => {
+            quote_spanned!(lit.span()=> <#ty as ::core::convert::From<&'static str>>::from(#lit))
+        }
+        DefaultArg::Expr(expr) => {
+            quote_spanned!(expr.span()=> { let __spoke_default: #ty = #expr; __spoke_default })
+        }
+    }
+}
+
+/// What to emit when parsing failed: the errors, the item without our
+/// attributes, and (when possible) a stand-in `Connector` impl so code that
+/// names the connector does not fail a second time.
+pub fn fallback(item: &ItemStruct, args: TokenStream) -> TokenStream {
+    let stripped = strip(item);
+    if !item.generics.params.is_empty() || !matches!(item.fields, Fields::Named(_) | Fields::Unit) {
+        return quote!(#stripped);
+    }
+    let krate: syn::Path = attrs::from_tokens::<ConnectorArgs>(args)
+        .ok()
+        .and_then(|a| a.krate)
+        .map(|p| p.0)
+        .unwrap_or_else(|| syn::parse_quote!(::spoke));
+    let ident = &item.ident;
+    let p = quote!(#krate::__private);
+    quote! {
+        #stripped
+        impl #p::Connector for #ident {
+            const NAME: &'static str = "invalid";
+            const REGISTRATION: #p::ConnectorRegistration = #p::ConnectorRegistration {
+                name: "invalid", version: "", display_name: "", description: "", config_fields: &[],
+                build: #p::build::<#ident>, check_config: #p::check_config::<#ident>, location: "",
+            };
+            fn from_config(_: &#p::ConfigSource) -> ::core::result::Result<Self, #p::ConfigErrors> {
+                ::core::unimplemented!("this connector failed to compile")
+            }
+        }
+    }
+}

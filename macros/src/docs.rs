@@ -1,0 +1,113 @@
+//! Doc comments: descriptions of connectors, fields, actions and parameters.
+
+use std::collections::BTreeMap;
+
+use syn::{Attribute, Expr, Lit, Meta};
+
+/// The doc comment of an item, lines joined with `\n`, common indentation removed.
+pub fn doc_of(attrs: &[Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .flat_map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let joined: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            if l.len() >= indent {
+                &l[indent..]
+            } else {
+                l.trim()
+            }
+        })
+        .map(str::trim_end)
+        .collect();
+    joined.join("\n").trim().to_owned()
+}
+
+/// Splits a fn's doc into its description and the entries of its
+/// `# Arguments` section (`* `name` - text` or `- `name`: text`).
+pub fn split_arguments(doc: &str) -> (String, BTreeMap<String, String>) {
+    let mut description = Vec::new();
+    let mut args = BTreeMap::new();
+    let mut in_args = false;
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') {
+            in_args = trimmed
+                .trim_start_matches('#')
+                .trim()
+                .eq_ignore_ascii_case("arguments");
+            current = None;
+            if in_args {
+                continue;
+            }
+        }
+        if !in_args {
+            description.push(line);
+            continue;
+        }
+        if let Some(rest) = trimmed
+            .strip_prefix("* ")
+            .or_else(|| trimmed.strip_prefix("- "))
+        {
+            if let Some(rest) = rest.strip_prefix('`') {
+                if let Some(end) = rest.find('`') {
+                    let name = rest[..end].to_owned();
+                    let text = rest[end + 1..]
+                        .trim_start_matches([' ', '-', ':', '—'])
+                        .trim()
+                        .to_owned();
+                    args.insert(name.clone(), text);
+                    current = Some(name);
+                    continue;
+                }
+            }
+        }
+        if let (Some(name), false) = (&current, trimmed.is_empty()) {
+            let entry = args.entry(name.clone()).or_default();
+            entry.push(' ');
+            entry.push_str(trimmed);
+        }
+    }
+    (description.join("\n").trim().to_owned(), args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_become_parameter_docs() {
+        let doc = "List files.\n\n# Arguments\n* `glob` - Filter by a glob pattern,\n  e.g. `*.rs`.\n- `limit`: At most this many.\n\n# Errors\nnone";
+        let (desc, args) = split_arguments(doc);
+        assert_eq!(desc, "List files.\n\n# Errors\nnone");
+        assert_eq!(args["glob"], "Filter by a glob pattern, e.g. `*.rs`.");
+        assert_eq!(args["limit"], "At most this many.");
+    }
+
+    #[test]
+    fn doc_lines_are_dedented() {
+        let attrs: Vec<Attribute> = vec![
+            syn::parse_quote!(#[doc = " Hello"]),
+            syn::parse_quote!(#[doc = "   indented"]),
+        ];
+        assert_eq!(doc_of(&attrs), "Hello\n  indented");
+    }
+}

@@ -1,0 +1,320 @@
+//! The command line every connector binary gets from `spoke::main()`.
+//!
+//! ```text
+//! <bin> describe                 print the manifest as JSON (also: --describe)
+//! <bin> call <action> [JSON|-]   run one action in-process, print its output
+//! <bin> check                    validate the config and report every problem
+//! <bin> actions                  list actions and search operators
+//! ```
+//!
+//! Exit codes: 0 success, 1 the action returned an error, 2 usage, config or
+//! start-up error.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigSource;
+use crate::connector::Input;
+use crate::context::Context;
+use crate::instance::Instance;
+use crate::registry::{ConnectorType, Registry};
+
+/// Exit code when an action returned an error.
+pub const EXIT_ACTION_ERROR: u8 = 1;
+/// Exit code for usage, configuration and start-up errors.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(about = "A Spoke connector.", disable_help_subcommand = true)]
+struct Cli {
+    /// Which connector to run, when this binary registers several.
+    #[arg(long, global = true, value_name = "NAME")]
+    connector: Option<String>,
+    /// Read the configuration from this JSON file (`-` for stdin) instead of the environment.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<String>,
+    /// Print the manifest and exit (same as `describe`).
+    #[arg(long)]
+    describe: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the connector's manifest (config schema, actions, schemas) as JSON.
+    Describe,
+    /// Run one action in-process and print its output as JSON.
+    Call {
+        /// The action's name.
+        action: String,
+        /// The input as a JSON object, or `-` to read it from stdin. Default `{}`.
+        input: Option<String>,
+        /// Give up after this long, e.g. `30s`, `500ms`.
+        #[arg(long, value_parser = crate::duration::parse)]
+        timeout: Option<Duration>,
+    },
+    /// Validate the configuration and report every problem.
+    Check,
+    /// List actions and search operators.
+    Actions {
+        /// Include hidden actions.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Runs the connector binary's command line. Call it from `main`:
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     spoke_runtime::main()
+/// }
+/// ```
+pub fn main() -> ExitCode {
+    crate::logging::init("warn");
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(
+                EXIT_USAGE,
+                format_args!("cannot start the async runtime: {e}"),
+            );
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let registry = match Registry::from_inventory() {
+        Ok(r) => r,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+    };
+    if registry.is_empty() {
+        tracing::warn!(
+            "no connector is registered in this binary: either none is declared with #[connector], \
+             or `inventory` does not support this target (register by hand with Registry::builder(); see the README)"
+        );
+    }
+    let ty = match pick(&registry, cli.connector.as_deref()) {
+        Ok(ty) => ty,
+        Err(message) => return fail(EXIT_USAGE, format_args!("{message}")),
+    };
+    let command = match (cli.describe, cli.command) {
+        (true, _) | (false, Some(Command::Describe)) => return describe(&ty),
+        (false, Some(command)) => command,
+        (false, None) => {
+            eprintln!(
+                "error: no command given; try `describe`, `call`, `check` or `actions` (see --help)"
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let source = match config_source(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(message) => return fail(EXIT_USAGE, format_args!("{message}")),
+    };
+    match command {
+        Command::Describe => describe(&ty),
+        Command::Actions { all } => actions(&ty, all),
+        Command::Check => check(&ty, &source),
+        Command::Call {
+            action,
+            input,
+            timeout,
+        } => call(ty, source, &action, input.as_deref(), timeout).await,
+    }
+}
+
+fn pick(registry: &Registry, wanted: Option<&str>) -> Result<Arc<ConnectorType>, String> {
+    let names = registry.names().join(", ");
+    match (wanted, registry.connectors()) {
+        (Some(name), _) => registry.get(name).cloned().ok_or_else(|| {
+            let hint = crate::suggest::did_you_mean(name, registry.names())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            format!("no connector named `{name}`{hint}; this binary has: {names}")
+        }),
+        (None, [only]) => Ok(only.clone()),
+        (None, []) => Err("no connector is registered in this binary".into()),
+        (None, _) => Err(format!(
+            "this binary has several connectors ({names}); pick one with --connector NAME"
+        )),
+    }
+}
+
+fn config_source(path: Option<&str>) -> Result<ConfigSource, String> {
+    let Some(path) = path else {
+        return Ok(ConfigSource::from_env());
+    };
+    let text = read_arg_file(path).map_err(|e| format!("cannot read config file `{path}`: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("config file `{path}` is not valid JSON: {e}"))?;
+    ConfigSource::from_json(value).map_err(|e| format!("config file `{path}`: {e}"))
+}
+
+fn read_arg_file(path: &str) -> std::io::Result<String> {
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path)
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match serde_json::to_writer_pretty(&mut out, value).map(|()| writeln!(out)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_USAGE),
+    }
+}
+
+fn describe(ty: &ConnectorType) -> ExitCode {
+    print_json(ty.manifest())
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn actions(ty: &ConnectorType, all: bool) -> ExitCode {
+    let mut out = String::new();
+    let shown: Vec<_> = ty.actions().iter().filter(|a| all || !a.hidden).collect();
+    let width = shown
+        .iter()
+        .map(|a| a.name.len())
+        .chain(ty.operators().iter().map(|o| o.operator.len()))
+        .max()
+        .unwrap_or(0);
+    out.push_str("actions:\n");
+    if shown.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for a in shown {
+        let mut flags = vec![a.mode.as_str()];
+        if a.admin_only {
+            flags.push("admin");
+        }
+        if a.hidden {
+            flags.push("hidden");
+        }
+        out.push_str(&format!(
+            "  {:width$}  {:12}  {}\n",
+            a.name,
+            flags.join(","),
+            first_line(a.description)
+        ));
+    }
+    if !ty.operators().is_empty() {
+        out.push_str("search operators:\n");
+        for o in ty.operators() {
+            out.push_str(&format!(
+                "  {:width$}  {:12}  {} (attribute `{}`)\n",
+                o.operator,
+                o.value_type.as_str(),
+                first_line(o.description),
+                o.attribute_key
+            ));
+        }
+    }
+    print!("{out}");
+    ExitCode::SUCCESS
+}
+
+fn check(ty: &ConnectorType, source: &ConfigSource) -> ExitCode {
+    let fields = ty.registration().config_fields;
+    if let Err(e) = (ty.registration().check_config)(source) {
+        return fail(EXIT_USAGE, format_args!("{e}"));
+    }
+    println!(
+        "config ok: connector `{}`, {} field(s)",
+        ty.name(),
+        fields.len()
+    );
+    for f in fields {
+        let state = match source {
+            ConfigSource::Env(vars) if vars.contains_key(f.env) => "set",
+            ConfigSource::Json(map) if map.contains_key(f.key) => "set",
+            _ if f.required => "missing",
+            _ => "default",
+        };
+        let secret = if f.secret { " (secret)" } else { "" };
+        println!("  {:20} {:28} {state}{secret}", f.key, f.env);
+    }
+    ExitCode::SUCCESS
+}
+
+async fn call(
+    ty: Arc<ConnectorType>,
+    source: ConfigSource,
+    action: &str,
+    input: Option<&str>,
+    timeout: Option<Duration>,
+) -> ExitCode {
+    let input = match input {
+        None => "{}".to_owned(),
+        Some("-") => match read_arg_file("-") {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(
+                    EXIT_USAGE,
+                    format_args!("cannot read the input from stdin: {e}"),
+                );
+            }
+        },
+        Some(s) => s.to_owned(),
+    };
+    let instance = match Instance::start(ty, source).await {
+        Ok(i) => i,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let printer = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            if let Ok(line) = serde_json::to_string(&event) {
+                eprintln!("event: {line}");
+            }
+        }
+    });
+    let mut ctx = Context::builder(format!("cli-{}", std::process::id()), action).events(tx);
+    if let Some(t) = timeout {
+        ctx = ctx.timeout(t);
+    }
+    let ctx = ctx.build();
+    let interrupt = ctx.cancellation().clone();
+    let on_ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            interrupt.cancel();
+        }
+    });
+    let result = instance
+        .invoke(action, Input::Bytes(input.as_bytes()), ctx)
+        .await;
+    on_ctrl_c.abort();
+    let _ = printer.await;
+    match result {
+        Ok(output) => print_json(&output.to_value()),
+        Err(err) => {
+            eprintln!("error[{}]: {}", err.code(), err.message());
+            if let Some(details) = err.details() {
+                eprintln!("details: {details}");
+            }
+            ExitCode::from(EXIT_ACTION_ERROR)
+        }
+    }
+}

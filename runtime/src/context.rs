@@ -1,0 +1,307 @@
+//! [`Context`]: what an action knows about the invocation it serves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Something an action or producer reports while it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The invocation that emitted it (empty for producers).
+    pub request_id: String,
+    /// The action that emitted it (empty for producers).
+    pub action: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The kinds of [`Event`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// Progress of a long action: `progress` out of `total` (when known).
+    Progress {
+        /// Work done so far.
+        progress: f64,
+        /// Total work, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<f64>,
+        /// What is happening now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// A log line meant for the caller.
+    Log {
+        /// `error`, `warn`, `info`, `debug` or `trace`.
+        level: String,
+        /// The line.
+        message: String,
+    },
+    /// A connector-defined event with a name and JSON data.
+    Custom {
+        /// The event's name.
+        name: String,
+        /// Its payload.
+        data: Value,
+    },
+}
+
+/// Why an event could not be emitted. Emitting never drops an event silently:
+/// it waits for room, or returns this.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// The receiver of events (transport, caller) has gone away.
+    #[error("event receiver is closed; the event was not delivered")]
+    Closed,
+    /// The invocation was cancelled while waiting for room to emit.
+    #[error("invocation cancelled while emitting an event")]
+    Cancelled,
+}
+
+/// The invocation context an action may take as `ctx: &Context`.
+///
+/// ```
+/// use spoke_runtime::Context;
+/// let ctx = Context::new("req-1", "echo");
+/// assert_eq!(ctx.request_id(), "req-1");
+/// assert!(!ctx.is_cancelled());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    request_id: String,
+    action: String,
+    deadline: Option<Instant>,
+    cancel: CancellationToken,
+    events: Option<mpsc::Sender<Event>>,
+}
+
+impl Context {
+    /// A context with no deadline, a fresh cancellation token and no event receiver.
+    pub fn new(request_id: impl Into<String>, action: impl Into<String>) -> Self {
+        ContextBuilder::new(request_id, action).build()
+    }
+
+    /// A builder for transports that set a deadline, a token and an event channel.
+    pub fn builder(request_id: impl Into<String>, action: impl Into<String>) -> ContextBuilder {
+        ContextBuilder::new(request_id, action)
+    }
+
+    /// The invocation's id, unique per caller.
+    pub fn request_id(&self) -> &str {
+        &self.inner.request_id
+    }
+
+    /// The action (or search operator) being invoked.
+    pub fn action(&self) -> &str {
+        &self.inner.action
+    }
+
+    /// When the invocation must be done by, if anyone said.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.deadline
+    }
+
+    /// Time left before the deadline (`None` when there is none; zero once passed).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.inner
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The cancellation token: cancelled when the caller cancels or the deadline passes.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    /// Whether the invocation has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Resolves when the invocation is cancelled; use in `tokio::select!`.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
+    }
+
+    /// This context with its deadline moved earlier to at most `limit` from
+    /// now (an action's own `timeout`); token and event receiver are shared.
+    pub fn narrowed_to(&self, limit: Duration) -> Context {
+        let at = Instant::now() + limit;
+        if self.inner.deadline.is_some_and(|d| d <= at) {
+            return self.clone();
+        }
+        Context {
+            inner: Arc::new(Inner {
+                request_id: self.inner.request_id.clone(),
+                action: self.inner.action.clone(),
+                deadline: Some(at),
+                cancel: self.inner.cancel.clone(),
+                events: self.inner.events.clone(),
+            }),
+        }
+    }
+
+    /// Emits an event to whoever invoked the action. Waits while the receiver
+    /// is full (backpressure); errs if it is gone or the call is cancelled.
+    /// With no receiver (a plain `Context::new`), events go to the log.
+    pub async fn emit(&self, kind: EventKind) -> Result<(), EmitError> {
+        let event = Event {
+            request_id: self.inner.request_id.clone(),
+            action: self.inner.action.clone(),
+            kind,
+        };
+        let Some(tx) = &self.inner.events else {
+            tracing::info!(target: "spoke::event", request_id = %event.request_id, action = %event.action, event = ?event.kind, "event");
+            return Ok(());
+        };
+        tokio::select! {
+            biased;
+            sent = tx.send(event) => sent.map_err(|_| EmitError::Closed),
+            () = self.inner.cancel.cancelled() => Err(EmitError::Cancelled),
+        }
+    }
+
+    /// Reports progress: `progress` of `total` (when known), with a message.
+    pub async fn progress(
+        &self,
+        progress: f64,
+        total: Option<f64>,
+        message: impl Into<Option<String>>,
+    ) -> Result<(), EmitError> {
+        self.emit(EventKind::Progress {
+            progress,
+            total,
+            message: message.into(),
+        })
+        .await
+    }
+
+    /// Emits a connector-defined event.
+    pub async fn emit_custom(&self, name: impl Into<String>, data: Value) -> Result<(), EmitError> {
+        self.emit(EventKind::Custom {
+            name: name.into(),
+            data,
+        })
+        .await
+    }
+}
+
+/// Builds a [`Context`]; see [`Context::builder`].
+#[derive(Debug)]
+pub struct ContextBuilder {
+    inner: Inner,
+}
+
+impl ContextBuilder {
+    fn new(request_id: impl Into<String>, action: impl Into<String>) -> Self {
+        ContextBuilder {
+            inner: Inner {
+                request_id: request_id.into(),
+                action: action.into(),
+                deadline: None,
+                cancel: CancellationToken::new(),
+                events: None,
+            },
+        }
+    }
+
+    /// The instant the invocation must finish by.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.inner.deadline = Some(deadline);
+        self
+    }
+
+    /// A deadline this far from now.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.deadline(Instant::now() + timeout)
+    }
+
+    /// The token the caller cancels through.
+    pub fn cancellation(mut self, token: CancellationToken) -> Self {
+        self.inner.cancel = token;
+        self
+    }
+
+    /// Where emitted events go; a bounded channel gives backpressure.
+    pub fn events(mut self, tx: mpsc::Sender<Event>) -> Self {
+        self.inner.events = Some(tx);
+        self
+    }
+
+    /// The context.
+    pub fn build(self) -> Context {
+        Context {
+            inner: Arc::new(self.inner),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn emit_waits_for_room_and_reports_a_closed_receiver() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let ctx = Context::builder("r", "a").events(tx).build();
+        ctx.progress(1.0, Some(2.0), None).await.unwrap();
+        // The channel is full: a second emit waits until the first is taken.
+        let ctx2 = ctx.clone();
+        let pending = tokio::spawn(async move { ctx2.emit_custom("x", Value::Null).await });
+        tokio::task::yield_now().await;
+        assert!(!pending.is_finished());
+        assert!(matches!(
+            rx.recv().await.unwrap().kind,
+            EventKind::Progress { .. }
+        ));
+        pending.await.unwrap().unwrap();
+        drop(rx);
+        assert_eq!(
+            ctx.emit_custom("y", Value::Null).await,
+            Err(EmitError::Closed)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_invocation_stops_waiting_to_emit() {
+        let (tx, _rx) = mpsc::channel(1);
+        let token = CancellationToken::new();
+        let ctx = Context::builder("r", "a")
+            .events(tx)
+            .cancellation(token.clone())
+            .build();
+        ctx.emit_custom("fill", Value::Null).await.unwrap();
+        token.cancel();
+        assert_eq!(
+            ctx.emit_custom("blocked", Value::Null).await,
+            Err(EmitError::Cancelled)
+        );
+    }
+
+    #[test]
+    fn events_serialize_with_a_type_tag() {
+        let e = Event {
+            request_id: "r".into(),
+            action: "a".into(),
+            kind: EventKind::Log {
+                level: "info".into(),
+                message: "hi".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"request_id": "r", "action": "a", "type": "log", "level": "info", "message": "hi"})
+        );
+    }
+}

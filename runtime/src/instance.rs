@@ -1,0 +1,211 @@
+//! [`Instance`]: a running connector, and the one way every transport invokes it.
+//!
+//! A transport (CLI, gRPC, stdio, ...) talks only to this interface: invoke an
+//! action by name with JSON bytes or a value, a [`Context`] carrying the
+//! request id, deadline and cancellation token, and get back an
+//! [`ActionOutput`] or an [`ActionError`]. Around every invocation it enforces:
+//!
+//! - **panic isolation**: a panic in an action (or in decoding its input)
+//!   becomes a `panicked` error carrying the panic message, and the connector
+//!   keeps serving. This relies on unwinding: with `panic = "abort"` in your
+//!   profile a panic ends the process instead;
+//! - **deadlines**: the earlier of the caller's deadline and the action's own
+//!   `timeout`; when it passes the context is cancelled and the caller gets
+//!   `deadline_exceeded` at once;
+//! - **cancellation**: when the caller cancels, the action sees its token
+//!   cancelled and has a grace period to return; then it is dropped and the
+//!   caller gets `cancelled`.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde_json::json;
+
+use crate::config::ConfigSource;
+use crate::connector::{ActionFuture, ActionOutput, AnyConnector, Input, InvokeFn, StartError};
+use crate::context::Context;
+use crate::error::ActionError;
+use crate::manifest::Manifest;
+use crate::registry::ConnectorType;
+use crate::suggest::did_you_mean;
+
+/// How long a cancelled action may take to wind down before it is dropped.
+pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// A built, running connector. Cheap to clone.
+#[derive(Clone)]
+pub struct Instance {
+    ty: Arc<ConnectorType>,
+    connector: AnyConnector,
+    cancel_grace: Duration,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("connector", &self.ty.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    /// Loads the config, builds the connector and runs its init hook.
+    pub async fn start(
+        ty: Arc<ConnectorType>,
+        source: ConfigSource,
+    ) -> Result<Instance, StartError> {
+        let build = ty.registration().build;
+        let connector = build(source).await?;
+        Ok(Instance {
+            ty,
+            connector,
+            cancel_grace: DEFAULT_CANCEL_GRACE,
+        })
+    }
+
+    /// Sets the grace period a cancelled action gets to return on its own.
+    pub fn with_cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// The connector type.
+    pub fn connector_type(&self) -> &Arc<ConnectorType> {
+        &self.ty
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        self.ty.manifest()
+    }
+
+    /// Invokes an action. Input decoding happens now; the returned future
+    /// owns everything it needs, so it can be spawned.
+    pub fn invoke(
+        &self,
+        action: &str,
+        input: Input<'_>,
+        ctx: Context,
+    ) -> impl Future<Output = Result<ActionOutput, ActionError>> + Send + 'static {
+        let started = match self.ty.action(action) {
+            None => Err(self.unknown("action", action, self.ty.visible_action_names())),
+            Some(def) => {
+                let ctx = match def.timeout_ms.map(Duration::from_millis) {
+                    Some(limit) => ctx.narrowed_to(limit),
+                    None => ctx,
+                };
+                Ok((self.start_call(def.invoke, input, ctx.clone()), ctx))
+            }
+        };
+        self.finish(started)
+    }
+
+    /// Resolves a search operator's value.
+    pub fn resolve(
+        &self,
+        operator: &str,
+        value: &str,
+        ctx: Context,
+    ) -> impl Future<Output = Result<ActionOutput, ActionError>> + Send + 'static {
+        let started = match self.ty.operator(operator) {
+            None => Err(self.unknown(
+                "search operator",
+                operator,
+                self.ty.operators().iter().map(|o| o.operator).collect(),
+            )),
+            Some(def) => {
+                let input = json!({ "value": value });
+                Ok((
+                    self.start_call(def.resolve, Input::Value(&input), ctx.clone()),
+                    ctx,
+                ))
+            }
+        };
+        self.finish(started)
+    }
+
+    fn finish(
+        &self,
+        started: Result<(ActionFuture, Context), ActionError>,
+    ) -> impl Future<Output = Result<ActionOutput, ActionError>> + Send + 'static {
+        let grace = self.cancel_grace;
+        async move {
+            let (future, ctx) = started?;
+            supervise(future, ctx, grace).await
+        }
+    }
+
+    fn start_call(&self, invoke: InvokeFn, input: Input<'_>, ctx: Context) -> ActionFuture {
+        let connector = self.connector.clone();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(connector, input, ctx))) {
+            Ok(future) => future,
+            Err(payload) => Box::pin(std::future::ready(Err(ActionError::panicked(
+                panic_message(&*payload),
+            )))),
+        }
+    }
+
+    fn unknown(&self, kind: &str, name: &str, known: Vec<&'static str>) -> ActionError {
+        let hint = did_you_mean(name, known.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        let list = if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        };
+        let key = if kind == "action" {
+            "actions"
+        } else {
+            "search_operators"
+        };
+        ActionError::not_found(format!(
+            "connector `{}` has no {kind} `{name}`{hint} ({key}: {list})",
+            self.ty.name()
+        ))
+        .with_details(json!({ key: known }))
+    }
+}
+
+async fn supervise(
+    future: ActionFuture,
+    ctx: Context,
+    grace: Duration,
+) -> Result<ActionOutput, ActionError> {
+    let mut future = AssertUnwindSafe(future).catch_unwind();
+    let settle = |r: std::thread::Result<Result<ActionOutput, ActionError>>| {
+        r.unwrap_or_else(|p| Err(ActionError::panicked(panic_message(&*p))))
+    };
+    let deadline = async {
+        match ctx.deadline() {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        result = &mut future => settle(result),
+        () = deadline => {
+            ctx.cancellation().cancel();
+            Err(ActionError::deadline_exceeded(format!("`{}` did not finish before its deadline", ctx.action())))
+        }
+        () = ctx.cancelled() => match tokio::time::timeout(grace, &mut future).await {
+            Ok(result) => settle(result),
+            Err(_) => Err(ActionError::cancelled(format!("`{}` was cancelled", ctx.action()))),
+        },
+    }
+}
+
+/// The message of a panic payload (`&str` or `String`), or a placeholder.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

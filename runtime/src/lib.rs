@@ -1,0 +1,46 @@
+//! The runtime of the Spoke connector SDK.
+//!
+//! Connector authors use it through the `spoke` facade crate; the macros in
+//! `spoke-macros` generate code against [`__private`]. The pieces:
+//!
+//! - [`registry`]: every connector type registered in this binary;
+//! - [`instance`]: a running connector and the one invoke interface all
+//!   transports share, with panic isolation, deadlines and cancellation;
+//! - [`manifest`], [`schema`], [`config`]: what a connector declares;
+//! - [`context`], [`error`]: what an action sees and returns;
+//! - [`backoff`], [`retry`]: retry policies for connector code and transports;
+//! - [`cli`]: the command line of every connector binary.
+
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod connector;
+pub mod context;
+pub mod duration;
+pub mod error;
+pub mod instance;
+pub mod logging;
+pub mod manifest;
+pub mod registry;
+pub mod retry;
+pub mod schema;
+pub mod secret;
+mod suggest;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use backoff::{Backoff, BackoffError};
+pub use cli::main;
+pub use config::{ConfigErrors, ConfigSource};
+pub use connector::{ActionOutput, Connector, Input, StartError};
+pub use context::{Context, EmitError, Event, EventKind};
+pub use error::{ActionError, ErrorCode};
+pub use instance::Instance;
+pub use manifest::{Manifest, Mode, ValueType};
+pub use registry::{Registry, RegistryError};
+pub use retry::{retry, retry_if};
+pub use secret::Secret;
+pub use tokio_util::sync::CancellationToken;

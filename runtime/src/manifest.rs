@@ -1,0 +1,116 @@
+//! The manifest: everything a host needs to know about a connector, as JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The manifest format version, `"spoke": 1`.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Whether an action only reads or also changes the outside system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Reads only; safe to retry on another instance.
+    Read,
+    /// May change the outside system (the default, as in Omni).
+    Write,
+}
+
+impl Mode {
+    /// `"read"` or `"write"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Read => "read",
+            Mode::Write => "write",
+        }
+    }
+}
+
+/// The kind of value a search operator takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    /// Free text.
+    Text,
+    /// A person (name, handle or e-mail).
+    Person,
+    /// A date or date-time (RFC 3339 or a date).
+    Datetime,
+}
+
+impl ValueType {
+    /// `"text"`, `"person"` or `"datetime"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ValueType::Text => "text",
+            ValueType::Person => "person",
+            ValueType::Datetime => "datetime",
+        }
+    }
+}
+
+/// A connector's manifest, serialised as
+/// `{ "spoke": 1, "name", "version", "display_name", "description", "config",
+/// "actions", "search_operators", "capabilities" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`MANIFEST_VERSION`].
+    pub spoke: u32,
+    /// The connector's name (`[a-z][a-z0-9_-]*`).
+    pub name: String,
+    /// The connector's version (its crate version unless set).
+    pub version: String,
+    /// A human-friendly name.
+    pub display_name: String,
+    /// What the connector does.
+    pub description: String,
+    /// JSON Schema (draft 2020-12) of the configuration.
+    pub config: Value,
+    /// The actions, sorted by name.
+    pub actions: Vec<ActionManifest>,
+    /// The search operators, sorted by operator.
+    pub search_operators: Vec<SearchOperatorManifest>,
+    /// What the connector supports, e.g. `"actions"`, `"search_operators"`.
+    pub capabilities: Vec<String>,
+}
+
+/// One action in a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionManifest {
+    /// The action's name.
+    pub name: String,
+    /// What it does (its doc comment unless set).
+    pub description: String,
+    /// Read or write.
+    pub mode: Mode,
+    /// Only administrators may call it.
+    pub admin_only: bool,
+    /// Not listed to callers; still callable by name where allowed.
+    pub hidden: bool,
+    /// Its own timeout, if it declares one.
+    pub timeout_ms: Option<u64>,
+    /// Self-contained JSON Schema of the input object.
+    pub input_schema: Value,
+    /// JSON Schema of the output.
+    pub output_schema: Value,
+}
+
+/// One search operator in a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchOperatorManifest {
+    /// The operator (its fn name), as typed by users: `ext:rs`.
+    pub operator: String,
+    /// The document attribute it filters on.
+    pub attribute_key: String,
+    /// The kind of value it takes.
+    pub value_type: ValueType,
+    /// What it does.
+    pub description: String,
+}
+
+impl Manifest {
+    /// The action with this name, if any.
+    pub fn action(&self, name: &str) -> Option<&ActionManifest> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}

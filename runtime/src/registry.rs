@@ -1,0 +1,344 @@
+//! The registry: every connector type in this binary, with its actions and
+//! search operators merged from all the places that declared them.
+//!
+//! [`Registry::from_inventory`] reads what the macros registered through
+//! `inventory`. On targets where `inventory` registers nothing, build the
+//! registry by hand with [`Registry::builder`]:
+//!
+//! ```ignore
+//! // #[connector(actions = ECHO_ACTIONS)] on the impl block names its action set.
+//! let registry = spoke::Registry::builder()
+//!     .connector(&<Echo as spoke::Connector>::REGISTRATION)
+//!     .action_set(&Echo::ECHO_ACTIONS)
+//!     .build()?;
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use crate::config::config_schema;
+use crate::connector::{ActionDef, ActionSet, ConnectorRegistration, SearchOperatorDef};
+use crate::manifest::{ActionManifest, MANIFEST_VERSION, Manifest, Mode, SearchOperatorManifest};
+use crate::schema::check_input_schema;
+
+/// A problem with what was registered, found at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Two connectors share a name.
+    #[error("two connectors are named `{name}`: one at {first}, one at {second}")]
+    DuplicateConnector {
+        /// The name.
+        name: String,
+        /// Where the first was declared.
+        first: String,
+        /// Where the second was declared.
+        second: String,
+    },
+    /// Two actions (or operators) of one connector share a name.
+    #[error(
+        "connector `{connector}` has two {kind}s named `{name}`: one at {first}, one at {second}"
+    )]
+    DuplicateAction {
+        /// The connector.
+        connector: String,
+        /// `action` or `search operator`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Where the first was declared.
+        first: String,
+        /// Where the second was declared.
+        second: String,
+    },
+    /// Actions were declared for a connector that was never declared.
+    #[error(
+        "{count} action(s) at {location} belong to connector `{connector}`, which is not registered"
+    )]
+    OrphanActions {
+        /// The connector named.
+        connector: String,
+        /// How many actions.
+        count: usize,
+        /// Where.
+        location: String,
+    },
+    /// A generated input schema breaks the schema rules.
+    #[error(
+        "input schema of action `{action}` of connector `{connector}` (at {location}) breaks the schema rules: {problems}"
+    )]
+    BadInputSchema {
+        /// The connector.
+        connector: String,
+        /// The action.
+        action: String,
+        /// Where the action was declared.
+        location: String,
+        /// Every violation, joined.
+        problems: String,
+    },
+}
+
+/// Every connector type known to this binary.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    connectors: Vec<Arc<ConnectorType>>,
+}
+
+/// One connector type: its registration, merged actions and operators, and manifest.
+#[derive(Debug)]
+pub struct ConnectorType {
+    registration: &'static ConnectorRegistration,
+    actions: Vec<&'static ActionDef>,
+    action_index: HashMap<&'static str, usize>,
+    operators: Vec<&'static SearchOperatorDef>,
+    manifest: OnceLock<Manifest>,
+}
+
+impl Registry {
+    /// The registry of everything the macros registered in this binary,
+    /// validated (duplicate names, orphan actions, schema rules).
+    pub fn from_inventory() -> Result<Registry, RegistryError> {
+        let mut builder = Registry::builder();
+        for reg in inventory::iter::<ConnectorRegistration> {
+            builder = builder.connector(reg);
+        }
+        for set in inventory::iter::<ActionSet> {
+            builder = builder.action_set(set);
+        }
+        builder.build()
+    }
+
+    /// A builder for manual registration.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
+    }
+
+    /// The connector types, sorted by name.
+    pub fn connectors(&self) -> &[Arc<ConnectorType>] {
+        &self.connectors
+    }
+
+    /// The connector type with this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<ConnectorType>> {
+        self.connectors.iter().find(|c| c.name() == name)
+    }
+
+    /// Whether nothing was registered.
+    pub fn is_empty(&self) -> bool {
+        self.connectors.is_empty()
+    }
+
+    /// The names of every connector type.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.connectors.iter().map(|c| c.name()).collect()
+    }
+}
+
+/// Collects registrations by hand; see [`Registry::builder`].
+#[derive(Debug, Default)]
+pub struct RegistryBuilder {
+    connectors: Vec<&'static ConnectorRegistration>,
+    sets: Vec<&'static ActionSet>,
+}
+
+impl RegistryBuilder {
+    /// Adds a connector type.
+    pub fn connector(mut self, registration: &'static ConnectorRegistration) -> Self {
+        self.connectors.push(registration);
+        self
+    }
+
+    /// Adds actions and operators to a connector type.
+    pub fn action_set(mut self, set: &'static ActionSet) -> Self {
+        self.sets.push(set);
+        self
+    }
+
+    /// Merges and validates everything.
+    pub fn build(mut self) -> Result<Registry, RegistryError> {
+        self.connectors.sort_by_key(|r| (r.name, r.location));
+        for pair in self.connectors.windows(2) {
+            if pair[0].name == pair[1].name {
+                return Err(RegistryError::DuplicateConnector {
+                    name: pair[0].name.into(),
+                    first: pair[0].location.into(),
+                    second: pair[1].location.into(),
+                });
+            }
+        }
+        for set in &self.sets {
+            if !self.connectors.iter().any(|c| c.name == set.connector) {
+                let location = set
+                    .actions
+                    .first()
+                    .map(|a| a.location)
+                    .or(set.operators.first().map(|o| o.location));
+                return Err(RegistryError::OrphanActions {
+                    connector: set.connector.into(),
+                    count: set.actions.len() + set.operators.len(),
+                    location: location.unwrap_or("?").into(),
+                });
+            }
+        }
+        let mut connectors = Vec::with_capacity(self.connectors.len());
+        for registration in self.connectors {
+            let sets = self
+                .sets
+                .iter()
+                .filter(|s| s.connector == registration.name);
+            let mut actions: Vec<&'static ActionDef> =
+                sets.clone().flat_map(|s| s.actions.iter()).collect();
+            let mut operators: Vec<&'static SearchOperatorDef> =
+                sets.flat_map(|s| s.operators.iter()).collect();
+            actions.sort_by_key(|a| (a.name, a.location));
+            operators.sort_by_key(|o| (o.operator, o.location));
+            let dup =
+                |kind, name: &str, first: &str, second: &str| RegistryError::DuplicateAction {
+                    connector: registration.name.into(),
+                    kind,
+                    name: name.into(),
+                    first: first.into(),
+                    second: second.into(),
+                };
+            if let Some(p) = actions.windows(2).find(|p| p[0].name == p[1].name) {
+                return Err(dup("action", p[0].name, p[0].location, p[1].location));
+            }
+            if let Some(p) = operators
+                .windows(2)
+                .find(|p| p[0].operator == p[1].operator)
+            {
+                return Err(dup(
+                    "search operator",
+                    p[0].operator,
+                    p[0].location,
+                    p[1].location,
+                ));
+            }
+            for action in &actions {
+                let schema = (action.input_schema)().to_value();
+                let problems = check_input_schema(&schema);
+                if !problems.is_empty() {
+                    return Err(RegistryError::BadInputSchema {
+                        connector: registration.name.into(),
+                        action: action.name.into(),
+                        location: action.location.into(),
+                        problems: problems
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    });
+                }
+            }
+            let action_index = actions
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.name, i))
+                .collect();
+            connectors.push(Arc::new(ConnectorType {
+                registration,
+                actions,
+                action_index,
+                operators,
+                manifest: OnceLock::new(),
+            }));
+        }
+        Ok(Registry { connectors })
+    }
+}
+
+impl ConnectorType {
+    /// The connector's name.
+    pub fn name(&self) -> &'static str {
+        self.registration.name
+    }
+
+    /// What `#[connector]` registered.
+    pub fn registration(&self) -> &'static ConnectorRegistration {
+        self.registration
+    }
+
+    /// Every action, sorted by name (hidden ones included).
+    pub fn actions(&self) -> &[&'static ActionDef] {
+        &self.actions
+    }
+
+    /// The action with this name.
+    pub fn action(&self, name: &str) -> Option<&'static ActionDef> {
+        self.action_index.get(name).map(|&i| self.actions[i])
+    }
+
+    /// Every search operator, sorted.
+    pub fn operators(&self) -> &[&'static SearchOperatorDef] {
+        &self.operators
+    }
+
+    /// The search operator with this name.
+    pub fn operator(&self, name: &str) -> Option<&'static SearchOperatorDef> {
+        self.operators.iter().copied().find(|o| o.operator == name)
+    }
+
+    /// The manifest (built once, on first use).
+    pub fn manifest(&self) -> &Manifest {
+        self.manifest.get_or_init(|| self.build_manifest())
+    }
+
+    fn build_manifest(&self) -> Manifest {
+        let r = self.registration;
+        let actions: Vec<ActionManifest> = self
+            .actions
+            .iter()
+            .map(|a| ActionManifest {
+                name: a.name.into(),
+                description: a.description.into(),
+                mode: a.mode,
+                admin_only: a.admin_only,
+                hidden: a.hidden,
+                timeout_ms: a.timeout_ms,
+                input_schema: (a.input_schema)().to_value(),
+                output_schema: (a.output_schema)().to_value(),
+            })
+            .collect();
+        let search_operators: Vec<SearchOperatorManifest> = self
+            .operators
+            .iter()
+            .map(|o| SearchOperatorManifest {
+                operator: o.operator.into(),
+                attribute_key: o.attribute_key.into(),
+                value_type: o.value_type,
+                description: o.description.into(),
+            })
+            .collect();
+        let mut capabilities = vec!["cancellation", "deadlines", "events"];
+        if !actions.is_empty() {
+            capabilities.push("actions");
+        }
+        if actions.iter().any(|a| a.mode == Mode::Write) {
+            capabilities.push("write_actions");
+        }
+        if !search_operators.is_empty() {
+            capabilities.push("search_operators");
+        }
+        capabilities.sort_unstable();
+        Manifest {
+            spoke: MANIFEST_VERSION,
+            name: r.name.into(),
+            version: r.version.into(),
+            display_name: r.display_name.into(),
+            description: r.description.into(),
+            config: config_schema(r.config_fields),
+            actions,
+            search_operators,
+            capabilities: capabilities.into_iter().map(String::from).collect(),
+        }
+    }
+
+    /// The visible action names (for error messages and listings).
+    pub fn visible_action_names(&self) -> Vec<&'static str> {
+        self.actions
+            .iter()
+            .filter(|a| !a.hidden)
+            .map(|a| a.name)
+            .collect()
+    }
+}
