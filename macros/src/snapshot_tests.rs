@@ -1,2 +1,91 @@
+//! Expansion snapshots of the examples, in-process: every item carrying a
+//! Spoke attribute is expanded, pretty-printed and compared with the snapshot
+//! under `macros/src/snapshots/`. Review changes with `cargo insta review`
+//! (or `INSTA_UPDATE=always cargo test -p spoke-macros` and read the diff).
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+
+/// Expands every `#[connector]` / `#[action]` item of a source file, in order.
+fn expand_file(source: &str) -> String {
+    let file = syn::parse_file(source).expect("example parses");
+    let mut out = Vec::new();
+    for item in file.items {
+        let (attrs, rebuild): (
+            &Vec<syn::Attribute>,
+            fn(&syn::Item, Vec<syn::Attribute>) -> syn::Item,
+        ) = match &item {
+            syn::Item::Struct(s) => (&s.attrs, |i, a| {
+                let syn::Item::Struct(mut s) = i.clone() else {
+                    unreachable!()
+                };
+                s.attrs = a;
+                syn::Item::Struct(s)
+            }),
+            syn::Item::Impl(i) => (&i.attrs, |i, a| {
+                let syn::Item::Impl(mut im) = i.clone() else {
+                    unreachable!()
+                };
+                im.attrs = a;
+                syn::Item::Impl(im)
+            }),
+            syn::Item::Fn(f) => (&f.attrs, |i, a| {
+                let syn::Item::Fn(mut f) = i.clone() else {
+                    unreachable!()
+                };
+                f.attrs = a;
+                syn::Item::Fn(f)
+            }),
+            _ => continue,
+        };
+        let Some(pos) = attrs
+            .iter()
+            .position(|a| a.path().is_ident("connector") || a.path().is_ident("action"))
+        else {
+            continue;
+        };
+        let attr = &attrs[pos];
+        let args = match &attr.meta {
+            syn::Meta::List(list) => list.tokens.clone(),
+            _ => TokenStream::new(),
+        };
+        let is_action = attr.path().is_ident("action");
+        let mut rest = attrs.clone();
+        rest.remove(pos);
+        let tokens = rebuild(&item, rest).to_token_stream();
+        let expanded = if is_action {
+            crate::expand_free_action(args, tokens)
+        } else {
+            crate::expand_connector(args, tokens)
+        };
+        let parsed: syn::File = syn::parse2(expanded.clone())
+            .unwrap_or_else(|e| panic!("expansion does not parse: {e}\n{expanded}"));
+        assert!(
+            !expanded.to_string().contains("compile_error"),
+            "example expands with errors:\n{expanded}"
+        );
+        out.push(prettyplease::unparse(&parsed));
+    }
+    assert!(!out.is_empty(), "no Spoke item found");
+    out.join("\n// ----\n\n")
+}
+
+fn example(name: &str) -> String {
+    let path = format!("{}/../examples/{name}.rs", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
 #[test]
-fn placeholder() {}
+fn echo_expansion() {
+    insta::assert_snapshot!("echo", expand_file(&example("echo")));
+}
+
+#[test]
+fn files_expansion() {
+    insta::assert_snapshot!("files", expand_file(&example("files")));
+}
+
+#[test]
+fn faults_expansion() {
+    insta::assert_snapshot!("faults", expand_file(&example("faults")));
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! <bin> describe                 print the manifest as JSON (also: --describe)
 //! <bin> call <action> [JSON|-]   run one action in-process, print its output
+//! <bin> resolve <op> <value>     resolve a search operator's value
 //! <bin> check                    validate the config and report every problem
 //! <bin> actions                  list actions and search operators
 //! ```
@@ -54,6 +55,16 @@ enum Command {
         action: String,
         /// The input as a JSON object, or `-` to read it from stdin. Default `{}`.
         input: Option<String>,
+        /// Give up after this long, e.g. `30s`, `500ms`.
+        #[arg(long, value_parser = crate::duration::parse)]
+        timeout: Option<Duration>,
+    },
+    /// Resolve a search operator's value, e.g. `resolve ext rs`, and print the result as JSON.
+    Resolve {
+        /// The operator's name.
+        operator: String,
+        /// The value typed after `operator:`.
+        value: String,
         /// Give up after this long, e.g. `30s`, `500ms`.
         #[arg(long, value_parser = crate::duration::parse)]
         timeout: Option<Duration>,
@@ -135,7 +146,27 @@ async fn run(cli: Cli) -> ExitCode {
             action,
             input,
             timeout,
-        } => call(ty, source, &action, input.as_deref(), timeout).await,
+        } => {
+            let input = match input.as_deref() {
+                None => "{}".to_owned(),
+                Some("-") => match read_arg_file("-") {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return fail(
+                            EXIT_USAGE,
+                            format_args!("cannot read the input from stdin: {e}"),
+                        );
+                    }
+                },
+                Some(s) => s.to_owned(),
+            };
+            invoke(ty, source, Target::Action(&action, &input), timeout).await
+        }
+        Command::Resolve {
+            operator,
+            value,
+            timeout,
+        } => invoke(ty, source, Target::Operator(&operator, &value), timeout).await,
     }
 }
 
@@ -259,26 +290,18 @@ fn check(ty: &ConnectorType, source: &ConfigSource) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn call(
+/// What `call` or `resolve` runs.
+enum Target<'a> {
+    Action(&'a str, &'a str),
+    Operator(&'a str, &'a str),
+}
+
+async fn invoke(
     ty: Arc<ConnectorType>,
     source: ConfigSource,
-    action: &str,
-    input: Option<&str>,
+    target: Target<'_>,
     timeout: Option<Duration>,
 ) -> ExitCode {
-    let input = match input {
-        None => "{}".to_owned(),
-        Some("-") => match read_arg_file("-") {
-            Ok(s) => s,
-            Err(e) => {
-                return fail(
-                    EXIT_USAGE,
-                    format_args!("cannot read the input from stdin: {e}"),
-                );
-            }
-        },
-        Some(s) => s.to_owned(),
-    };
     let instance = match Instance::start(ty, source).await {
         Ok(i) => i,
         Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
@@ -291,7 +314,10 @@ async fn call(
             }
         }
     });
-    let mut ctx = Context::builder(format!("cli-{}", std::process::id()), action).events(tx);
+    let name = match target {
+        Target::Action(name, _) | Target::Operator(name, _) => name,
+    };
+    let mut ctx = Context::builder(format!("cli-{}", std::process::id()), name).events(tx);
     if let Some(t) = timeout {
         ctx = ctx.timeout(t);
     }
@@ -302,10 +328,16 @@ async fn call(
             interrupt.cancel();
         }
     });
-    let result = instance
-        .invoke(action, Input::Bytes(input.as_bytes()), ctx)
-        .await;
+    let result = match target {
+        Target::Action(action, input) => {
+            instance
+                .invoke(action, Input::Bytes(input.as_bytes()), ctx)
+                .await
+        }
+        Target::Operator(operator, value) => instance.resolve(operator, value, ctx).await,
+    };
     on_ctrl_c.abort();
+    drop(instance);
     let _ = printer.await;
     match result {
         Ok(output) => print_json(&output.to_value()),

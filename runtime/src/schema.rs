@@ -95,10 +95,10 @@ pub fn check_input_schema(schema: &Value) -> Vec<SchemaViolation> {
             ));
         }
     }
-    if let Some(dialect) = schema.get("$schema") {
-        if dialect != DIALECT {
-            out.push(violation("/$schema", &format!("dialect must be {DIALECT}")));
-        }
+    if let Some(dialect) = schema.get("$schema")
+        && dialect != DIALECT
+    {
+        out.push(violation("/$schema", &format!("dialect must be {DIALECT}")));
     }
     find_refs(schema, &mut String::new(), &mut out);
     out
