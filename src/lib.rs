@@ -43,3 +43,8 @@ pub mod prelude {
     pub use spoke_macros::{action, connector, search_operator};
     pub use spoke_runtime::{ActionError, Context, ErrorCode, Secret};
 }
+
+/// The README's Rust examples, compiled as doctests so they never rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
