@@ -70,7 +70,11 @@ enum Command {
         timeout: Option<Duration>,
     },
     /// Validate the configuration and report every problem.
-    Check,
+    Check {
+        /// Also build the connector and run its init hook (which may reach outside systems).
+        #[arg(long)]
+        init: bool,
+    },
     /// List actions and search operators.
     Actions {
         /// Include hidden actions.
@@ -141,7 +145,19 @@ async fn run(cli: Cli) -> ExitCode {
     match command {
         Command::Describe => describe(&ty),
         Command::Actions { all } => actions(&ty, all),
-        Command::Check => check(&ty, &source),
+        Command::Check { init } => {
+            let code = check(&ty, &source);
+            if !init || code != ExitCode::SUCCESS {
+                return code;
+            }
+            match Instance::start(ty, source).await {
+                Ok(_) => {
+                    println!("init ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
+            }
+        }
         Command::Call {
             action,
             input,
