@@ -3,16 +3,23 @@
 //!
 //! The same model serves methods in a `#[connector]` impl (`&self`) and free
 //! functions declared with `#[action(connector = Type)]` (`conn: &Type`).
+//!
+//! Type rules (inputs `Deserialize + JsonSchema`, outputs `Serialize +
+//! JsonSchema`, errors `Into<ActionError>`) are left to the type system: each
+//! is one `const _: () = assert_*::<UserType>();` with the user's type tokens,
+//! so a broken rule is one error at the user's type with the message of the
+//! trait in `__private`. Every other use of those types goes through
+//! `__private::Probe`, which falls back silently when a rule is broken, and
+//! the named parameters live in a generic struct, so nothing else repeats the
+//! error.
 
-use darling::Error;
-use darling::error::Accumulator;
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
+use quote::{format_ident, quote};
 use syn::{Attribute, FnArg, Ident, LitStr, Pat, ReturnType, Signature, Type};
 
 use crate::attrs::{ActionArgs, SearchOperatorArgs};
 use crate::docs::{doc_of, split_arguments};
+use crate::errors::Errors;
 use crate::{names, types};
 
 /// How the connector reaches the fn.
@@ -25,6 +32,8 @@ pub enum Owner {
 }
 
 /// One argument slot of the user's fn, after the receiver.
+// One model per fn, built once per macro call: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Slot {
     Ctx,
     Param(Param),
@@ -38,10 +47,17 @@ pub struct Param {
 }
 
 /// What the fn returns.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     Unit,
     Plain(Type),
-    Result(Type),
+    /// `Result<ok, err>`; `err` is `None` when written through an alias such
+    /// as `anyhow::Result<T>`, and then `whole` is checked instead.
+    Result {
+        whole: Type,
+        ok: Type,
+        err: Option<Type>,
+    },
 }
 
 /// Action or search operator specifics.
@@ -75,34 +91,39 @@ pub struct ActionFn {
 }
 
 const INPUT_ATTR: &str = "input";
+const VALUE_TYPES: [&str; 3] = ["text", "person", "datetime"];
 
 /// Parses an action's attribute arguments and signature.
 pub fn parse_action(
-    errors: &mut Accumulator,
+    errors: &mut Errors,
     args: ActionArgs,
     attrs: &[Attribute],
     sig: &Signature,
     owner: Owner,
 ) -> Option<ActionFn> {
     if let (true, true) = (args.read.is_present(), args.write.is_present()) {
-        errors.push(
-            Error::custom("an action is `read` or `write`, not both").with_span(&args.write.span()),
+        errors.at(
+            args.write.span(),
+            "an action is `read` or `write`, not both: `read` if it only looks, `write` if it changes anything",
         );
     }
-    let timeout_ms =
-        args.timeout
-            .as_ref()
-            .and_then(|lit| match crate::duration::parse(&lit.value()) {
-                Ok(d) if d.is_zero() => {
-                    errors.push(Error::custom("timeout must be greater than zero").with_span(lit));
-                    None
-                }
-                Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                Err(e) => {
-                    errors.push(Error::custom(e).with_span(lit));
-                    None
-                }
-            });
+    let timeout_ms = args.timeout.as_ref().and_then(|lit| {
+        let text = lit.value();
+        match crate::duration::parse(&text) {
+            Ok(d) if d.is_zero() => {
+                errors.spanned(
+                    lit,
+                    "timeout must be greater than zero, e.g. `timeout = \"30s\"`",
+                );
+                None
+            }
+            Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            Err(e) => {
+                errors.spanned(lit, timeout_error(&text, &e));
+                None
+            }
+        }
+    });
     let kind = Kind::Action {
         read: args.read.is_present(),
         admin_only: args.admin_only.is_present(),
@@ -112,11 +133,44 @@ pub fn parse_action(
     parse_fn(errors, kind, args.name, args.description, attrs, sig, owner)
 }
 
+/// The message for a timeout that does not parse, with a fix when one is clear.
+fn timeout_error(text: &str, parse_error: &str) -> String {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = (&trimmed[..digits], trimmed[digits..].trim());
+    let known = match unit.to_ascii_lowercase().as_str() {
+        "ms" | "msec" | "msecs" | "milli" | "millis" | "millisecond" | "milliseconds" => Some("ms"),
+        "s" | "sec" | "secs" | "second" | "seconds" => Some("s"),
+        "m" | "min" | "mins" | "minute" | "minutes" => Some("m"),
+        "h" | "hr" | "hrs" | "hour" | "hours" => Some("h"),
+        _ => None,
+    };
+    let example =
+        "a number and a unit, e.g. `timeout = \"30s\"` (units: ms, s, m, h; combine as `1m30s`)";
+    match (number.is_empty(), unit.is_empty(), known) {
+        (false, false, Some(unit)) => {
+            format!("invalid timeout `{text}`: write `{number}{unit}`")
+        }
+        (false, false, None) => {
+            format!("invalid timeout `{text}`: unknown unit `{unit}`; write {example}")
+        }
+        (false, true, _) => format!("invalid timeout `{text}`: missing unit; write {example}"),
+        _ => {
+            let reason = parse_error
+                .strip_prefix(&format!("invalid duration `{text}`: "))
+                .unwrap_or(parse_error);
+            format!("invalid timeout `{text}`: {reason}; write {example}")
+        }
+    }
+}
+
 /// Parses a search operator's attribute arguments and signature.
 pub fn parse_operator(
-    errors: &mut Accumulator,
+    errors: &mut Errors,
     args: SearchOperatorArgs,
-    attr_span: Span,
+    attr: &Attribute,
     attrs: &[Attribute],
     sig: &Signature,
     owner: Owner,
@@ -124,7 +178,20 @@ pub fn parse_operator(
     let attribute = match &args.attribute {
         Some(a) => a.value(),
         None => {
-            errors.push(Error::custom(format!("`#[search_operator]` needs the attribute it filters on: `#[search_operator(attribute = \"{}\")]`", sig.ident)).with_span(&attr_span));
+            let keep = match &attr.meta {
+                syn::Meta::List(list) if !list.tokens.is_empty() => {
+                    let tokens = &list.tokens;
+                    format!(", {tokens}")
+                }
+                _ => String::new(),
+            };
+            errors.spanned(
+                attr,
+                format!(
+                    "`#[search_operator]` needs the attribute it filters on: `#[search_operator(attribute = \"{}\"{keep})]`",
+                    types::unraw(&sig.ident)
+                ),
+            );
             String::new()
         }
     };
@@ -132,12 +199,17 @@ pub fn parse_operator(
         None => "text".to_owned(),
         Some(lit) => {
             let v = lit.value();
-            if !["text", "person", "datetime"].contains(&v.as_str()) {
-                let hint = ["text", "person", "datetime"]
+            if !VALUE_TYPES.contains(&v.as_str()) {
+                let hint = VALUE_TYPES
                     .into_iter()
                     .min_by_key(|k| strsim::levenshtein(k, &v))
                     .unwrap_or("text");
-                errors.push(Error::custom(format!("unknown value_type `{v}`: expected `text`, `person` or `datetime`; did you mean `{hint}`?")).with_span(lit));
+                errors.spanned(
+                    lit,
+                    format!(
+                        "unknown value_type `{v}`: expected `text`, `person` or `datetime`; did you mean `{hint}`?"
+                    ),
+                );
             }
             v
         }
@@ -154,25 +226,17 @@ pub fn parse_operator(
         sig,
         owner,
     )?;
-    let inputs: Vec<&Param> = op
-        .slots
-        .iter()
-        .filter_map(|s| {
-            if let Slot::Param(p) = s {
-                Some(p)
-            } else {
-                None
-            }
-        })
-        .collect();
-    if inputs.len() != 1 || op.whole_input {
-        errors.push(Error::custom("a search operator takes exactly one value parameter, e.g. `fn ext(&self, value: String)`").with_span(&sig.paren_token.span.join()));
+    if op.params().count() != 1 || op.whole_input {
+        errors.at(
+            sig.paren_token.span.join(),
+            "a search operator takes exactly one value parameter, e.g. `fn ext(&self, value: String)`",
+        );
     }
     Some(op)
 }
 
 fn parse_fn(
-    errors: &mut Accumulator,
+    errors: &mut Errors,
     kind: Kind,
     name: Option<LitStr>,
     description: Option<LitStr>,
@@ -182,44 +246,48 @@ fn parse_fn(
 ) -> Option<ActionFn> {
     let (doc_description, arg_docs) = split_arguments(&doc_of(attrs));
     let (name, name_span) = match name {
-        Some(lit) => (lit.value(), lit.span()),
+        Some(lit) => {
+            if lit.value().is_empty() {
+                errors.spanned(&lit, "the name must not be empty");
+            }
+            (lit.value(), lit.span())
+        }
         None => (types::unraw(&sig.ident), sig.ident.span()),
     };
-    if name.is_empty() {
-        errors.push(Error::custom("the name must not be empty").with_span(&name_span));
-    }
     if !sig.generics.params.is_empty() {
-        errors.push(Error::custom("an action cannot be generic: its input and output types must be known to build its schemas").with_span(&sig.generics));
+        errors.spanned(
+            &sig.generics,
+            "an action cannot be generic: its input and output types must be known to build its schemas",
+        );
     }
     if let Some(v) = &sig.variadic {
-        errors.push(Error::custom("variadic parameters are not supported").with_span(v));
+        errors.spanned(v, "variadic parameters are not supported");
     }
 
     let mut inputs = sig.inputs.iter();
     match (&owner, inputs.next()) {
         (Owner::Method(_), Some(FnArg::Receiver(r))) => {
             if r.reference.is_none() || r.mutability.is_some() || r.colon_token.is_some() {
-                let what = if r.mutability.is_some() {
+                let what = if r.reference.is_some() && r.mutability.is_some() {
                     "`&mut self`"
                 } else {
                     "this receiver"
                 };
-                errors.push(
-                    Error::custom(format!(
+                errors.spanned(
+                    r,
+                    format!(
                         "{what} is not allowed: actions take `&self`, because one connector serves many calls at once; keep mutable state behind a `Mutex` or an atomic"
-                    ))
-                    .with_span(r),
+                    ),
                 );
             }
         }
-        (Owner::Method(_), first) => {
-            let at = first.map(|f| f.span()).unwrap_or(sig.ident.span());
-            errors.push(
-                Error::custom(format!(
-                    "`{}` has no `self`: an action in a `#[connector]` impl takes `&self` first",
-                    sig.ident
-                ))
-                .with_span(&at),
+        (Owner::Method(_), _) => {
+            errors.at(
+                sig.paren_token.span.join(),
+                format!(
+                    "`{}` has no `self`: an action in a `#[connector]` impl is a method, so it takes `&self` first: `fn {}(&self, ...)`",
+                    sig.ident, sig.ident
+                ),
             );
             // Put the first argument back: it is a parameter.
             inputs = sig.inputs.iter();
@@ -228,14 +296,14 @@ fn parse_fn(
             Some(FnArg::Typed(pt)) if matches!(&*pt.ty, Type::Reference(r) if r.mutability.is_none()) =>
                 {}
             other => {
-                let at = other.map(|f| f.span()).unwrap_or(sig.ident.span());
                 let conn = quote!(#path).to_string().replace(' ', "");
-                errors.push(
-                    Error::custom(format!(
-                        "the first parameter of a free action is its connector: `conn: &{conn}`"
-                    ))
-                    .with_span(&at),
+                let message = format!(
+                    "the first parameter of a free action is its connector: `conn: &{conn}`"
                 );
+                match other {
+                    Some(arg) => errors.spanned(arg, message),
+                    None => errors.at(sig.paren_token.span.join(), message),
+                }
             }
         },
     }
@@ -245,16 +313,19 @@ fn parse_fn(
     let mut ctx_seen = false;
     for input in inputs {
         let FnArg::Typed(pt) = input else {
-            errors.push(Error::custom("`self` must come first").with_span(input));
+            errors.spanned(input, "`self` must come first");
             continue;
         };
         let is_input = pt.attrs.iter().any(|a| a.path().is_ident(INPUT_ATTR));
         if let Type::Reference(r) = &*pt.ty {
             let names_context = matches!(&*r.elem, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Context"));
             if !names_context || r.mutability.is_some() {
-                errors.push(Error::custom("inputs are owned values (write `String`, not `&str`); the only reference parameter an action takes is `ctx: &Context`").with_span(&pt.ty));
+                errors.spanned(
+                    &pt.ty,
+                    "inputs are owned values (write `String`, not `&str`); the only reference parameter an action takes is `ctx: &Context`",
+                );
             } else if ctx_seen {
-                errors.push(Error::custom("`&Context` is taken twice; keep one").with_span(&pt.ty));
+                errors.spanned(&pt.ty, "`&Context` is taken twice; keep one");
             }
             ctx_seen = true;
             slots.push(Slot::Ctx);
@@ -263,13 +334,16 @@ fn parse_fn(
         let ident = match &*pt.pat {
             Pat::Ident(pi) if pi.subpat.is_none() => pi.ident.clone(),
             other => {
-                errors.push(Error::custom("an action parameter needs a plain name: it becomes a property of the input object").with_span(other));
+                errors.spanned(
+                    other,
+                    "an action parameter needs a plain name: it becomes a property of the input object",
+                );
                 continue;
             }
         };
         let key = types::unraw(&ident);
         if let Some(why) = names::reserved_param(&key) {
-            errors.push(Error::custom(format!("parameter name `{key}` {why}")).with_span(&ident));
+            errors.spanned(&ident, format!("parameter name `{key}` {why}"));
         }
         if is_input {
             whole_input = true;
@@ -283,18 +357,20 @@ fn parse_fn(
     }
     let params = slots.iter().filter(|s| matches!(s, Slot::Param(_))).count();
     if whole_input && params != 1 {
-        errors.push(
-            Error::custom(
-                "`#[input]` takes the whole input object, so it must be the only input parameter",
-            )
-            .with_span(&sig.paren_token.span.join()),
+        errors.at(
+            sig.paren_token.span.join(),
+            "`#[input]` takes the whole input object, so it must be the only input parameter",
         );
     }
 
     let output = match &sig.output {
         ReturnType::Default => Output::Unit,
         ReturnType::Type(_, ty) => match types::result_args(ty) {
-            Some(args) => Output::Result(args[0].clone()),
+            Some(args) => Output::Result {
+                whole: (**ty).clone(),
+                ok: args[0].clone(),
+                err: args.get(1).map(|e| (*e).clone()),
+            },
             None => Output::Plain((**ty).clone()),
         },
     };
@@ -316,6 +392,22 @@ fn parse_fn(
         whole_input,
         output,
     })
+}
+
+/// The imports every block of generated actions starts with: the `Probe`
+/// traits the invoke fns and schema fns call through, and `Into` for
+/// schemars' derive, which calls `.into()` unqualified (crates with
+/// `#![no_implicit_prelude]` have no `Into` in scope otherwise).
+pub fn block_imports(krate: &syn::Path) -> TokenStream {
+    quote! {
+        #[allow(unused_imports)]
+        use #krate::__private::{
+            ProbeInput as _, ProbeInputFallback as _, ProbeOutput as _,
+            ProbeOutputFallback as _, ProbeResult as _, ProbeResultFallback as _,
+        };
+        #[allow(unused_imports)]
+        use ::core::convert::Into as _;
+    }
 }
 
 /// Removes `#[input]` from parameters (it is ours, not rustc's).
@@ -345,13 +437,27 @@ impl ActionFn {
         }
     }
 
-    /// The input type, the items that define it, and how to bind its parts.
-    fn input(&self, p: &TokenStream, krate: &syn::Path) -> (TokenStream, TokenStream, TokenStream) {
+    /// The input type, the items that define and check it, and how to bind
+    /// its parts.
+    ///
+    /// Named parameters become the fields of a struct that is generic over
+    /// their types: its derives then hold for exactly the types that follow
+    /// the rule, and a parameter that does not is reported once, by its
+    /// `assert_input`, instead of by every line of serde's and schemars'
+    /// generated code.
+    fn input(
+        &self,
+        p: &TokenStream,
+        krate: &syn::Path,
+    ) -> (TokenStream, Vec<TokenStream>, TokenStream) {
+        let checks: Vec<TokenStream> = self
+            .params()
+            .map(|Param { ty, .. }| quote!(const _: () = #p::assert_input::<#ty>();))
+            .collect();
         if self.whole_input {
             let param = self.params().next().expect("checked: exactly one");
             let (ident, ty) = (&param.ident, &param.ty);
-            let check = quote_spanned!(ty.span()=> const _: () = #p::assert_input::<#ty>(););
-            return (quote!(#ty), check, quote!(let #ident = __spoke_args;));
+            return (quote!(#ty), checks, quote!(let #ident = __spoke_args;));
         }
         let input_ident = format_ident!("__SpokeInput_{}", self.fn_ident);
         let serde_crate = format!("{}", quote!(#krate::__private::serde));
@@ -360,33 +466,73 @@ impl ActionFn {
         let rename = self
             .is_operator()
             .then(|| quote!(#[serde(rename = "value")]));
-        let fields = self.params().map(|Param { ident, ty, doc }| {
-            let doc = doc.as_ref().map(|d| quote!(#[doc = #d]));
-            quote!(#doc #rename #ident: #ty)
-        });
-        let idents: Vec<&Ident> = self.params().map(|p| &p.ident).collect();
-        let def = quote! {
+        let params: Vec<&Param> = self.params().collect();
+        let type_params: Vec<Ident> = (0..params.len())
+            .map(|i| format_ident!("__SpokeT{}", i))
+            .collect();
+        let fields = params
+            .iter()
+            .zip(&type_params)
+            .map(|(Param { ident, doc, .. }, tp)| {
+                let doc = doc.as_ref().map(|d| quote!(#[doc = #d]));
+                quote!(#doc #rename #ident: #tp)
+            });
+        let idents = params.iter().map(|p| &p.ident);
+        let tys = params.iter().map(|p| &p.ty);
+        let (def_generics, use_generics) = if params.is_empty() {
+            (quote!(), quote!())
+        } else {
+            (quote!(<#(#type_params),*>), quote!(<#(#tys),*>))
+        };
+        let mut items = vec![quote! {
             #[derive(#p::serde::Deserialize, #p::schemars::JsonSchema)]
             #[serde(crate = #serde_crate, deny_unknown_fields)]
             #[schemars(crate = #schemars_crate)]
             #[allow(non_camel_case_types)]
-            struct #input_ident { #(#fields),* }
-        };
+            struct #input_ident #def_generics { #(#fields),* }
+        }];
+        items.extend(checks);
         (
-            quote!(#input_ident),
-            def,
+            quote!(#input_ident #use_generics),
+            items,
             quote!(let #input_ident { #(#idents),* } = __spoke_args;),
         )
     }
 
-    /// The generated items (input type, invoke fn) and the table entry.
+    /// The output (`Ok`) type, the checks of the output and error types, and
+    /// the expression that encodes `__spoke_ret`.
+    fn output(&self, p: &TokenStream) -> (TokenStream, Vec<TokenStream>, TokenStream) {
+        match &self.output {
+            Output::Unit => (quote!(()), Vec::new(), quote!(#p::encode(&__spoke_ret))),
+            Output::Plain(ty) => (
+                quote!(#ty),
+                vec![quote!(const _: () = #p::assert_plain_output::<#ty>();)],
+                quote!((&#p::Probe::<#ty>::new()).encode_output(&__spoke_ret)),
+            ),
+            Output::Result { whole, ok, err } => {
+                let err_check = match err {
+                    Some(err) => quote!(const _: () = #p::assert_error::<#err>();),
+                    None => quote!(const _: () = #p::assert_result::<#whole>();),
+                };
+                (
+                    quote!(#ok),
+                    vec![quote!(const _: () = #p::assert_output::<#ok>();), err_check],
+                    quote!((&#p::probe_of(&__spoke_ret)).encode_result(__spoke_ret)),
+                )
+            }
+        }
+    }
+
+    /// The generated items (input type, checks, invoke fn) and the table
+    /// entry. They go in a block that starts with [`block_imports`].
     pub fn expand(&self, krate: &syn::Path) -> (TokenStream, TokenStream) {
         let p = quote!(#krate::__private);
         let cfg = &self.cfg;
         let fn_ident = &self.fn_ident;
         let invoke_ident = format_ident!("__spoke_invoke_{}", fn_ident);
         let conn_ty = self.conn_ty();
-        let (input_ty, input_def, bind) = self.input(&p, krate);
+        let (input_ty, input_items, bind) = self.input(&p, krate);
+        let (out_ty, output_checks, encode) = self.output(&p);
 
         let args = self.slots.iter().map(|slot| match slot {
             Slot::Ctx => quote!(&__spoke_ctx),
@@ -398,17 +544,6 @@ impl ActionFn {
         let call = match &self.owner {
             Owner::Method(ty) => quote!(<#ty>::#fn_ident(&*__spoke_conn, #(#args),*)),
             Owner::Free(_) => quote!(#fn_ident(&*__spoke_conn, #(#args),*)),
-        };
-        let (out_ty, encode) = match &self.output {
-            Output::Unit => (quote!(()), quote!(#p::encode(&__spoke_ret))),
-            Output::Plain(ty) => (
-                quote!(#ty),
-                quote_spanned!(ty.span()=> #p::encode::<#ty>(&__spoke_ret)),
-            ),
-            Output::Result(ty) => (
-                quote!(#ty),
-                quote_spanned!(ty.span()=> #p::encode_result::<#ty, _>(__spoke_ret)),
-            ),
         };
         let body = if self.is_async {
             quote!(#p::Box::pin(async move {
@@ -423,14 +558,18 @@ impl ActionFn {
                 #encode
             }))
         };
+        // Every generated item carries the fn's `#[cfg]`s.
+        let checked = input_items
+            .iter()
+            .chain(&output_checks)
+            .map(|item| quote!(#(#cfg)* #item));
         let items = quote! {
-            #(#cfg)*
-            #input_def
+            #(#checked)*
 
             #(#cfg)*
             #[allow(non_snake_case, unused_variables, clippy::needless_borrow)]
             fn #invoke_ident(__spoke_conn: #p::AnyConnector, __spoke_input: #p::Input<'_>, __spoke_ctx: #p::Context) -> #p::ActionFuture {
-                let __spoke_args: #input_ty = match #p::decode::<#input_ty>(__spoke_input) {
+                let __spoke_args: #input_ty = match (&#p::Probe::<#input_ty>::new()).decode_input(__spoke_input) {
                     ::core::result::Result::Ok(__spoke_v) => __spoke_v,
                     ::core::result::Result::Err(__spoke_e) => return #p::ready(::core::result::Result::Err(__spoke_e)),
                 };
@@ -441,8 +580,7 @@ impl ActionFn {
 
         let name = &self.name;
         let description = &self.description;
-        let location =
-            quote_spanned!(self.name_span=> ::core::concat!(::core::file!(), ":", ::core::line!()));
+        let location = quote::quote_spanned!(self.name_span=> ::core::concat!(::core::file!(), ":", ::core::line!()));
         let entry = match &self.kind {
             Kind::Action {
                 read,
@@ -459,7 +597,6 @@ impl ActionFn {
                     Some(ms) => quote!(::core::option::Option::Some(#ms)),
                     None => quote!(::core::option::Option::None),
                 };
-                let input_schema = quote!(#p::input_schema_for::<#input_ty>);
                 quote! {
                     #(#cfg)*
                     #p::ActionDef {
@@ -469,8 +606,8 @@ impl ActionFn {
                         admin_only: #admin_only,
                         hidden: #hidden,
                         timeout_ms: #timeout,
-                        input_schema: #input_schema,
-                        output_schema: #p::output_schema_for::<#out_ty>,
+                        input_schema: || (&#p::Probe::<#input_ty>::new()).input_schema(),
+                        output_schema: || (&#p::Probe::<#out_ty>::new()).output_schema(),
                         invoke: #invoke_ident,
                         location: #location,
                     }

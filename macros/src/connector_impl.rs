@@ -1,16 +1,13 @@
 //! `#[connector]` on an impl block: collect its `#[action]` and
 //! `#[search_operator]` methods, check them, and register them.
 
-use std::collections::HashMap;
-
-use darling::Error;
-use proc_macro2::{Span, TokenStream};
-use quote::quote;
-use syn::spanned::Spanned;
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
 use syn::{ImplItem, ItemImpl};
 
 use crate::action::{self, ActionFn, Owner};
 use crate::attrs::{self, ActionArgs, ConnectorImplArgs, SearchOperatorArgs};
+use crate::errors::Errors;
 
 /// A parsed `#[connector] impl` block.
 pub struct ConnectorImpl {
@@ -18,6 +15,9 @@ pub struct ConnectorImpl {
     pub krate: syn::Path,
     pub actions_const: Option<syn::Ident>,
     pub fns: Vec<ActionFn>,
+    /// Name clashes between fns under different `#[cfg]`s: errors only when
+    /// both are compiled in, so they are emitted behind both cfgs.
+    pub conditional_clashes: Vec<TokenStream>,
 }
 
 fn is_ours(attr: &syn::Attribute) -> bool {
@@ -25,21 +25,19 @@ fn is_ours(attr: &syn::Attribute) -> bool {
 }
 
 /// Parses and checks the impl block.
-pub fn parse(args: TokenStream, item: &ItemImpl) -> darling::Result<ConnectorImpl> {
-    let mut errors = Error::accumulator();
+pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
+    let mut errors = Errors::new();
     let args: ConnectorImplArgs = errors.handle(attrs::from_tokens(args)).unwrap_or_default();
     if let Some((_, path, _)) = &item.trait_ {
-        errors.push(
-            Error::custom(
-                "`#[connector]` goes on the connector's own `impl` block, not on a trait impl",
-            )
-            .with_span(path),
+        errors.spanned(
+            path,
+            "`#[connector]` goes on the connector's own `impl` block, not on a trait impl",
         );
     }
     if !item.generics.params.is_empty() {
-        errors.push(
-            Error::custom("a connector cannot be generic: the registry needs one concrete type")
-                .with_span(&item.generics),
+        errors.spanned(
+            &item.generics,
+            "a connector cannot be generic: the registry needs one concrete type",
         );
     }
     let owner = Owner::Method((*item.self_ty).clone());
@@ -51,15 +49,15 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> darling::Result<ConnectorImp
         let mut ours = method.attrs.iter().filter(|a| is_ours(a));
         let Some(attr) = ours.next() else { continue };
         if let Some(second) = ours.next() {
-            errors.push(
-                Error::custom("a fn is either an `#[action]` or a `#[search_operator]`, once")
-                    .with_span(second),
+            errors.spanned(
+                second,
+                "a fn is either an `#[action]` or a `#[search_operator]`, once",
             );
         }
         let parsed = if attr.path().is_ident("action") {
             let args: ActionArgs = errors.handle(attrs::from_attr(attr)).unwrap_or_default();
             if let Some(conn) = &args.connector {
-                errors.push(Error::custom("`connector = ...` is for free functions; inside a `#[connector]` impl the connector is `Self`").with_span(&conn.0));
+                errors.spanned(&conn.0, "`connector = ...` is for free functions; inside a `#[connector]` impl the connector is `Self`");
             }
             action::parse_action(&mut errors, args, &method.attrs, &method.sig, owner.clone())
         } else {
@@ -68,7 +66,7 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> darling::Result<ConnectorImp
             action::parse_operator(
                 &mut errors,
                 args,
-                attr.span(),
+                attr,
                 &method.attrs,
                 &method.sig,
                 owner.clone(),
@@ -76,7 +74,7 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> darling::Result<ConnectorImp
         };
         fns.extend(parsed);
     }
-    check_unique(&mut errors, &fns);
+    let conditional_clashes = check_unique(&mut errors, &fns);
     errors.finish_with(ConnectorImpl {
         self_ty: (*item.self_ty).clone(),
         krate: args
@@ -85,28 +83,50 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> darling::Result<ConnectorImp
             .unwrap_or_else(|| syn::parse_quote!(::spoke)),
         actions_const: args.actions,
         fns,
+        conditional_clashes,
     })
 }
 
-/// Two actions (or two operators) with one name in one impl block.
-fn check_unique(errors: &mut darling::error::Accumulator, fns: &[ActionFn]) {
-    let mut seen: HashMap<(bool, &str), Span> = HashMap::new();
-    for f in fns {
-        if seen
-            .insert((f.is_operator(), &f.name), f.name_span)
-            .is_some()
-        {
-            let kind = if f.is_operator() {
-                "search operator"
-            } else {
-                "action"
-            };
-            errors.push(
-                Error::custom(format!("duplicate {kind} name `{}`: another {kind} in this impl already has it; rename one with `name = \"...\"`", f.name))
-                    .with_span(&f.name_span),
-            );
+/// Two actions (or two operators) with one name in one impl block: an error
+/// at the second name. When `#[cfg]`s are involved the clash may never be
+/// compiled (`#[cfg(unix)]` / `#[cfg(windows)]`), so it becomes a
+/// `compile_error!` behind both fns' cfgs, returned for the expansion.
+fn check_unique(errors: &mut Errors, fns: &[ActionFn]) -> Vec<TokenStream> {
+    let mut conditional = Vec::new();
+    for (i, f) in fns.iter().enumerate() {
+        let Some(first) = fns[..i]
+            .iter()
+            .find(|g| g.is_operator() == f.is_operator() && g.name == f.name)
+        else {
+            continue;
+        };
+        let kind = if f.is_operator() {
+            "search operator"
+        } else {
+            "action"
+        };
+        let message = format!(
+            "duplicate {kind} name `{}`: `fn {}` above already has it; rename one with `name = \"...\"`",
+            f.name, first.fn_ident
+        );
+        if f.cfg.is_empty() && first.cfg.is_empty() {
+            errors.at(f.name_span, message);
+            continue;
         }
+        let predicates = first
+            .cfg
+            .iter()
+            .chain(&f.cfg)
+            .filter_map(|attr| match &attr.meta {
+                syn::Meta::List(list) => Some(&list.tokens),
+                _ => None,
+            });
+        conditional.push(quote_spanned! {f.name_span=>
+            #[cfg(all(#(#predicates),*))]
+            ::core::compile_error! { #message }
+        });
     }
+    conditional
 }
 
 /// The impl block as written, minus our attributes.
@@ -126,6 +146,8 @@ pub fn expand(model: &ConnectorImpl) -> TokenStream {
     let krate = &model.krate;
     let p = quote!(#krate::__private);
     let self_ty = &model.self_ty;
+    let clashes = &model.conditional_clashes;
+    let imports = action::block_imports(krate);
     let mut items = Vec::new();
     let mut actions = Vec::new();
     let mut operators = Vec::new();
@@ -147,15 +169,19 @@ pub fn expand(model: &ConnectorImpl) -> TokenStream {
     };
     match &model.actions_const {
         None => quote! {
+            #(#clashes)*
             const _: () = {
+                #imports
                 #(#items)*
                 #p::inventory::submit! { #set }
             };
         },
         Some(name) => quote! {
+            #(#clashes)*
             impl #self_ty {
                 /// The actions and search operators of this impl block, for manual registration.
                 pub const #name: #p::ActionSet = {
+                    #imports
                     #(#items)*
                     #set
                 };

@@ -1,7 +1,6 @@
 //! `#[connector(...)]` on a struct: parse the struct and its `#[config_field]`s,
 //! check the rules, generate the `Connector` impl and its registration.
 
-use darling::Error;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -9,6 +8,7 @@ use syn::{Attribute, Fields, Ident, ItemStruct, LitStr, Type};
 
 use crate::attrs::{self, ConfigFieldArgs, ConnectorArgs, DefaultArg};
 use crate::docs::doc_of;
+use crate::errors::Errors;
 use crate::{names, types};
 
 /// A parsed connector struct.
@@ -54,9 +54,14 @@ pub struct ConfigField {
 const HELPER: &str = "config_field";
 
 /// Parses and checks; errors are accumulated, each at the user's token.
-pub fn parse(args: TokenStream, item: &ItemStruct) -> darling::Result<ConnectorStruct> {
-    let mut errors = Error::accumulator();
-    let args: ConnectorArgs = errors.handle(attrs::from_tokens(args)).unwrap_or_default();
+pub fn parse(args: TokenStream, item: &ItemStruct) -> syn::Result<ConnectorStruct> {
+    let mut errors = Errors::new();
+    let parsed = errors.handle(attrs::from_tokens::<ConnectorArgs>(args));
+    // When the arguments do not parse (say `nmae = "x"`), their error (with its
+    // "did you mean `name`?") is the one to show: a "missing `name`" on top
+    // would only repeat it.
+    let args_ok = parsed.is_some();
+    let args = parsed.unwrap_or_default();
     let krate = args
         .krate
         .map(|p| p.0)
@@ -66,31 +71,31 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> darling::Result<ConnectorS
         Some(lit) => {
             let value = lit.value();
             if !names::is_valid_connector_name(&value) {
-                errors.push(
-                    Error::custom(format!(
+                errors.spanned(
+                    lit,
+                    format!(
                         "invalid connector name `{value}`: names match `[a-z][a-z0-9_-]*`; try `{}`",
                         names::suggest_connector_name(&value)
-                    ))
-                    .with_span(lit),
+                    ),
                 );
             }
             value
         }
         None => {
             let suggestion = names::suggest_connector_name(&item.ident.to_string());
-            errors.push(
-                Error::custom(format!(
-                    "missing `name`: write `#[connector(name = \"{suggestion}\")]`"
-                ))
-                .with_span(&item.ident),
-            );
+            if args_ok {
+                errors.spanned(
+                    &item.ident,
+                    format!("missing `name`: write `#[connector(name = \"{suggestion}\")]`"),
+                );
+            }
             suggestion
         }
     };
     if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
-        errors.push(
-            Error::custom("a connector cannot be generic: the registry needs one concrete type; put the type parameter in a state field's type instead")
-                .with_span(&item.generics),
+        errors.spanned(
+            &item.generics,
+            "a connector cannot be generic: the registry needs one concrete type; put the type parameter in a state field's type instead",
         );
     }
 
@@ -98,14 +103,16 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> darling::Result<ConnectorS
         Fields::Named(named) => Some(&named.named),
         Fields::Unit => None,
         Fields::Unnamed(unnamed) => {
-            let at = unnamed
+            let message = "`#[config_field]` needs a named field: a connector is a struct with named fields, e.g. `struct Files { root: PathBuf }`";
+            match unnamed
                 .unnamed
                 .iter()
                 .flat_map(|f| &f.attrs)
                 .find(|a| a.path().is_ident(HELPER))
-                .map(|a| a.span())
-                .unwrap_or(unnamed.span());
-            errors.push(Error::custom("`#[config_field]` needs a named field: a connector is a struct with named fields, e.g. `struct Files { root: PathBuf }`").with_span(&at));
+            {
+                Some(attr) => errors.spanned(attr, message),
+                None => errors.at(unnamed.paren_token.span.join(), message),
+            }
             None
         }
     };
@@ -126,9 +133,9 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> darling::Result<ConnectorS
             None => FieldKind::State,
             Some(attr) => {
                 if let Some(second) = helpers.next() {
-                    errors.push(
-                        Error::custom("duplicate `#[config_field]`: merge the two into one")
-                            .with_span(second),
+                    errors.spanned(
+                        second,
+                        "duplicate `#[config_field]`: merge the two into one",
                     );
                 }
                 let args: ConfigFieldArgs =
@@ -166,7 +173,7 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> darling::Result<ConnectorS
 }
 
 fn config_field(
-    errors: &mut darling::error::Accumulator,
+    errors: &mut Errors,
     connector: &str,
     ident: &Ident,
     field: &syn::Field,
@@ -177,17 +184,13 @@ fn config_field(
         Some(lit) => {
             let env = lit.value();
             if !names::is_valid_env(&env) {
-                errors.push(Error::custom(format!("invalid environment variable name `{env}`: use letters, digits and `_`, not starting with a digit")).with_span(lit));
+                errors.spanned(lit, format!("invalid environment variable name `{env}`: use letters, digits and `_`, not starting with a digit"));
             }
             env
         }
         None => names::default_env(connector, &key),
     };
-    if let (Some(DefaultArg::Expr(_) | DefaultArg::Trait), true) =
-        (&args.default, args.secret.is_present())
-    {
-        // Allowed: the default stays out of manifests (see expand). Nothing to check.
-    }
+    // A secret may have a default: it stays out of manifests (see `expand`).
     ConfigField {
         ty: field.ty.clone(),
         optional_inner: types::option_inner(&field.ty).cloned(),
@@ -226,6 +229,12 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
     };
     let (display_name, description) = (&model.display_name, &model.description);
 
+    // The `ConfigProbe` traits, once for the block: the schema and parse
+    // closures call through them.
+    let config_probes = quote! {
+        #[allow(unused_imports)]
+        use #p::{ConfigUnsupported as _, ConfigViaFromStr as _, ConfigViaJson as _};
+    };
     let mut field_consts = Vec::new();
     let mut field_refs = Vec::new();
     let mut loads = Vec::new();
@@ -251,7 +260,7 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
         let (label, placeholder, example) =
             (opt(&cf.label), opt(&cf.placeholder), opt(&cf.example));
         let advanced = cf.advanced;
-        let default_value = cf.default.as_ref().map(|d| default_expr(d, value_ty));
+        let default_value = cf.default.as_ref().map(|d| default_expr(&p, d, value_ty));
         let shown_default = match (&default_value, secret) {
             (Some(dv), false) => quote!(|| {
                 use #p::{HideDefault as _, ShowDefault as _};
@@ -260,9 +269,11 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
             }),
             _ => quote!(|| ::core::option::Option::None),
         };
+        // With its own cfgs: a bare `#[cfg]` before nothing would attach to
+        // whatever item comes next.
         let secret_check = cf.secret.map(|span| {
             let ty = &cf.ty;
-            quote_spanned!(span=> const _: () = #p::assert_secret::<#ty>();)
+            quote_spanned!(span=> #(#cfg)* const _: () = #p::assert_secret::<#ty>();)
         });
         field_consts.push(quote! {
             #(#cfg)*
@@ -277,14 +288,15 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
                 placeholder: #placeholder,
                 example: #example,
                 advanced: #advanced,
-                schema: |__spoke_g| __spoke_g.subschema_for::<#value_ty>(),
+                schema: |__spoke_g| (&&&#p::ConfigProbe::<#value_ty>::new()).config_schema(__spoke_g),
                 default: #shown_default,
             };
-            #(#cfg)*
             #secret_check
         });
         field_refs.push(quote!(#(#cfg)* #def));
-        let parse = quote_spanned!(value_ty.span()=> |__spoke_raw| (&#p::ConfigParse::<#value_ty>::new()).parse_config(__spoke_raw));
+        // Spanned at the type: a type that cannot be a config field is
+        // reported here, once, with `ConfigFieldType`'s message.
+        let parse = quote_spanned!(value_ty.span()=> |__spoke_raw| (&&&#p::ConfigProbe::<#value_ty>::new()).parse_config(__spoke_raw));
         loads.push(quote!(#(#cfg)* let #value = __spoke_loader.field(&#def, #parse);));
         let init = match (&default_value, cf.optional_inner.is_some()) {
             (None, true) => quote!(#value),
@@ -314,6 +326,7 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
 
     quote! {
         const _: () = {
+            #config_probes
             #(#field_consts)*
 
             #[allow(non_upper_case_globals)]
@@ -333,8 +346,6 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
                 };
 
                 fn from_config(__spoke_source: &#p::ConfigSource) -> ::core::result::Result<Self, #p::ConfigErrors> {
-                    #[allow(unused_imports)]
-                    use #p::{ParseViaFromStr as _, ParseViaJson as _};
                     let mut __spoke_loader = #p::ConfigLoader::new(#name, __spoke_source, __SPOKE_FIELDS);
                     #(#loads)*
                     __spoke_loader.finish()?;
@@ -352,8 +363,11 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
 }
 
 /// The default value as an expression of type `ty`, spanned at the user's
-/// default so a wrong type is reported there.
-fn default_expr(default: &DefaultArg, ty: &Type) -> TokenStream {
+/// default so a wrong type is reported there. A string literal converts with
+/// `From<&str>`, through a call without a turbofish: rustc then reports a type
+/// that cannot at the string, with `DefaultFromStr`'s message. Every use is
+/// where a value of the field's type is expected.
+fn default_expr(p: &TokenStream, default: &DefaultArg, ty: &Type) -> TokenStream {
     match default {
         DefaultArg::Trait => {
             quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default())
@@ -362,7 +376,10 @@ fn default_expr(default: &DefaultArg, ty: &Type) -> TokenStream {
             lit: lit @ syn::Lit::Str(_),
             ..
         })) => {
-            quote_spanned!(lit.span()=> <#ty as ::core::convert::From<&'static str>>::from(#lit))
+            // Every token of the call at the string, `#p` included: a path
+            // that starts at the call site would move the error there.
+            // `T` is inferred from where the default goes: the field's type.
+            respan(quote!(#p::default_from_str(#lit)), lit.span())
         }
         DefaultArg::Expr(expr) => {
             quote_spanned!(expr.span()=> { let __spoke_default: #ty = #expr; __spoke_default })
@@ -370,23 +387,42 @@ fn default_expr(default: &DefaultArg, ty: &Type) -> TokenStream {
     }
 }
 
-/// What to emit when parsing failed: the errors, the item without our
-/// attributes, and (when possible) a stand-in `Connector` impl so code that
-/// names the connector does not fail a second time.
+/// `tokens`, every one of them at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = group.into();
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}
+
+/// What to emit when parsing failed: the item without our attributes, and
+/// (when possible) a stand-in `Connector` impl so code that names the
+/// connector does not fail a second time.
 pub fn fallback(item: &ItemStruct, args: TokenStream) -> TokenStream {
     let stripped = strip(item);
-    if !item.generics.params.is_empty() || !matches!(item.fields, Fields::Named(_) | Fields::Unit) {
-        return quote!(#stripped);
+    let stand_in = fallback_impl(&item.ident, &item.generics, args);
+    quote!(#stripped #stand_in)
+}
+
+/// A stand-in `Connector` impl for a type whose `#[connector]` failed (any
+/// non-generic struct, enum or union): the impl blocks and free actions of
+/// the connector then compile, and the user sees only the first error.
+pub fn fallback_impl(ident: &Ident, generics: &syn::Generics, args: TokenStream) -> TokenStream {
+    if !generics.params.is_empty() || generics.where_clause.is_some() {
+        return TokenStream::new();
     }
-    let krate: syn::Path = attrs::from_tokens::<ConnectorArgs>(args)
-        .ok()
-        .and_then(|a| a.krate)
-        .map(|p| p.0)
-        .unwrap_or_else(|| syn::parse_quote!(::spoke));
-    let ident = &item.ident;
+    let krate = crate_arg(args).unwrap_or_else(|| syn::parse_quote!(::spoke));
     let p = quote!(#krate::__private);
     quote! {
-        #stripped
         impl #p::Connector for #ident {
             const NAME: &'static str = "invalid";
             const REGISTRATION: #p::ConnectorRegistration = #p::ConnectorRegistration {
@@ -398,4 +434,16 @@ pub fn fallback(item: &ItemStruct, args: TokenStream) -> TokenStream {
             }
         }
     }
+}
+
+/// `crate = path` from arguments that may not parse as a whole (`nmae = ..`).
+fn crate_arg(args: TokenStream) -> Option<syn::Path> {
+    use darling::FromMeta;
+    let items = darling::ast::NestedMeta::parse_meta_list(args).ok()?;
+    items.iter().find_map(|item| match item {
+        darling::ast::NestedMeta::Meta(syn::Meta::NameValue(nv)) if nv.path.is_ident("crate") => {
+            attrs::PathArg::from_expr(&nv.value).ok().map(|p| p.0)
+        }
+        _ => None,
+    })
 }

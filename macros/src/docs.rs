@@ -18,7 +18,12 @@ pub fn doc_of(attrs: &[Attribute]) -> String {
             },
             _ => None,
         })
-        .flat_map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>())
+        // `split`, not `lines`: an empty `///` line is a paragraph break.
+        .flat_map(|s| {
+            s.split('\n')
+                .map(|l| l.trim_end_matches('\r').to_owned())
+                .collect::<Vec<_>>()
+        })
         .collect();
     let indent = lines
         .iter()
@@ -66,19 +71,17 @@ pub fn split_arguments(doc: &str) -> (String, BTreeMap<String, String>) {
         if let Some(rest) = trimmed
             .strip_prefix("* ")
             .or_else(|| trimmed.strip_prefix("- "))
+            && let Some(rest) = rest.strip_prefix('`')
+            && let Some(end) = rest.find('`')
         {
-            if let Some(rest) = rest.strip_prefix('`') {
-                if let Some(end) = rest.find('`') {
-                    let name = rest[..end].to_owned();
-                    let text = rest[end + 1..]
-                        .trim_start_matches([' ', '-', ':', '—'])
-                        .trim()
-                        .to_owned();
-                    args.insert(name.clone(), text);
-                    current = Some(name);
-                    continue;
-                }
-            }
+            let name = rest[..end].to_owned();
+            let text = rest[end + 1..]
+                .trim_start_matches([' ', '-', ':', '—'])
+                .trim()
+                .to_owned();
+            args.insert(name.clone(), text);
+            current = Some(name);
+            continue;
         }
         if let (Some(name), false) = (&current, trimmed.is_empty()) {
             let entry = args.entry(name.clone()).or_default();
@@ -109,5 +112,20 @@ mod tests {
             syn::parse_quote!(#[doc = "   indented"]),
         ];
         assert_eq!(doc_of(&attrs), "Hello\n  indented");
+    }
+}
+
+#[cfg(test)]
+mod paragraph_tests {
+    use super::*;
+
+    #[test]
+    fn empty_doc_lines_keep_paragraphs_apart() {
+        let attrs: Vec<Attribute> = vec![
+            syn::parse_quote!(#[doc = " A."]),
+            syn::parse_quote!(#[doc = ""]),
+            syn::parse_quote!(#[doc = " B."]),
+        ];
+        assert_eq!(doc_of(&attrs), "A.\n\nB.");
     }
 }

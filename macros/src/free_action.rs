@@ -3,27 +3,23 @@
 //! With `connector = Type` it declares a free function as an action of that
 //! connector; without it, it explains what is missing.
 
-use darling::Error;
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
-use syn::{FnArg, ItemFn};
+use syn::{FnArg, ItemFn, Type};
 
 use crate::action::{self, ActionFn, Owner};
 use crate::attrs::{self, ActionArgs};
+use crate::errors::Errors;
 
 /// Parses `#[action(connector = Type, ...)] fn ...`.
-pub fn parse(args: TokenStream, item: &ItemFn) -> darling::Result<(ActionFn, syn::Path)> {
-    let mut errors = Error::accumulator();
+pub fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<(ActionFn, syn::Path)> {
+    let mut errors = Errors::new();
     let args: ActionArgs = errors.handle(attrs::from_tokens(args)).unwrap_or_default();
-    let has_self = matches!(item.sig.inputs.first(), Some(FnArg::Receiver(_)));
     let Some(connector) = args.connector.clone() else {
-        let message = if has_self {
-            "`#[action]` on a method needs `#[connector]` on its impl block: `#[connector] impl MyConnector { ... }`"
-        } else {
-            "`#[action]` outside a `#[connector]` impl needs its connector: `#[action(connector = MyConnector)]`, with the connector as the first parameter (`conn: &MyConnector`)"
-        };
-        errors.push(Error::custom(message).with_span(&Span::call_site()));
-        return Err(errors.finish().expect_err("an error was pushed"));
+        // The attribute is what to change, and the macro's call site is the
+        // attribute: no narrower user token says "this needs a connector".
+        errors.at(Span::call_site(), missing_connector(item));
+        return Err(errors.finish_with(()).expect_err("an error was reported"));
     };
     let krate = args
         .krate
@@ -37,8 +33,24 @@ pub fn parse(args: TokenStream, item: &ItemFn) -> darling::Result<(ActionFn, syn
         &item.sig,
         Owner::Free(connector.0.clone()),
     );
-    errors.finish()?;
+    errors.finish_with(())?;
     Ok((parsed.expect("no errors, so parsed"), krate))
+}
+
+/// What to say when `#[action]` on a fn has no `connector = ...`.
+fn missing_connector(item: &ItemFn) -> String {
+    match item.sig.inputs.first() {
+        Some(FnArg::Receiver(_)) => "`#[action]` on a method needs `#[connector]` on its impl block: `#[connector] impl MyConnector { #[action] fn ... }`".to_owned(),
+        Some(FnArg::Typed(pt)) if matches!(&*pt.ty, Type::Reference(_)) => {
+            let Type::Reference(r) = &*pt.ty else { unreachable!() };
+            let conn = &r.elem;
+            let conn = quote!(#conn).to_string().replace(' ', "");
+            format!(
+                "`#[action]` outside a `#[connector]` impl needs its connector: `#[action(connector = {conn})]`"
+            )
+        }
+        _ => "`#[action]` outside a `#[connector]` impl needs its connector: `#[action(connector = MyConnector)]`, with the connector as the first parameter: `fn name(conn: &MyConnector, ...)`".to_owned(),
+    }
 }
 
 /// The fn as written (minus `#[input]`) and its registration as a one-action set.
@@ -50,6 +62,7 @@ pub fn expand(
 ) -> TokenStream {
     let p = quote!(#krate::__private);
     let (items, entry) = model.expand(krate);
+    let imports = action::block_imports(krate);
     let mut item = item.clone();
     action::strip_param_attrs(&mut item.sig);
     let cfg = &model.cfg;
@@ -58,6 +71,7 @@ pub fn expand(
 
         #(#cfg)*
         const _: () = {
+            #imports
             #items
             #p::inventory::submit! {
                 #p::ActionSet {

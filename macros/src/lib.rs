@@ -16,9 +16,21 @@ mod attrs;
 mod connector_impl;
 mod connector_struct;
 mod docs;
+// The runtime's duration parser, so `timeout = "..."` is checked at compile
+// time exactly as the runtime reads it. Its doc examples name `spoke_runtime`,
+// which this crate does not depend on: when rustdoc collects doctests, a stub
+// stands in (the runtime's own doctests run in the runtime crate).
+#[cfg(not(doctest))]
 #[path = "../../runtime/src/duration.rs"]
 #[allow(dead_code, missing_docs)]
 mod duration;
+#[cfg(doctest)]
+mod duration {
+    pub fn parse(_: &str) -> Result<std::time::Duration, String> {
+        unreachable!("doctest stub")
+    }
+}
+mod errors;
 mod free_action;
 mod names;
 mod types;
@@ -69,7 +81,7 @@ pub(crate) fn expand_connector(args: TokenStream2, item: TokenStream2) -> TokenS
             }
             Err(e) => {
                 let fallback = connector_struct::fallback(&s, args);
-                let errors = e.write_errors();
+                let errors = e.to_compile_error();
                 quote!(#errors #fallback)
             }
         },
@@ -81,7 +93,7 @@ pub(crate) fn expand_connector(args: TokenStream2, item: TokenStream2) -> TokenS
             }
             Err(e) => {
                 let stripped = connector_impl::strip(&i);
-                let errors = e.write_errors();
+                let errors = e.to_compile_error();
                 quote!(#errors #stripped)
             }
         },
@@ -94,10 +106,15 @@ pub(crate) fn expand_connector(args: TokenStream2, item: TokenStream2) -> TokenS
             };
             let error = syn::Error::new_spanned(
                 item_keyword(&other),
-                format!("`#[connector]` goes on a struct with named fields (or on its impl block), not on {what}; `#[config_field]` needs named struct fields"),
+                format!("`#[connector]` goes on a struct with named fields (its config and state) or on that struct's impl block, not on {what}"),
             )
             .to_compile_error();
-            quote!(#error #item)
+            let stand_in = match &other {
+                syn::Item::Enum(e) => connector_struct::fallback_impl(&e.ident, &e.generics, args),
+                syn::Item::Union(u) => connector_struct::fallback_impl(&u.ident, &u.generics, args),
+                _ => TokenStream2::new(),
+            };
+            quote!(#error #item #stand_in)
         }
         Err(e) => {
             let error = e.to_compile_error();
@@ -142,7 +159,7 @@ pub(crate) fn expand_free_action(args: TokenStream2, item: TokenStream2) -> Toke
             free_action::expand(&f, &model, &krate, &connector)
         }
         Err(e) => {
-            let errors = e.write_errors();
+            let errors = e.to_compile_error();
             let stripped = free_action::strip(&f);
             quote!(#errors #stripped)
         }

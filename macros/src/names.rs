@@ -7,16 +7,24 @@ pub fn is_valid_connector_name(name: &str) -> bool {
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
 }
 
-/// A name that would be valid, for the error's suggestion.
+/// A name that would be valid, for the error's suggestion: `Bad Name` ->
+/// `bad-name`, `MyFiles` -> `my-files`.
 pub fn suggest_connector_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| match c {
-            'A'..='Z' => c.to_ascii_lowercase(),
-            'a'..='z' | '0'..='9' | '_' | '-' => c,
-            _ => '-',
-        })
-        .collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut after_lower = false;
+    for c in name.chars() {
+        match c {
+            'A'..='Z' => {
+                if after_lower {
+                    out.push('-');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            'a'..='z' | '0'..='9' | '_' | '-' => out.push(c),
+            _ => out.push('-'),
+        }
+        after_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+    }
     while out.starts_with(|c: char| !c.is_ascii_lowercase()) && !out.is_empty() {
         out.remove(0);
     }
@@ -85,6 +93,9 @@ mod tests {
         assert!(!is_valid_connector_name("2fast"));
         assert!(!is_valid_connector_name(""));
         assert_eq!(suggest_connector_name("My Files"), "my-files");
+        assert_eq!(suggest_connector_name("MyFiles"), "my-files");
+        assert_eq!(suggest_connector_name("Files2Go"), "files2-go");
+        assert!(is_valid_connector_name(&suggest_connector_name("2 Fast")));
     }
 
     #[test]

@@ -10,32 +10,11 @@ use quote::ToTokens;
 fn expand_file(source: &str) -> String {
     let file = syn::parse_file(source).expect("example parses");
     let mut out = Vec::new();
-    for item in file.items {
-        let (attrs, rebuild): (
-            &Vec<syn::Attribute>,
-            fn(&syn::Item, Vec<syn::Attribute>) -> syn::Item,
-        ) = match &item {
-            syn::Item::Struct(s) => (&s.attrs, |i, a| {
-                let syn::Item::Struct(mut s) = i.clone() else {
-                    unreachable!()
-                };
-                s.attrs = a;
-                syn::Item::Struct(s)
-            }),
-            syn::Item::Impl(i) => (&i.attrs, |i, a| {
-                let syn::Item::Impl(mut im) = i.clone() else {
-                    unreachable!()
-                };
-                im.attrs = a;
-                syn::Item::Impl(im)
-            }),
-            syn::Item::Fn(f) => (&f.attrs, |i, a| {
-                let syn::Item::Fn(mut f) = i.clone() else {
-                    unreachable!()
-                };
-                f.attrs = a;
-                syn::Item::Fn(f)
-            }),
+    for mut item in file.items {
+        let attrs = match &mut item {
+            syn::Item::Struct(s) => &mut s.attrs,
+            syn::Item::Impl(i) => &mut i.attrs,
+            syn::Item::Fn(f) => &mut f.attrs,
             _ => continue,
         };
         let Some(pos) = attrs
@@ -44,15 +23,13 @@ fn expand_file(source: &str) -> String {
         else {
             continue;
         };
-        let attr = &attrs[pos];
+        let attr = attrs.remove(pos);
         let args = match &attr.meta {
             syn::Meta::List(list) => list.tokens.clone(),
             _ => TokenStream::new(),
         };
         let is_action = attr.path().is_ident("action");
-        let mut rest = attrs.clone();
-        rest.remove(pos);
-        let tokens = rebuild(&item, rest).to_token_stream();
+        let tokens = item.to_token_stream();
         let expanded = if is_action {
             crate::expand_free_action(args, tokens)
         } else {

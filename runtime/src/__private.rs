@@ -25,7 +25,10 @@ pub use crate::error::ActionError;
 pub use crate::manifest::{Mode, ValueType};
 pub use crate::schema::{input_schema_for, output_schema_for};
 
+use std::fmt::Display;
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::str::FromStr;
 
 use futures_util::FutureExt;
 use schemars::JsonSchema;
@@ -43,32 +46,16 @@ pub fn downcast<C: Send + Sync + 'static>(connector: AnyConnector) -> Arc<C> {
     }
 }
 
-/// Decodes an action's input, naming the path of the bad field on error.
-pub fn decode<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionError> {
-    fn path_error(path: String, err: impl std::fmt::Display) -> ActionError {
-        let path = if path == "." {
-            "$".to_owned()
-        } else {
-            format!("$.{path}")
-        };
-        ActionError::invalid_input_at(path, err.to_string())
-    }
-    match input {
-        Input::Bytes(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
-            decode(Input::Value(&serde_json::Value::Object(Default::default())))
-        }
-        Input::Bytes(bytes) => {
-            let de = &mut serde_json::Deserializer::from_slice(bytes);
-            serde_path_to_error::deserialize(de)
-                .map_err(|e| path_error(e.path().to_string(), e.into_inner()))
-        }
-        Input::Value(serde_json::Value::Null) => {
-            decode(Input::Value(&serde_json::Value::Object(Default::default())))
-        }
-        Input::Value(value) => serde_path_to_error::deserialize(value)
-            .map_err(|e| path_error(e.path().to_string(), e.into_inner())),
-    }
-}
+pub use crate::decode::decode;
+
+// Diagnostics. Each rule about a user's types is one trait with a
+// `#[diagnostic::on_unimplemented]` message and one `assert_*` const fn that
+// generated code calls, spanned at the user's type: a broken rule is one error
+// that reads as a sentence about Spoke. The blanket impls carry
+// `#[diagnostic::do_not_recommend]` so rustc reports our trait and message, not
+// the serde/schemars bound underneath. Every other site that needs these
+// traits goes through a `Probe` (below), which falls back silently when the
+// rule is broken, so the error is not repeated there.
 
 /// Types an action may return as its output.
 #[diagnostic::on_unimplemented(
@@ -77,7 +64,21 @@ pub fn decode<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionError> {
     note = "derive them: `#[derive(serde::Serialize, schemars::JsonSchema)]`"
 )]
 pub trait ActionOutputType: Serialize + JsonSchema {}
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + JsonSchema + ?Sized> ActionOutputType for T {}
+
+/// Types an action may return as a plain value (not written `Result<T, E>`).
+/// The same rule as [`ActionOutputType`], with a hint for `Result` aliases:
+/// the macro tells results from values by the name `Result`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an action's output: outputs must implement `serde::Serialize` and `schemars::JsonSchema`",
+    label = "this output type is not `Serialize + JsonSchema`",
+    note = "derive them: `#[derive(serde::Serialize, schemars::JsonSchema)]`",
+    note = "returning a `Result` through an alias with another name? Spell it `Result<T, E>` (or name the alias `Result`): that name is how the macro tells a result from a value"
+)]
+pub trait ActionPlainOutputType: Serialize + JsonSchema {}
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + JsonSchema + ?Sized> ActionPlainOutputType for T {}
 
 /// Types an action may take as one parameter, or as its whole `#[input]`.
 #[diagnostic::on_unimplemented(
@@ -86,6 +87,7 @@ impl<T: Serialize + JsonSchema + ?Sized> ActionOutputType for T {}
     note = "derive them: `#[derive(serde::Deserialize, schemars::JsonSchema)]`"
 )]
 pub trait ActionInputType: DeserializeOwned + JsonSchema {}
+#[diagnostic::do_not_recommend]
 impl<T: DeserializeOwned + JsonSchema> ActionInputType for T {}
 
 /// Error types an action may return.
@@ -98,11 +100,23 @@ pub trait IntoActionError {
     /// Converts.
     fn into_action_error(self) -> ActionError;
 }
+#[diagnostic::do_not_recommend]
 impl<E: Into<ActionError>> IntoActionError for E {
     fn into_action_error(self) -> ActionError {
         self.into()
     }
 }
+
+/// `Result<T, E>` written through an alias (`anyhow::Result<T>`), whose error
+/// type the macro cannot see: checked as a whole.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an action's result: its error type must convert into `spoke::ActionError`",
+    label = "the error type of this result has no `Into<ActionError>`",
+    note = "implement `From<YourError> for spoke::ActionError`, or return `anyhow::Result<_>` or `Result<_, spoke::ActionError>`"
+)]
+pub trait ActionResultType {}
+#[diagnostic::do_not_recommend]
+impl<T, E: IntoActionError> ActionResultType for Result<T, E> {}
 
 /// Marks `Secret<_>` (and `Option<Secret<_>>`) for the `secret` check.
 #[diagnostic::on_unimplemented(
@@ -114,12 +128,245 @@ pub trait IsSecret {}
 impl<T> IsSecret for crate::Secret<T> {}
 impl<T> IsSecret for Option<crate::Secret<T>> {}
 
+/// Config field types a string default (`default = "..."`) can build.
+#[diagnostic::on_unimplemented(
+    message = "a string default cannot build a `{Self}`: string defaults are for types that implement `From<&str>`",
+    label = "this default is a string, the field is a `{Self}`",
+    note = "write the default as a `{Self}` value, e.g. `default = 10` for a number, or `default = <expression>`"
+)]
+pub trait DefaultFromStr {
+    /// Builds the default.
+    fn default_from_str(text: &'static str) -> Self;
+}
+#[diagnostic::do_not_recommend]
+impl<T: From<&'static str>> DefaultFromStr for T {
+    fn default_from_str(text: &'static str) -> Self {
+        T::from(text)
+    }
+}
+
 /// Compile-time check used by generated code.
 pub const fn assert_secret<T: IsSecret + ?Sized>() {}
 /// Compile-time check used by generated code.
 pub const fn assert_input<T: ActionInputType>() {}
 /// Compile-time check used by generated code.
 pub const fn assert_output<T: ActionOutputType + ?Sized>() {}
+/// Compile-time check used by generated code.
+pub const fn assert_plain_output<T: ActionPlainOutputType + ?Sized>() {}
+/// Compile-time check used by generated code.
+pub const fn assert_error<E: IntoActionError>() {}
+/// Compile-time check used by generated code.
+pub const fn assert_result<R: ActionResultType>() {}
+
+/// A string config default, converted to the field's type (used by generated
+/// code without a turbofish, so a wrong type is reported at the default).
+pub fn default_from_str<T: DefaultFromStr>(text: &'static str) -> T {
+    T::default_from_str(text)
+}
+
+/// Types a `#[config_field]` may have. Reached only by types that are
+/// neither `FromStr` nor `Deserialize` (with `JsonSchema`): see [`ConfigProbe`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a config field: it must implement `FromStr` (parsed from text) or `serde::Deserialize` (parsed from JSON), and `schemars::JsonSchema`",
+    label = "this config field's type",
+    note = "for a struct or an enum: `#[derive(serde::Deserialize, schemars::JsonSchema)]`",
+    note = "a `FromStr` type needs an error type that implements `Display`"
+)]
+pub trait ConfigFieldType {}
+#[diagnostic::do_not_recommend]
+impl<T: DeserializeOwned + JsonSchema> ConfigFieldType for T {}
+
+/// Autoderef-dispatch probe for a config field's type, used by generated code
+/// as `(&&&ConfigProbe::<T>::new()).parse_config(raw)` and `.config_schema(g)`:
+/// `FromStr` types parse from their text ([`ConfigViaFromStr`]), other
+/// `Deserialize` types from JSON ([`ConfigViaJson`]), both through
+/// [`ConfigParse`]. A type that is neither reaches [`ConfigUnsupported`],
+/// whose `parse_config` requires [`ConfigFieldType`]: one error, with its
+/// message, where the schema site stays silent.
+pub struct ConfigProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> ConfigProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        ConfigProbe(PhantomData)
+    }
+}
+
+impl<T> Default for ConfigProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// First choice of [`ConfigProbe`].
+pub trait ConfigViaFromStr<T> {
+    /// Parses the raw value.
+    fn parse_config(&self, raw: RawConfig<'_>) -> Result<T, String>;
+    /// The value's schema.
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+}
+impl<T: FromStr + JsonSchema> ConfigViaFromStr<T> for &&ConfigProbe<T>
+where
+    T::Err: Display,
+{
+    fn parse_config(&self, raw: RawConfig<'_>) -> Result<T, String> {
+        ParseViaFromStr::parse_config(&ConfigParse::<T>::new(), raw)
+    }
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<T>()
+    }
+}
+
+/// Second choice of [`ConfigProbe`].
+pub trait ConfigViaJson<T> {
+    /// Parses the raw value.
+    fn parse_config(&self, raw: RawConfig<'_>) -> Result<T, String>;
+    /// The value's schema.
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+}
+impl<T: DeserializeOwned + JsonSchema> ConfigViaJson<T> for &ConfigProbe<T> {
+    fn parse_config(&self, raw: RawConfig<'_>) -> Result<T, String> {
+        ParseViaJson::parse_config(&&ConfigParse::<T>::new(), raw)
+    }
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<T>()
+    }
+}
+
+/// Last choice of [`ConfigProbe`]: reports the type (only chosen when the
+/// crate does not compile).
+pub trait ConfigUnsupported<T> {
+    /// Never called: requiring [`ConfigFieldType`] reports the type.
+    fn parse_config(&self, raw: RawConfig<'_>) -> Result<T, String>
+    where
+        T: ConfigFieldType;
+    /// Never called.
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+}
+impl<T> ConfigUnsupported<T> for ConfigProbe<T> {
+    fn parse_config(&self, _: RawConfig<'_>) -> Result<T, String>
+    where
+        T: ConfigFieldType,
+    {
+        unreachable!("spoke: a config field type that cannot be parsed compiled")
+    }
+    fn config_schema(&self, _: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        unreachable!("spoke: a config field type that cannot be parsed compiled")
+    }
+}
+
+/// Autoref-dispatch probe used by generated code where an action's types must
+/// be serde/schemars types: `(&Probe::<T>::new()).decode_input(input)`.
+///
+/// When `T` follows the rule, the `Probe<T>` impls are chosen and do the work.
+/// When it does not, the `assert_*` check already reported it (once, at the
+/// user's type) and method resolution falls back to the `&Probe<T>` impls,
+/// which compile for any type and are never run.
+pub struct Probe<T: ?Sized>(PhantomData<fn() -> PhantomData<T>>);
+
+impl<T: ?Sized> Probe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for Probe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A probe for the type of `value` (`Result` types written through an alias).
+pub fn probe_of<T>(_value: &T) -> Probe<T> {
+    Probe::new()
+}
+
+/// Input side of [`Probe`]: decoding and the input schema.
+pub trait ProbeInput<T> {
+    /// Decodes the input.
+    fn decode_input(&self, input: Input<'_>) -> Result<T, ActionError>;
+    /// The input schema.
+    fn input_schema(&self) -> schemars::Schema;
+}
+impl<T: ActionInputType> ProbeInput<T> for Probe<T> {
+    fn decode_input(&self, input: Input<'_>) -> Result<T, ActionError> {
+        decode(input)
+    }
+    fn input_schema(&self) -> schemars::Schema {
+        input_schema_for::<T>()
+    }
+}
+
+/// Fallback of [`ProbeInput`]: only chosen when the crate does not compile.
+pub trait ProbeInputFallback<T> {
+    /// Never called.
+    fn decode_input(&self, input: Input<'_>) -> Result<T, ActionError>;
+    /// Never called.
+    fn input_schema(&self) -> schemars::Schema;
+}
+impl<T> ProbeInputFallback<T> for &Probe<T> {
+    fn decode_input(&self, _: Input<'_>) -> Result<T, ActionError> {
+        unreachable!("spoke: an action input that is not `Deserialize + JsonSchema` compiled")
+    }
+    fn input_schema(&self) -> schemars::Schema {
+        unreachable!("spoke: an action input that is not `Deserialize + JsonSchema` compiled")
+    }
+}
+
+/// Output side of [`Probe`]: encoding a plain output and the output schema.
+pub trait ProbeOutput<T> {
+    /// Encodes the output.
+    fn encode_output(&self, value: &T) -> Result<ActionOutput, ActionError>;
+    /// The output schema.
+    fn output_schema(&self) -> schemars::Schema;
+}
+impl<T: ActionOutputType> ProbeOutput<T> for Probe<T> {
+    fn encode_output(&self, value: &T) -> Result<ActionOutput, ActionError> {
+        encode(value)
+    }
+    fn output_schema(&self) -> schemars::Schema {
+        output_schema_for::<T>()
+    }
+}
+
+/// Fallback of [`ProbeOutput`]: only chosen when the crate does not compile.
+pub trait ProbeOutputFallback<T> {
+    /// Never called.
+    fn encode_output(&self, value: &T) -> Result<ActionOutput, ActionError>;
+    /// Never called.
+    fn output_schema(&self) -> schemars::Schema;
+}
+impl<T> ProbeOutputFallback<T> for &Probe<T> {
+    fn encode_output(&self, _: &T) -> Result<ActionOutput, ActionError> {
+        unreachable!("spoke: an action output that is not `Serialize + JsonSchema` compiled")
+    }
+    fn output_schema(&self) -> schemars::Schema {
+        unreachable!("spoke: an action output that is not `Serialize + JsonSchema` compiled")
+    }
+}
+
+/// Result side of [`Probe`]: encoding an action's `Result`.
+pub trait ProbeResult<T, E> {
+    /// Encodes the result.
+    fn encode_result(&self, result: Result<T, E>) -> Result<ActionOutput, ActionError>;
+}
+impl<T: ActionOutputType, E: IntoActionError> ProbeResult<T, E> for Probe<Result<T, E>> {
+    fn encode_result(&self, result: Result<T, E>) -> Result<ActionOutput, ActionError> {
+        encode_result(result)
+    }
+}
+
+/// Fallback of [`ProbeResult`]: only chosen when the crate does not compile.
+pub trait ProbeResultFallback<T, E> {
+    /// Never called.
+    fn encode_result(&self, result: Result<T, E>) -> Result<ActionOutput, ActionError>;
+}
+impl<T, E> ProbeResultFallback<T, E> for &Probe<Result<T, E>> {
+    fn encode_result(&self, _: Result<T, E>) -> Result<ActionOutput, ActionError> {
+        unreachable!("spoke: an action result that does not follow the rules compiled")
+    }
+}
 
 /// Encodes an action's `Ok` value.
 pub fn encode<T: ActionOutputType>(value: &T) -> Result<ActionOutput, ActionError> {

@@ -105,7 +105,11 @@ pub fn main() -> ExitCode {
             );
         }
     };
-    runtime.block_on(run(cli))
+    let code = runtime.block_on(run(cli));
+    // An abandoned plain-`fn` action (deadline, cancellation) may still be
+    // running on the blocking pool; it must not hold the process open.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
@@ -133,7 +137,7 @@ async fn run(cli: Cli) -> ExitCode {
         (false, Some(command)) => command,
         (false, None) => {
             eprintln!(
-                "error: no command given; try `describe`, `call`, `check` or `actions` (see --help)"
+                "error: no command given; try `describe`, `call`, `resolve`, `check` or `actions` (see --help)"
             );
             return ExitCode::from(EXIT_USAGE);
         }
@@ -354,7 +358,15 @@ async fn invoke(
     };
     on_ctrl_c.abort();
     drop(instance);
-    let _ = printer.await;
+    // Events emitted before the result are already queued; an abandoned
+    // blocking action may still hold a sender, so do not wait for it to close.
+    let mut printer = printer;
+    if tokio::time::timeout(Duration::from_millis(200), &mut printer)
+        .await
+        .is_err()
+    {
+        printer.abort();
+    }
     match result {
         Ok(output) => print_json(&output.to_value()),
         Err(err) => {

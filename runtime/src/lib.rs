@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod context;
+pub mod decode;
 pub mod duration;
 pub mod error;
 pub mod instance;

@@ -1,0 +1,8 @@
+use spoke::prelude::*;
+
+#[action(read)]
+fn ping(text: String) -> String {
+    text
+}
+
+fn main() {}

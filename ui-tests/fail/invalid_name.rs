@@ -1,0 +1,6 @@
+use spoke::prelude::*;
+
+#[connector(name = "Bad Name")]
+pub struct Files {}
+
+fn main() {}

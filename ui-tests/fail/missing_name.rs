@@ -1,0 +1,6 @@
+use spoke::prelude::*;
+
+#[connector(version = "1.0.0")]
+pub struct MyFiles {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use spoke::prelude::*;
+
+#[connector(name = "github")]
+pub struct GitHub {
+    #[config_field(secret)]
+    token: String,
+}
+
+fn main() {}
