@@ -1,0 +1,1 @@
+//! The Spoke hub: connectors attach over gRPC and clients invoke through it.
