@@ -510,9 +510,12 @@ fn unknown_subcommand_is_a_usage_error() {
 }
 
 #[test]
-fn no_subcommand_is_a_usage_error() {
-    let err = usage_error(&cli("echo", &[]));
-    assert!(err.starts_with("error: no command given"), "{err}");
+fn no_subcommand_means_serve_and_bad_serve_settings_are_usage_errors() {
+    // With no subcommand the connector serves; a bad SPOKE_* variable stops it
+    // before it dials the hub, naming the variable.
+    let out = run(example("echo").env("SPOKE_MAX_IN_FLIGHT", "0"));
+    let err = usage_error(&out);
+    assert!(err.starts_with("error: SPOKE_MAX_IN_FLIGHT:"), "{err}");
 }
 
 #[test]

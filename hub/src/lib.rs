@@ -1,1 +1,41 @@
-//! The Spoke hub: connectors attach over gRPC and clients invoke through it.
+//! The Spoke hub: connectors attach over gRPC (`spoke.v1.ConnectorHub`) and
+//! clients call their actions through it (`spoke.v1.Hub`); plus the `spoke`
+//! command line that runs a hub ([`cli`]) and talks to one ([`client`]).
+//!
+//! The wire contract, including the session, heartbeat, resume, cancel and
+//! drain semantics, is `proto/spoke/v1/spoke.proto`. The pieces:
+//!
+//! - [`server`]: the gRPC server (ConnectorHub, Hub, `grpc.health.v1`,
+//!   reflection v1 and v1alpha) and its graceful shutdown;
+//! - `attach`: one task per Attach stream (register, relay, heartbeats),
+//!   with `register` (checking a Register frame) and `outbound` (the
+//!   hub-to-connector queue, closable gracefully or at once);
+//! - `client_api`: the Hub service (checks, routing, deadlines);
+//! - `registry`, `session`, `routing`, `pending`, `invoke`: connector types
+//!   and instances, session tokens and the resume window, instance
+//!   selection, in-flight calls, and one call's life with cancel and retry;
+//! - `state`: the registry and pending calls behind one lock; `deadline`:
+//!   `grpc-timeout`; `request_id`;
+//! - [`config`]: the hub's settings.
+
+#![warn(missing_docs)]
+
+mod attach;
+pub mod cli;
+pub mod client;
+mod client_api;
+pub mod config;
+mod deadline;
+mod invoke;
+mod outbound;
+mod pending;
+mod register;
+mod registry;
+mod request_id;
+mod routing;
+pub mod server;
+mod session;
+mod state;
+
+pub use config::HubConfig;
+pub use server::{ServeError, run, run_until};

@@ -1,6 +1,7 @@
 //! The command line every connector binary gets from `spoke::main()`.
 //!
 //! ```text
+//! <bin> [serve]                  attach to a Spoke hub and serve calls (the default)
 //! <bin> describe                 print the manifest as JSON (also: --describe)
 //! <bin> call <action> [JSON|-]   run one action in-process, print its output
 //! <bin> resolve <op> <value>     resolve a search operator's value
@@ -10,6 +11,12 @@
 //!
 //! Exit codes: 0 success, 1 the action returned an error, 2 usage, config or
 //! start-up error.
+//!
+//! `serve` reads the `SPOKE_*` variables described in
+//! [`hub_env`](crate::hub_env) (hub URL, instance identity, tenant,
+//! `max_in_flight`, shutdown grace); a bad value is a usage error. It runs
+//! until SIGINT/SIGTERM or a Drain from the hub, then finishes in-flight work,
+//! says Goodbye and exits 0; see [`serve`](crate::serve).
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -47,6 +54,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Attach to a Spoke hub and serve its calls (the default command).
+    ///
+    /// Runs until SIGINT/SIGTERM or a Drain from the hub, then finishes
+    /// in-flight calls and exits 0. Configured by SPOKE_HUB_URL (default
+    /// http://127.0.0.1:7700), SPOKE_INSTANCE_ID, SPOKE_DISPLAY_NAME,
+    /// SPOKE_TAGS (comma-separated), `SPOKE_METADATA_<KEY>`, SPOKE_TENANT,
+    /// SPOKE_MAX_IN_FLIGHT (default 64) and SPOKE_SHUTDOWN_GRACE (default 10s).
+    Serve,
     /// Print the connector's manifest (config schema, actions, schemas) as JSON.
     Describe,
     /// Run one action in-process and print its output as JSON.
@@ -91,8 +106,10 @@ enum Command {
 /// }
 /// ```
 pub fn main() -> ExitCode {
-    crate::logging::init("warn");
     let cli = Cli::parse();
+    // `serve` is a long-running service: its session log lines are info.
+    let serving = !cli.describe && matches!(cli.command, None | Some(Command::Serve));
+    crate::logging::init(if serving { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -135,18 +152,14 @@ async fn run(cli: Cli) -> ExitCode {
     let command = match (cli.describe, cli.command) {
         (true, _) | (false, Some(Command::Describe)) => return describe(&ty),
         (false, Some(command)) => command,
-        (false, None) => {
-            eprintln!(
-                "error: no command given; try `describe`, `call`, `resolve`, `check` or `actions` (see --help)"
-            );
-            return ExitCode::from(EXIT_USAGE);
-        }
+        (false, None) => Command::Serve,
     };
     let source = match config_source(cli.config.as_deref()) {
         Ok(s) => s,
         Err(message) => return fail(EXIT_USAGE, format_args!("{message}")),
     };
     match command {
+        Command::Serve => serve(ty, source).await,
         Command::Describe => describe(&ty),
         Command::Actions { all } => actions(&ty, all),
         Command::Check { init } => {
@@ -308,6 +321,26 @@ fn check(ty: &ConnectorType, source: &ConfigSource) -> ExitCode {
         println!("  {:20} {:28} {state}{secret}", f.key, f.env);
     }
     ExitCode::SUCCESS
+}
+
+/// Attaches to the hub named by the `SPOKE_*` variables and serves until
+/// a signal or a Drain.
+async fn serve(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
+    let options = match crate::serve::AttachOptions::from_env(ty.manifest()) {
+        Ok(o) => o,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+    };
+    let instance = match Instance::start(ty, source).await {
+        Ok(i) => i,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+    };
+    match crate::serve::run(instance, options).await {
+        Ok(outcome) => {
+            tracing::info!(?outcome, "serve stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
+    }
 }
 
 /// What `call` or `resolve` runs.

@@ -9,26 +9,33 @@
 //! - [`manifest`], [`schema`], [`config`]: what a connector declares;
 //! - [`context`], [`error`]: what an action sees and returns;
 //! - [`backoff`], [`retry`]: retry policies for connector code and transports;
-//! - [`cli`]: the command line of every connector binary.
+//! - [`cli`]: the command line of every connector binary;
+//! - [`serve`], [`hub_env`]: attaching to a Spoke hub over gRPC (the
+//!   default command), configured by `SPOKE_*` variables.
 
 #![warn(missing_docs)]
 
+mod attach;
 pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod context;
 pub mod decode;
+mod dispatch;
 pub mod duration;
 pub mod error;
+pub mod hub_env;
 pub mod instance;
 pub mod logging;
 pub mod manifest;
+mod outbox;
 pub mod registry;
 pub mod retry;
 pub mod schema;
 pub mod secret;
-mod suggest;
+pub mod serve;
+pub mod suggest;
 
 #[doc(hidden)]
 pub mod __private;
@@ -44,4 +51,5 @@ pub use manifest::{Manifest, Mode, ValueType};
 pub use registry::{Registry, RegistryError};
 pub use retry::{retry, retry_if};
 pub use secret::Secret;
+pub use serve::{AttachOptions, InstanceIdentity, ServeError, ServeOutcome};
 pub use tokio_util::sync::CancellationToken;

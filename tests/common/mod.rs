@@ -6,28 +6,44 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// `target/<profile>`, where the binaries of this test run live.
+fn profile_dir() -> PathBuf {
+    // tests run from target/<profile>/deps/<test>-<hash>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+/// Runs `cargo build <args>` once per test process (per `once` cell).
+fn build_once(once: &'static OnceLock<()>, args: &[&str], what: &str) {
+    once.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .arg("build")
+            .args(args)
+            .arg("--quiet")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building {what} failed");
+    });
+}
+
+/// The path of a built binary in `target/<profile>/<subdir>`.
+fn binary(subdir: &str, name: &str) -> PathBuf {
+    let bin = profile_dir()
+        .join(subdir)
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "binary {} not found", bin.display());
+    bin
+}
+
 /// The path of a built example binary, building all examples once if needed.
 pub fn example_bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    // tests run from target/<profile>/deps/<test>-<hash>
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--examples", "--quiet"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo build --examples");
-        assert!(status.success(), "building the examples failed");
-    });
-    assert!(bin.exists(), "example binary {} not found", bin.display());
-    bin
+    build_once(&BUILT, &["--examples"], "the examples");
+    binary("examples", name)
 }
 
 /// A command for an example with a clean environment (no inherited config vars).
@@ -113,4 +129,164 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
             stderr(out)
         )
     })
+}
+
+/// The `spoke` binary (the hub and its CLI), built once.
+pub fn spoke_bin() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    build_once(&BUILT, &["-p", "spoke-hub", "--bin", "spoke"], "the hub");
+    binary("", "spoke")
+}
+
+/// A child process killed when dropped.
+pub struct ChildGuard {
+    pub child: std::process::Child,
+}
+
+impl ChildGuard {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, at most `limit`; `None` if it did not.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running hub on a free loopback port.
+pub struct Hub {
+    pub process: ChildGuard,
+    pub url: String,
+}
+
+impl Hub {
+    /// Starts `spoke hub --listen 127.0.0.1:0` with extra args and waits for its address.
+    pub fn start(extra: &[&str]) -> Hub {
+        Self::start_on("127.0.0.1:0", extra)
+    }
+
+    /// Starts the hub on a given address (e.g. to restart it on the same port).
+    pub fn start_on(listen: &str, extra: &[&str]) -> Hub {
+        use std::io::BufRead;
+        let mut child = Command::new(spoke_bin())
+            .args(["hub", "--listen", listen])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start hub");
+        let stdout = child.stdout.take().expect("hub stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let process = ChildGuard { child };
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the hub prints its address");
+        let url = line
+            .strip_prefix("spoke hub listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .trim()
+            .to_owned();
+        Hub { process, url }
+    }
+
+    /// `host:port` of the hub.
+    pub fn authority(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// A `spoke` CLI command aimed at this hub.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(spoke_bin());
+        cmd.env_clear()
+            .env("SPOKE_HUB_URL", &self.url)
+            .stdin(Stdio::null());
+        if let Ok(path) = std::env::var("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd
+    }
+
+    /// Starts an example connector in `serve` mode attached to this hub.
+    pub fn attach(&self, example_name: &str, env: &[(&str, &str)]) -> ChildGuard {
+        let mut cmd = example(example_name);
+        cmd.arg("serve")
+            .env("SPOKE_HUB_URL", &self.url)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        ChildGuard {
+            child: cmd.spawn().expect("start connector"),
+        }
+    }
+
+    /// Waits until `spoke ls --json` shows `count` ready instances of `connector`.
+    pub fn wait_for_instances(&self, connector: &str, count: usize, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let out = self
+                .cli()
+                .args(["ls", "--json"])
+                .output()
+                .expect("spoke ls");
+            let ready = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .map_or(0, |v| ready_instances(&v, connector));
+            if ready >= count {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{connector}: {ready} of {count} instances ready after {limit:?}; ls: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Counts ready instances of a connector in `spoke ls --json` output.
+pub fn ready_instances(ls: &serde_json::Value, connector: &str) -> usize {
+    let connectors = ls.get("connectors").unwrap_or(ls);
+    connectors
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == connector)
+        .flat_map(|c| c["instances"].as_array().cloned().unwrap_or_default())
+        .filter(|i| i["state"] == "ready")
+        .count()
 }

@@ -1,0 +1,356 @@
+//! The `spoke.v1.ConnectorHub` service: one Attach stream per connector
+//! instance.
+//!
+//! Each stream runs in its own task: it waits for `Register` (anything else,
+//! or a Register the hub refuses, is answered with `Goodbye` and the stream
+//! is closed), answers `Registered`, then relays frames: `Result`, `Chunk`
+//! and `Event` go to the pending calls, `Ping` is answered with `Pong`, and
+//! the hub pings every heartbeat interval. A peer that sends nothing for two
+//! intervals is dropped. Frames to the connector go through a bounded queue
+//! per stream, so a slow connector only ever slows its own calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spoke_proto::v1::connector_hub_server::ConnectorHub;
+use spoke_proto::v1::{
+    ConnectorFrame, Drain, Goodbye, HubFrame, Ping, Pong, connector_frame, hub_frame,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::outbound::{Close, Outbound};
+use crate::pending::Delivery;
+use crate::register;
+use crate::registry::{Admitted, InstanceKey};
+use crate::state::HubState;
+
+/// How many frames may wait to be sent to one connector.
+pub(crate) const OUTBOUND_CAPACITY: usize = 256;
+
+/// The ConnectorHub service.
+#[derive(Debug, Clone)]
+pub(crate) struct AttachService {
+    state: Arc<HubState>,
+}
+
+impl AttachService {
+    /// The service over the hub's state.
+    pub(crate) fn new(state: Arc<HubState>) -> Self {
+        AttachService { state }
+    }
+}
+
+#[tonic::async_trait]
+impl ConnectorHub for AttachService {
+    type AttachStream = Outbound;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<ConnectorFrame>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        if self.state.is_shutting_down() {
+            return Err(Status::unavailable(
+                "the hub is shutting down and accepts no new connectors",
+            ));
+        }
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let (close_tx, close_rx) = oneshot::channel();
+        let task = StreamTask {
+            state: Arc::clone(&self.state),
+            inbound: request.into_inner(),
+            tx,
+            close: Some(close_tx),
+            peer,
+        };
+        tokio::spawn(task.run());
+        Ok(Response::new(Outbound::new(rx, close_rx)))
+    }
+}
+
+/// Why a stream's main loop ended.
+enum Exit {
+    /// The connector said Goodbye.
+    Goodbye(String),
+    /// The stream ended or failed without a Goodbye.
+    Lost(String),
+    /// The peer stopped sending anything.
+    Silent(Duration),
+    /// A resumed stream took the session over.
+    Replaced,
+    /// The hub shut down and the drain grace passed.
+    Drained,
+}
+
+struct StreamTask {
+    state: Arc<HubState>,
+    inbound: Streaming<ConnectorFrame>,
+    tx: mpsc::Sender<HubFrame>,
+    close: Option<oneshot::Sender<Close>>,
+    peer: String,
+}
+
+impl StreamTask {
+    async fn run(mut self) {
+        let admitted = match self.register().await {
+            Ok(admitted) => admitted,
+            Err(Some(reason)) => {
+                tracing::warn!("refused an Attach stream from {}: {reason}", self.peer);
+                self.goodbye(reason);
+                return;
+            }
+            Err(None) => return,
+        };
+        let key = admitted.key.clone();
+        let generation = admitted.generation;
+        let exit = self.serve(&admitted).await;
+        match exit {
+            Exit::Goodbye(reason) => {
+                self.close(Close::Graceful);
+                self.state
+                    .end_session(&key, generation, &format!("said goodbye: {reason}"));
+            }
+            Exit::Lost(why) => {
+                self.close(Close::Graceful);
+                self.state.stream_lost(&key, generation, &why);
+            }
+            Exit::Silent(silence) => {
+                let why = format!("nothing received for {silence:?}, two heartbeat intervals");
+                self.close(Close::Abort(Status::unavailable(format!(
+                    "the hub dropped this stream: {why}"
+                ))));
+                self.state.stream_lost(&key, generation, &why);
+            }
+            Exit::Replaced => {
+                self.goodbye("a newer stream resumed this session".to_owned());
+            }
+            Exit::Drained => {
+                self.goodbye("the hub is shutting down".to_owned());
+                self.state
+                    .end_session(&key, generation, "the hub shut down");
+            }
+        }
+    }
+
+    /// Waits for the Register frame and admits it. `Err(Some(reason))`:
+    /// refuse with a Goodbye; `Err(None)`: the stream already ended.
+    async fn register(&mut self) -> Result<Admitted, Option<String>> {
+        let wait = self
+            .state
+            .config
+            .liveness_timeout()
+            .max(Duration::from_secs(1));
+        let frame = match tokio::time::timeout(wait, self.inbound.message()).await {
+            Err(_) => return Err(Some(format!("no Register frame within {wait:?}"))),
+            Ok(Err(status)) => {
+                tracing::debug!(
+                    "Attach stream from {} failed before Register: {status}",
+                    self.peer
+                );
+                return Err(None);
+            }
+            Ok(Ok(None)) => return Err(None),
+            Ok(Ok(Some(frame))) => frame,
+        };
+        let register = match frame.frame {
+            Some(connector_frame::Frame::Register(register)) => register,
+            other => {
+                return Err(Some(format!(
+                    "the first frame of an Attach stream must be Register, got {}",
+                    frame_name(other.as_ref())
+                )));
+            }
+        };
+        let registration = register::check(register).map_err(Some)?;
+        let tenant = registration.tenant.clone();
+        let sdk = registration.sdk_version.clone();
+        let admitted = self
+            .state
+            .admit(registration, self.tx.clone())
+            .map_err(Some)?;
+        tracing::info!(
+            "{} {} session {} from {} (tenant {tenant:?}, sdk {sdk:?})",
+            admitted.key,
+            if admitted.resumed {
+                "resumed"
+            } else {
+                "attached with"
+            },
+            admitted.session_id,
+            self.peer,
+        );
+        Ok(admitted)
+    }
+
+    /// Relays frames until the stream ends.
+    async fn serve(&mut self, admitted: &Admitted) -> Exit {
+        let key = &admitted.key;
+        let interval = self.state.config.heartbeat_interval;
+        let liveness = self.state.config.liveness_timeout();
+        let mut pings = tokio::time::interval_at(Instant::now() + interval, interval);
+        pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut nonce: u64 = 0;
+        let mut last_heard = Instant::now();
+        let mut drain_until: Option<Instant> = None;
+        let shutdown = self.state.shutdown_token().clone();
+
+        loop {
+            tokio::select! {
+                biased;
+                () = admitted.replaced.cancelled() => return Exit::Replaced,
+                () = shutdown.cancelled(), if drain_until.is_none() => {
+                    let grace = self.state.config.shutdown_grace;
+                    self.state.lock().registry.set_draining(key, admitted.generation);
+                    self.send(hub_frame::Frame::Drain(Drain {
+                        reason: "the hub is shutting down".to_owned(),
+                        grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+                    }));
+                    drain_until = Some(Instant::now() + grace);
+                }
+                () = sleep_until_opt(drain_until) => return Exit::Drained,
+                // Ready once per interval, so it cannot starve the frames
+                // below, and a flood of frames cannot starve it.
+                _ = pings.tick() => {
+                    nonce = nonce.wrapping_add(1);
+                    // A full queue means the connector is not reading; its
+                    // silence check will tell.
+                    let _ = self.tx.try_send(frame_of(hub_frame::Frame::Ping(Ping { nonce })));
+                }
+                message = self.inbound.message() => {
+                    let frame = match message {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => return Exit::Lost("the connector closed the stream without a Goodbye".to_owned()),
+                        Err(status) => return Exit::Lost(format!(
+                            "stream error: {:?}: {}",
+                            status.code(),
+                            status.message()
+                        )),
+                    };
+                    last_heard = Instant::now();
+                    if let Some(exit) = self.handle(key, frame) {
+                        return exit;
+                    }
+                }
+                () = tokio::time::sleep_until(last_heard + liveness) => {
+                    return Exit::Silent(liveness);
+                }
+            }
+        }
+    }
+
+    /// Handles one frame; `Some` ends the stream.
+    fn handle(&mut self, key: &InstanceKey, frame: ConnectorFrame) -> Option<Exit> {
+        use connector_frame::Frame;
+        match frame.frame {
+            Some(Frame::Result(result)) => {
+                let request_id = result.request_id.clone();
+                let delivery = self.state.lock().pending.resolve(key, result);
+                report(key, "Result", &request_id, delivery);
+            }
+            Some(Frame::Chunk(chunk)) => {
+                let request_id = chunk.request_id.clone();
+                let delivery = self.state.lock().pending.chunk(key, chunk);
+                if delivery == Delivery::Overflow {
+                    tracing::warn!(
+                        "request {request_id}: its caller cannot take the result; cancelling it at {key}"
+                    );
+                    self.state
+                        .cancel(&request_id, "the caller cannot take the result");
+                } else {
+                    report(key, "Chunk", &request_id, delivery);
+                }
+            }
+            Some(Frame::Event(event)) if event.request_id.is_empty() => {
+                tracing::debug!("{key} event ({}): {}", event.kind, event.json);
+            }
+            Some(Frame::Event(event)) => {
+                let request_id = event.request_id.clone();
+                let delivery = self.state.lock().pending.event(key, event);
+                if delivery != Delivery::Abandoned {
+                    report(key, "Event", &request_id, delivery);
+                }
+            }
+            // Never dropped: connectors use the Pong to learn that every
+            // frame they sent before the Ping has been read.
+            Some(Frame::Ping(ping)) => {
+                self.send(hub_frame::Frame::Pong(Pong { nonce: ping.nonce }))
+            }
+            Some(Frame::Pong(_)) => {}
+            Some(Frame::Goodbye(goodbye)) => return Some(Exit::Goodbye(goodbye.reason)),
+            Some(Frame::Register(_)) => {
+                tracing::warn!("{key} sent a second Register on an attached stream; ignored");
+            }
+            None => tracing::debug!("{key} sent an empty frame; ignored"),
+        }
+        None
+    }
+
+    fn send(&self, frame: hub_frame::Frame) {
+        crate::state::send_soon(self.tx.clone(), frame_of(frame));
+    }
+
+    /// Sends a Goodbye and closes the stream gracefully.
+    fn goodbye(&mut self, reason: String) {
+        let _ = self
+            .tx
+            .try_send(frame_of(hub_frame::Frame::Goodbye(Goodbye { reason })));
+        self.close(Close::Graceful);
+    }
+
+    fn close(&mut self, how: Close) {
+        if let Some(close) = self.close.take() {
+            let _ = close.send(how);
+        }
+    }
+}
+
+/// Logs what happened to a connector's frame about a call, when it went
+/// nowhere.
+fn report(key: &InstanceKey, what: &str, request_id: &str, delivery: Delivery) {
+    match delivery {
+        Delivery::Delivered | Delivery::Overflow => {}
+        Delivery::Abandoned => {
+            tracing::debug!(
+                "{key}: {what} for request {request_id}, whose caller gave up; dropped"
+            );
+        }
+        Delivery::Unknown => {
+            tracing::info!("{key}: {what} for unknown request {request_id}; dropped");
+        }
+        Delivery::Foreign(owner) => {
+            tracing::warn!(
+                "{key}: {what} for request {request_id}, which was sent to {owner}; dropped"
+            );
+        }
+    }
+}
+
+fn frame_of(frame: hub_frame::Frame) -> HubFrame {
+    HubFrame { frame: Some(frame) }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The name of a connector frame kind, for messages.
+fn frame_name(frame: Option<&connector_frame::Frame>) -> &'static str {
+    use connector_frame::Frame;
+    match frame {
+        None => "an empty frame",
+        Some(Frame::Register(_)) => "Register",
+        Some(Frame::Result(_)) => "Result",
+        Some(Frame::Chunk(_)) => "Chunk",
+        Some(Frame::Ping(_)) => "Ping",
+        Some(Frame::Pong(_)) => "Pong",
+        Some(Frame::Event(_)) => "Event",
+        Some(Frame::Goodbye(_)) => "Goodbye",
+    }
+}

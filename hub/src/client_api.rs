@@ -1,0 +1,325 @@
+//! The `spoke.v1.Hub` service: clients invoke actions, list connectors and
+//! read manifests.
+//!
+//! Before routing, the hub checks that the connector exists and that the
+//! action (or search operator) is in its manifest; if not, `NOT_FOUND` names
+//! what exists. The caller's deadline (`grpc-timeout`) becomes the
+//! Invoke's `timeout_ms`; action errors travel in-band in
+//! `InstanceResult.error`, hub errors as gRPC statuses.
+
+use std::sync::Arc;
+
+use spoke_proto::v1::hub_server::Hub;
+use spoke_proto::v1::{
+    ConnectorSummary, DescribeRequest, DescribeResponse, Encoding, InstanceState, InvokeKind,
+    InvokeRequest, InvokeResponse, InvokeStreamItem, ListConnectorsRequest, ListConnectorsResponse,
+    invoke_stream_item,
+};
+use spoke_runtime::Mode;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::deadline;
+use crate::invoke::{self, Call};
+use crate::pending::ItemSender;
+use crate::registry::Registry;
+use crate::routing::{self, Selection, Target};
+use crate::state::HubState;
+use spoke_runtime::suggest;
+
+/// How many items may wait for a streaming caller.
+const STREAM_ITEMS: usize = 1024;
+
+/// The Hub service.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientApi {
+    state: Arc<HubState>,
+}
+
+impl ClientApi {
+    /// The service over the hub's state.
+    pub(crate) fn new(state: Arc<HubState>) -> Self {
+        ClientApi { state }
+    }
+
+    /// Checks a request and picks its instance(s); a refused call gets its
+    /// one log line here.
+    fn prepare(
+        &self,
+        request: InvokeRequest,
+        deadline: Option<Instant>,
+    ) -> Result<(Call, Selection), Status> {
+        let (connector, action) = (request.connector.clone(), request.action.clone());
+        self.check(request, deadline).inspect_err(|status| {
+            tracing::info!(
+                connector = %connector,
+                action = %action,
+                outcome = crate::client::code_name(status.code()),
+                "call refused: {}",
+                status.message()
+            );
+        })
+    }
+
+    fn check(
+        &self,
+        request: InvokeRequest,
+        deadline: Option<Instant>,
+    ) -> Result<(Call, Selection), Status> {
+        if self.state.is_shutting_down() {
+            return Err(Status::unavailable("the hub is shutting down"));
+        }
+        if request.connector.is_empty() {
+            return Err(Status::invalid_argument("InvokeRequest.connector is empty"));
+        }
+        if request.action.is_empty() {
+            return Err(Status::invalid_argument("InvokeRequest.action is empty"));
+        }
+        let kind = InvokeKind::try_from(request.kind).map_err(|_| {
+            Status::invalid_argument(format!("InvokeRequest.kind {} is unknown", request.kind))
+        })?;
+        let encoding = Encoding::try_from(request.encoding).map_err(|_| {
+            Status::invalid_argument(format!(
+                "InvokeRequest.encoding {} is unknown",
+                request.encoding
+            ))
+        })?;
+        let payload = check_payload(encoding, request.payload)?;
+        let target = Target::from_route(request.route)?;
+
+        let mut tables = self.state.lock();
+        let mode = find_callable(&tables.registry, &request.connector, &request.action, kind)?;
+        let selection = routing::select(&mut tables.registry, &request.connector, &target, None)?;
+        drop(tables);
+
+        let call = Call {
+            connector: request.connector,
+            action: request.action,
+            kind,
+            payload,
+            encoding: encoding.into(),
+            metadata: request.metadata,
+            mode,
+            deadline,
+            target,
+            request_id: self.state.next_request_id(),
+        };
+        Ok((call, selection))
+    }
+}
+
+/// An empty JSON payload means "no input", `{}`; any other JSON payload
+/// must parse.
+fn check_payload(encoding: Encoding, payload: Vec<u8>) -> Result<Vec<u8>, Status> {
+    if !matches!(encoding, Encoding::Unspecified | Encoding::Json) {
+        return Ok(payload);
+    }
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(b"{}".to_vec());
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+        Ok(_) => Ok(payload),
+        Err(e) => Err(Status::invalid_argument(format!(
+            "InvokeRequest.payload is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// The mode of the action (or search operator, always a read) if the
+/// connector has it; `NOT_FOUND` naming what exists if not.
+fn find_callable(
+    registry: &Registry,
+    connector: &str,
+    action: &str,
+    kind: InvokeKind,
+) -> Result<Mode, Status> {
+    let Some(ty) = registry.connector(connector) else {
+        let names: Vec<&str> = registry.connectors().map(|(n, _)| n).collect();
+        return Err(Status::not_found(format!(
+            "no connector named `{connector}` has attached to this hub{}; connectors: {}",
+            suggest::hint(connector, names.iter().copied()),
+            suggest::list(&names)
+        )));
+    };
+    let manifest = &ty.manifest;
+    match kind {
+        InvokeKind::Action => match manifest.action(action) {
+            Some(a) => Ok(a.mode),
+            None => {
+                let visible: Vec<&str> = manifest
+                    .actions
+                    .iter()
+                    .filter(|a| !a.hidden)
+                    .map(|a| a.name.as_str())
+                    .collect();
+                Err(Status::not_found(format!(
+                    "connector `{connector}` has no action `{action}`{}; its actions: {}",
+                    suggest::hint(action, visible.iter().copied()),
+                    suggest::list(&visible)
+                )))
+            }
+        },
+        InvokeKind::SearchOperator => {
+            if manifest
+                .search_operators
+                .iter()
+                .any(|o| o.operator == action)
+            {
+                Ok(Mode::Read)
+            } else {
+                let ops: Vec<&str> = manifest
+                    .search_operators
+                    .iter()
+                    .map(|o| o.operator.as_str())
+                    .collect();
+                Err(Status::not_found(format!(
+                    "connector `{connector}` has no search operator `{action}`{}; its search operators: {}",
+                    suggest::hint(action, ops.iter().copied()),
+                    suggest::list(&ops)
+                )))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Hub for ClientApi {
+    async fn invoke(
+        &self,
+        request: Request<InvokeRequest>,
+    ) -> Result<Response<InvokeResponse>, Status> {
+        let deadline = deadline::from_metadata(request.metadata());
+        let (call, selection) = self.prepare(request.into_inner(), deadline)?;
+        let state = &self.state;
+        let results = match selection {
+            Selection::One(key) => {
+                let retry = call.target.allows_retry();
+                let id = &call.request_id;
+                vec![invoke::run_one(state, &call, id, key, retry, None).await?]
+            }
+            Selection::Broadcast(keys) => invoke::run_broadcast(state, &call, keys, None).await,
+        };
+        Ok(Response::new(InvokeResponse {
+            request_id: call.request_id,
+            results,
+        }))
+    }
+
+    type InvokeStreamStream = ReceiverStream<Result<InvokeStreamItem, Status>>;
+
+    async fn invoke_stream(
+        &self,
+        request: Request<InvokeRequest>,
+    ) -> Result<Response<Self::InvokeStreamStream>, Status> {
+        let deadline = deadline::from_metadata(request.metadata());
+        let (call, selection) = self.prepare(request.into_inner(), deadline)?;
+        let (tx, rx) = mpsc::channel(STREAM_ITEMS);
+        let state = Arc::clone(&self.state);
+        tokio::spawn(async move {
+            let work = stream_call(&state, &call, selection, &tx);
+            tokio::select! {
+                () = work => {}
+                // The caller went away: dropping `work` cancels its calls.
+                () = tx.closed() => {}
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_connectors(
+        &self,
+        _request: Request<ListConnectorsRequest>,
+    ) -> Result<Response<ListConnectorsResponse>, Status> {
+        let tables = self.state.lock();
+        let connectors = tables
+            .registry
+            .connectors()
+            .map(|(name, ty)| ConnectorSummary {
+                name: name.to_owned(),
+                version: ty.manifest.version.clone(),
+                display_name: ty.manifest.display_name.clone(),
+                description: ty.manifest.description.clone(),
+                instances: tables
+                    .registry
+                    .instances_of(name)
+                    .map(|(key, i)| InstanceState {
+                        info: Some(i.info.clone()),
+                        state: i.status.as_str().to_owned(),
+                        session_id: i.session_id.clone(),
+                        connected_unix_ms: i.connected_unix_ms,
+                        in_flight: tables.pending.in_flight(key),
+                        tenant: i.tenant.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(ListConnectorsResponse { connectors }))
+    }
+
+    async fn describe(
+        &self,
+        request: Request<DescribeRequest>,
+    ) -> Result<Response<DescribeResponse>, Status> {
+        let connector = request.into_inner().connector;
+        let tables = self.state.lock();
+        match tables.registry.connector(&connector) {
+            Some(ty) => Ok(Response::new(DescribeResponse {
+                manifest_json: ty.manifest_json.to_string(),
+            })),
+            None => {
+                let names: Vec<&str> = tables.registry.connectors().map(|(n, _)| n).collect();
+                Err(Status::not_found(format!(
+                    "no connector named `{connector}` has attached to this hub{}; connectors: {}",
+                    suggest::hint(&connector, names.iter().copied()),
+                    suggest::list(&names)
+                )))
+            }
+        }
+    }
+}
+
+/// Runs a streamed call: events and chunks as they come, then the result(s),
+/// or an error status as the last item.
+async fn stream_call(state: &Arc<HubState>, call: &Call, selection: Selection, tx: &ItemSender) {
+    let item = |result| InvokeStreamItem {
+        item: Some(invoke_stream_item::Item::Result(result)),
+    };
+    match selection {
+        Selection::One(key) => {
+            let retry = call.target.allows_retry();
+            let last = invoke::run_one(state, call, &call.request_id, key, retry, Some(tx))
+                .await
+                .map(item);
+            let _ = tx.send(last).await;
+        }
+        Selection::Broadcast(keys) => {
+            for result in invoke::run_broadcast(state, call, keys, Some(tx)).await {
+                if tx.send(Ok(item(result))).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_json_payloads_mean_no_input_and_bad_json_is_refused() {
+        assert_eq!(check_payload(Encoding::Json, Vec::new()).unwrap(), b"{}");
+        assert_eq!(
+            check_payload(Encoding::Unspecified, b" {\"a\":1}".to_vec()).unwrap(),
+            b" {\"a\":1}"
+        );
+        let err = check_payload(Encoding::Json, b"{nope".to_vec()).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            check_payload(Encoding::RawBytes, b"{nope".to_vec()).unwrap(),
+            b"{nope"
+        );
+    }
+}

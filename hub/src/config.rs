@@ -1,0 +1,92 @@
+//! The hub's settings: where it listens, how often it checks on connectors,
+//! how long it waits for a lost connector to come back.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The address `spoke hub` listens on unless `--listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+/// The default heartbeat interval.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest default resume window.
+pub const MAX_DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(2);
+/// The default time connectors get to finish their work when the hub shuts down.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How a hub runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// The address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// How often each side sends `Ping`; a peer silent for two intervals is dropped.
+    pub heartbeat_interval: Duration,
+    /// How long the session and in-flight calls of an instance whose stream
+    /// ended are kept for it to resume.
+    pub resume_window: Duration,
+    /// On shutdown, how long connectors get (the `Drain.grace_ms`) to finish
+    /// in-flight work before the hub closes their streams.
+    pub shutdown_grace: Duration,
+}
+
+impl HubConfig {
+    /// A configuration with the default heartbeat interval, resume window and
+    /// shutdown grace.
+    pub fn new(listen: SocketAddr) -> Self {
+        HubConfig {
+            listen,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            resume_window: default_resume_window(DEFAULT_HEARTBEAT_INTERVAL),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+
+    /// How long a peer may stay silent before it is considered dead: two
+    /// heartbeat intervals.
+    pub fn liveness_timeout(&self) -> Duration {
+        self.heartbeat_interval.saturating_mul(2)
+    }
+}
+
+/// The resume window when none is given: one heartbeat interval, at most 2 s.
+pub fn default_resume_window(heartbeat_interval: Duration) -> Duration {
+    heartbeat_interval.min(MAX_DEFAULT_RESUME_WINDOW)
+}
+
+/// Checks a heartbeat interval: more than zero and at most `u32::MAX`
+/// milliseconds (it travels as `Registered.heartbeat_interval_ms`).
+pub fn check_heartbeat_interval(interval: Duration) -> Result<Duration, String> {
+    if interval < Duration::from_millis(1) {
+        return Err("the heartbeat interval must be at least 1ms".into());
+    }
+    if interval.as_millis() > u128::from(u32::MAX) {
+        return Err(format!(
+            "the heartbeat interval must be at most {}ms",
+            u32::MAX
+        ));
+    }
+    Ok(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_window_defaults_to_one_interval_capped_at_two_seconds() {
+        assert_eq!(
+            default_resume_window(Duration::from_millis(200)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            default_resume_window(Duration::from_secs(5)),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn heartbeat_interval_bounds() {
+        assert!(check_heartbeat_interval(Duration::ZERO).is_err());
+        assert!(check_heartbeat_interval(Duration::from_millis(1)).is_ok());
+        assert!(check_heartbeat_interval(Duration::from_secs(u64::MAX / 4)).is_err());
+    }
+}

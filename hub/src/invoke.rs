@@ -1,0 +1,386 @@
+//! One call's life: hand an `Invoke` to an instance, wait for its `Result`
+//! until the deadline, cancel it if the caller gives up, and retry a `read`
+//! once elsewhere if the instance is lost.
+//!
+//! Every attempt logs exactly one line at info when it ends: request id,
+//! connector, instance, action, duration and outcome.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use spoke_proto::v1::{self, HubFrame, InstanceResult, Invoke, InvokeKind, hub_frame};
+use spoke_runtime::Mode;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tonic::{Code, Status};
+
+use crate::deadline;
+use crate::pending::{Answer, Caller, ItemSender};
+use crate::registry::{InstanceKey, InstanceStatus};
+use crate::routing::{self, Selection, Target};
+use crate::state::HubState;
+
+/// How often an Invoke that never reached its instance (the stream closed
+/// under it) is routed again before the call fails.
+const MAX_UNDELIVERED: u32 = 3;
+
+/// A checked call, ready to route.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    /// The connector type.
+    pub(crate) connector: String,
+    /// The action (or search operator).
+    pub(crate) action: String,
+    /// Action or search operator.
+    pub(crate) kind: InvokeKind,
+    /// The input.
+    pub(crate) payload: Vec<u8>,
+    /// The input's encoding.
+    pub(crate) encoding: i32,
+    /// Caller metadata passed to the connector.
+    pub(crate) metadata: HashMap<String, String>,
+    /// Read or write (search operators read).
+    pub(crate) mode: Mode,
+    /// When the hub gives up; `None` waits for as long as the caller does.
+    pub(crate) deadline: Option<Instant>,
+    /// The route.
+    pub(crate) target: Target,
+    /// The call's request id; retries and broadcast members derive theirs
+    /// from it (`<id>.<n>`).
+    pub(crate) request_id: String,
+}
+
+impl Call {
+    fn what(&self) -> &'static str {
+        match self.kind {
+            InvokeKind::Action => "action",
+            InvokeKind::SearchOperator => "search operator",
+        }
+    }
+}
+
+/// Why one attempt did not produce a result.
+enum Failure {
+    /// The Invoke never reached the instance: safe to send elsewhere.
+    Undelivered,
+    /// The instance's session ended before it answered.
+    Lost(String),
+    /// The deadline passed.
+    Deadline,
+    /// The hub gave up on the call.
+    Failed(Status),
+}
+
+/// Runs a call to one instance (retrying a lost `read` once elsewhere when
+/// the route allows), sending events and chunks to `stream` if the caller
+/// streams.
+pub(crate) async fn run_one(
+    state: &Arc<HubState>,
+    call: &Call,
+    request_id: &str,
+    first: InstanceKey,
+    retry: bool,
+    stream: Option<&ItemSender>,
+) -> Result<InstanceResult, Status> {
+    let mut key = first;
+    let mut retried = false;
+    let mut undelivered = 0;
+    let mut attempts = 0u32;
+    loop {
+        let id = match attempts {
+            0 => request_id.to_owned(),
+            n => format!("{request_id}.{n}"),
+        };
+        attempts += 1;
+        let failure = match attempt(state, call, &id, &key, stream).await {
+            Ok(result) => return Ok(result),
+            Err(failure) => failure,
+        };
+        match failure {
+            Failure::Deadline => {
+                return Err(Status::deadline_exceeded(format!(
+                    "{key} did not answer {} `{}` before the caller's deadline",
+                    call.what(),
+                    call.action
+                )));
+            }
+            Failure::Failed(status) => return Err(status),
+            Failure::Undelivered => {
+                undelivered += 1;
+                if undelivered > MAX_UNDELIVERED {
+                    return Err(Status::unavailable(format!(
+                        "could not hand {} `{}` to an instance of connector `{}`: their streams kept closing",
+                        call.what(),
+                        call.action,
+                        call.connector
+                    )));
+                }
+                key = reselect(state, call, &key, None)?;
+            }
+            Failure::Lost(reason) => {
+                if call.mode == Mode::Write {
+                    return Err(Status::unavailable(format!(
+                        "{reason} while running the write action `{}`; it may or may not have run",
+                        call.action
+                    )));
+                }
+                if !retry || retried {
+                    return Err(Status::unavailable(format!(
+                        "{reason} while running the read {} `{}`{}; it may or may not have run",
+                        call.what(),
+                        call.action,
+                        if retried { " (the retry)" } else { "" }
+                    )));
+                }
+                retried = true;
+                let lost = key.clone();
+                key = reselect(state, call, &lost, Some(&lost.id)).map_err(|status| {
+                    Status::unavailable(format!(
+                        "{reason} while running the read {} `{}`; it may or may not have run, \
+                         and no other instance could take the retry: {}",
+                        call.what(),
+                        call.action,
+                        status.message()
+                    ))
+                })?;
+                tracing::warn!(
+                    "{lost} was lost while running read {} `{}`; retrying once on {key}",
+                    call.what(),
+                    call.action
+                );
+            }
+        }
+    }
+}
+
+/// Picks another instance along the call's route.
+fn reselect(
+    state: &HubState,
+    call: &Call,
+    previous: &InstanceKey,
+    exclude: Option<&str>,
+) -> Result<InstanceKey, Status> {
+    let mut tables = state.lock();
+    match routing::select(&mut tables.registry, &call.connector, &call.target, exclude)? {
+        Selection::One(key) => Ok(key),
+        // A broadcast member is retried on the same instance only.
+        Selection::Broadcast(keys) => keys
+            .into_iter()
+            .find(|k| k == previous)
+            .ok_or_else(|| Status::unavailable(format!("{previous} is no longer ready"))),
+    }
+}
+
+/// Runs a broadcast: one call per instance at once, each result (or error,
+/// in-band) tagged with its instance, sorted by instance id.
+pub(crate) async fn run_broadcast(
+    state: &Arc<HubState>,
+    call: &Call,
+    keys: Vec<InstanceKey>,
+    stream: Option<&ItemSender>,
+) -> Vec<InstanceResult> {
+    let calls = keys.into_iter().enumerate().map(|(n, key)| async move {
+        let instance_id = key.id.clone();
+        let request_id = format!("{}.{}", call.request_id, n + 1);
+        run_one(state, call, &request_id, key, false, stream)
+            .await
+            .unwrap_or_else(|status| in_band(instance_id, &status))
+    });
+    let mut results = join_all(calls).await;
+    results.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    results
+}
+
+/// A hub-side failure of one broadcast member, as an in-band error.
+fn in_band(instance_id: String, status: &Status) -> InstanceResult {
+    let code = match status.code() {
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::Unavailable | Code::ResourceExhausted => "unavailable",
+        Code::Cancelled => "cancelled",
+        Code::NotFound => "not_found",
+        _ => "internal",
+    };
+    InstanceResult {
+        instance_id,
+        outcome: Some(v1::instance_result::Outcome::Error(v1::Error {
+            code: code.to_owned(),
+            message: status.message().to_owned(),
+            details_json: String::new(),
+        })),
+        encoding: v1::Encoding::Json.into(),
+        duration_us: 0,
+    }
+}
+
+/// One attempt on one instance.
+async fn attempt(
+    state: &Arc<HubState>,
+    call: &Call,
+    request_id: &str,
+    key: &InstanceKey,
+    stream: Option<&ItemSender>,
+) -> Result<InstanceResult, Failure> {
+    let request_id = request_id.to_owned();
+    let mut log = AttemptLog {
+        state,
+        request_id: request_id.clone(),
+        key,
+        action: &call.action,
+        started: Instant::now(),
+        outcome: None,
+        cancel: None,
+    };
+    let slots = {
+        let tables = state.lock();
+        match tables.registry.instance(key) {
+            Some(i) if i.status == InstanceStatus::Ready => i.slots.clone(),
+            _ => {
+                log.finish("undelivered", None);
+                return Err(Failure::Undelivered);
+            }
+        }
+    };
+    // Wait for one of the instance's invocation slots.
+    let slot = match slots {
+        None => None,
+        Some(slots) => match deadline::until(call.deadline, slots.acquire_owned()).await {
+            None => {
+                log.finish("deadline_exceeded", None);
+                return Err(Failure::Deadline);
+            }
+            Some(Err(_closed)) => {
+                log.finish("undelivered", None);
+                return Err(Failure::Undelivered);
+            }
+            Some(Ok(slot)) => Some(slot),
+        },
+    };
+
+    let (answer_tx, answer_rx) = oneshot::channel();
+    let tx = {
+        let mut tables = state.lock();
+        let tx = match tables.registry.instance(key) {
+            Some(i) if i.status == InstanceStatus::Ready => i.link.as_ref().map(|l| l.tx.clone()),
+            _ => None,
+        };
+        let Some(tx) = tx else {
+            log.finish("undelivered", None);
+            return Err(Failure::Undelivered);
+        };
+        let caller = Caller::new(answer_tx, stream.cloned());
+        tables
+            .pending
+            .insert(request_id.clone(), key.clone(), caller, slot);
+        tx
+    };
+    // From here on, a caller that goes away (dropping this future) cancels.
+    log.cancel = Some("the caller went away");
+
+    let invoke = Invoke {
+        request_id: request_id.clone(),
+        action: call.action.clone(),
+        payload: call.payload.clone(),
+        encoding: call.encoding,
+        timeout_ms: deadline::timeout_ms(call.deadline),
+        metadata: call.metadata.clone(),
+        kind: call.kind.into(),
+    };
+    let frame = HubFrame {
+        frame: Some(hub_frame::Frame::Invoke(invoke)),
+    };
+    match deadline::until(call.deadline, tx.send(frame)).await {
+        None => {
+            log.finish("deadline_exceeded", Some("deadline exceeded"));
+            return Err(Failure::Deadline);
+        }
+        Some(Err(_closed)) => {
+            state.lock().pending.forget(&request_id);
+            log.finish("undelivered", None);
+            return Err(Failure::Undelivered);
+        }
+        Some(Ok(())) => {}
+    }
+    drop(tx);
+
+    match deadline::until(call.deadline, answer_rx).await {
+        None => {
+            log.finish("deadline_exceeded", Some("deadline exceeded"));
+            Err(Failure::Deadline)
+        }
+        Some(Err(_dropped)) => {
+            // The entry went without an answer: only a lost session does that.
+            log.finish("instance_lost", None);
+            Err(Failure::Lost(format!("{key} went away")))
+        }
+        Some(Ok(Answer::Result(result))) => {
+            let outcome = match &result.outcome {
+                Some(v1::result::Outcome::Error(e)) => format!("error:{}", e.code),
+                _ => "ok".to_owned(),
+            };
+            log.finish(&outcome, None);
+            Ok(instance_result(key, result))
+        }
+        Some(Ok(Answer::Lost(reason))) => {
+            log.finish("instance_lost", None);
+            Err(Failure::Lost(reason))
+        }
+        Some(Ok(Answer::Failed(status))) => {
+            log.finish(&format!("failed:{:?}", status.code()), None);
+            Err(Failure::Failed(status))
+        }
+    }
+}
+
+fn instance_result(key: &InstanceKey, result: v1::Result) -> InstanceResult {
+    use v1::instance_result::Outcome;
+    InstanceResult {
+        instance_id: key.id.clone(),
+        outcome: Some(match result.outcome {
+            Some(v1::result::Outcome::Error(e)) => Outcome::Error(e),
+            Some(v1::result::Outcome::Payload(p)) => Outcome::Payload(p),
+            None => Outcome::Payload(Vec::new()),
+        }),
+        encoding: result.encoding,
+        duration_us: result.duration_us,
+    }
+}
+
+/// Logs an attempt once, when it ends, and cancels it at the connector if
+/// the caller gave up (including by going away, which drops the attempt).
+struct AttemptLog<'a> {
+    state: &'a HubState,
+    request_id: String,
+    key: &'a InstanceKey,
+    action: &'a str,
+    started: Instant,
+    outcome: Option<String>,
+    cancel: Option<&'static str>,
+}
+
+impl AttemptLog<'_> {
+    fn finish(&mut self, outcome: &str, cancel: Option<&'static str>) {
+        self.outcome = Some(outcome.to_owned());
+        self.cancel = cancel;
+    }
+}
+
+impl Drop for AttemptLog<'_> {
+    fn drop(&mut self) {
+        if let Some(reason) = self.cancel {
+            self.state.cancel(&self.request_id, reason);
+        }
+        let elapsed: Duration = self.started.elapsed();
+        let outcome = self.outcome.as_deref().unwrap_or("caller_gone");
+        tracing::info!(
+            request_id = %self.request_id,
+            connector = %self.key.connector,
+            instance = %self.key.id,
+            action = %self.action,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            outcome,
+            "call"
+        );
+    }
+}

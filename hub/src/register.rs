@@ -1,0 +1,181 @@
+//! Checking a connector's `Register` frame before it joins the registry.
+
+use spoke_proto::PROTOCOL_VERSION;
+use spoke_proto::v1::{InstanceInfo, Register};
+use spoke_runtime::Manifest;
+use spoke_runtime::manifest::MANIFEST_VERSION;
+
+/// The longest instance id accepted.
+const MAX_INSTANCE_ID_LEN: usize = 256;
+
+/// A checked `Register`.
+#[derive(Debug, Clone)]
+pub(crate) struct Registration {
+    /// The parsed manifest.
+    pub(crate) manifest: Manifest,
+    /// The manifest exactly as sent, served back by `Describe`.
+    pub(crate) manifest_json: String,
+    /// Who the instance is (non-empty id).
+    pub(crate) info: InstanceInfo,
+    /// The tenant it serves.
+    pub(crate) tenant: String,
+    /// The SDK version it reports.
+    pub(crate) sdk_version: String,
+    /// The token of the session it wants to resume; empty for a new one.
+    pub(crate) session_token: String,
+    /// How many invocations it runs at once; 0 means it declared no limit.
+    pub(crate) max_in_flight: u32,
+}
+
+/// Checks a `Register`; the error is the `Goodbye` reason sent back.
+pub(crate) fn check(register: Register) -> Result<Registration, String> {
+    // 0 is proto3's "unset"; the SDK sends 1.
+    if register.protocol_version > PROTOCOL_VERSION {
+        return Err(format!(
+            "Register.protocol_version {} is not supported; this hub speaks version {PROTOCOL_VERSION}",
+            register.protocol_version
+        ));
+    }
+    let manifest = parse_manifest(&register.manifest_json)?;
+    let info = register
+        .instance
+        .ok_or("Register.instance is missing; send the instance's id (and display name, tags)")?;
+    check_instance_id(&info.id)?;
+    Ok(Registration {
+        manifest,
+        manifest_json: register.manifest_json,
+        info,
+        tenant: register.tenant,
+        sdk_version: register.sdk_version,
+        session_token: register.session_token,
+        max_in_flight: register.max_in_flight,
+    })
+}
+
+/// Parses and checks `Register.manifest_json`.
+pub(crate) fn parse_manifest(json: &str) -> Result<Manifest, String> {
+    if json.trim().is_empty() {
+        return Err(
+            "Register.manifest_json is empty; send the connector's manifest as JSON".into(),
+        );
+    }
+    let manifest: Manifest = serde_json::from_str(json)
+        .map_err(|e| format!("Register.manifest_json is not a valid Spoke manifest: {e}"))?;
+    if manifest.spoke != MANIFEST_VERSION {
+        return Err(format!(
+            "Register.manifest_json: manifest format `\"spoke\": {}` is not supported; this hub reads version {MANIFEST_VERSION}",
+            manifest.spoke
+        ));
+    }
+    if !valid_name(&manifest.name) {
+        return Err(format!(
+            "Register.manifest_json: connector name `{}` is invalid; expected [a-z][a-z0-9_-]*",
+            manifest.name
+        ));
+    }
+    if manifest.version.trim().is_empty() {
+        return Err(format!(
+            "Register.manifest_json: connector `{}` has an empty version",
+            manifest.name
+        ));
+    }
+    Ok(manifest)
+}
+
+fn check_instance_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("Register.instance.id is empty; every instance needs a stable id".into());
+    }
+    if id.len() > MAX_INSTANCE_ID_LEN {
+        return Err(format!(
+            "Register.instance.id is {} bytes long; at most {MAX_INSTANCE_ID_LEN} are allowed",
+            id.len()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!(
+            "Register.instance.id {id:?} contains control characters"
+        ));
+    }
+    Ok(())
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> serde_json::Value {
+        serde_json::json!({
+            "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
+            "description": "", "config": {}, "actions": [], "search_operators": [],
+            "capabilities": []
+        })
+    }
+
+    fn register(manifest: &serde_json::Value, id: &str) -> Register {
+        Register {
+            manifest_json: manifest.to_string(),
+            protocol_version: 1,
+            instance: Some(InstanceInfo {
+                id: id.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_register() {
+        let reg = check(register(&manifest(), "echo-1")).unwrap();
+        assert_eq!(reg.manifest.name, "echo");
+        assert_eq!(reg.info.id, "echo-1");
+    }
+
+    #[test]
+    fn rejects_bad_manifests_with_the_reason() {
+        let err = check(register(&serde_json::json!({"spoke": 1}), "a")).unwrap_err();
+        assert!(err.contains("not a valid Spoke manifest"), "{err}");
+        assert!(err.contains("missing field"), "{err}");
+
+        let mut m = manifest();
+        m["spoke"] = 2.into();
+        assert!(
+            check(register(&m, "a"))
+                .unwrap_err()
+                .contains("\"spoke\": 2")
+        );
+
+        let mut m = manifest();
+        m["name"] = "Echo".into();
+        assert!(
+            check(register(&m, "a"))
+                .unwrap_err()
+                .contains("`Echo` is invalid")
+        );
+
+        let mut r = register(&manifest(), "a");
+        r.manifest_json = "  ".into();
+        assert!(check(r).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn rejects_bad_instances_and_versions() {
+        assert!(
+            check(register(&manifest(), ""))
+                .unwrap_err()
+                .contains("instance.id is empty")
+        );
+        let mut r = register(&manifest(), "a");
+        r.instance = None;
+        assert!(check(r).unwrap_err().contains("instance is missing"));
+        let mut r = register(&manifest(), "a");
+        r.protocol_version = 7;
+        assert!(check(r).unwrap_err().contains("protocol_version 7"));
+    }
+}

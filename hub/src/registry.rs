@@ -1,0 +1,386 @@
+//! Connector types by name and their live instances.
+//!
+//! A connector type is known by its manifest's `name`; every instance of it
+//! shares one manifest (the latest registered wins, with a warning when it
+//! differs for the same version). An instance is known by its connector and
+//! its id; it holds its session (id, token), its state and the link to its
+//! current Attach stream.
+//!
+//! Instance ids are unique per connector: a second stream for an attached
+//! instance id is refused unless it resumes with the session token (and then
+//! takes over the session). A stream for an instance id whose stream ended and
+//! whose session is still in its resume window, without that token, ends the
+//! old session (its calls fail as if the window had passed) and starts a new one.
+//! Connector types stay known after their last instance leaves: calling them
+//! is then `UNAVAILABLE`, not `NOT_FOUND`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use spoke_proto::v1::{HubFrame, InstanceInfo};
+use spoke_runtime::Manifest;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::register::Registration;
+use crate::request_id::unix_ms;
+use crate::session;
+
+/// Names one instance: its connector and its id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct InstanceKey {
+    /// The connector type's name.
+    pub(crate) connector: String,
+    /// The instance id.
+    pub(crate) id: String,
+}
+
+impl fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "instance `{}` of connector `{}`",
+            self.id, self.connector
+        )
+    }
+}
+
+/// Where an instance stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InstanceStatus {
+    /// Attached; calls are routed to it.
+    Ready,
+    /// Asked to finish its work and leave; nothing more is routed to it.
+    Draining,
+    /// Its stream ended; its session waits out the resume window.
+    Disconnected,
+}
+
+impl InstanceStatus {
+    /// `"ready"`, `"draining"` or `"disconnected"`.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Ready => "ready",
+            InstanceStatus::Draining => "draining",
+            InstanceStatus::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// The hub's end of one Attach stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    /// Frames to the connector.
+    pub(crate) tx: mpsc::Sender<HubFrame>,
+    /// Cancelled when a resumed stream takes the session over.
+    pub(crate) replaced: CancellationToken,
+}
+
+/// A live instance.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    /// Its identity as it registered.
+    pub(crate) info: InstanceInfo,
+    /// The tenant it serves.
+    pub(crate) tenant: String,
+    /// The session id.
+    pub(crate) session_id: String,
+    /// The secret that resumes the session.
+    pub(crate) token: String,
+    /// Ready, draining or disconnected.
+    pub(crate) status: InstanceStatus,
+    /// When the session started.
+    pub(crate) connected_unix_ms: u64,
+    /// One permit per invocation it accepts at once; `None` when it declared no limit.
+    pub(crate) slots: Option<Arc<Semaphore>>,
+    /// Its current stream, if attached.
+    pub(crate) link: Option<Link>,
+    /// The generation of its latest stream.
+    pub(crate) generation: u64,
+}
+
+/// A connector type.
+#[derive(Debug)]
+pub(crate) struct ConnectorType {
+    /// The manifest all its instances share.
+    pub(crate) manifest: Arc<Manifest>,
+    /// The manifest as sent by the instance that registered it last.
+    pub(crate) manifest_json: Arc<str>,
+    /// Round-robin positions, by route (`""` for unrouted calls).
+    cursors: HashMap<String, usize>,
+}
+
+/// What a successful registration produced.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    /// The instance.
+    pub(crate) key: InstanceKey,
+    /// The session id (the old one when resumed).
+    pub(crate) session_id: String,
+    /// The session token (the old one when resumed).
+    pub(crate) token: String,
+    /// Whether an existing session was resumed.
+    pub(crate) resumed: bool,
+    /// This stream's generation.
+    pub(crate) generation: u64,
+    /// Cancelled when another stream takes this session over.
+    pub(crate) replaced: CancellationToken,
+    /// Set when this registration ended an older, disconnected session of the
+    /// same instance id; its pending calls must fail.
+    pub(crate) ended_previous: bool,
+}
+
+/// Every connector type and live instance.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    types: BTreeMap<String, ConnectorType>,
+    instances: BTreeMap<InstanceKey, Instance>,
+    tokens: HashMap<String, InstanceKey>,
+    generations: u64,
+}
+
+impl Registry {
+    /// Admits a registration whose stream sends through `tx`: resumes the
+    /// session its token names, or starts a new one. The error is the reason
+    /// the stream is refused.
+    pub(crate) fn admit(
+        &mut self,
+        reg: Registration,
+        tx: mpsc::Sender<HubFrame>,
+    ) -> Result<Admitted, String> {
+        let key = InstanceKey {
+            connector: reg.manifest.name.clone(),
+            id: reg.info.id.clone(),
+        };
+        self.generations += 1;
+        let generation = self.generations;
+        let link = Link {
+            tx,
+            replaced: CancellationToken::new(),
+        };
+        let replaced = link.replaced.clone();
+
+        if !reg.session_token.is_empty()
+            && let Some(owner) = self.tokens.get(&reg.session_token)
+        {
+            if *owner != key {
+                return Err(format!(
+                    "this session token belongs to {owner}, not to {key}; \
+                     register without a token to start a new session"
+                ));
+            }
+            if let Some(instance) = self.instances.get_mut(&key) {
+                if let Some(old) = instance.link.replace(link) {
+                    tracing::info!(
+                        "{key}: a new stream resumes session {} while the old one is still open; closing the old one",
+                        instance.session_id
+                    );
+                    old.replaced.cancel();
+                }
+                instance.status = InstanceStatus::Ready;
+                instance.generation = generation;
+                instance.info = reg.info;
+                instance.tenant = reg.tenant;
+                let admitted = Admitted {
+                    key: key.clone(),
+                    session_id: instance.session_id.clone(),
+                    token: instance.token.clone(),
+                    resumed: true,
+                    generation,
+                    replaced,
+                    ended_previous: false,
+                };
+                self.upsert_type(reg.manifest, reg.manifest_json);
+                return Ok(admitted);
+            }
+        } else if !reg.session_token.is_empty() {
+            tracing::info!(
+                "{key} presented a session token this hub does not know (expired, or the hub restarted); starting a new session"
+            );
+        }
+
+        let mut ended_previous = false;
+        if let Some(existing) = self.instances.get(&key) {
+            if existing.link.is_some() {
+                return Err(format!(
+                    "{key} is already attached (session {}); a second stream may take it over \
+                     only by resuming with that session's token, otherwise pick another instance id",
+                    existing.session_id
+                ));
+            }
+            tracing::warn!(
+                "{key} registers again without the token of its session {} (still in its resume window); \
+                 that session ends now",
+                existing.session_id
+            );
+            self.remove_instance(&key);
+            ended_previous = true;
+        }
+
+        let session_id = session::new_session_id();
+        let token = session::new_token();
+        let slots =
+            (reg.max_in_flight > 0).then(|| Arc::new(Semaphore::new(reg.max_in_flight as usize)));
+        self.tokens.insert(token.clone(), key.clone());
+        self.instances.insert(
+            key.clone(),
+            Instance {
+                info: reg.info,
+                tenant: reg.tenant,
+                session_id: session_id.clone(),
+                token: token.clone(),
+                status: InstanceStatus::Ready,
+                connected_unix_ms: unix_ms(),
+                slots,
+                link: Some(link),
+                generation,
+            },
+        );
+        self.upsert_type(reg.manifest, reg.manifest_json);
+        Ok(Admitted {
+            key,
+            session_id,
+            token,
+            resumed: false,
+            generation,
+            replaced,
+            ended_previous,
+        })
+    }
+
+    /// Records a connector type's manifest; the latest wins.
+    fn upsert_type(&mut self, manifest: Manifest, json: String) {
+        let name = manifest.name.clone();
+        match self.types.get_mut(&name) {
+            Some(existing) if *existing.manifest == manifest => {}
+            Some(existing) => {
+                if existing.manifest.version == manifest.version {
+                    tracing::warn!(
+                        "connector `{name}` version {} registered again with a different manifest; \
+                         the latest one now applies to all its instances",
+                        manifest.version
+                    );
+                } else {
+                    tracing::info!(
+                        "connector `{name}` changes from version {} to {}; the latest manifest now applies \
+                         to all its instances",
+                        existing.manifest.version,
+                        manifest.version
+                    );
+                }
+                existing.manifest = Arc::new(manifest);
+                existing.manifest_json = json.into();
+            }
+            None => {
+                self.types.insert(
+                    name,
+                    ConnectorType {
+                        manifest: Arc::new(manifest),
+                        manifest_json: json.into(),
+                        cursors: HashMap::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// A connector type by name.
+    pub(crate) fn connector(&self, name: &str) -> Option<&ConnectorType> {
+        self.types.get(name)
+    }
+
+    /// Every connector type, by name.
+    pub(crate) fn connectors(&self) -> impl Iterator<Item = (&str, &ConnectorType)> {
+        self.types.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The instances of one connector, sorted by id.
+    pub(crate) fn instances_of<'a>(
+        &'a self,
+        connector: &'a str,
+    ) -> impl Iterator<Item = (&'a InstanceKey, &'a Instance)> + 'a {
+        self.instances
+            .iter()
+            .filter(move |(k, _)| k.connector == connector)
+    }
+
+    /// One instance.
+    pub(crate) fn instance(&self, key: &InstanceKey) -> Option<&Instance> {
+        self.instances.get(key)
+    }
+
+    /// The sender of the instance's current stream, if it is attached.
+    pub(crate) fn link_tx(&self, key: &InstanceKey) -> Option<mpsc::Sender<HubFrame>> {
+        self.instances
+            .get(key)
+            .and_then(|i| i.link.as_ref())
+            .map(|l| l.tx.clone())
+    }
+
+    /// The next round-robin position for calls to `connector` along `route`.
+    pub(crate) fn next_cursor(&mut self, connector: &str, route: &str) -> usize {
+        let Some(ty) = self.types.get_mut(connector) else {
+            return 0;
+        };
+        let cursor = ty.cursors.entry(route.to_owned()).or_insert(0);
+        let now = *cursor;
+        *cursor = cursor.wrapping_add(1);
+        now
+    }
+
+    /// Marks the instance disconnected if `generation` is still its stream;
+    /// returns whether it was.
+    pub(crate) fn disconnect(&mut self, key: &InstanceKey, generation: u64) -> bool {
+        match self.instances.get_mut(key) {
+            Some(instance) if instance.generation == generation && instance.link.is_some() => {
+                instance.link = None;
+                instance.status = InstanceStatus::Disconnected;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks the instance draining if `generation` is still its stream.
+    pub(crate) fn set_draining(&mut self, key: &InstanceKey, generation: u64) {
+        if let Some(instance) = self.instances.get_mut(key)
+            && instance.generation == generation
+            && instance.link.is_some()
+        {
+            instance.status = InstanceStatus::Draining;
+        }
+    }
+
+    /// Ends the session if `generation` is still the instance's latest
+    /// stream; returns the instance if it did.
+    pub(crate) fn end(&mut self, key: &InstanceKey, generation: u64) -> Option<Instance> {
+        if self.instances.get(key)?.generation != generation {
+            return None;
+        }
+        self.remove_instance(key)
+    }
+
+    /// Ends the session if the instance is still disconnected from stream
+    /// `generation` (it did not resume in the meantime).
+    pub(crate) fn expire(&mut self, key: &InstanceKey, generation: u64) -> Option<Instance> {
+        let instance = self.instances.get(key)?;
+        if instance.generation != generation || instance.status != InstanceStatus::Disconnected {
+            return None;
+        }
+        self.remove_instance(key)
+    }
+
+    fn remove_instance(&mut self, key: &InstanceKey) -> Option<Instance> {
+        let instance = self.instances.remove(key)?;
+        self.tokens.remove(&instance.token);
+        if let Some(slots) = &instance.slots {
+            // Calls waiting for a slot learn the instance is gone.
+            slots.close();
+        }
+        if let Some(link) = &instance.link {
+            link.replaced.cancel();
+        }
+        Some(instance)
+    }
+}

@@ -1,0 +1,290 @@
+//! Which instance(s) serve a call.
+//!
+//! - no route: round-robin over the connector's ready instances;
+//! - `instance`: that instance;
+//! - `display_name`: round-robin over the ready instances with that display name;
+//! - `tag`: every ready instance with that tag (a broadcast, one result each).
+//!
+//! A route that matches no instance at all is `NOT_FOUND` (the message lists
+//! what exists); one whose instances are all draining or disconnected, or a
+//! connector without instances, is `UNAVAILABLE`.
+
+use spoke_proto::v1::{Route, route};
+use tonic::Status;
+
+use crate::registry::{Instance, InstanceKey, InstanceStatus, Registry};
+use spoke_runtime::suggest;
+
+/// A call's route, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Any ready instance.
+    Any,
+    /// The instance with this id.
+    Instance(String),
+    /// Any ready instance with this display name.
+    DisplayName(String),
+    /// Every ready instance with this tag.
+    Tag(String),
+}
+
+impl Target {
+    /// The target of a request's route; an empty route value is
+    /// `INVALID_ARGUMENT`.
+    pub(crate) fn from_route(route: Option<Route>) -> Result<Target, Status> {
+        let empty = |what: &str| Status::invalid_argument(format!("route.{what} is empty"));
+        Ok(match route.and_then(|r| r.target) {
+            None => Target::Any,
+            Some(route::Target::Instance(id)) if id.is_empty() => return Err(empty("instance")),
+            Some(route::Target::DisplayName(n)) if n.is_empty() => {
+                return Err(empty("display_name"));
+            }
+            Some(route::Target::Tag(t)) if t.is_empty() => return Err(empty("tag")),
+            Some(route::Target::Instance(id)) => Target::Instance(id),
+            Some(route::Target::DisplayName(n)) => Target::DisplayName(n),
+            Some(route::Target::Tag(t)) => Target::Tag(t),
+        })
+    }
+
+    /// Whether a failed read may be retried on another instance along this
+    /// route (not when the caller named the instance, nor for broadcasts).
+    pub(crate) fn allows_retry(&self) -> bool {
+        matches!(self, Target::Any | Target::DisplayName(_))
+    }
+
+    fn matches(&self, instance: &Instance) -> bool {
+        match self {
+            Target::Any => true,
+            Target::Instance(id) => instance.info.id == *id,
+            Target::DisplayName(name) => instance.info.display_name == *name,
+            Target::Tag(tag) => instance.info.tags.iter().any(|t| t == tag),
+        }
+    }
+
+    fn cursor(&self) -> String {
+        match self {
+            Target::DisplayName(name) => format!("name:{name}"),
+            _ => String::new(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Any => String::new(),
+            Target::Instance(id) => format!(" with id `{id}`"),
+            Target::DisplayName(name) => format!(" named `{name}`"),
+            Target::Tag(tag) => format!(" with tag `{tag}`"),
+        }
+    }
+}
+
+/// Where a call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Selection {
+    /// One instance.
+    One(InstanceKey),
+    /// Several instances, one result each (sorted by id).
+    Broadcast(Vec<InstanceKey>),
+}
+
+/// Picks the instance(s) of `connector` for `target`, skipping `exclude`
+/// (the instance a retried call was lost on).
+pub(crate) fn select(
+    registry: &mut Registry,
+    connector: &str,
+    target: &Target,
+    exclude: Option<&str>,
+) -> Result<Selection, Status> {
+    let matching: Vec<(&InstanceKey, &Instance)> = registry
+        .instances_of(connector)
+        .filter(|(_, i)| target.matches(i))
+        .collect();
+    if matching.is_empty() {
+        return Err(no_match(registry, connector, target));
+    }
+    let ready: Vec<InstanceKey> = matching
+        .iter()
+        .filter(|(k, i)| i.status == InstanceStatus::Ready && Some(k.id.as_str()) != exclude)
+        .map(|(k, _)| (*k).clone())
+        .collect();
+    if ready.is_empty() {
+        let states = suggest::list(
+            matching
+                .iter()
+                .map(|(k, i)| format!("{} ({})", k.id, i.status.as_str())),
+        );
+        return Err(Status::unavailable(format!(
+            "no ready instance of connector `{connector}`{}: {states}",
+            target.describe()
+        )));
+    }
+    Ok(match target {
+        Target::Tag(_) => Selection::Broadcast(ready),
+        _ => {
+            let at = registry.next_cursor(connector, &target.cursor()) % ready.len();
+            Selection::One(ready[at].clone())
+        }
+    })
+}
+
+/// The error for a route that matches no instance, naming what exists.
+fn no_match(registry: &Registry, connector: &str, target: &Target) -> Status {
+    let instances: Vec<&Instance> = registry.instances_of(connector).map(|(_, i)| i).collect();
+    match target {
+        Target::Any => Status::unavailable(format!(
+            "no instance of connector `{connector}` is attached"
+        )),
+        Target::Instance(id) => {
+            let ids: Vec<&str> = instances.iter().map(|i| i.info.id.as_str()).collect();
+            Status::not_found(format!(
+                "connector `{connector}` has no instance `{id}`{}; its instances: {}",
+                suggest::hint(id, ids.iter().copied()),
+                suggest::list(&ids)
+            ))
+        }
+        Target::DisplayName(name) => {
+            let mut names: Vec<&str> = instances
+                .iter()
+                .map(|i| i.info.display_name.as_str())
+                .filter(|n| !n.is_empty())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            Status::not_found(format!(
+                "no instance of connector `{connector}` is named `{name}`{}; display names: {}",
+                suggest::hint(name, names.iter().copied()),
+                suggest::list(&names)
+            ))
+        }
+        Target::Tag(tag) => {
+            let mut tags: Vec<&str> = instances
+                .iter()
+                .flat_map(|i| i.info.tags.iter().map(String::as_str))
+                .collect();
+            tags.sort_unstable();
+            tags.dedup();
+            Status::not_found(format!(
+                "no instance of connector `{connector}` has the tag `{tag}`{}; tags in use: {}",
+                suggest::hint(tag, tags.iter().copied()),
+                suggest::list(&tags)
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spoke_proto::v1::InstanceInfo;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::register::Registration;
+
+    fn registration(id: &str, name: &str, tags: &[&str]) -> Registration {
+        let manifest_json = serde_json::json!({
+            "spoke": 1, "name": "c", "version": "1", "display_name": "C",
+            "description": "", "config": {}, "actions": [], "search_operators": [],
+            "capabilities": []
+        })
+        .to_string();
+        Registration {
+            manifest: serde_json::from_str(&manifest_json).unwrap(),
+            manifest_json,
+            info: InstanceInfo {
+                id: id.into(),
+                display_name: name.into(),
+                tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+                ..Default::default()
+            },
+            tenant: String::new(),
+            sdk_version: String::new(),
+            session_token: String::new(),
+            max_in_flight: 0,
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut registry = Registry::default();
+        for (id, name, tags) in [
+            ("a", "Alpha", &["eu"][..]),
+            ("b", "Beta", &["eu", "us"][..]),
+            ("c", "Beta", &[][..]),
+        ] {
+            let (tx, rx) = mpsc::channel(1);
+            std::mem::forget(rx);
+            registry.admit(registration(id, name, tags), tx).unwrap();
+        }
+        registry
+    }
+
+    fn one(s: Selection) -> String {
+        match s {
+            Selection::One(k) => k.id,
+            Selection::Broadcast(_) => panic!("broadcast"),
+        }
+    }
+
+    #[test]
+    fn round_robin_over_ready_instances() {
+        let mut r = registry();
+        let picks: Vec<String> = (0..6)
+            .map(|_| one(select(&mut r, "c", &Target::Any, None).unwrap()))
+            .collect();
+        assert_eq!(picks, ["a", "b", "c", "a", "b", "c"]);
+    }
+
+    #[test]
+    fn routes_by_id_name_and_tag() {
+        let mut r = registry();
+        let by_id = select(&mut r, "c", &Target::Instance("b".into()), None).unwrap();
+        assert_eq!(one(by_id), "b");
+        let beta = Target::DisplayName("Beta".into());
+        let names: Vec<String> = (0..4)
+            .map(|_| one(select(&mut r, "c", &beta, None).unwrap()))
+            .collect();
+        assert_eq!(names, ["b", "c", "b", "c"]);
+        let eu = select(&mut r, "c", &Target::Tag("eu".into()), None).unwrap();
+        let Selection::Broadcast(keys) = eu else {
+            panic!("not a broadcast")
+        };
+        assert_eq!(
+            keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn unknown_targets_name_what_exists() {
+        let mut r = registry();
+        let err = select(&mut r, "c", &Target::Instance("x".into()), None).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        assert!(
+            err.message().contains("its instances: a, b, c"),
+            "{}",
+            err.message()
+        );
+        let err = select(&mut r, "c", &Target::Tag("asia".into()), None).unwrap_err();
+        assert!(
+            err.message().contains("tags in use: eu, us"),
+            "{}",
+            err.message()
+        );
+        let err = select(&mut r, "c", &Target::DisplayName("Bета".into()), None).unwrap_err();
+        assert!(
+            err.message().contains("display names: Alpha, Beta"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn excluded_or_unready_instances_are_skipped() {
+        let mut r = registry();
+        let only = Target::Instance("a".into());
+        let err = select(&mut r, "c", &only, Some("a")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert!(err.message().contains("a (ready)"), "{}", err.message());
+        let empty = select(&mut r, "nope", &Target::Any, None).unwrap_err();
+        assert_eq!(empty.code(), tonic::Code::Unavailable);
+    }
+}

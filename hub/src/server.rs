@@ -1,0 +1,180 @@
+//! Running a hub: the gRPC server with ConnectorHub, Hub, health and
+//! reflection, the "listening" line, and a graceful shutdown on SIGINT or
+//! SIGTERM.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spoke_proto::v1::connector_hub_server::{self, ConnectorHubServer};
+use spoke_proto::v1::hub_server::{self, HubServer};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::attach::AttachService;
+use crate::client_api::ClientApi;
+use crate::config::HubConfig;
+use crate::state::HubState;
+
+/// How long the hub waits, beyond the shutdown grace, for connections to
+/// close before it exits anyway.
+const CLOSE_MARGIN: Duration = Duration::from_secs(2);
+
+/// Why a hub could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The reflection service could not be built from the descriptors.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The server failed while running.
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs a hub until SIGINT or SIGTERM, printing
+/// `spoke hub listening on http://<ip>:<port>` to stdout once bound.
+pub async fn run(config: HubConfig) -> Result<(), ServeError> {
+    run_until(config, shutdown_signal(), |addr| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "spoke hub listening on http://{addr}");
+        let _ = out.flush();
+    })
+    .await
+}
+
+/// Runs a hub until `stop` completes; `on_bound` learns the bound address.
+pub async fn run_until(
+    config: HubConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let incoming = TcpIncoming::bind(config.listen)
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?
+        .with_nodelay(Some(true));
+    let addr = incoming.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let grace = config.shutdown_grace;
+    tracing::info!(
+        "hub on {addr}: heartbeat every {:?}, resume window {:?}, shutdown grace {grace:?}",
+        config.heartbeat_interval,
+        config.resume_window
+    );
+    let state = HubState::new(config);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::Serving).await;
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ConnectorHubServer::new(AttachService::new(Arc::clone(
+            &state,
+        ))))
+        .add_service(HubServer::new(ClientApi::new(Arc::clone(&state))));
+
+    on_bound(addr);
+
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stopped_rx.await;
+    }));
+    tokio::pin!(serving);
+    tokio::select! {
+        finished = &mut serving => return finish(finished),
+        () = stop => {}
+    }
+
+    tracing::info!("shutting down: draining connectors (grace {grace:?})");
+    set_health(&health, ServingStatus::NotServing).await;
+    state.begin_shutdown();
+    let _ = stopped_tx.send(());
+    match tokio::time::timeout(grace + CLOSE_MARGIN, &mut serving).await {
+        Ok(finished) => finish(finished),
+        Err(_) => {
+            tracing::warn!(
+                "some connections did not close within {:?}; exiting anyway",
+                grace + CLOSE_MARGIN
+            );
+            serving.abort();
+            Ok(())
+        }
+    }
+}
+
+fn finish(
+    joined: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), ServeError> {
+    match joined {
+        Ok(result) => result.map_err(ServeError::from),
+        Err(err) => {
+            tracing::error!("the server task failed: {err}");
+            Ok(())
+        }
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(spoke_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    for service in [
+        "",
+        connector_hub_server::SERVICE_NAME,
+        hub_server::SERVICE_NAME,
+    ] {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// Completes on SIGINT or (on Unix) SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!("cannot listen for SIGTERM ({err}); only SIGINT stops the hub");
+                ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
+}
+
+/// Completes on SIGINT; never if SIGINT cannot be listened for.
+async fn ctrl_c() {
+    if let Err(err) = tokio::signal::ctrl_c().await {
+        tracing::warn!("cannot listen for SIGINT ({err})");
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,193 @@
+//! The hub's shared state: the registry and the pending calls behind one
+//! lock (so an instance leaving and its calls failing happen together),
+//! request ids, and the shutdown signal.
+//!
+//! The lock is a plain mutex held only for map updates, never across an
+//! `await`; frames to connectors are sent outside it.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use spoke_proto::v1::{Cancel, HubFrame, Registered, RegistrationStatus, hub_frame};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HubConfig;
+use crate::pending::Pending;
+use crate::register::Registration;
+use crate::registry::{Admitted, InstanceKey, Registry};
+use crate::request_id::RequestIds;
+use crate::session;
+
+/// The maps behind the hub's lock.
+#[derive(Debug, Default)]
+pub(crate) struct Tables {
+    /// Connector types and instances.
+    pub(crate) registry: Registry,
+    /// In-flight calls.
+    pub(crate) pending: Pending,
+}
+
+/// Everything the hub's services share.
+#[derive(Debug)]
+pub(crate) struct HubState {
+    /// The settings.
+    pub(crate) config: HubConfig,
+    ids: RequestIds,
+    tables: Mutex<Tables>,
+    shutdown: CancellationToken,
+}
+
+impl HubState {
+    /// A hub with no connectors.
+    pub(crate) fn new(config: HubConfig) -> Arc<Self> {
+        Arc::new(HubState {
+            config,
+            ids: RequestIds::new(),
+            tables: Mutex::new(Tables::default()),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Locks the maps. A panic elsewhere while holding the lock cannot leave
+    /// them half-updated in a way that matters more than refusing all
+    /// service, so a poisoned lock is simply taken over.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A fresh request id.
+    pub(crate) fn next_request_id(&self) -> String {
+        self.ids.next()
+    }
+
+    /// Cancelled when the hub starts shutting down.
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Whether the hub is shutting down (and takes no new calls or connectors).
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Starts shutting down: streams drain their connectors, new calls are refused.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Admits a registration (see [`Registry::admit`]) and queues the
+    /// `Registered` answer on its fresh stream before any call can be routed
+    /// there. When it ends an older session of the same instance, that
+    /// session's calls fail.
+    pub(crate) fn admit(
+        &self,
+        reg: Registration,
+        tx: mpsc::Sender<HubFrame>,
+    ) -> Result<Admitted, String> {
+        let mut tables = self.lock();
+        let admitted = tables.registry.admit(reg, tx.clone())?;
+        let interval = self.config.heartbeat_interval;
+        let registered = Registered {
+            session_id: admitted.session_id.clone(),
+            session_token: admitted.token.clone(),
+            heartbeat_interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
+            status: RegistrationStatus::Active.into(),
+            resumed: admitted.resumed,
+        };
+        // The stream is new, so its queue has room.
+        let _ = tx.try_send(HubFrame {
+            frame: Some(hub_frame::Frame::Registered(registered)),
+        });
+        if admitted.ended_previous {
+            let reason = format!(
+                "{} registered again without its session token, which ended the session",
+                admitted.key
+            );
+            tables.pending.fail_instance(&admitted.key, &reason);
+        }
+        Ok(admitted)
+    }
+
+    /// Stream `generation` of the instance ended without a Goodbye: keep the
+    /// session for the resume window.
+    pub(crate) fn stream_lost(self: &Arc<Self>, key: &InstanceKey, generation: u64, why: &str) {
+        let disconnected = self.lock().registry.disconnect(key, generation);
+        if disconnected {
+            tracing::info!(
+                "{key}: stream lost ({why}); keeping its session for {:?} to resume",
+                self.config.resume_window
+            );
+            session::expire_after_window(self, key.clone(), generation);
+        }
+    }
+
+    /// The instance leaves now (Goodbye, shutdown): its session ends and its
+    /// calls fail.
+    pub(crate) fn end_session(&self, key: &InstanceKey, generation: u64, why: &str) {
+        let mut tables = self.lock();
+        if let Some(instance) = tables.registry.end(key, generation) {
+            let waiting = tables
+                .pending
+                .fail_instance(key, &format!("{key} left ({why})"));
+            drop(tables);
+            tracing::info!(
+                "{key}: session {} ended ({why}); {waiting} waiting call(s) lost it",
+                instance.session_id
+            );
+        }
+    }
+
+    /// The resume window of stream `generation` passed: end the session
+    /// unless the instance resumed.
+    pub(crate) fn expire(&self, key: &InstanceKey, generation: u64) {
+        let mut tables = self.lock();
+        if let Some(instance) = tables.registry.expire(key, generation) {
+            let reason = format!(
+                "the stream of {key} ended and it did not resume within {:?}",
+                self.config.resume_window
+            );
+            let waiting = tables.pending.fail_instance(key, &reason);
+            drop(tables);
+            tracing::info!(
+                "{key}: session {} expired; {waiting} waiting call(s) lost it",
+                instance.session_id
+            );
+        }
+    }
+
+    /// The caller of `request_id` gave up: abandon the call and, if the
+    /// connector still runs it, send it `Cancel`.
+    pub(crate) fn cancel(&self, request_id: &str, reason: &str) {
+        let tx = {
+            let mut tables = self.lock();
+            let Some(key) = tables.pending.abandon(request_id) else {
+                return;
+            };
+            tables.registry.link_tx(&key)
+        };
+        if let Some(tx) = tx {
+            let frame = HubFrame {
+                frame: Some(hub_frame::Frame::Cancel(Cancel {
+                    request_id: request_id.to_owned(),
+                    reason: reason.to_owned(),
+                })),
+            };
+            send_soon(tx, frame);
+        }
+    }
+}
+
+/// Sends a frame without waiting: at once if the stream's queue has room,
+/// otherwise from a task (so callers in `Drop` or under load never block).
+pub(crate) fn send_soon(tx: mpsc::Sender<HubFrame>, frame: HubFrame) {
+    match tx.try_send(frame) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(frame)) => {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = tx.send(frame).await;
+                });
+            }
+        }
+    }
+}

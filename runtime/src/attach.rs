@@ -1,0 +1,427 @@
+//! One Attach session: dial the hub, register, then read and write frames
+//! until the stream is lost or the connector leaves.
+//!
+//! Two loops run per session:
+//!
+//! - the **reader** (this session's own future) reads every frame as it
+//!   arrives and never waits on invocations: Ping is answered with Pong at
+//!   once, Pong acknowledges results, Invoke is handed to the
+//!   [`Dispatch`] (which queues it until a slot is free), Cancel fires a
+//!   token, Drain starts closing. It also watches liveness: when nothing
+//!   arrives for two heartbeat intervals, the stream is dropped;
+//! - the **writer** (a task) puts frames on the stream in this order of
+//!   preference: control frames (Pong, Goodbye), a Ping when the heartbeat
+//!   interval has passed, then the outbox (events and results, in the order
+//!   they were produced).
+//!
+//! Because the reader never blocks on a slot, a connector whose every slot
+//! is busy still answers heartbeats and still receives Cancels; the hub is
+//! kept from sending more than `max_in_flight` by the protocol, and the
+//! dispatcher's bounded queue catches a hub that does not keep to it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spoke_proto::PROTOCOL_VERSION;
+use spoke_proto::v1::connector_hub_client::ConnectorHubClient;
+use spoke_proto::v1::{
+    ConnectorFrame, Goodbye, HubFrame, InstanceInfo, Ping, Pong, Register, Registered,
+    RegistrationStatus, connector_frame, hub_frame,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
+use tonic::transport::Endpoint;
+
+use crate::dispatch::Dispatch;
+use crate::outbox::Outbox;
+use crate::serve::{AttachOptions, DrainRequest, Phase, error_chain};
+
+/// The heartbeat interval when Registered says 0.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// The shortest heartbeat interval honoured.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// Frames buffered between the writer and the transport.
+const OUT_BUFFER: usize = 64;
+/// Control frames (Pongs, Goodbye) waiting for the writer.
+const CONTROL_BUFFER: usize = 64;
+/// When leaving: how long to wait for the hub to acknowledge the last results.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// When leaving: how long to wait for the hub to close its side after Goodbye.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// When leaving: how often to check whether the outbox has settled.
+const FLUSH_POLL: Duration = Duration::from_millis(20);
+
+/// Everything a session needs; lives as long as `serve`.
+pub(crate) struct Link {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) options: AttachOptions,
+    pub(crate) manifest_json: String,
+    pub(crate) dispatch: Arc<Dispatch>,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) phase: watch::Receiver<Phase>,
+    pub(crate) drain: mpsc::UnboundedSender<DrainRequest>,
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub(crate) enum SessionEnd {
+    /// The connector said Goodbye and closed: `serve` is done.
+    Left,
+    /// The stream could not be opened or was lost; attach again.
+    Lost {
+        /// Whether the hub had answered Registered (the backoff restarts).
+        registered: bool,
+        /// What happened, for the log.
+        reason: String,
+    },
+}
+
+/// What the reader asks the writer to send.
+#[derive(Debug)]
+enum Control {
+    Pong(u64),
+    /// A Ping now (to acknowledge the last results before leaving).
+    Ping,
+    /// Send Goodbye, then end the stream.
+    Goodbye(String),
+}
+
+impl Link {
+    /// Runs one session. `session_token` is sent to resume and updated from Registered.
+    pub(crate) async fn session(&self, session_token: &mut String) -> SessionEnd {
+        let mut phase = self.phase.clone();
+        // While dialing, a connector with nothing left to say may just leave;
+        // once connected it registers and says Goodbye properly.
+        let connected = tokio::select! {
+            connected = self.endpoint.connect() => connected,
+            () = nothing_left_to_say(&mut phase, &self.outbox) => return SessionEnd::Left,
+        };
+        let channel = match connected {
+            Ok(channel) => channel,
+            Err(e) => {
+                return SessionEnd::Lost {
+                    registered: false,
+                    reason: format!("cannot connect to the hub: {}", error_chain(&e)),
+                };
+            }
+        };
+        let (stream, out, registered) = match self.open(channel, session_token).await {
+            Ok(opened) => opened,
+            Err(reason) => {
+                return SessionEnd::Lost {
+                    registered: false,
+                    reason,
+                };
+            }
+        };
+        let status = RegistrationStatus::try_from(registered.status)
+            .unwrap_or(RegistrationStatus::Unspecified);
+        tracing::info!(
+            session_id = %registered.session_id,
+            resumed = registered.resumed,
+            instance = %self.options.instance.id,
+            hub = %self.options.hub_url,
+            "registered with the hub"
+        );
+        if status == RegistrationStatus::PendingApproval {
+            tracing::warn!(
+                "the hub holds this instance pending approval: it routes no calls here until approved"
+            );
+        }
+        if !registered.session_token.is_empty() {
+            *session_token = registered.session_token.clone();
+        }
+        self.dispatch.session_started(registered.resumed);
+        let heartbeat = match registered.heartbeat_interval_ms {
+            0 => DEFAULT_HEARTBEAT,
+            ms => Duration::from_millis(u64::from(ms)).max(MIN_HEARTBEAT),
+        };
+        self.outbox.attach();
+        let (control, control_rx) = mpsc::channel(CONTROL_BUFFER);
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(write(
+            out,
+            control_rx,
+            Arc::clone(&self.outbox),
+            heartbeat,
+            stop.clone(),
+        ));
+        let end = self.read(stream, &control, heartbeat, phase).await;
+        stop.cancel();
+        drop(control);
+        let _ = writer.await;
+        self.outbox.detach();
+        end
+    }
+
+    /// Opens Attach, sends Register and waits for Registered.
+    async fn open(
+        &self,
+        channel: tonic::transport::Channel,
+        session_token: &str,
+    ) -> Result<
+        (
+            Streaming<HubFrame>,
+            mpsc::Sender<ConnectorFrame>,
+            Registered,
+        ),
+        String,
+    > {
+        let hub = &self.options.hub_url;
+        let mut client = ConnectorHubClient::new(channel);
+        let (out, out_rx) = mpsc::channel(OUT_BUFFER);
+        // Queued before the call, so a hub that reads Register before
+        // answering the call's headers gets it.
+        let _ = out.send(self.register(session_token)).await;
+        let wait = self.options.connect_timeout;
+        let response = tokio::time::timeout(wait, client.attach(ReceiverStream::new(out_rx)))
+            .await
+            .map_err(|_| format!("the hub at {hub} did not answer Attach within {wait:?}"))?
+            .map_err(|status| format!("the hub refused Attach: {}", status_text(&status)))?;
+        let mut stream = response.into_inner();
+        let first = tokio::time::timeout(wait, stream.message())
+            .await
+            .map_err(|_| format!("the hub did not answer Register within {wait:?}"))?
+            .map_err(|status| format!("the Attach stream failed: {}", status_text(&status)))?;
+        match first.and_then(|f| f.frame) {
+            Some(hub_frame::Frame::Registered(registered)) => Ok((stream, out, registered)),
+            Some(hub_frame::Frame::Goodbye(Goodbye { reason })) => {
+                Err(format!("the hub refused the registration: {reason}"))
+            }
+            Some(other) => Err(format!(
+                "protocol error: the hub answered Register with {} instead of Registered",
+                frame_name(&other)
+            )),
+            None => Err("the hub closed the stream without answering Register".to_owned()),
+        }
+    }
+
+    fn register(&self, session_token: &str) -> ConnectorFrame {
+        let o = &self.options;
+        ConnectorFrame {
+            frame: Some(connector_frame::Frame::Register(Register {
+                manifest_json: self.manifest_json.clone(),
+                protocol_version: PROTOCOL_VERSION,
+                sdk_version: env!("CARGO_PKG_VERSION").to_owned(),
+                tenant: o.tenant.clone(),
+                instance: Some(InstanceInfo {
+                    id: o.instance.id.clone(),
+                    display_name: o.instance.display_name.clone(),
+                    tags: o.instance.tags.clone(),
+                    metadata: o
+                        .instance
+                        .metadata
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                }),
+                session_token: session_token.to_owned(),
+                credentials: Vec::new(),
+                max_in_flight: o.max_in_flight,
+            })),
+        }
+    }
+
+    /// The reader loop; see the module docs.
+    async fn read(
+        &self,
+        mut stream: Streaming<HubFrame>,
+        control: &mpsc::Sender<Control>,
+        heartbeat: Duration,
+        mut phase: watch::Receiver<Phase>,
+    ) -> SessionEnd {
+        let lost = |reason: String| SessionEnd::Lost {
+            registered: true,
+            reason,
+        };
+        let mut last_seen = Instant::now();
+        let mut leaving: Option<(String, Instant)> =
+            leaving_reason(&mut phase).map(|reason| (reason, Instant::now() + FLUSH_TIMEOUT));
+        let mut flush_poll = tokio::time::interval(FLUSH_POLL);
+        loop {
+            tokio::select! {
+                biased;
+                message = tokio::time::timeout_at(last_seen + heartbeat * 2, stream.message()) => {
+                    let frame = match message {
+                        Err(_) => return lost(format!(
+                            "nothing heard from the hub for {:?} (2 heartbeat intervals)",
+                            heartbeat * 2
+                        )),
+                        Ok(Err(status)) => return lost(format!("the Attach stream failed: {}", status_text(&status))),
+                        Ok(Ok(None)) => return lost("the hub closed the Attach stream".to_owned()),
+                        Ok(Ok(Some(frame))) => frame,
+                    };
+                    last_seen = Instant::now();
+                    match frame.frame {
+                        Some(hub_frame::Frame::Ping(Ping { nonce })) => {
+                            if control.try_send(Control::Pong(nonce)).is_err() {
+                                tracing::debug!(nonce, "writer busy: Pong skipped");
+                            }
+                        }
+                        Some(hub_frame::Frame::Pong(Pong { nonce })) => self.outbox.ack(nonce),
+                        Some(hub_frame::Frame::Invoke(invoke)) => self.dispatch.accept(invoke),
+                        Some(hub_frame::Frame::Cancel(cancel)) => {
+                            self.dispatch.cancel(&cancel.request_id, &cancel.reason);
+                        }
+                        Some(hub_frame::Frame::Drain(drain)) => {
+                            let grace = (drain.grace_ms > 0).then(|| Duration::from_millis(drain.grace_ms));
+                            let _ = self.drain.send(DrainRequest { reason: drain.reason, grace });
+                        }
+                        Some(hub_frame::Frame::Goodbye(Goodbye { reason })) => {
+                            return lost(format!("the hub said goodbye ({reason})"));
+                        }
+                        Some(hub_frame::Frame::Registered(_)) => {
+                            tracing::warn!("unexpected Registered on an established session ignored");
+                        }
+                        None => tracing::debug!("empty frame from the hub ignored"),
+                    }
+                }
+                changed = phase.changed(), if leaving.is_none() => {
+                    if changed.is_err() {
+                        // `serve` is going away without a goodbye.
+                        return SessionEnd::Left;
+                    }
+                    leaving = leaving_reason(&mut phase)
+                        .map(|reason| (reason, Instant::now() + FLUSH_TIMEOUT));
+                }
+                _ = flush_poll.tick(), if leaving.is_some() => {
+                    let Some((reason, flush_by)) = &leaving else { continue };
+                    if self.outbox.is_settled() || Instant::now() >= *flush_by {
+                        if !self.outbox.is_settled() {
+                            tracing::warn!(
+                                undelivered = self.outbox.undelivered(),
+                                "the hub did not acknowledge every result before Goodbye"
+                            );
+                        }
+                        return self.say_goodbye(stream, control, reason.clone()).await;
+                    }
+                    if self.outbox.needs_ping() {
+                        let _ = control.try_send(Control::Ping);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends Goodbye, ends the stream and waits briefly for the hub to close its side.
+    async fn say_goodbye(
+        &self,
+        mut stream: Streaming<HubFrame>,
+        control: &mpsc::Sender<Control>,
+        reason: String,
+    ) -> SessionEnd {
+        tracing::info!(%reason, "saying goodbye to the hub");
+        let sent = tokio::time::timeout(CLOSE_TIMEOUT, control.send(Control::Goodbye(reason)))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if sent {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                while let Ok(Some(frame)) = stream.message().await {
+                    if let Some(hub_frame::Frame::Pong(Pong { nonce })) = frame.frame {
+                        self.outbox.ack(nonce);
+                    }
+                }
+            })
+            .await;
+        }
+        SessionEnd::Left
+    }
+}
+
+/// The Goodbye reason when the phase is `Leaving`.
+fn leaving_reason(phase: &mut watch::Receiver<Phase>) -> Option<String> {
+    match &*phase.borrow_and_update() {
+        Phase::Leaving(reason) => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+/// Resolves when `serve` is leaving and the outbox holds nothing to deliver,
+/// so a connection attempt is pointless.
+async fn nothing_left_to_say(phase: &mut watch::Receiver<Phase>, outbox: &Outbox) {
+    loop {
+        if leaving_reason(phase).is_some() && outbox.is_settled() {
+            return;
+        }
+        if phase.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// The writer task; see the module docs.
+async fn write(
+    out: mpsc::Sender<ConnectorFrame>,
+    mut control: mpsc::Receiver<Control>,
+    outbox: Arc<Outbox>,
+    heartbeat: Duration,
+    stop: CancellationToken,
+) {
+    let ping = |nonce| ConnectorFrame {
+        frame: Some(connector_frame::Frame::Ping(Ping { nonce })),
+    };
+    let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut last = false;
+        let frame = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            command = control.recv() => match command {
+                Some(Control::Pong(nonce)) => ConnectorFrame {
+                    frame: Some(connector_frame::Frame::Pong(Pong { nonce })),
+                },
+                Some(Control::Ping) => {
+                    ticker.reset();
+                    ping(outbox.next_ping_nonce())
+                }
+                Some(Control::Goodbye(reason)) => {
+                    last = true;
+                    ConnectorFrame {
+                        frame: Some(connector_frame::Frame::Goodbye(Goodbye { reason })),
+                    }
+                }
+                None => return,
+            },
+            _ = ticker.tick() => ping(outbox.next_ping_nonce()),
+            frame = outbox.pop() => frame,
+        };
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            sent = out.send(frame) => if sent.is_err() { return },
+        }
+        if last {
+            // Dropping `out` ends the request stream: the hub sees end-of-stream.
+            return;
+        }
+    }
+}
+
+fn status_text(status: &tonic::Status) -> String {
+    let mut text = format!("{:?}", status.code());
+    if !status.message().is_empty() {
+        text.push_str(": ");
+        text.push_str(status.message());
+    }
+    if let Some(source) = std::error::Error::source(status) {
+        text.push_str(": ");
+        text.push_str(&error_chain(source));
+    }
+    text
+}
+
+fn frame_name(frame: &hub_frame::Frame) -> &'static str {
+    match frame {
+        hub_frame::Frame::Registered(_) => "Registered",
+        hub_frame::Frame::Invoke(_) => "Invoke",
+        hub_frame::Frame::Cancel(_) => "Cancel",
+        hub_frame::Frame::Ping(_) => "Ping",
+        hub_frame::Frame::Pong(_) => "Pong",
+        hub_frame::Frame::Drain(_) => "Drain",
+        hub_frame::Frame::Goodbye(_) => "Goodbye",
+    }
+}

@@ -1,0 +1,272 @@
+//! The environment variables `serve` reads to attach to a hub.
+//!
+//! | Variable | Meaning | Default |
+//! |---|---|---|
+//! | `SPOKE_HUB_URL` | the hub's gRPC address, `http://host:port` | `http://127.0.0.1:7700` |
+//! | `SPOKE_INSTANCE_ID` | this instance's id, unique among the connector's instances; keep it stable across restarts so the hub can resume the session | `<connector name>-<unix millis>`, with a warning |
+//! | `SPOKE_DISPLAY_NAME` | a human-friendly name for this instance | the connector's display name |
+//! | `SPOKE_TAGS` | comma-separated tags, e.g. `eu, blue` (trimmed; empty entries dropped) | none |
+//! | `SPOKE_METADATA_<KEY>` | one metadata entry `<key>` (lowercased) = value, e.g. `SPOKE_METADATA_REGION=eu-west-1` | none |
+//! | `SPOKE_TENANT` | the tenant this instance serves | none |
+//! | `SPOKE_MAX_IN_FLIGHT` | how many invocations run at once, a positive integer | `64` |
+//! | `SPOKE_SHUTDOWN_GRACE` | how long running invocations may take to finish on shutdown, e.g. `30s`, `500ms`, `1m` | `10s` |
+//!
+//! A variable set to the empty string counts as unset. A value that does not
+//! parse is an [`EnvError`] naming the variable; the command line reports it
+//! as a usage error (exit code 2).
+//!
+//! ```
+//! use spoke_runtime::serve::AttachOptions;
+//! # let manifest: spoke_runtime::Manifest = serde_json::from_value(serde_json::json!({
+//! #     "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
+//! #     "description": "", "config": {}, "actions": [], "search_operators": [], "capabilities": []
+//! # })).unwrap();
+//! let options = AttachOptions::from_vars(
+//!     [
+//!         ("SPOKE_INSTANCE_ID", "echo-1"),
+//!         ("SPOKE_TAGS", " eu, blue ,,"),
+//!         ("SPOKE_METADATA_REGION", "eu-west-1"),
+//!         ("SPOKE_MAX_IN_FLIGHT", "8"),
+//!     ],
+//!     &manifest,
+//! )?;
+//! assert_eq!(options.instance.id, "echo-1");
+//! assert_eq!(options.instance.display_name, "Echo");
+//! assert_eq!(options.instance.tags, ["eu", "blue"]);
+//! assert_eq!(options.instance.metadata["region"], "eu-west-1");
+//! assert_eq!(options.max_in_flight, 8);
+//! # Ok::<(), spoke_runtime::hub_env::EnvError>(())
+//! ```
+
+use std::collections::BTreeMap;
+
+use crate::manifest::Manifest;
+use crate::serve::{AttachOptions, endpoint, generated_instance_id};
+
+/// `SPOKE_HUB_URL`: the hub's gRPC address.
+pub const HUB_URL: &str = "SPOKE_HUB_URL";
+/// `SPOKE_INSTANCE_ID`: this instance's stable id.
+pub const INSTANCE_ID: &str = "SPOKE_INSTANCE_ID";
+/// `SPOKE_DISPLAY_NAME`: this instance's human-friendly name.
+pub const DISPLAY_NAME: &str = "SPOKE_DISPLAY_NAME";
+/// `SPOKE_TAGS`: comma-separated tags.
+pub const TAGS: &str = "SPOKE_TAGS";
+/// `SPOKE_METADATA_<KEY>`: one metadata entry per variable.
+pub const METADATA_PREFIX: &str = "SPOKE_METADATA_";
+/// `SPOKE_TENANT`: the tenant served.
+pub const TENANT: &str = "SPOKE_TENANT";
+/// `SPOKE_MAX_IN_FLIGHT`: invocations run at once.
+pub const MAX_IN_FLIGHT: &str = "SPOKE_MAX_IN_FLIGHT";
+/// `SPOKE_SHUTDOWN_GRACE`: how long running invocations get on shutdown.
+pub const SHUTDOWN_GRACE: &str = "SPOKE_SHUTDOWN_GRACE";
+
+const KNOWN: [&str; 7] = [
+    HUB_URL,
+    INSTANCE_ID,
+    DISPLAY_NAME,
+    TAGS,
+    TENANT,
+    MAX_IN_FLIGHT,
+    SHUTDOWN_GRACE,
+];
+
+/// A `SPOKE_*` variable whose value is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct EnvError {
+    /// The variable, e.g. `SPOKE_MAX_IN_FLIGHT`.
+    pub variable: String,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+impl EnvError {
+    fn new(variable: impl Into<String>, message: impl Into<String>) -> Self {
+        EnvError {
+            variable: variable.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl AttachOptions {
+    /// Reads the `SPOKE_*` variables of this process; see the [module docs](self).
+    pub fn from_env(manifest: &Manifest) -> Result<AttachOptions, EnvError> {
+        let mut vars = Vec::new();
+        for (key, value) in std::env::vars_os() {
+            let Ok(key) = key.into_string() else { continue };
+            if !key.starts_with("SPOKE_") {
+                continue;
+            }
+            match value.into_string() {
+                Ok(value) => vars.push((key, value)),
+                Err(_) => return Err(EnvError::new(key, "the value is not valid UTF-8")),
+            }
+        }
+        AttachOptions::from_vars(vars, manifest)
+    }
+
+    /// Reads the `SPOKE_*` variables among `vars` (others are ignored); see
+    /// the [module docs](self).
+    pub fn from_vars<K: AsRef<str>, V: AsRef<str>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+        manifest: &Manifest,
+    ) -> Result<AttachOptions, EnvError> {
+        let mut options = AttachOptions::new(manifest);
+        let mut metadata = BTreeMap::new();
+        let mut instance_id = None;
+        for (key, value) in vars {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            if !key.starts_with("SPOKE_") || value.is_empty() {
+                continue;
+            }
+            match key {
+                HUB_URL => {
+                    let url = value.trim();
+                    endpoint(url, options.connect_timeout).map_err(|e| {
+                        EnvError::new(key, format!("`{value}` is not a usable hub URL: {e}"))
+                    })?;
+                    options.hub_url = url.to_owned();
+                }
+                INSTANCE_ID => instance_id = Some(value.trim().to_owned()),
+                DISPLAY_NAME => options.instance.display_name = value.trim().to_owned(),
+                TAGS => {
+                    options.instance.tags = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                TENANT => options.tenant = value.trim().to_owned(),
+                MAX_IN_FLIGHT => {
+                    options.max_in_flight = match value.trim().parse::<u32>() {
+                        Ok(n) if n > 0 => n,
+                        _ => {
+                            return Err(EnvError::new(
+                                key,
+                                format!("expected a positive whole number, got `{value}`"),
+                            ));
+                        }
+                    };
+                }
+                SHUTDOWN_GRACE => {
+                    options.shutdown_grace =
+                        crate::duration::parse(value).map_err(|e| EnvError::new(key, e))?;
+                }
+                _ => {
+                    if let Some(name) = key.strip_prefix(METADATA_PREFIX) {
+                        if name.is_empty() {
+                            return Err(EnvError::new(
+                                key,
+                                "no metadata key after SPOKE_METADATA_ (e.g. SPOKE_METADATA_REGION=eu)",
+                            ));
+                        }
+                        metadata.insert(name.to_lowercase(), value.to_owned());
+                    } else if let Some(known) =
+                        crate::suggest::did_you_mean(key, KNOWN.iter().copied())
+                    {
+                        tracing::warn!("{key} is not a Spoke variable; did you mean {known}?");
+                    }
+                }
+            }
+        }
+        options.instance.metadata = metadata;
+        match instance_id.filter(|id| !id.is_empty()) {
+            Some(id) => options.instance.id = id,
+            None => {
+                options.instance.id = generated_instance_id(&manifest.name);
+                tracing::warn!(
+                    instance = %options.instance.id,
+                    "{INSTANCE_ID} is not set: using a generated id; set a stable one so the hub can resume this instance's session after a restart"
+                );
+            }
+        }
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn manifest() -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
+            "description": "", "config": {}, "actions": [], "search_operators": [],
+            "capabilities": []
+        }))
+        .unwrap()
+    }
+
+    fn parse(vars: &[(&str, &str)]) -> Result<AttachOptions, EnvError> {
+        AttachOptions::from_vars(vars.iter().copied(), &manifest())
+    }
+
+    #[test]
+    fn defaults() {
+        let o = parse(&[("PATH", "/bin")]).unwrap();
+        assert_eq!(o.hub_url, "http://127.0.0.1:7700");
+        assert!(o.instance.id.starts_with("echo-"), "{}", o.instance.id);
+        assert!(o.instance.id["echo-".len()..].parse::<u128>().is_ok());
+        assert_eq!(o.instance.display_name, "Echo");
+        assert!(o.instance.tags.is_empty() && o.instance.metadata.is_empty());
+        assert_eq!((o.tenant.as_str(), o.max_in_flight), ("", 64));
+        assert_eq!(o.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn every_variable() {
+        let o = parse(&[
+            ("SPOKE_HUB_URL", "http://hub:9000"),
+            ("SPOKE_INSTANCE_ID", "i-1"),
+            ("SPOKE_DISPLAY_NAME", "Echo One"),
+            ("SPOKE_TAGS", " a, b,, c ,"),
+            ("SPOKE_METADATA_Region", "eu"),
+            ("SPOKE_METADATA_OWNER_TEAM", "core"),
+            ("SPOKE_TENANT", "acme"),
+            ("SPOKE_MAX_IN_FLIGHT", "3"),
+            ("SPOKE_SHUTDOWN_GRACE", "1m30s"),
+        ])
+        .unwrap();
+        assert_eq!(o.hub_url, "http://hub:9000");
+        assert_eq!(o.instance.id, "i-1");
+        assert_eq!(o.instance.display_name, "Echo One");
+        assert_eq!(o.instance.tags, ["a", "b", "c"]);
+        assert_eq!(
+            o.instance.metadata,
+            BTreeMap::from([
+                ("region".to_owned(), "eu".to_owned()),
+                ("owner_team".to_owned(), "core".to_owned())
+            ])
+        );
+        assert_eq!((o.tenant.as_str(), o.max_in_flight), ("acme", 3));
+        assert_eq!(o.shutdown_grace, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value, expected) in [
+            ("SPOKE_MAX_IN_FLIGHT", "0", "positive whole number"),
+            ("SPOKE_MAX_IN_FLIGHT", "lots", "positive whole number"),
+            ("SPOKE_SHUTDOWN_GRACE", "10", "missing unit"),
+            ("SPOKE_HUB_URL", "https://hub", "TLS"),
+            ("SPOKE_HUB_URL", "hub:7700", "not a usable hub URL"),
+            ("SPOKE_METADATA_", "x", "no metadata key"),
+        ] {
+            let err = parse(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var);
+            assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");
+            assert!(err.message.contains(expected), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let o = parse(&[("SPOKE_MAX_IN_FLIGHT", ""), ("SPOKE_INSTANCE_ID", "")]).unwrap();
+        assert_eq!(o.max_in_flight, 64);
+        assert!(o.instance.id.starts_with("echo-"));
+    }
+}
