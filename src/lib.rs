@@ -31,7 +31,7 @@
 //!
 //! See the README for every attribute, the CLI and the runtime guarantees.
 
-pub use spoke_macros::{action, connector, search_operator};
+pub use spoke_macros::{action, connector, producer, search_operator};
 pub use spoke_runtime::*;
 
 /// Support for generated code; not a public API.
@@ -40,7 +40,7 @@ pub use spoke_runtime::__private;
 
 /// Everything a connector author usually needs: `use spoke::prelude::*;`.
 pub mod prelude {
-    pub use spoke_macros::{action, connector, search_operator};
+    pub use spoke_macros::{action, connector, producer, search_operator};
     pub use spoke_runtime::{ActionError, Context, ErrorCode, Secret};
 }
 

@@ -306,9 +306,15 @@ fn echo_describe_prints_the_manifest() {
         "actions",
         "search_operators",
         "capabilities",
+        "fields",
     ]
     .into();
     assert_eq!(keys, expected);
+    // LibreFang's config form, from the `#[config_field]`s.
+    assert_eq!(
+        m["fields"],
+        json!([{"key": "prefix", "label": "Prefix", "type": "text", "required": false, "placeholder": "", "advanced": false}])
+    );
     assert_eq!(m["spoke"], json!(1));
     assert_eq!(m["name"], "echo");
     assert_eq!(m["version"], env!("CARGO_PKG_VERSION"));

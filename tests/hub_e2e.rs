@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{ChildGuard, Hub};
 use serde_json::{Value, json};
 use spoke_proto::v1::hub_client::HubClient;
-use spoke_proto::v1::{InvokeRequest, instance_result};
+use spoke_proto::v1::{InvokeRequest, Route, instance_result, invoke_stream_item, route};
 
 const READY: Duration = Duration::from_secs(30);
 
@@ -215,7 +215,10 @@ fn connectors_re_register_after_the_hub_restarts() {
     let connector_url = first.url.clone();
     drop(first);
 
-    std::thread::sleep(Duration::from_millis(300));
+    // Down for 3 s: with a backoff capped at 10 s the connector would still
+    // be waiting to retry well after the hub's return; capped at 1 s, it
+    // re-registers within about a second, however long the outage.
+    std::thread::sleep(Duration::from_secs(3));
     let second = Hub::start_on(&listen, &["--heartbeat-interval", "500ms"]);
     assert_eq!(second.url, connector_url, "same address");
     let back = Instant::now();
@@ -294,4 +297,125 @@ fn a_thousand_concurrent_calls_are_each_answered_exactly_once() {
         }
         assert_eq!(seen.len(), 1000);
     });
+}
+
+#[test]
+fn calls_refused_by_a_connector_shutting_down_are_served_by_another_instance() {
+    let hub = Hub::start(&[]);
+    let mut f1 = hub.attach(
+        "faults",
+        &[("SPOKE_INSTANCE_ID", "f1"), ("SPOKE_SHUTDOWN_GRACE", "20s")],
+    );
+    let _f2 = hub.attach("faults", &[("SPOKE_INSTANCE_ID", "f2")]);
+    hub.wait_for_instances("faults", 2, READY);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = HubClient::connect(hub.url.clone()).await.expect("connect");
+        let add = |target: Option<route::Target>| InvokeRequest {
+            connector: "faults".into(),
+            action: "add".into(),
+            payload: br#"{"a": 2, "b": 3}"#.to_vec(),
+            route: target.map(|t| Route { target: Some(t) }),
+            ..Default::default()
+        };
+        // f1 starts a long call, which keeps it attached while it shuts down.
+        let mut long = client
+            .invoke_stream(InvokeRequest {
+                connector: "faults".into(),
+                action: "sleep".into(),
+                payload: br#"{"ms": 5000}"#.to_vec(),
+                route: Some(Route {
+                    target: Some(route::Target::Instance("f1".into())),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("streamed call")
+            .into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(10), long.message())
+            .await
+            .expect("the sleeping event in time")
+            .expect("stream")
+            .expect("an item");
+        assert!(
+            matches!(first.item, Some(invoke_stream_item::Item::Event(_))),
+            "{first:?}"
+        );
+        f1.signal("TERM");
+
+        // Once f1 takes no new work, a call routed to it gets its refusal
+        // as is (never started), since it may not go elsewhere.
+        let refused_at = Instant::now();
+        loop {
+            let response = client
+                .invoke(add(Some(route::Target::Instance("f1".into()))))
+                .await
+                .expect("routed call")
+                .into_inner();
+            match &response.results[0].outcome {
+                Some(instance_result::Outcome::Error(e)) => {
+                    assert_eq!(
+                        (e.code.as_str(), e.message.as_str()),
+                        ("unavailable", "connector is shutting down")
+                    );
+                    assert_eq!(
+                        serde_json::from_str::<Value>(&e.details_json).unwrap(),
+                        json!({"started": false})
+                    );
+                    break;
+                }
+                other => {
+                    assert!(
+                        refused_at.elapsed() < Duration::from_secs(5),
+                        "f1 still takes work 5 s after SIGTERM: {other:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+
+        // Round-robin still sends every other call to f1 (it is attached),
+        // and each of its refusals is retried on f2.
+        for _ in 0..4 {
+            let response = client.invoke(add(None)).await.expect("served").into_inner();
+            let [one] = response.results.as_slice() else {
+                panic!("{response:?}")
+            };
+            assert_eq!(one.instance_id, "f2", "{one:?}");
+            assert!(
+                matches!(&one.outcome, Some(instance_result::Outcome::Payload(p)) if p == b"5"),
+                "{one:?}"
+            );
+        }
+        assert!(
+            refused_at.elapsed() < Duration::from_secs(4),
+            "the calls ran while f1 was still attached"
+        );
+
+        // f1 finishes its running call before it leaves.
+        let mut last = None;
+        while let Some(item) = tokio::time::timeout(Duration::from_secs(15), long.message())
+            .await
+            .expect("the long call ends in time")
+            .expect("stream")
+        {
+            last = item.item;
+        }
+        let Some(invoke_stream_item::Item::Result(result)) = last else {
+            panic!("expected the result, got {last:?}")
+        };
+        assert_eq!(result.instance_id, "f1");
+        let Some(instance_result::Outcome::Payload(payload)) = &result.outcome else {
+            panic!("{result:?}")
+        };
+        assert_eq!(
+            serde_json::from_slice::<Value>(payload).unwrap(),
+            json!({"slept_ms": 5000})
+        );
+    });
+    let status = f1.wait_for(Duration::from_secs(10)).expect("f1 exits");
+    assert!(status.success(), "{status:?}");
 }

@@ -8,6 +8,13 @@
 //! the hub pings every heartbeat interval. A peer that sends nothing for two
 //! intervals is dropped. Frames to the connector go through a bounded queue
 //! per stream, so a slow connector only ever slows its own calls.
+//!
+//! A stream that resumes a session first sends, after `Registered`, the
+//! Invoke of every call still pending on the session (and a Cancel for those
+//! whose caller gave up), before it handles any frame: an Invoke queued for
+//! the lost stream may never have left the hub. They come before any Pong on
+//! the new stream, so a connector never learns that the hub read a Result
+//! before it has seen the re-sent Invoke of that call (which it ignores).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +87,8 @@ enum Exit {
     Lost(String),
     /// The peer stopped sending anything.
     Silent(Duration),
+    /// The peer stopped reading what the hub sends.
+    Stalled(String),
     /// A resumed stream took the session over.
     Replaced,
     /// The hub shut down and the drain grace passed.
@@ -105,9 +114,13 @@ impl StreamTask {
             }
             Err(None) => return,
         };
+        let mut admitted = admitted;
         let key = admitted.key.clone();
         let generation = admitted.generation;
-        let exit = self.serve(&admitted).await;
+        let exit = match self.resend(&mut admitted).await {
+            Some(exit) => exit,
+            None => self.serve(&admitted).await,
+        };
         match exit {
             Exit::Goodbye(reason) => {
                 self.close(Close::Graceful);
@@ -120,6 +133,12 @@ impl StreamTask {
             }
             Exit::Silent(silence) => {
                 let why = format!("nothing received for {silence:?}, two heartbeat intervals");
+                self.close(Close::Abort(Status::unavailable(format!(
+                    "the hub dropped this stream: {why}"
+                ))));
+                self.state.stream_lost(&key, generation, &why);
+            }
+            Exit::Stalled(why) => {
                 self.close(Close::Abort(Status::unavailable(format!(
                     "the hub dropped this stream: {why}"
                 ))));
@@ -184,6 +203,44 @@ impl StreamTask {
             self.peer,
         );
         Ok(admitted)
+    }
+
+    /// Sends what a resumed session must hear again (`Admitted::resend`), in
+    /// order, before the stream handles any frame. `Some` if the stream
+    /// ended or stopped taking frames meanwhile.
+    async fn resend(&mut self, admitted: &mut Admitted) -> Option<Exit> {
+        let frames = std::mem::take(&mut admitted.resend);
+        if frames.is_empty() {
+            return None;
+        }
+        let invokes = frames
+            .iter()
+            .filter(|f| matches!(f.frame, Some(hub_frame::Frame::Invoke(_))))
+            .count();
+        tracing::info!(
+            "{}: sending the Invokes of its {invokes} pending call(s) again on the resumed stream",
+            admitted.key
+        );
+        let liveness = self.state.config.liveness_timeout();
+        let tx = &self.tx;
+        let sent = tokio::time::timeout(liveness, async {
+            for frame in frames {
+                if tx.send(frame).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        match sent {
+            Ok(true) => None,
+            Ok(false) => Some(Exit::Lost(
+                "the stream closed while the pending Invokes were sent again".to_owned(),
+            )),
+            Err(_) => Some(Exit::Stalled(format!(
+                "the connector did not take the re-sent Invokes within {liveness:?}"
+            ))),
+        }
     }
 
     /// Relays frames until the stream ends.

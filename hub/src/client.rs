@@ -1,5 +1,8 @@
 //! The client commands of the `spoke` CLI: `ls`, `describe` and `call`.
 //!
+//! `call` names itself `spoke-cli` in the `x-spoke-caller` request header;
+//! the hub passes that on to the action as its `caller` metadata.
+//!
 //! Output contract:
 //!
 //! - `call`, one result: the output on stdout (JSON pretty-printed; other
@@ -49,6 +52,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long past its timeout a call is given before the CLI stops waiting
 /// for the hub's own answer.
 const TIMEOUT_SLACK: Duration = Duration::from_secs(2);
+/// What `spoke call` says in its `x-spoke-caller` header.
+pub const CLI_CALLER: &str = "spoke-cli";
 
 /// Which instance(s) `spoke call` targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,10 +260,15 @@ async fn invoke(url: &str, options: &CallOptions) -> Result<Vec<InstanceResult>,
         payload,
         encoding: Encoding::Json.into(),
         route,
-        metadata: HashMap::from([("caller".to_owned(), "spoke-cli".to_owned())]),
+        metadata: HashMap::new(),
         kind: kind.into(),
     });
     request.set_timeout(options.timeout);
+    // The hub passes it to the action as its `caller` metadata.
+    request.metadata_mut().insert(
+        crate::client_api::CALLER_HEADER,
+        tonic::metadata::MetadataValue::from_static(CLI_CALLER),
+    );
     let timed_out = || Failure::Hub {
         code: "deadline_exceeded",
         message: format!(

@@ -6,7 +6,14 @@
 //! what exists. The caller's deadline (`grpc-timeout`) becomes the
 //! Invoke's `timeout_ms`; action errors travel in-band in
 //! `InstanceResult.error`, hub errors as gRPC statuses.
+//!
+//! The Invoke's metadata is the request's `metadata`, plus what the hub
+//! knows about the call (see [`invoke_metadata`]): `caller`, the client's
+//! `x-spoke-caller` header or else its address, and the W3C trace context
+//! headers `traceparent` and `tracestate`, forwarded unchanged when the
+//! client sent them. These override entries of the same name in the request.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use spoke_proto::v1::hub_server::Hub;
@@ -32,6 +39,40 @@ use spoke_runtime::suggest;
 /// How many items may wait for a streaming caller.
 const STREAM_ITEMS: usize = 1024;
 
+/// The request header a client names itself in; it becomes the Invoke's
+/// `caller` metadata.
+pub(crate) const CALLER_HEADER: &str = "x-spoke-caller";
+/// The Invoke metadata key naming the caller.
+const CALLER: &str = "caller";
+/// The W3C trace context headers, forwarded unchanged as Invoke metadata.
+const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// What the hub adds to a call's metadata from its request: `caller` (the
+/// `x-spoke-caller` header when present and non-empty, otherwise the
+/// client's address, `unknown` if even that is unknown), and `traceparent`
+/// and `tracestate` when the client sent them.
+pub(crate) fn invoke_metadata<T>(request: &Request<T>) -> HashMap<String, String> {
+    let header = |name: &str| {
+        request
+            .metadata()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let caller = header(CALLER_HEADER)
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .or_else(|| request.remote_addr().map(|a| a.to_string()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let mut metadata = HashMap::from([(CALLER.to_owned(), caller)]);
+    for name in TRACE_HEADERS {
+        if let Some(value) = header(name) {
+            metadata.insert(name.to_owned(), value);
+        }
+    }
+    metadata
+}
+
 /// The Hub service.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientApi {
@@ -46,27 +87,28 @@ impl ClientApi {
 
     /// Checks a request and picks its instance(s); a refused call gets its
     /// one log line here.
-    fn prepare(
-        &self,
-        request: InvokeRequest,
-        deadline: Option<Instant>,
-    ) -> Result<(Call, Selection), Status> {
+    fn prepare(&self, request: Request<InvokeRequest>) -> Result<(Call, Selection), Status> {
+        let deadline = deadline::from_metadata(request.metadata());
+        let metadata = invoke_metadata(&request);
+        let request = request.into_inner();
         let (connector, action) = (request.connector.clone(), request.action.clone());
-        self.check(request, deadline).inspect_err(|status| {
-            tracing::info!(
-                connector = %connector,
-                action = %action,
-                outcome = crate::client::code_name(status.code()),
-                "call refused: {}",
-                status.message()
-            );
-        })
+        self.check(request, deadline, metadata)
+            .inspect_err(|status| {
+                tracing::info!(
+                    connector = %connector,
+                    action = %action,
+                    outcome = crate::client::code_name(status.code()),
+                    "call refused: {}",
+                    status.message()
+                );
+            })
     }
 
     fn check(
         &self,
         request: InvokeRequest,
         deadline: Option<Instant>,
+        from_hub: HashMap<String, String>,
     ) -> Result<(Call, Selection), Status> {
         if self.state.is_shutting_down() {
             return Err(Status::unavailable("the hub is shutting down"));
@@ -94,13 +136,15 @@ impl ClientApi {
         let selection = routing::select(&mut tables.registry, &request.connector, &target, None)?;
         drop(tables);
 
+        let mut metadata = request.metadata;
+        metadata.extend(from_hub);
         let call = Call {
             connector: request.connector,
             action: request.action,
             kind,
             payload,
             encoding: encoding.into(),
-            metadata: request.metadata,
+            metadata,
             mode,
             deadline,
             target,
@@ -190,8 +234,7 @@ impl Hub for ClientApi {
         &self,
         request: Request<InvokeRequest>,
     ) -> Result<Response<InvokeResponse>, Status> {
-        let deadline = deadline::from_metadata(request.metadata());
-        let (call, selection) = self.prepare(request.into_inner(), deadline)?;
+        let (call, selection) = self.prepare(request)?;
         let state = &self.state;
         let results = match selection {
             Selection::One(key) => {
@@ -213,8 +256,7 @@ impl Hub for ClientApi {
         &self,
         request: Request<InvokeRequest>,
     ) -> Result<Response<Self::InvokeStreamStream>, Status> {
-        let deadline = deadline::from_metadata(request.metadata());
-        let (call, selection) = self.prepare(request.into_inner(), deadline)?;
+        let (call, selection) = self.prepare(request)?;
         let (tx, rx) = mpsc::channel(STREAM_ITEMS);
         let state = Arc::clone(&self.state);
         tokio::spawn(async move {
@@ -307,6 +349,42 @@ async fn stream_call(state: &Arc<HubState>, call: &Call, selection: Selection, t
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_caller_is_its_header_or_its_address_and_trace_headers_travel() {
+        let mut request = Request::new(());
+        let named = |request: &Request<()>| invoke_metadata(request);
+        assert_eq!(
+            named(&request),
+            HashMap::from([("caller".to_owned(), "unknown".to_owned())])
+        );
+        request
+            .metadata_mut()
+            .insert(CALLER_HEADER, "billing-job".parse().unwrap());
+        request.metadata_mut().insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        request
+            .metadata_mut()
+            .insert("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-other", "not forwarded".parse().unwrap());
+        assert_eq!(
+            named(&request),
+            HashMap::from([
+                ("caller".to_owned(), "billing-job".to_owned()),
+                (
+                    "traceparent".to_owned(),
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()
+                ),
+                ("tracestate".to_owned(), "congo=t61rcWkgMzE".to_owned()),
+            ])
+        );
+    }
 
     #[test]
     fn empty_json_payloads_mean_no_input_and_bad_json_is_refused() {

@@ -1,6 +1,12 @@
 //! One call's life: hand an `Invoke` to an instance, wait for its `Result`
-//! until the deadline, cancel it if the caller gives up, and retry a `read`
-//! once elsewhere if the instance is lost.
+//! until the deadline, cancel it if the caller gives up, and retry it once
+//! elsewhere when that is safe: a `read` whose instance was lost, or any
+//! call (a `write` too) that the connector refused without starting it (an
+//! error Result whose details say `{"started": false}`: shutting down,
+//! draining, at capacity). A retry needs a route that allows it (unrouted or
+//! by display name; never an explicit instance nor a broadcast member) and
+//! another ready instance; without one, the refusal reaches the caller as it
+//! is. A call is retried at most once, whatever the reason.
 //!
 //! Every attempt logs exactly one line at info when it ends: request id,
 //! connector, instance, action, duration and outcome.
@@ -10,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use serde_json::Value;
 use spoke_proto::v1::{self, HubFrame, InstanceResult, Invoke, InvokeKind, hub_frame};
 use spoke_runtime::Mode;
 use tokio::sync::oneshot;
@@ -17,7 +24,7 @@ use tokio::time::Instant;
 use tonic::{Code, Status};
 
 use crate::deadline;
-use crate::pending::{Answer, Caller, ItemSender};
+use crate::pending::{Answer, Caller, ItemSender, TakeBack};
 use crate::registry::{InstanceKey, InstanceStatus};
 use crate::routing::{self, Selection, Target};
 use crate::state::HubState;
@@ -73,9 +80,20 @@ enum Failure {
     Failed(Status),
 }
 
-/// Runs a call to one instance (retrying a lost `read` once elsewhere when
-/// the route allows), sending events and chunks to `stream` if the caller
-/// streams.
+/// Whether a result is an error the connector answered without starting
+/// the call: its details are a JSON object with `"started": false`.
+fn never_started(result: &InstanceResult) -> bool {
+    let Some(v1::instance_result::Outcome::Error(error)) = &result.outcome else {
+        return false;
+    };
+    serde_json::from_str::<Value>(&error.details_json)
+        .is_ok_and(|details| details.get("started") == Some(&Value::Bool(false)))
+}
+
+/// Runs a call to one instance, sending events and chunks to `stream` if
+/// the caller streams. When `retry` (the route allows it), the call is
+/// retried once on another ready instance if it was refused without
+/// starting, or if it is a `read` and its instance was lost.
 pub(crate) async fn run_one(
     state: &Arc<HubState>,
     call: &Call,
@@ -95,6 +113,23 @@ pub(crate) async fn run_one(
         };
         attempts += 1;
         let failure = match attempt(state, call, &id, &key, stream).await {
+            Ok(result) if retry && !retried && never_started(&result) => {
+                let refused = key.clone();
+                match reselect(state, call, &refused, Some(&refused.id)) {
+                    Ok(next) => {
+                        retried = true;
+                        key = next;
+                        tracing::info!(
+                            "{refused} refused {} `{}` without starting it; retrying once on {key}",
+                            call.what(),
+                            call.action
+                        );
+                        continue;
+                    }
+                    // No other instance: the refusal is the answer.
+                    Err(_) => return Ok(result),
+                }
+            }
             Ok(result) => return Ok(result),
             Err(failure) => failure,
         };
@@ -259,6 +294,15 @@ async fn attempt(
     };
 
     let (answer_tx, answer_rx) = oneshot::channel();
+    let invoke = Invoke {
+        request_id: request_id.clone(),
+        action: call.action.clone(),
+        payload: call.payload.clone(),
+        encoding: call.encoding,
+        timeout_ms: deadline::timeout_ms(call.deadline),
+        metadata: call.metadata.clone(),
+        kind: call.kind.into(),
+    };
     let tx = {
         let mut tables = state.lock();
         let tx = match tables.registry.instance(key) {
@@ -270,23 +314,16 @@ async fn attempt(
             return Err(Failure::Undelivered);
         };
         let caller = Caller::new(answer_tx, stream.cloned());
+        // The entry keeps the Invoke, to send it again if the instance
+        // resumes its session on another stream.
         tables
             .pending
-            .insert(request_id.clone(), key.clone(), caller, slot);
+            .insert(invoke.clone(), call.deadline, key.clone(), caller, slot);
         tx
     };
     // From here on, a caller that goes away (dropping this future) cancels.
     log.cancel = Some("the caller went away");
 
-    let invoke = Invoke {
-        request_id: request_id.clone(),
-        action: call.action.clone(),
-        payload: call.payload.clone(),
-        encoding: call.encoding,
-        timeout_ms: deadline::timeout_ms(call.deadline),
-        metadata: call.metadata.clone(),
-        kind: call.kind.into(),
-    };
     let frame = HubFrame {
         frame: Some(hub_frame::Frame::Invoke(invoke)),
     };
@@ -296,9 +333,13 @@ async fn attempt(
             return Err(Failure::Deadline);
         }
         Some(Err(_closed)) => {
-            state.lock().pending.forget(&request_id);
-            log.finish("undelivered", None);
-            return Err(Failure::Undelivered);
+            // The stream closed under the Invoke. If the instance resumed
+            // meanwhile, the new stream was sent the Invoke: wait for it.
+            let took_back = state.lock().pending.take_back(&request_id);
+            if took_back == TakeBack::Removed {
+                log.finish("undelivered", None);
+                return Err(Failure::Undelivered);
+            }
         }
         Some(Ok(())) => {}
     }

@@ -13,7 +13,9 @@
 //! - `client_api`: the Hub service (checks, routing, deadlines);
 //! - `registry`, `session`, `routing`, `pending`, `invoke`: connector types
 //!   and instances, session tokens and the resume window, instance
-//!   selection, in-flight calls, and one call's life with cancel and retry;
+//!   selection, in-flight calls (each with the Invoke it sent, sent again
+//!   when its instance resumes), and one call's life with cancel and retry
+//!   (once, elsewhere: a lost `read`, or any call refused as never started);
 //! - `state`: the registry and pending calls behind one lock; `deadline`:
 //!   `grpc-timeout`; `request_id`;
 //! - [`config`]: the hub's settings.

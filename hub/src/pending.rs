@@ -7,13 +7,25 @@
 //! and the entry stays, without a caller, until the connector's final
 //! `Result` arrives, so that the instance's invocation slot is only freed when
 //! the connector has really finished.
+//!
+//! Each entry keeps the `Invoke` it sent: when the instance resumes its
+//! session on a new stream, [`Pending::resend`] sends the Invoke of every
+//! call still pending on it again (one sent on the lost stream may never
+//! have left the hub), followed by a `Cancel` for a call whose caller gave
+//! up. The connector ignores an Invoke whose request id it already knows,
+//! so each call still runs once.
 
 use std::collections::HashMap;
 
-use spoke_proto::v1::{self, Chunk, Event, InvokeStreamItem, invoke_stream_item, result};
+use spoke_proto::v1::{
+    self, Cancel, Chunk, Event, HubFrame, Invoke, InvokeStreamItem, hub_frame, invoke_stream_item,
+    result,
+};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::time::Instant;
 use tonic::Status;
 
+use crate::deadline;
 use crate::registry::InstanceKey;
 
 /// The most a unary caller's chunked result may add up to.
@@ -62,6 +74,29 @@ struct Entry {
     instance: InstanceKey,
     caller: Option<Caller>,
     _slot: Option<OwnedSemaphorePermit>,
+    /// The Invoke handed to the instance, to send again after a resume.
+    invoke: Invoke,
+    /// The caller's deadline, from which a re-sent Invoke's `timeout_ms` is
+    /// computed afresh.
+    deadline: Option<Instant>,
+    /// Whether a resumed stream has been sent the Invoke again.
+    resent: bool,
+    /// Insertion order, so that re-sent Invokes keep their order.
+    seq: u64,
+}
+
+/// What [`Pending::take_back`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TakeBack {
+    /// The call was removed: its Invoke never reached the instance, and it
+    /// may go elsewhere.
+    Removed,
+    /// A resumed stream was sent the Invoke again: the call stays, and its
+    /// answer is coming.
+    Resent,
+    /// The call was already ended (answered, or its instance left); its
+    /// answer (or the lack of one) is waiting for the caller.
+    Gone,
 }
 
 /// What became of a frame the connector sent about a call.
@@ -84,26 +119,69 @@ pub(crate) enum Delivery {
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
     calls: HashMap<String, Entry>,
+    next_seq: u64,
 }
 
 impl Pending {
-    /// Records a call handed to `instance`; `slot` is held until the
-    /// connector answers or the session ends.
+    /// Records a call handed to `instance` with this Invoke (whose
+    /// `request_id` names the call); `slot` is held until the connector
+    /// answers or the session ends.
     pub(crate) fn insert(
         &mut self,
-        request_id: String,
+        invoke: Invoke,
+        deadline: Option<Instant>,
         instance: InstanceKey,
         caller: Caller,
         slot: Option<OwnedSemaphorePermit>,
     ) {
+        self.next_seq += 1;
         self.calls.insert(
-            request_id,
+            invoke.request_id.clone(),
             Entry {
                 instance,
                 caller: Some(caller),
                 _slot: slot,
+                invoke,
+                deadline,
+                resent: false,
+                seq: self.next_seq,
             },
         );
+    }
+
+    /// The instance resumed its session on a new stream: the frames to send
+    /// on it, in the order the calls were made. Every call still pending on
+    /// the instance gets its Invoke again (with `timeout_ms` counted from
+    /// now); a call whose caller gave up gets a `Cancel` right after it, so
+    /// that the connector answers it and its slot is freed.
+    pub(crate) fn resend(&mut self, instance: &InstanceKey) -> Vec<HubFrame> {
+        let mut entries: Vec<&mut Entry> = self
+            .calls
+            .values_mut()
+            .filter(|e| e.instance == *instance)
+            .collect();
+        entries.sort_by_key(|e| e.seq);
+        let mut frames = Vec::with_capacity(entries.len());
+        for entry in entries {
+            entry.resent = true;
+            let mut invoke = entry.invoke.clone();
+            if entry.deadline.is_some() {
+                invoke.timeout_ms = deadline::timeout_ms(entry.deadline);
+            }
+            let request_id = invoke.request_id.clone();
+            frames.push(HubFrame {
+                frame: Some(hub_frame::Frame::Invoke(invoke)),
+            });
+            if entry.caller.is_none() {
+                frames.push(HubFrame {
+                    frame: Some(hub_frame::Frame::Cancel(Cancel {
+                        request_id,
+                        reason: "the caller gave up".to_owned(),
+                    })),
+                });
+            }
+        }
+        frames
     }
 
     /// The connector's answer to a call.
@@ -231,9 +309,18 @@ impl Pending {
         Some(entry.instance.clone())
     }
 
-    /// Removes a call whose Invoke never reached the connector.
-    pub(crate) fn forget(&mut self, request_id: &str) {
-        self.calls.remove(request_id);
+    /// The Invoke of a call could not be queued on the stream it was meant
+    /// for (the stream closed): removes the call, unless a resumed stream
+    /// was sent the Invoke meanwhile (or the call already ended).
+    pub(crate) fn take_back(&mut self, request_id: &str) -> TakeBack {
+        match self.calls.get(request_id) {
+            None => TakeBack::Gone,
+            Some(entry) if entry.resent => TakeBack::Resent,
+            Some(_) => {
+                self.calls.remove(request_id);
+                TakeBack::Removed
+            }
+        }
     }
 
     /// The instance's session ended: every call handed to it is lost.
@@ -279,6 +366,14 @@ mod tests {
         }
     }
 
+    fn invoke(id: &str) -> Invoke {
+        Invoke {
+            request_id: id.into(),
+            action: "get".into(),
+            ..Default::default()
+        }
+    }
+
     fn result(id: &str, payload: &[u8], chunked: bool) -> v1::Result {
         v1::Result {
             request_id: id.into(),
@@ -292,7 +387,7 @@ mod tests {
     fn a_call_is_answered_once() {
         let mut pending = Pending::default();
         let (tx, mut rx) = oneshot::channel();
-        pending.insert("1".into(), key("a"), Caller::new(tx, None), None);
+        pending.insert(invoke("1"), None, key("a"), Caller::new(tx, None), None);
         assert_eq!(pending.in_flight(&key("a")), 1);
         assert_eq!(
             pending.resolve(&key("b"), result("1", b"x", false)),
@@ -314,7 +409,7 @@ mod tests {
     fn chunks_are_joined_for_unary_callers() {
         let mut pending = Pending::default();
         let (tx, mut rx) = oneshot::channel();
-        pending.insert("1".into(), key("a"), Caller::new(tx, None), None);
+        pending.insert(invoke("1"), None, key("a"), Caller::new(tx, None), None);
         for (seq, data) in [b"ab", b"cd"].iter().enumerate() {
             let chunk = Chunk {
                 request_id: "1".into(),
@@ -335,13 +430,52 @@ mod tests {
         let mut pending = Pending::default();
         let (tx1, _rx1) = oneshot::channel();
         let (tx2, mut rx2) = oneshot::channel();
-        pending.insert("1".into(), key("a"), Caller::new(tx1, None), None);
-        pending.insert("2".into(), key("a"), Caller::new(tx2, None), None);
+        pending.insert(invoke("1"), None, key("a"), Caller::new(tx1, None), None);
+        pending.insert(invoke("2"), None, key("a"), Caller::new(tx2, None), None);
         assert_eq!(pending.abandon("1"), Some(key("a")));
         assert_eq!(pending.in_flight(&key("a")), 2);
         assert_eq!(pending.fail_instance(&key("a"), "gone"), 1);
         assert!(matches!(rx2.try_recv(), Ok(Answer::Lost(r)) if r == "gone"));
         assert_eq!(pending.abandon("1"), None);
         assert_eq!(pending.in_flight(&key("a")), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resume_resends_pending_invokes_in_order_and_cancels_abandoned_ones() {
+        let mut pending = Pending::default();
+        let mut answers = Vec::new();
+        for id in ["3", "1", "2"] {
+            let (tx, rx) = oneshot::channel();
+            answers.push(rx);
+            let deadline = (id == "1").then(|| Instant::now() + std::time::Duration::from_secs(5));
+            let mut inv = invoke(id);
+            inv.timeout_ms = 60_000;
+            pending.insert(inv, deadline, key("a"), Caller::new(tx, None), None);
+        }
+        let (tx, _rx) = oneshot::channel();
+        pending.insert(invoke("other"), None, key("b"), Caller::new(tx, None), None);
+        pending.abandon("2");
+        let frames: Vec<String> = pending
+            .resend(&key("a"))
+            .into_iter()
+            .map(|f| match f.frame {
+                Some(hub_frame::Frame::Invoke(i)) => {
+                    if i.request_id == "1" {
+                        assert!((4_000..=5_000).contains(&i.timeout_ms), "{}", i.timeout_ms);
+                    } else {
+                        assert_eq!(i.timeout_ms, 60_000, "no deadline: unchanged");
+                    }
+                    format!("invoke {}", i.request_id)
+                }
+                Some(hub_frame::Frame::Cancel(c)) => format!("cancel {}", c.request_id),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(frames, ["invoke 3", "invoke 1", "invoke 2", "cancel 2"]);
+        // A resent call stays when its first Invoke turns out undelivered.
+        assert_eq!(pending.take_back("1"), TakeBack::Resent);
+        assert_eq!(pending.take_back("other"), TakeBack::Removed);
+        assert_eq!(pending.take_back("other"), TakeBack::Gone);
+        assert_eq!(pending.in_flight(&key("a")), 3);
     }
 }

@@ -129,6 +129,10 @@ pub(crate) struct Admitted {
     /// Set when this registration ended an older, disconnected session of the
     /// same instance id; its pending calls must fail.
     pub(crate) ended_previous: bool,
+    /// When resumed: the Invokes (and Cancels) of the calls still pending on
+    /// the session, to send again on this stream before anything else (see
+    /// `Pending::resend`); filled in by `HubState::admit`.
+    pub(crate) resend: Vec<HubFrame>,
 }
 
 /// Every connector type and live instance.
@@ -190,6 +194,7 @@ impl Registry {
                     generation,
                     replaced,
                     ended_previous: false,
+                    resend: Vec::new(),
                 };
                 self.upsert_type(reg.manifest, reg.manifest_json);
                 return Ok(admitted);
@@ -246,6 +251,7 @@ impl Registry {
             generation,
             replaced,
             ended_previous,
+            resend: Vec::new(),
         })
     }
 

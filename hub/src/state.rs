@@ -78,14 +78,16 @@ impl HubState {
     /// Admits a registration (see [`Registry::admit`]) and queues the
     /// `Registered` answer on its fresh stream before any call can be routed
     /// there. When it ends an older session of the same instance, that
-    /// session's calls fail.
+    /// session's calls fail. When it resumes a session, `Admitted::resend`
+    /// holds the Invokes of the calls still pending on it, which the stream
+    /// sends before anything else.
     pub(crate) fn admit(
         &self,
         reg: Registration,
         tx: mpsc::Sender<HubFrame>,
     ) -> Result<Admitted, String> {
         let mut tables = self.lock();
-        let admitted = tables.registry.admit(reg, tx.clone())?;
+        let mut admitted = tables.registry.admit(reg, tx.clone())?;
         let interval = self.config.heartbeat_interval;
         let registered = Registered {
             session_id: admitted.session_id.clone(),
@@ -98,6 +100,12 @@ impl HubState {
         let _ = tx.try_send(HubFrame {
             frame: Some(hub_frame::Frame::Registered(registered)),
         });
+        if admitted.resumed {
+            // Under the same lock as the switch to the new stream: a call
+            // routed from now on uses the new stream; every earlier one is
+            // in this list.
+            admitted.resend = tables.pending.resend(&admitted.key);
+        }
         if admitted.ended_previous {
             let reason = format!(
                 "{} registered again without its session token, which ended the session",

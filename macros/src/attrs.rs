@@ -109,6 +109,15 @@ pub struct SearchOperatorArgs {
     pub description: Option<LitStr>,
 }
 
+/// `#[producer(...)]`.
+#[derive(Debug, Default, FromMeta)]
+pub struct ProducerArgs {
+    pub name: Option<LitStr>,
+    pub description: Option<LitStr>,
+    /// `"always"` or `"on_failure"` (the default); checked by the producer parser.
+    pub restart: Option<LitStr>,
+}
+
 /// Reads the arguments of an attribute macro (`#[connector(...)]` itself).
 pub fn from_tokens<T: FromMeta + Default>(tokens: proc_macro2::TokenStream) -> darling::Result<T> {
     if tokens.is_empty() {

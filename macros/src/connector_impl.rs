@@ -1,13 +1,15 @@
-//! `#[connector]` on an impl block: collect its `#[action]` and
-//! `#[search_operator]` methods, check them, and register them.
+//! `#[connector]` on an impl block: collect its `#[action]`,
+//! `#[search_operator]` and `#[producer]` methods, check them, and register
+//! them.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::{ImplItem, ItemImpl};
+use syn::{Attribute, Ident, ImplItem, ItemImpl};
 
 use crate::action::{self, ActionFn, Owner};
-use crate::attrs::{self, ActionArgs, ConnectorImplArgs, SearchOperatorArgs};
+use crate::attrs::{self, ActionArgs, ConnectorImplArgs, ProducerArgs, SearchOperatorArgs};
 use crate::errors::Errors;
+use crate::producer::{self, ProducerFn};
 
 /// A parsed `#[connector] impl` block.
 pub struct ConnectorImpl {
@@ -15,13 +17,16 @@ pub struct ConnectorImpl {
     pub krate: syn::Path,
     pub actions_const: Option<syn::Ident>,
     pub fns: Vec<ActionFn>,
+    pub producers: Vec<ProducerFn>,
     /// Name clashes between fns under different `#[cfg]`s: errors only when
     /// both are compiled in, so they are emitted behind both cfgs.
     pub conditional_clashes: Vec<TokenStream>,
 }
 
 fn is_ours(attr: &syn::Attribute) -> bool {
-    attr.path().is_ident("action") || attr.path().is_ident("search_operator")
+    attr.path().is_ident("action")
+        || attr.path().is_ident("search_operator")
+        || attr.path().is_ident("producer")
 }
 
 /// Parses and checks the impl block.
@@ -42,6 +47,7 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
     }
     let owner = Owner::Method((*item.self_ty).clone());
     let mut fns = Vec::new();
+    let mut producers = Vec::new();
     for impl_item in &item.items {
         let ImplItem::Fn(method) = impl_item else {
             continue;
@@ -51,8 +57,18 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
         if let Some(second) = ours.next() {
             errors.spanned(
                 second,
-                "a fn is either an `#[action]` or a `#[search_operator]`, once",
+                "a fn is one of `#[action]`, `#[search_operator]` or `#[producer]`, once",
             );
+        }
+        if attr.path().is_ident("producer") {
+            let args: ProducerArgs = errors.handle(attrs::from_attr(attr)).unwrap_or_default();
+            producers.extend(producer::parse(
+                &mut errors,
+                args,
+                &method.attrs,
+                &method.sig,
+            ));
+            continue;
         }
         let parsed = if attr.path().is_ident("action") {
             let args: ActionArgs = errors.handle(attrs::from_attr(attr)).unwrap_or_default();
@@ -74,7 +90,28 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
         };
         fns.extend(parsed);
     }
-    let conditional_clashes = check_unique(&mut errors, &fns);
+    let names: Vec<Named<'_>> = fns
+        .iter()
+        .map(|f| Named {
+            kind: if f.is_operator() {
+                "search operator"
+            } else {
+                "action"
+            },
+            name: &f.name,
+            span: f.name_span,
+            cfg: &f.cfg,
+            fn_ident: &f.fn_ident,
+        })
+        .chain(producers.iter().map(|p| Named {
+            kind: "producer",
+            name: &p.name,
+            span: p.name_span,
+            cfg: &p.cfg,
+            fn_ident: &p.fn_ident,
+        }))
+        .collect();
+    let conditional_clashes = check_unique(&mut errors, &names);
     errors.finish_with(ConnectorImpl {
         self_ty: (*item.self_ty).clone(),
         krate: args
@@ -83,45 +120,53 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
             .unwrap_or_else(|| syn::parse_quote!(::spoke)),
         actions_const: args.actions,
         fns,
+        producers,
         conditional_clashes,
     })
 }
 
-/// Two actions (or two operators) with one name in one impl block: an error
-/// at the second name. When `#[cfg]`s are involved the clash may never be
-/// compiled (`#[cfg(unix)]` / `#[cfg(windows)]`), so it becomes a
-/// `compile_error!` behind both fns' cfgs, returned for the expansion.
-fn check_unique(errors: &mut Errors, fns: &[ActionFn]) -> Vec<TokenStream> {
+/// A registered name, for [`check_unique`]: actions, search operators and
+/// producers are three namespaces.
+struct Named<'a> {
+    kind: &'static str,
+    name: &'a str,
+    span: Span,
+    cfg: &'a [Attribute],
+    fn_ident: &'a Ident,
+}
+
+/// Two actions (or two operators, or two producers) with one name in one
+/// impl block: an error at the second name. When `#[cfg]`s are involved the
+/// clash may never be compiled (`#[cfg(unix)]` / `#[cfg(windows)]`), so it
+/// becomes a `compile_error!` behind both fns' cfgs, returned for the
+/// expansion.
+fn check_unique(errors: &mut Errors, names: &[Named<'_>]) -> Vec<TokenStream> {
     let mut conditional = Vec::new();
-    for (i, f) in fns.iter().enumerate() {
-        let Some(first) = fns[..i]
+    for (i, f) in names.iter().enumerate() {
+        let Some(first) = names[..i]
             .iter()
-            .find(|g| g.is_operator() == f.is_operator() && g.name == f.name)
+            .find(|g| g.kind == f.kind && g.name == f.name)
         else {
             continue;
         };
-        let kind = if f.is_operator() {
-            "search operator"
-        } else {
-            "action"
-        };
+        let kind = f.kind;
         let message = format!(
             "duplicate {kind} name `{}`: `fn {}` above already has it; rename one with `name = \"...\"`",
             f.name, first.fn_ident
         );
         if f.cfg.is_empty() && first.cfg.is_empty() {
-            errors.at(f.name_span, message);
+            errors.at(f.span, message);
             continue;
         }
         let predicates = first
             .cfg
             .iter()
-            .chain(&f.cfg)
+            .chain(f.cfg)
             .filter_map(|attr| match &attr.meta {
                 syn::Meta::List(list) => Some(&list.tokens),
                 _ => None,
             });
-        conditional.push(quote_spanned! {f.name_span=>
+        conditional.push(quote_spanned! {f.span=>
             #[cfg(all(#(#predicates),*))]
             ::core::compile_error! { #message }
         });
@@ -141,13 +186,17 @@ pub fn strip(item: &ItemImpl) -> ItemImpl {
     item
 }
 
-/// Generates the input types, invoke fns and the registered action set.
+/// Generates the input types, invoke fns, producer run fns and the
+/// registered action set.
 pub fn expand(model: &ConnectorImpl) -> TokenStream {
     let krate = &model.krate;
     let p = quote!(#krate::__private);
     let self_ty = &model.self_ty;
     let clashes = &model.conditional_clashes;
-    let imports = action::block_imports(krate);
+    let mut imports = action::block_imports(krate);
+    if !model.producers.is_empty() {
+        imports.extend(producer::block_imports(krate));
+    }
     let mut items = Vec::new();
     let mut actions = Vec::new();
     let mut operators = Vec::new();
@@ -160,11 +209,18 @@ pub fn expand(model: &ConnectorImpl) -> TokenStream {
             actions.push(entry);
         }
     }
+    let mut producers = Vec::new();
+    for f in &model.producers {
+        let (item, entry) = f.expand(krate, self_ty);
+        items.push(item);
+        producers.push(entry);
+    }
     let set = quote! {
         #p::ActionSet {
             connector: <#self_ty as #p::Connector>::NAME,
             actions: &[#(#actions),*],
             operators: &[#(#operators),*],
+            producers: &[#(#producers),*],
         }
     };
     match &model.actions_const {
@@ -179,7 +235,7 @@ pub fn expand(model: &ConnectorImpl) -> TokenStream {
         Some(name) => quote! {
             #(#clashes)*
             impl #self_ty {
-                /// The actions and search operators of this impl block, for manual registration.
+                /// The actions, search operators and producers of this impl block, for manual registration.
                 pub const #name: #p::ActionSet = {
                     #imports
                     #(#items)*

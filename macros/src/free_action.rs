@@ -78,6 +78,7 @@ pub fn expand(
                     connector: <#connector as #p::Connector>::NAME,
                     actions: &[#entry],
                     operators: &[],
+                    producers: &[],
                 }
             }
         };

@@ -1,6 +1,6 @@
 //! Procedural macros of the Spoke connector SDK. Use them through the `spoke`
-//! crate: `#[connector]`, `#[action]`, `#[search_operator]`, and the
-//! `#[config_field]` helper on connector fields.
+//! crate: `#[connector]`, `#[action]`, `#[search_operator]`, `#[producer]`,
+//! and the `#[config_field]` helper on connector fields.
 //!
 //! Each entry point is a thin shell over ordinary modules that parse (and
 //! check) the input into a model, then expand the model into code. On error
@@ -33,6 +33,7 @@ mod duration {
 mod errors;
 mod free_action;
 mod names;
+mod producer;
 mod types;
 
 #[cfg(test)]
@@ -44,8 +45,8 @@ mod snapshot_tests;
 /// display_name = "Files", description = "...", init = Self::init, crate = ::spoke)]`;
 /// fields marked `#[config_field(...)]` are configuration, the rest is state.
 ///
-/// On the struct's `impl` block: collects its `#[action]` and
-/// `#[search_operator]` methods. See the `spoke` crate's docs.
+/// On the struct's `impl` block: collects its `#[action]`,
+/// `#[search_operator]` and `#[producer]` methods. See the `spoke` crate's docs.
 #[proc_macro_attribute]
 pub fn connector(args: TokenStream, item: TokenStream) -> TokenStream {
     expand_connector(args.into(), item.into()).into()
@@ -65,6 +66,21 @@ pub fn search_operator(_args: TokenStream, item: TokenStream) -> TokenStream {
     let error = syn::Error::new(
         proc_macro2::Span::call_site(),
         "`#[search_operator]` works only on a method in a `#[connector]` impl block: `#[connector] impl MyConnector { #[search_operator(attribute = \"...\")] fn op(&self, value: String) ... }`",
+    )
+    .to_compile_error();
+    quote!(#error #item).into()
+}
+
+/// Declares a producer: an `async fn` of the connector that runs for as long
+/// as the connector does and emits events. Only valid inside a `#[connector]`
+/// impl, which reads it; on its own it explains where it belongs.
+#[proc_macro_attribute]
+pub fn producer(_args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = TokenStream2::from(item);
+    // The attribute itself is what is misplaced: no narrower user token.
+    let error = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "`#[producer]` works only on a method in a `#[connector]` impl block: `#[connector] impl MyConnector { #[producer] async fn listen(&self, ctx: &Context) -> Result<(), ActionError> { ... } }`",
     )
     .to_compile_error();
     quote!(#error #item).into()

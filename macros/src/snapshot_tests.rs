@@ -66,3 +66,30 @@ fn files_expansion() {
 fn faults_expansion() {
     insta::assert_snapshot!("faults", expand_file(&example("faults")));
 }
+
+/// Producers have no example yet: a small connector, inline.
+const PRODUCERS: &str = r#"
+#[connector]
+impl Chat {
+    /// Listens for incoming messages.
+    #[producer]
+    async fn listen(&self, ctx: &Context) -> Result<(), ActionError> {
+        ctx.cancelled().await;
+        Ok(())
+    }
+
+    #[cfg(feature = "poll")]
+    #[producer(name = "poll", restart = "always")]
+    async fn poll_once(&self) {}
+
+    #[action(read)]
+    fn ping(&self) -> String {
+        "pong".into()
+    }
+}
+"#;
+
+#[test]
+fn producers_expansion() {
+    insta::assert_snapshot!("producers", expand_file(PRODUCERS));
+}

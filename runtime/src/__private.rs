@@ -18,11 +18,12 @@ pub use crate::config::{
 };
 pub use crate::connector::{
     ActionDef, ActionFuture, ActionOutput, ActionSet, AnyConnector, BuildFuture, Connector,
-    ConnectorRegistration, Input, SearchOperatorDef, StartError,
+    ConnectorRegistration, Input, ProducerDef, ProducerFuture, SearchOperatorDef, StartError,
 };
 pub use crate::context::Context;
 pub use crate::error::ActionError;
 pub use crate::manifest::{Mode, ValueType};
+pub use crate::producer::Restart;
 pub use crate::schema::{input_schema_for, output_schema_for};
 
 use std::fmt::Display;
@@ -118,6 +119,33 @@ pub trait ActionResultType {}
 #[diagnostic::do_not_recommend]
 impl<T, E: IntoActionError> ActionResultType for Result<T, E> {}
 
+/// What a producer may return: `()` or `Result<(), E>` with `E: Into<ActionError>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a producer's return type: a producer returns `()` or `Result<(), E>` with `E: Into<spoke::ActionError>`",
+    label = "a producer returns `()` or `Result<(), E>`",
+    note = "a producer hands what it produces to `ctx.emit(...)`; its return value only says whether it stopped cleanly"
+)]
+pub trait ProducerReturnType {
+    /// Converts.
+    fn into_producer_result(self) -> Result<(), ActionError>;
+}
+#[diagnostic::do_not_recommend]
+impl<T: ProducerUnit> ProducerReturnType for T {
+    fn into_producer_result(self) -> Result<(), ActionError> {
+        Ok(())
+    }
+}
+/// `()`, for [`ProducerReturnType`] (a blanket impl, so a wrong return type
+/// reads as the rule, not as a list of the types that follow it).
+pub trait ProducerUnit {}
+impl ProducerUnit for () {}
+#[diagnostic::do_not_recommend]
+impl<E: IntoActionError> ProducerReturnType for Result<(), E> {
+    fn into_producer_result(self) -> Result<(), ActionError> {
+        self.map_err(IntoActionError::into_action_error)
+    }
+}
+
 /// Marks `Secret<_>` (and `Option<Secret<_>>`) for the `secret` check.
 #[diagnostic::on_unimplemented(
     message = "a `secret` config field must have type `spoke::Secret<_>`, found `{Self}`",
@@ -157,6 +185,8 @@ pub const fn assert_plain_output<T: ActionPlainOutputType + ?Sized>() {}
 pub const fn assert_error<E: IntoActionError>() {}
 /// Compile-time check used by generated code.
 pub const fn assert_result<R: ActionResultType>() {}
+/// Compile-time check used by generated code.
+pub const fn assert_producer_return<R: ProducerReturnType>() {}
 
 /// A string config default, converted to the field's type (used by generated
 /// code without a turbofish, so a wrong type is reported at the default).
@@ -365,6 +395,28 @@ pub trait ProbeResultFallback<T, E> {
 impl<T, E> ProbeResultFallback<T, E> for &Probe<Result<T, E>> {
     fn encode_result(&self, _: Result<T, E>) -> Result<ActionOutput, ActionError> {
         unreachable!("spoke: an action result that does not follow the rules compiled")
+    }
+}
+
+/// Producer side of [`Probe`]: a producer's return value as a result.
+pub trait ProbeProducer<T> {
+    /// Converts the return value.
+    fn producer_result(&self, ret: T) -> Result<(), ActionError>;
+}
+impl<T: ProducerReturnType> ProbeProducer<T> for Probe<T> {
+    fn producer_result(&self, ret: T) -> Result<(), ActionError> {
+        ret.into_producer_result()
+    }
+}
+
+/// Fallback of [`ProbeProducer`]: only chosen when the crate does not compile.
+pub trait ProbeProducerFallback<T> {
+    /// Never called.
+    fn producer_result(&self, ret: T) -> Result<(), ActionError>;
+}
+impl<T> ProbeProducerFallback<T> for &Probe<T> {
+    fn producer_result(&self, _: T) -> Result<(), ActionError> {
+        unreachable!("spoke: a producer with a return type that does not follow the rules compiled")
     }
 }
 

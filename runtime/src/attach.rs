@@ -6,7 +6,9 @@
 //! - the **reader** (this session's own future) reads every frame as it
 //!   arrives and never waits on invocations: Ping is answered with Pong at
 //!   once, Pong acknowledges results, Invoke is handed to the
-//!   [`Dispatch`] (which queues it until a slot is free), Cancel fires a
+//!   [`Dispatch`] (which queues it until a slot is free, or ignores it when
+//!   its request id is already known in the session, as after a resume,
+//!   when the hub re-sends the Invokes of its pending calls), Cancel fires a
 //!   token, Drain starts closing. It also watches liveness: when nothing
 //!   arrives for two heartbeat intervals, the stream is dropped;
 //! - the **writer** (a task) puts frames on the stream in this order of

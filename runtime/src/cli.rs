@@ -2,21 +2,26 @@
 //!
 //! ```text
 //! <bin> [serve]                  attach to a Spoke hub and serve calls (the default)
-//! <bin> describe                 print the manifest as JSON (also: --describe)
+//! <bin> stdio                    serve the stdio sidecar protocol on stdin/stdout
+//! <bin> describe                 print the manifest and LibreFang's `fields` form as JSON (also: --describe)
 //! <bin> call <action> [JSON|-]   run one action in-process, print its output
 //! <bin> resolve <op> <value>     resolve a search operator's value
 //! <bin> check                    validate the config and report every problem
 //! <bin> actions                  list actions and search operators
 //! ```
 //!
-//! Exit codes: 0 success, 1 the action returned an error, 2 usage, config or
-//! start-up error.
+//! Exit codes: 0 success, 1 the action returned an error (`stdio`: stdout
+//! or stdin failed), 2 usage, config or start-up error.
 //!
 //! `serve` reads the `SPOKE_*` variables described in
 //! [`hub_env`](crate::hub_env) (hub URL, instance identity, tenant,
 //! `max_in_flight`, shutdown grace); a bad value is a usage error. It runs
 //! until SIGINT/SIGTERM or a Drain from the hub, then finishes in-flight work,
 //! says Goodbye and exits 0; see [`serve`](crate::serve).
+//!
+//! `stdio` serves the Spoke stdio protocol (which includes LibreFang's
+//! sidecar protocol) until `shutdown` or the end of stdin, then exits 0; see
+//! [`stdio`](crate::stdio) for the protocol and its `SPOKE_*` variables.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -45,8 +50,10 @@ struct Cli {
     /// Read the configuration from this JSON file (`-` for stdin) instead of the environment.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<String>,
-    /// Print the manifest and exit (same as `describe`).
-    #[arg(long)]
+    /// Print the manifest and LibreFang's `fields` form, and exit (same as
+    /// `describe`). Also accepted after a command (`stdio --describe`), as
+    /// hosts that append it to a sidecar's arguments send it.
+    #[arg(long, global = true)]
     describe: bool,
     #[command(subcommand)]
     command: Option<Command>,
@@ -62,7 +69,22 @@ enum Command {
     /// SPOKE_TAGS (comma-separated), `SPOKE_METADATA_<KEY>`, SPOKE_TENANT,
     /// SPOKE_MAX_IN_FLIGHT (default 64) and SPOKE_SHUTDOWN_GRACE (default 10s).
     Serve,
-    /// Print the connector's manifest (config schema, actions, schemas) as JSON.
+    /// Serve the stdio sidecar protocol: JSON lines on stdin and stdout.
+    ///
+    /// For hosts that run the connector as a child process: the Spoke hub's
+    /// supervisor, or LibreFang as a channel sidecar. Runs until a `shutdown`
+    /// frame or the end of stdin, finishes in-flight work and exits 0.
+    /// Configured by SPOKE_STDIO_MAX_LINE (default 16 MiB), SPOKE_ACCOUNT_ID
+    /// (default the connector's name), SPOKE_MAX_IN_FLIGHT (default 64) and
+    /// SPOKE_SHUTDOWN_GRACE (default 10s).
+    Stdio {
+        /// The longest input line, in bytes; longer lines are skipped with an
+        /// error frame. Overrides SPOKE_STDIO_MAX_LINE.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+        max_line_bytes: Option<u64>,
+    },
+    /// Print the connector's manifest (config schema, actions, schemas) and
+    /// LibreFang's `fields` form as one JSON object.
     Describe,
     /// Run one action in-process and print its output as JSON.
     Call {
@@ -108,7 +130,11 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `serve` is a long-running service: its session log lines are info.
-    let serving = !cli.describe && matches!(cli.command, None | Some(Command::Serve));
+    let serving = !cli.describe
+        && matches!(
+            cli.command,
+            None | Some(Command::Serve | Command::Stdio { .. })
+        );
     crate::logging::init(if serving { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -160,6 +186,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     match command {
         Command::Serve => serve(ty, source).await,
+        Command::Stdio { max_line_bytes } => stdio(ty, source, max_line_bytes).await,
         Command::Describe => describe(&ty),
         Command::Actions { all } => actions(&ty, all),
         Command::Check { init } => {
@@ -249,7 +276,7 @@ fn print_json(value: &impl serde::Serialize) -> ExitCode {
 }
 
 fn describe(ty: &ConnectorType) -> ExitCode {
-    print_json(ty.manifest())
+    print_json(&crate::describe_form::describe(ty))
 }
 
 fn first_line(s: &str) -> &str {
@@ -340,6 +367,29 @@ async fn serve(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
+    }
+}
+
+/// Serves the stdio protocol on this process's stdin and stdout.
+async fn stdio(
+    ty: Arc<ConnectorType>,
+    source: ConfigSource,
+    max_line_bytes: Option<u64>,
+) -> ExitCode {
+    let mut options = match crate::stdio::StdioOptions::from_env() {
+        Ok(o) => o,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+    };
+    if let Some(limit) = max_line_bytes {
+        options.max_line_bytes = usize::try_from(limit).unwrap_or(usize::MAX);
+    }
+    let instance = match Instance::start(ty, source).await {
+        Ok(i) => i,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+    };
+    match crate::stdio::run(instance, tokio::io::stdin(), tokio::io::stdout(), options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(EXIT_ACTION_ERROR, format_args!("{e}")),
     }
 }
 

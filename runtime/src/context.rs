@@ -1,5 +1,6 @@
 //! [`Context`]: what an action knows about the invocation it serves.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 /// Something an action or producer reports while it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// The invocation that emitted it (empty for producers).
+    /// The invocation that emitted it (empty for producers and connector-wide events).
     pub request_id: String,
-    /// The action that emitted it (empty for producers).
+    /// The action that emitted it (for producers: the producer's name).
     pub action: String,
     /// What happened.
     #[serde(flatten)]
@@ -71,6 +72,7 @@ pub enum EmitError {
 /// let ctx = Context::new("req-1", "echo");
 /// assert_eq!(ctx.request_id(), "req-1");
 /// assert!(!ctx.is_cancelled());
+/// assert!(ctx.metadata().is_empty());
 /// ```
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -84,6 +86,7 @@ struct Inner {
     deadline: Option<Instant>,
     cancel: CancellationToken,
     events: Option<mpsc::Sender<Event>>,
+    metadata: Arc<BTreeMap<String, String>>,
 }
 
 impl Context {
@@ -105,6 +108,29 @@ impl Context {
     /// The action (or search operator) being invoked.
     pub fn action(&self) -> &str {
         &self.inner.action
+    }
+
+    /// What the caller's transport says about the invocation, by key; empty
+    /// unless the transport fills it.
+    ///
+    /// Under `serve`, this is the hub's `Invoke.metadata`: the Spoke hub puts
+    /// `caller` there (who called: the client's `x-spoke-caller` header, else
+    /// its network address; `spoke call` says `spoke-cli`) and, when the
+    /// client sent them, the W3C trace context headers `traceparent` and
+    /// `tracestate`, unchanged, along with any metadata the client put in
+    /// its request. Under the command line it is empty.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use spoke_runtime::Context;
+    /// let ctx = Context::builder("req-1", "echo")
+    ///     .metadata(BTreeMap::from([("caller".to_owned(), "spoke-cli".to_owned())]))
+    ///     .build();
+    /// assert_eq!(ctx.metadata()["caller"], "spoke-cli");
+    /// assert_eq!(ctx.metadata().get("traceparent"), None);
+    /// ```
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.inner.metadata
     }
 
     /// When the invocation must be done by, if anyone said.
@@ -148,6 +174,7 @@ impl Context {
                 deadline: Some(at),
                 cancel: self.inner.cancel.clone(),
                 events: self.inner.events.clone(),
+                metadata: Arc::clone(&self.inner.metadata),
             }),
         }
     }
@@ -212,6 +239,7 @@ impl ContextBuilder {
                 deadline: None,
                 cancel: CancellationToken::new(),
                 events: None,
+                metadata: Arc::default(),
             },
         }
     }
@@ -236,6 +264,12 @@ impl ContextBuilder {
     /// Where emitted events go; a bounded channel gives backpressure.
     pub fn events(mut self, tx: mpsc::Sender<Event>) -> Self {
         self.inner.events = Some(tx);
+        self
+    }
+
+    /// The invocation's metadata (see [`Context::metadata`]); empty by default.
+    pub fn metadata(mut self, metadata: BTreeMap<String, String>) -> Self {
+        self.inner.metadata = Arc::new(metadata);
         self
     }
 
@@ -287,6 +321,22 @@ mod tests {
             ctx.emit_custom("blocked", Value::Null).await,
             Err(EmitError::Cancelled)
         );
+    }
+
+    #[tokio::test]
+    async fn metadata_is_empty_by_default_and_survives_narrowing() {
+        assert!(Context::new("r", "a").metadata().is_empty());
+        let metadata = BTreeMap::from([
+            ("caller".to_owned(), "spoke-cli".to_owned()),
+            ("traceparent".to_owned(), "00-abc-def-01".to_owned()),
+        ]);
+        let ctx = Context::builder("r", "a")
+            .metadata(metadata.clone())
+            .build();
+        assert_eq!(ctx.metadata(), &metadata);
+        let narrowed = ctx.narrowed_to(Duration::from_millis(10));
+        assert!(narrowed.deadline().is_some());
+        assert_eq!(narrowed.metadata(), &metadata);
     }
 
     #[test]

@@ -14,8 +14,21 @@
 //!
 //! The queue, the running invocations and their results live across
 //! reconnects: a call read on one stream is answered on a later one.
+//!
+//! **Refusals say the call never started.** An Invoke answered without
+//! running (the connector is shutting down or draining, is at capacity, or
+//! the call was cancelled while still queued) gets an error Result whose
+//! details are `{"started": false}`; the hub may then retry it on another
+//! instance, even a write.
+//!
+//! **Each request id runs at most once per session.** An Invoke whose
+//! request id this connector already knows in the current session (queued,
+//! running, or answered with the Result still in the outbox or not yet
+//! acknowledged by the hub) is ignored: its Result is coming anyway. A hub
+//! re-sends the Invokes of its pending calls when a session resumes, since
+//! those sent on the lost stream may never have arrived.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -41,6 +54,12 @@ const EVENT_BUFFER: usize = 32;
 
 /// The message of the Result of an Invoke that arrives while closing.
 pub(crate) const SHUTTING_DOWN: &str = "connector is shutting down";
+
+/// An error for an Invoke answered without running: its details say
+/// `{"started": false}`, so the hub knows it may retry it anywhere.
+fn never_started(error: ActionError) -> ActionError {
+    error.with_details(serde_json::json!({ "started": false }))
+}
 
 /// Runs invocations for every session of one `serve`; see the module docs.
 #[derive(Debug)]
@@ -89,6 +108,7 @@ struct Queued {
     action: String,
     target: Target,
     timeout_ms: u64,
+    metadata: BTreeMap<String, String>,
     received: Instant,
     token: CancellationToken,
 }
@@ -134,10 +154,10 @@ impl Dispatch {
             };
             let queued = self.next_queued().await;
             if queued.token.is_cancelled() {
-                let error = ActionError::cancelled(format!(
+                let error = never_started(ActionError::cancelled(format!(
                     "`{}` was cancelled before it started",
                     queued.action
-                ));
+                )));
                 self.finish(&queued.request_id, queued.seq, Err(error), queued.received);
                 continue;
             }
@@ -197,7 +217,11 @@ impl Dispatch {
         }
     }
 
-    /// Takes an Invoke read from the stream. Never waits.
+    /// Takes an Invoke read from the stream. Never waits. An Invoke whose
+    /// request id is already known in this session (queued, running, or
+    /// with its Result in the outbox, sent or not, until the hub
+    /// acknowledges it) is ignored: the hub re-sends the Invokes of its
+    /// pending calls after a resume, and each must run only once.
     pub(crate) fn accept(&self, invoke: Invoke) {
         let received = Instant::now();
         let Invoke {
@@ -207,24 +231,30 @@ impl Dispatch {
             encoding,
             timeout_ms,
             kind,
-            metadata: _,
+            metadata,
         } = invoke;
         let mut state = self.lock();
         if let Some(call) = state.calls.get(&request_id) {
             if call.generation >= state.oldest_known {
-                tracing::warn!(%request_id, %action, "ignored an Invoke whose request id is already in flight");
+                tracing::debug!(%request_id, %action, "ignored an Invoke whose request id is already queued or running: its result is coming");
                 return;
             }
             // A call of a session the hub forgot, whose id the hub reuses.
             state.calls.remove(&request_id);
         }
+        // Checked under the state lock: `finish` moves a call from `calls`
+        // to the outbox under it too, so no call slips between the two.
+        if self.outbox.holds_result(&request_id) {
+            tracing::debug!(%request_id, %action, "ignored an Invoke whose result is already in the outbox: it is coming");
+            return;
+        }
         let rejection = if state.closing {
-            Some(ActionError::unavailable(SHUTTING_DOWN))
+            Some(never_started(ActionError::unavailable(SHUTTING_DOWN)))
         } else if state.calls.len() >= 2 * self.max_in_flight {
-            Some(ActionError::unavailable(format!(
+            Some(never_started(ActionError::unavailable(format!(
                 "connector is at capacity: {max} invocations running and {max} waiting (max_in_flight = {max})",
                 max = self.max_in_flight
-            )))
+            ))))
         } else {
             None
         };
@@ -259,6 +289,7 @@ impl Dispatch {
                     action,
                     target,
                     timeout_ms,
+                    metadata: metadata.into_iter().collect(),
                     received,
                     token,
                 });
@@ -285,7 +316,8 @@ impl Dispatch {
     }
 
     /// Stops taking work: later Invokes, and those still queued, are answered
-    /// `unavailable` (they never started, so the hub may retry them anywhere).
+    /// `unavailable` with details `{"started": false}` (they never started,
+    /// so the hub may retry them anywhere).
     pub(crate) fn close(&self) {
         let queued: Vec<Queued> = {
             let mut state = self.lock();
@@ -296,7 +328,7 @@ impl Dispatch {
             self.finish(
                 &q.request_id,
                 q.seq,
-                Err(ActionError::unavailable(SHUTTING_DOWN)),
+                Err(never_started(ActionError::unavailable(SHUTTING_DOWN))),
                 q.received,
             );
         }
@@ -354,11 +386,14 @@ impl Dispatch {
             action,
             target,
             timeout_ms,
+            metadata,
             received,
             token,
         } = queued;
         let span = tracing::debug_span!("invoke", %request_id, %action);
-        let mut ctx = Context::builder(request_id.clone(), action.clone()).cancellation(token);
+        let mut ctx = Context::builder(request_id.clone(), action.clone())
+            .cancellation(token)
+            .metadata(metadata);
         if timeout_ms > 0 {
             ctx = ctx.deadline(received + Duration::from_millis(timeout_ms));
         }

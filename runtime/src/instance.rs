@@ -82,6 +82,16 @@ impl Instance {
         self.ty.manifest()
     }
 
+    /// The built connector, for running its producers.
+    pub(crate) fn connector_handle(&self) -> &AnyConnector {
+        &self.connector
+    }
+
+    /// The grace period a cancelled action (or a stopping producer) gets.
+    pub(crate) fn cancel_grace(&self) -> Duration {
+        self.cancel_grace
+    }
+
     /// Invokes an action. Input decoding happens now; the returned future
     /// owns everything it needs, so it can be spawned.
     pub fn invoke(

@@ -8,10 +8,12 @@
 //!   transports share, with panic isolation, deadlines and cancellation;
 //! - [`manifest`], [`schema`], [`config`]: what a connector declares;
 //! - [`context`], [`error`]: what an action sees and returns;
-//! - [`backoff`], [`retry`]: retry policies for connector code and transports;
+//! - [`backoff`](mod@backoff), [`retry`](mod@retry): retry policies for connector code and transports;
 //! - [`cli`]: the command line of every connector binary;
 //! - [`serve`], [`hub_env`]: attaching to a Spoke hub over gRPC (the
-//!   default command), configured by `SPOKE_*` variables.
+//!   default command), configured by `SPOKE_*` variables;
+//! - [`stdio`], [`librefang`], [`describe_form`]: serving over stdin/stdout
+//!   as a sidecar of the hub's supervisor or of LibreFang.
 
 #![warn(missing_docs)]
 
@@ -22,19 +24,27 @@ pub mod config;
 pub mod connector;
 pub mod context;
 pub mod decode;
+pub mod describe_form;
 mod dispatch;
 pub mod duration;
 pub mod error;
 pub mod hub_env;
 pub mod instance;
+pub mod librefang;
 pub mod logging;
 pub mod manifest;
 mod outbox;
+pub mod producer;
 pub mod registry;
 pub mod retry;
 pub mod schema;
 pub mod secret;
 pub mod serve;
+pub mod stdio;
+mod stdio_line;
+mod stdio_out;
+mod stdio_request;
+mod stdio_session;
 pub mod suggest;
 
 #[doc(hidden)]
@@ -47,9 +57,12 @@ pub use connector::{ActionOutput, Connector, Input, StartError};
 pub use context::{Context, EmitError, Event, EventKind};
 pub use error::{ActionError, ErrorCode};
 pub use instance::Instance;
+pub use librefang::LibreFangEmit;
 pub use manifest::{Manifest, Mode, ValueType};
+pub use producer::spawn_producers;
 pub use registry::{Registry, RegistryError};
 pub use retry::{retry, retry_if};
 pub use secret::Secret;
 pub use serve::{AttachOptions, InstanceIdentity, ServeError, ServeOutcome};
+pub use stdio::{StdioError, StdioOptions};
 pub use tokio_util::sync::CancellationToken;

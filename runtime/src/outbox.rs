@@ -23,6 +23,9 @@
 //!   the queue and are sent again on the next stream: delivery is
 //!   at-least-once, and a hub drops a Result for a request id it no longer
 //!   knows.
+//! - **A result here means its call is answered.** While a request id's
+//!   result is queued or unacknowledged, [`Outbox::holds_result`] says so,
+//!   and an Invoke the hub re-sends for it after a resume is ignored.
 
 use std::collections::{HashSet, VecDeque};
 use std::pin::pin;
@@ -268,6 +271,17 @@ impl Outbox {
         purged + (before - unacked.len())
     }
 
+    /// Whether the result of `request_id` is here: queued, or sent and not
+    /// yet acknowledged by the hub.
+    pub(crate) fn holds_result(&self, request_id: &str) -> bool {
+        let inner = self.lock();
+        inner.queued_ids.contains(request_id)
+            || inner
+                .unacked
+                .iter()
+                .any(|(_, a)| a.request_id == request_id)
+    }
+
     /// Nothing is queued and every sent result is acknowledged.
     pub(crate) fn is_settled(&self) -> bool {
         let inner = self.lock();
@@ -403,6 +417,26 @@ mod tests {
         assert!(!outbox.is_settled());
         outbox.ack(outbox.next_ping_nonce());
         assert!(outbox.is_settled());
+    }
+
+    #[test]
+    fn a_result_is_held_until_the_hub_acknowledges_it() {
+        let outbox = Outbox::new(8, 8);
+        outbox.attach();
+        assert!(!outbox.holds_result("1"));
+        outbox.push_result("1", 0, result("1", "x"));
+        assert!(outbox.holds_result("1"), "queued");
+        assert_eq!(drain(&outbox).len(), 1);
+        assert!(outbox.holds_result("1"), "sent, not acknowledged");
+        outbox.detach();
+        assert!(outbox.holds_result("1"), "back in the queue");
+        outbox.attach();
+        assert_eq!(drain(&outbox).len(), 1);
+        outbox.ack(outbox.next_ping_nonce());
+        assert!(!outbox.holds_result("1"), "acknowledged");
+        outbox.push_result("2", 1, result("2", "x"));
+        outbox.purge_before(2);
+        assert!(!outbox.holds_result("2"), "purged with its session");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The registry: every connector type in this binary, with its actions and
-//! search operators merged from all the places that declared them.
+//! The registry: every connector type in this binary, with its actions,
+//! search operators and producers merged from all the places that declared
+//! them.
 //!
 //! [`Registry::from_inventory`] reads what the macros registered through
 //! `inventory`. On targets where `inventory` registers nothing, build the
@@ -17,7 +18,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use crate::config::config_schema;
-use crate::connector::{ActionDef, ActionSet, ConnectorRegistration, SearchOperatorDef};
+use crate::connector::{
+    ActionDef, ActionSet, ConnectorRegistration, ProducerDef, SearchOperatorDef,
+};
 use crate::manifest::{ActionManifest, MANIFEST_VERSION, Manifest, Mode, SearchOperatorManifest};
 use crate::schema::check_input_schema;
 
@@ -34,14 +37,14 @@ pub enum RegistryError {
         /// Where the second was declared.
         second: String,
     },
-    /// Two actions (or operators) of one connector share a name.
+    /// Two actions (or operators, or producers) of one connector share a name.
     #[error(
         "connector `{connector}` has two {kind}s named `{name}`: one at {first}, one at {second}"
     )]
     DuplicateAction {
         /// The connector.
         connector: String,
-        /// `action` or `search operator`.
+        /// `action`, `search operator` or `producer`.
         kind: &'static str,
         /// The name.
         name: String,
@@ -50,14 +53,15 @@ pub enum RegistryError {
         /// Where the second was declared.
         second: String,
     },
-    /// Actions were declared for a connector that was never declared.
+    /// Actions (or operators, or producers) were declared for a connector that
+    /// was never declared.
     #[error(
         "{count} action(s) at {location} belong to connector `{connector}`, which is not registered"
     )]
     OrphanActions {
         /// The connector named.
         connector: String,
-        /// How many actions.
+        /// How many actions, operators and producers.
         count: usize,
         /// Where.
         location: String,
@@ -84,13 +88,15 @@ pub struct Registry {
     connectors: Vec<Arc<ConnectorType>>,
 }
 
-/// One connector type: its registration, merged actions and operators, and manifest.
+/// One connector type: its registration, merged actions, operators and
+/// producers, and manifest.
 #[derive(Debug)]
 pub struct ConnectorType {
     registration: &'static ConnectorRegistration,
     actions: Vec<&'static ActionDef>,
     action_index: HashMap<&'static str, usize>,
     operators: Vec<&'static SearchOperatorDef>,
+    producers: Vec<&'static ProducerDef>,
     manifest: OnceLock<Manifest>,
 }
 
@@ -148,7 +154,7 @@ impl RegistryBuilder {
         self
     }
 
-    /// Adds actions and operators to a connector type.
+    /// Adds actions, operators and producers to a connector type.
     pub fn action_set(mut self, set: &'static ActionSet) -> Self {
         self.sets.push(set);
         self
@@ -172,10 +178,11 @@ impl RegistryBuilder {
                     .actions
                     .first()
                     .map(|a| a.location)
-                    .or(set.operators.first().map(|o| o.location));
+                    .or(set.operators.first().map(|o| o.location))
+                    .or(set.producers.first().map(|p| p.location));
                 return Err(RegistryError::OrphanActions {
                     connector: set.connector.into(),
-                    count: set.actions.len() + set.operators.len(),
+                    count: set.actions.len() + set.operators.len() + set.producers.len(),
                     location: location.unwrap_or("?").into(),
                 });
             }
@@ -189,9 +196,12 @@ impl RegistryBuilder {
             let mut actions: Vec<&'static ActionDef> =
                 sets.clone().flat_map(|s| s.actions.iter()).collect();
             let mut operators: Vec<&'static SearchOperatorDef> =
-                sets.flat_map(|s| s.operators.iter()).collect();
+                sets.clone().flat_map(|s| s.operators.iter()).collect();
+            let mut producers: Vec<&'static ProducerDef> =
+                sets.flat_map(|s| s.producers.iter()).collect();
             actions.sort_by_key(|a| (a.name, a.location));
             operators.sort_by_key(|o| (o.operator, o.location));
+            producers.sort_by_key(|p| (p.name, p.location));
             let dup =
                 |kind, name: &str, first: &str, second: &str| RegistryError::DuplicateAction {
                     connector: registration.name.into(),
@@ -213,6 +223,9 @@ impl RegistryBuilder {
                     p[0].location,
                     p[1].location,
                 ));
+            }
+            if let Some(p) = producers.windows(2).find(|p| p[0].name == p[1].name) {
+                return Err(dup("producer", p[0].name, p[0].location, p[1].location));
             }
             for action in &actions {
                 let schema = (action.input_schema)().to_value();
@@ -240,6 +253,7 @@ impl RegistryBuilder {
                 actions,
                 action_index,
                 operators,
+                producers,
                 manifest: OnceLock::new(),
             }));
         }
@@ -276,6 +290,16 @@ impl ConnectorType {
     /// The search operator with this name.
     pub fn operator(&self, name: &str) -> Option<&'static SearchOperatorDef> {
         self.operators.iter().copied().find(|o| o.operator == name)
+    }
+
+    /// Every producer, sorted by name.
+    pub fn producers(&self) -> &[&'static ProducerDef] {
+        &self.producers
+    }
+
+    /// The producer with this name.
+    pub fn producer(&self, name: &str) -> Option<&'static ProducerDef> {
+        self.producers.iter().copied().find(|p| p.name == name)
     }
 
     /// The manifest (built once, on first use).
@@ -318,6 +342,11 @@ impl ConnectorType {
         }
         if !search_operators.is_empty() {
             capabilities.push("search_operators");
+        }
+        // Producers are not listed in the manifest; hosts learn that the
+        // connector emits events unprompted from this capability.
+        if !self.producers.is_empty() {
+            capabilities.push("producers");
         }
         capabilities.sort_unstable();
         Manifest {

@@ -14,15 +14,22 @@
 //!   session) and wait for Registered. Any failure, or the loss of an
 //!   established stream, is logged once at WARN with the delay before the
 //!   next attempt; attempts back off exponentially with jitter
-//!   ([`AttachOptions::backoff`], 200 ms to 10 s) and the backoff restarts
-//!   after each successful registration. There is no limit on attempts.
+//!   ([`AttachOptions::backoff`], 200 ms doubling to at most 1 s by
+//!   default) and the backoff restarts after each successful registration.
+//!   There is no limit on attempts, and with the default backoff a
+//!   connector re-registers within about a second of the hub's return,
+//!   however long the hub was gone.
 //! - **Invocations.** Each Invoke runs in its own task with a [`Context`]
 //!   carrying the request id, a deadline (`timeout_ms` after it was read), a
-//!   cancellation token (fired by the hub's Cancel) and an event channel
-//!   whose events become Event frames (kind `progress`, `log` or `custom`,
-//!   the event as JSON). A search-operator Invoke (payload `{"value": ".."}`)
-//!   resolves the operator. The Result carries the output JSON or the error's
-//!   code, message and details, and the time since the Invoke was read.
+//!   cancellation token (fired by the hub's Cancel), the Invoke's metadata
+//!   ([`Context::metadata`]: `caller`, `traceparent`, ...) and an event
+//!   channel whose events become Event frames (kind `progress`, `log` or
+//!   `custom`, the event as JSON). A search-operator Invoke (payload
+//!   `{"value": ".."}`) resolves the operator. The Result carries the output
+//!   JSON or the error's code, message and details, and the time since the
+//!   Invoke was read. An Invoke answered without running (shutting down,
+//!   at capacity, cancelled while queued) has the details
+//!   `{"started": false}`, which lets the hub retry it elsewhere.
 //! - **Backpressure without starving heartbeats.** At most `max_in_flight`
 //!   invocations run at once. The stream's reader never waits for a slot: it
 //!   answers Ping at once, applies Cancel and Drain at once, and queues each
@@ -32,7 +39,7 @@
 //!   against the hub's `max_in_flight` when its Result is queued, so a hub
 //!   that keeps to it never has more than `max_in_flight` calls waiting; an
 //!   Invoke beyond `2 × max_in_flight` unanswered calls (as many running as
-//!   waiting) is answered `unavailable` at once.
+//!   waiting) is answered `unavailable` (never started) at once.
 //! - **The outbox.** Results are queued in order with the events before
 //!   them and survive reconnects: while no stream is up they wait (at most
 //!   [`AttachOptions::outbox_capacity`], one per request id, oldest dropped
@@ -42,7 +49,12 @@
 //!   (at-least-once). Events are only sent while a stream is up.
 //! - **Resume.** Register carries the last session token. If the hub
 //!   resumes (`resumed = true`), queued and running calls carry on and their
-//!   results go out on the new stream. If it starts a new session instead,
+//!   results go out on the new stream. The hub then re-sends the Invoke of
+//!   every call it still waits for (one sent on the lost stream may never
+//!   have arrived); an Invoke whose request id is already known in the
+//!   session (queued, running, or its result in the outbox or not yet
+//!   acknowledged) is ignored, so each call runs once. If it starts a new
+//!   session instead,
 //!   it no longer knows the old calls: queued ones are dropped, running ones
 //!   finish but their results are not sent, and old results in the outbox
 //!   are discarded (a restarted hub may reuse request ids).
@@ -51,9 +63,10 @@
 //!   nothing at all arrived for two intervals.
 //! - **Shutdown** (SIGINT/SIGTERM, or the future given to [`run_until`]):
 //!   take no new work (Invokes get `unavailable`, "connector is shutting
-//!   down"), wait up to [`AttachOptions::shutdown_grace`] for running calls,
-//!   then cancel what is left and give it 1 s to answer (anything still
-//!   running is answered `cancelled`), flush the outbox (a last Ping whose
+//!   down", with details `{"started": false}`), wait up to
+//!   [`AttachOptions::shutdown_grace`] for running calls, then cancel what
+//!   is left and give it 1 s to answer (anything still running is answered
+//!   `cancelled`), flush the outbox (a last Ping whose
 //!   Pong proves the hub read every result), send Goodbye, close the stream
 //!   and return [`ServeOutcome::Shutdown`]. If the stream is down at that
 //!   point, results still undelivered get [`LEAVE_WINDOW`] of reconnect
@@ -135,8 +148,8 @@ impl AttachOptions {
     /// `<connector name>-<unix millis>` (not stable across restarts: set one
     /// to let the hub resume sessions), the manifest's display name, no tags,
     /// metadata or tenant, [`DEFAULT_MAX_IN_FLIGHT`],
-    /// [`DEFAULT_SHUTDOWN_GRACE`], backoff 200 ms to 10 s with jitter, an
-    /// outbox of 10,000 results and a 5 s connect timeout.
+    /// [`DEFAULT_SHUTDOWN_GRACE`], [`default_backoff`] (200 ms to 1 s with
+    /// jitter), an outbox of 10,000 results and a 5 s connect timeout.
     pub fn new(manifest: &Manifest) -> Self {
         AttachOptions {
             hub_url: DEFAULT_HUB_URL.to_owned(),
@@ -164,11 +177,25 @@ pub(crate) fn generated_instance_id(name: &str) -> String {
     format!("{name}-{millis}")
 }
 
-/// Attach backoff: 200 ms doubling to 10 s, jitter 0.2, forever.
+/// Attach backoff: 200 ms doubling to at most 1 s, jitter 0.2 (each delay
+/// is 80 to 100 % of its step), forever.
+///
+/// The cap is low on purpose: reconnecting costs a refused TCP connection
+/// per second while the hub is away, and it bounds the time from the hub's
+/// return to this connector's re-registration to about a second, however
+/// long the hub was down.
+///
+/// ```
+/// use std::time::Duration;
+/// let backoff = spoke_runtime::serve::default_backoff();
+/// assert_eq!(backoff.initial(), Duration::from_millis(200));
+/// assert_eq!(backoff.max(), Duration::from_secs(1));
+/// assert!(backoff.schedule().take(50).all(|d| d <= Duration::from_secs(1)));
+/// ```
 pub fn default_backoff() -> Backoff {
     Backoff::builder()
         .initial(Duration::from_millis(200))
-        .max(Duration::from_secs(10))
+        .max(Duration::from_secs(1))
         .jitter(0.2)
         .build()
         .unwrap_or_default()
@@ -506,9 +533,32 @@ mod tests {
     }
 
     #[test]
-    fn the_default_backoff_is_200ms_to_10s() {
+    fn the_default_backoff_is_200ms_to_1s_with_jitter() {
         let b = default_backoff();
         assert_eq!(b.initial(), Duration::from_millis(200));
-        assert_eq!(b.max(), Duration::from_secs(10));
+        assert_eq!(b.max(), Duration::from_secs(1));
+        assert!((b.jitter() - 0.2).abs() < f64::EPSILON);
+        assert_eq!(AttachOptions::new(&manifest()).backoff, b);
+        // However many attempts failed, the next one is at most 1 s away.
+        let delays: Vec<Duration> = b.schedule().take(40).collect();
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(1)),
+            "{delays:?}"
+        );
+        assert!(
+            delays[10..]
+                .iter()
+                .all(|d| *d >= Duration::from_millis(800)),
+            "{delays:?}"
+        );
+    }
+
+    fn manifest() -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
+            "description": "", "config": {}, "actions": [], "search_operators": [],
+            "capabilities": []
+        }))
+        .unwrap()
     }
 }

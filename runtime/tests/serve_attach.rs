@@ -194,6 +194,11 @@ async fn max_in_flight_is_respected_and_heartbeats_flow_while_full() {
             if let Some(spoke_proto::v1::result::Outcome::Error(e)) = &r.outcome {
                 assert_eq!(e.code, "unavailable");
                 assert!(e.message.contains("at capacity"), "{}", e.message);
+                assert_eq!(
+                    serde_json::from_str::<Value>(&e.details_json).unwrap(),
+                    json!({"started": false}),
+                    "a refusal says the call never started"
+                );
                 refused += 1;
             }
         }
@@ -520,6 +525,11 @@ async fn shutdown_refuses_new_work_and_finishes_running_calls_first() {
             (e.code.as_str(), e.message.as_str()),
             ("unavailable", "connector is shutting down")
         );
+        assert_eq!(
+            serde_json::from_str::<Value>(&e.details_json).unwrap(),
+            json!({"started": false}),
+            "the hub may retry it elsewhere"
+        );
         let r = conn.result().await;
         assert_eq!(
             (r.request_id.as_str(), ok_json(&r)["slept_ms"].as_u64()),
@@ -634,4 +644,201 @@ async fn bad_options_are_refused_up_front() {
         .await
         .unwrap_err();
     assert_eq!(err, spoke_runtime::ServeError::ZeroMaxInFlight);
+}
+
+/// The details of an error Result, as JSON (`null` when empty).
+fn details(r: &spoke_proto::v1::Result) -> Value {
+    let e = error_of(r);
+    if e.details_json.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&e.details_json).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cancelled_while_queued_is_refused_as_never_started() {
+    bounded(LIMIT, async {
+        let mut hub = ScriptedHub::start().await;
+        let mut options = options(&hub.url);
+        options.max_in_flight = 1;
+        let running = serve(options).await;
+        let (mut conn, _) = hub.attach(registered("t1", 10_000, false)).await;
+
+        conn.invoke(
+            "busy",
+            "work",
+            json!({"ms": 400, "probe": "queued-cancel"}),
+            0,
+        )
+        .await;
+        conn.event_of("busy").await;
+        conn.invoke(
+            "queued",
+            "work",
+            json!({"ms": 0, "probe": "queued-cancel"}),
+            0,
+        )
+        .await;
+        conn.cancel("queued").await;
+        let mut results = BTreeMap::new();
+        for _ in 0..2 {
+            let r = conn.result().await;
+            results.insert(r.request_id.clone(), r);
+        }
+        assert_eq!(ok_json(&results["busy"])["slept_ms"], 400);
+        assert_eq!(error_of(&results["queued"]).code, "cancelled");
+        assert_eq!(details(&results["queued"]), json!({"started": false}));
+        assert_eq!(starts("queued-cancel"), 1, "the cancelled call never ran");
+
+        // An error of a call that did run carries no such mark.
+        conn.invoke("ran", "fail", json!({}), 0).await;
+        assert_eq!(details(&conn.result().await), json!({"id": 42}));
+
+        running.stop();
+        assert!(matches!(conn.next().await, Some(Frame::Goodbye(_))));
+        drop(conn);
+        running.finished().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_metadata_reaches_the_action() {
+    bounded(LIMIT, async {
+        let mut hub = ScriptedHub::start().await;
+        let running = serve(options(&hub.url)).await;
+        let (mut conn, _) = hub.attach(registered("t1", 10_000, false)).await;
+
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        conn.invoke_with(
+            "m1",
+            "meta",
+            &[
+                ("caller", "spoke-cli"),
+                ("traceparent", traceparent),
+                ("tracestate", "congo=t61rcWkgMzE"),
+            ],
+        )
+        .await;
+        let r = conn.result().await;
+        assert_eq!(r.request_id, "m1");
+        assert_eq!(
+            ok_json(&r),
+            json!({"caller": "spoke-cli", "traceparent": traceparent, "tracestate": "congo=t61rcWkgMzE"})
+        );
+
+        conn.invoke_with("m2", "meta", &[]).await;
+        assert_eq!(ok_json(&conn.result().await), json!({}), "empty by default");
+
+        running.stop();
+        assert!(matches!(conn.next().await, Some(Frame::Goodbye(_))));
+        drop(conn);
+        running.finished().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_invoke_of_a_running_call_runs_it_once() {
+    bounded(LIMIT, async {
+        let mut hub = ScriptedHub::start().await;
+        let running = serve(options(&hub.url)).await;
+        let (mut conn, _) = hub.attach(registered("tok-dup", 10_000, false)).await;
+        let input = json!({"ms": 500, "probe": "dup-running"});
+
+        conn.invoke("d1", "work", input.clone(), 0).await;
+        conn.event_of("d1").await;
+        // The same Invoke again on the same stream: ignored.
+        conn.invoke("d1", "work", input.clone(), 0).await;
+        conn.hang_up();
+
+        // The session resumes; the hub sends its pending call's Invoke again,
+        // as it does after every resume.
+        let (mut conn, register) = hub.attach(registered("tok-dup", 10_000, true)).await;
+        assert_eq!(register.session_token, "tok-dup");
+        conn.invoke("d1", "work", input, 0).await;
+        let r = conn.result().await;
+        assert_eq!(r.request_id, "d1");
+        assert_eq!(ok_json(&r)["slept_ms"], 500);
+        conn.invoke("after", "echo", json!({"n": 1}), 0).await;
+        let r = conn.result().await;
+        assert_eq!(r.request_id, "after", "one Result for d1, not two");
+        assert_eq!(starts("dup-running"), 1, "the action ran once");
+
+        running.stop();
+        assert!(matches!(conn.next().await, Some(Frame::Goodbye(_))));
+        drop(conn);
+        running.finished().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_invoke_of_an_unacknowledged_result_is_ignored() {
+    bounded(LIMIT, async {
+        let mut hub = ScriptedHub::start().await;
+        let running = serve(options(&hub.url)).await;
+        // A long heartbeat: no Pong acknowledges the result.
+        let (mut conn, _) = hub.attach(registered("tok-ack", 60_000, false)).await;
+        let input = json!({"ms": 0, "probe": "dup-unacked"});
+        conn.invoke("u1", "work", input.clone(), 0).await;
+        assert_eq!(conn.result().await.request_id, "u1");
+        conn.hang_up(); // the hub never read it
+
+        let (mut conn, _) = hub.attach(registered("tok-ack", 60_000, true)).await;
+        conn.invoke("u1", "work", input, 0).await;
+        let r = conn.result().await;
+        assert_eq!(r.request_id, "u1", "the outbox sends it again");
+        assert_eq!(ok_json(&r)["slept_ms"], 0);
+        conn.invoke("after", "echo", json!({"n": 2}), 0).await;
+        assert_eq!(
+            conn.result().await.request_id,
+            "after",
+            "the re-sent Invoke did not run u1 again"
+        );
+        assert_eq!(starts("dup-unacked"), 1, "the action ran once");
+
+        running.stop();
+        assert!(matches!(conn.next().await, Some(Frame::Goodbye(_))));
+        drop(conn);
+        running.finished().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_backoff_re_registers_within_a_second_of_a_long_outage() {
+    bounded(LIMIT, async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut hub = ScriptedHub::on(listener);
+        let mut options = options(&hub.url);
+        options.backoff = spoke_runtime::serve::default_backoff();
+        let running = serve(options).await;
+        let (conn, _) = hub.attach(registered("t1", 10_000, false)).await;
+
+        // The hub goes away for 3 s: long enough for the old 10 s cap to
+        // leave the connector waiting well past its return.
+        drop(hub);
+        conn.hang_up();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut hub = ScriptedHub::on(tokio::net::TcpListener::bind(addr).await.unwrap());
+        let back = Instant::now();
+        let (mut conn, register) = hub.attach(registered("t2", 10_000, false)).await;
+        let waited = back.elapsed();
+        assert_eq!(register.session_token, "t1");
+        assert!(
+            waited < Duration::from_millis(1_500),
+            "re-registered {waited:?} after the hub's return"
+        );
+        conn.invoke("r", "echo", json!(1), 0).await;
+        assert_eq!(ok_json(&conn.result().await), json!(1));
+
+        running.stop();
+        assert!(matches!(conn.next().await, Some(Frame::Goodbye(_))));
+        drop(conn);
+        running.finished().await.unwrap();
+    })
+    .await;
 }

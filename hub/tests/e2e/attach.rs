@@ -265,3 +265,153 @@ async fn a_restarted_instance_without_its_token_ends_the_old_session() {
         "at once, not after the window"
     );
 }
+
+/// The next frame after Registered that is not a Ping: must be an Invoke.
+async fn next_invoke(stream: &mut Stream) -> spoke_proto::v1::Invoke {
+    match stream.next_non_ping().await {
+        Some(hub_frame::Frame::Invoke(invoke)) => invoke,
+        other => panic!("expected an Invoke, got {other:?}"),
+    }
+}
+
+fn answer(request_id: &str, json: &[u8]) -> connector_frame::Frame {
+    connector_frame::Frame::Result(spoke_proto::v1::Result {
+        request_id: request_id.to_owned(),
+        outcome: Some(spoke_proto::v1::result::Outcome::Payload(json.to_vec())),
+        encoding: spoke_proto::v1::Encoding::Json.into(),
+        duration_us: 5,
+        chunked: false,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_session_is_sent_the_invokes_of_its_pending_calls_again() {
+    let hub = Hub::start(&[]);
+    let mut first = Fake::attach(&hub.url, &Spec::echo("a")).await;
+    let token = first.registered.session_token.clone();
+
+    // Two pending calls: a write without a deadline (it would wait forever
+    // for an Invoke that never arrived) and a read with one.
+    let mut client = hub.client().await;
+    let no_deadline = tokio::spawn(async move {
+        client
+            .invoke(request("put", serde_json::json!({"k": 1})))
+            .await
+    });
+    let sent_put = next_invoke(&mut first.stream).await;
+    let mut client = hub.client().await;
+    let with_deadline = tokio::spawn(async move {
+        let mut req = tonic::Request::new(request("get", serde_json::json!({"k": 2})));
+        req.set_timeout(Duration::from_secs(8));
+        client.invoke(req).await
+    });
+    let sent_get = next_invoke(&mut first.stream).await;
+    assert_eq!(
+        (sent_put.action.as_str(), sent_get.action.as_str()),
+        ("put", "get")
+    );
+    // The stream dies: whether the Invokes got through is anyone's guess.
+    drop(first);
+
+    let mut again = Fake::attach(&hub.url, &Spec::echo("a").token(&token)).await;
+    assert!(again.registered.resumed);
+    // First thing after Registered: the pending Invokes, in order.
+    let resent_put = next_invoke(&mut again.stream).await;
+    assert_eq!(resent_put, sent_put, "the same Invoke, no deadline");
+    let resent_get = next_invoke(&mut again.stream).await;
+    assert_eq!(resent_get.request_id, sent_get.request_id);
+    assert_eq!(
+        (
+            resent_get.action.as_str(),
+            &resent_get.payload,
+            &resent_get.metadata
+        ),
+        (
+            sent_get.action.as_str(),
+            &sent_get.payload,
+            &sent_get.metadata
+        )
+    );
+    assert!(
+        resent_get.timeout_ms <= sent_get.timeout_ms && resent_get.timeout_ms > 5_000,
+        "timeout_ms counted afresh: {} then {}",
+        sent_get.timeout_ms,
+        resent_get.timeout_ms
+    );
+
+    again
+        .stream
+        .send(answer(&resent_get.request_id, br#"{"got":2}"#))
+        .await;
+    again
+        .stream
+        .send(answer(&resent_put.request_id, br#"{"put":1}"#))
+        .await;
+    let response = tokio::time::timeout(WAIT, with_deadline)
+        .await
+        .expect("answered in time")
+        .unwrap()
+        .expect("the read is answered after the resume");
+    assert_eq!(output(response.get_ref()), serde_json::json!({"got": 2}));
+    let response = tokio::time::timeout(WAIT, no_deadline)
+        .await
+        .expect("answered in time")
+        .unwrap()
+        .expect("the write is answered after the resume");
+    assert_eq!(output(response.get_ref()), serde_json::json!({"put": 1}));
+    assert_eq!(response.get_ref().request_id, sent_put.request_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_abandoned_while_its_instance_was_away_is_cancelled_after_the_resume() {
+    let hub = Hub::start(&["--resume-window", "5s"]);
+    let spec = Spec::echo("a").max_in_flight(1);
+    let mut first = Fake::attach(&hub.url, &spec).await;
+    let token = first.registered.session_token.clone();
+    let mut client = hub.client().await;
+    let call = tokio::spawn(async move {
+        let mut req = tonic::Request::new(request("slow", serde_json::json!({})));
+        req.set_timeout(Duration::from_millis(300));
+        client.invoke(req).await
+    });
+    let sent = next_invoke(&mut first.stream).await;
+    drop(first);
+    let status = call.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+
+    // The caller is gone, but the call still holds the instance's only slot:
+    // the Invoke comes again, with a Cancel, so the connector answers it.
+    let mut again = Fake::attach(&hub.url, &spec.clone().token(&token)).await;
+    assert!(again.registered.resumed);
+    assert_eq!(
+        next_invoke(&mut again.stream).await.request_id,
+        sent.request_id
+    );
+    match again.stream.next_non_ping().await {
+        Some(hub_frame::Frame::Cancel(cancel)) => assert_eq!(cancel.request_id, sent.request_id),
+        other => panic!("expected the Cancel, got {other:?}"),
+    }
+    again
+        .stream
+        .send(connector_frame::Frame::Result(spoke_proto::v1::Result {
+            request_id: sent.request_id.clone(),
+            outcome: Some(spoke_proto::v1::result::Outcome::Error(
+                spoke_proto::v1::Error {
+                    code: "cancelled".into(),
+                    message: "cancelled before it started".into(),
+                    details_json: r#"{"started":false}"#.into(),
+                },
+            )),
+            ..Default::default()
+        }))
+        .await;
+
+    // The slot is free again.
+    let served = again.serve("a", echo());
+    let mut client = hub.client().await;
+    let mut req = tonic::Request::new(request("get", serde_json::json!({})));
+    req.set_timeout(Duration::from_secs(3));
+    let response = client.invoke(req).await.expect("the slot was freed");
+    assert_eq!(output(response.get_ref())["instance"], "a");
+    drop(served);
+}

@@ -306,3 +306,256 @@ async fn a_goodbye_fails_calls_over_at_once() {
         assert_eq!(output(response.get_ref())["instance"], "b");
     }
 }
+
+/// The refusal of a connector that did not start the call.
+fn refusal() -> Reply {
+    Reply::Err {
+        code: "unavailable",
+        message: "connector is shutting down".into(),
+        details: Some(json!({"started": false})),
+    }
+}
+
+fn refuses() -> Behavior {
+    Arc::new(|_| refusal())
+}
+
+/// The error of a single-result response.
+fn error(response: &spoke_proto::v1::InvokeResponse) -> spoke_proto::v1::Error {
+    assert_eq!(response.results.len(), 1, "{response:?}");
+    match &response.results[0].outcome {
+        Some(spoke_proto::v1::instance_result::Outcome::Error(e)) => e.clone(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn routed(action: &str, target: spoke_proto::v1::route::Target) -> spoke_proto::v1::InvokeRequest {
+    spoke_proto::v1::InvokeRequest {
+        route: Some(spoke_proto::v1::Route {
+            target: Some(target),
+        }),
+        ..request(action, json!({"w": 1}))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_without_starting_is_retried_once_on_another_instance() {
+    let hub = Hub::start(&[]);
+    // Whichever instance gets the first Invoke refuses it; then both serve.
+    let refused = Arc::new(AtomicBool::new(false));
+    let first_refuses = || -> Behavior {
+        let refused = Arc::clone(&refused);
+        Arc::new(move |_| {
+            if refused.swap(true, Ordering::SeqCst) {
+                Reply::Ok(serde_json::Value::Null)
+            } else {
+                refusal()
+            }
+        })
+    };
+    let a = Fake::attach(&hub.url, &Spec::echo("a"))
+        .await
+        .serve("a", first_refuses());
+    let b = Fake::attach(&hub.url, &Spec::echo("b"))
+        .await
+        .serve("b", first_refuses());
+    let mut client = hub.client().await;
+    let mut req = tonic::Request::new(request("put", json!({"x": 1})));
+    req.set_timeout(Duration::from_secs(8));
+    let response = client.invoke(req).await.expect("the retry succeeds");
+    let out = output(response.get_ref());
+    assert_eq!(out["input"], json!({"x": 1}));
+    let (a_ids, b_ids) = (a.log.invoke_ids(), b.log.invoke_ids());
+    assert_eq!(
+        (a_ids.len(), b_ids.len()),
+        (1, 1),
+        "one refusal, then one retry on the other instance: {a_ids:?} {b_ids:?}"
+    );
+    let (first, retry, server) = if a_ids[0].contains('.') {
+        (&b_ids[0], &a_ids[0], "a")
+    } else {
+        (&a_ids[0], &b_ids[0], "b")
+    };
+    assert_eq!(*retry, format!("{first}.1"));
+    assert_eq!(out["instance"], server);
+    assert_eq!(response.get_ref().results[0].instance_id, server);
+    assert_eq!(response.get_ref().request_id, *first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_retried_only_once_and_only_where_the_route_allows() {
+    let hub = Hub::start(&[]);
+    let a = Fake::attach(&hub.url, &Spec::echo("a").name("Same").tags(&["all"]))
+        .await
+        .serve("a", refuses());
+    let b = Fake::attach(&hub.url, &Spec::echo("b").name("Same").tags(&["all"]))
+        .await
+        .serve("b", refuses());
+    let invokes = || a.log.invokes.lock().unwrap().len() + b.log.invokes.lock().unwrap().len();
+    let mut client = hub.client().await;
+
+    // Unrouted, both refuse: one retry, then the refusal as it is.
+    let response = client.invoke(request("put", json!({}))).await.unwrap();
+    let e = error(response.get_ref());
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("unavailable", "connector is shutting down")
+    );
+    assert_eq!(e.details_json, r#"{"started":false}"#);
+    assert_eq!(invokes(), 2, "retried once, not more");
+
+    // By display name: retried once too.
+    let response = client
+        .invoke(routed(
+            "get",
+            spoke_proto::v1::route::Target::DisplayName("Same".into()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        error(response.get_ref()).details_json,
+        r#"{"started":false}"#
+    );
+    assert_eq!(invokes(), 4);
+
+    // An explicit instance: never retried elsewhere.
+    let response = client
+        .invoke(routed(
+            "get",
+            spoke_proto::v1::route::Target::Instance("a".into()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.get_ref().results[0].instance_id, "a");
+    assert_eq!(
+        error(response.get_ref()).details_json,
+        r#"{"started":false}"#
+    );
+    assert_eq!(invokes(), 5);
+
+    // A broadcast: each member's refusal is its result.
+    let response = client
+        .invoke(routed(
+            "get",
+            spoke_proto::v1::route::Target::Tag("all".into()),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.results.len(), 2);
+    for r in &response.results {
+        let Some(spoke_proto::v1::instance_result::Outcome::Error(e)) = &r.outcome else {
+            panic!("{r:?}")
+        };
+        assert_eq!(e.details_json, r#"{"started":false}"#);
+    }
+    assert_eq!(invokes(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_of_calls_that_may_have_started_are_not_retried() {
+    let hub = Hub::start(&[]);
+    let unmarked: Behavior = Arc::new(|_| Reply::Err {
+        code: "unavailable",
+        message: "upstream down".into(),
+        details: Some(json!({"started": true})),
+    });
+    let a = Fake::attach(&hub.url, &Spec::echo("a"))
+        .await
+        .serve("a", unmarked.clone());
+    let b = Fake::attach(&hub.url, &Spec::echo("b"))
+        .await
+        .serve("b", unmarked);
+    let mut client = hub.client().await;
+    let response = client.invoke(request("get", json!({}))).await.unwrap();
+    assert_eq!(error(response.get_ref()).message, "upstream down");
+    let invoked = a.log.invokes.lock().unwrap().len() + b.log.invokes.lock().unwrap().len();
+    assert_eq!(invoked, 1, "not retried");
+
+    // A single instance that refuses: nowhere else to go, the refusal is the answer.
+    drop((a, b));
+    let hub = Hub::start(&[]);
+    let only = Fake::attach(&hub.url, &Spec::echo("only"))
+        .await
+        .serve("only", refuses());
+    let mut client = hub.client().await;
+    let response = client.invoke(request("put", json!({}))).await.unwrap();
+    assert_eq!(
+        error(response.get_ref()).details_json,
+        r#"{"started":false}"#
+    );
+    assert_eq!(only.log.invokes.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_metadata_names_the_caller_and_carries_the_trace_context() {
+    let hub = Hub::start(&[]);
+    let fake = Fake::attach(&hub.url, &Spec::echo("a"))
+        .await
+        .serve("a", echo());
+    let mut client = hub.client().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let last_metadata = || {
+        let invokes = fake.log.invokes.lock().unwrap();
+        let mut m: Vec<(String, String)> = invokes
+            .last()
+            .expect("an Invoke")
+            .metadata
+            .clone()
+            .into_iter()
+            .collect();
+        m.sort();
+        m
+    };
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = p
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        v.sort();
+        v
+    };
+
+    // A client with trace context and no name: its address is the caller;
+    // the hub's entries win over the request's own.
+    let mut req = tonic::Request::new(spoke_proto::v1::InvokeRequest {
+        metadata: [
+            ("caller".to_owned(), "spoofed".to_owned()),
+            ("ticket".to_owned(), "T-1".to_owned()),
+        ]
+        .into(),
+        ..request("get", json!({}))
+    });
+    req.metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    req.metadata_mut()
+        .insert("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
+    client.invoke(req).await.unwrap();
+    let metadata = last_metadata();
+    let caller = &metadata.iter().find(|(k, _)| k == "caller").unwrap().1;
+    assert!(
+        caller.starts_with("127.0.0.1:") && caller.len() > "127.0.0.1:".len(),
+        "the peer address: {metadata:?}"
+    );
+    assert_eq!(
+        metadata,
+        pairs(&[
+            ("caller", caller),
+            ("ticket", "T-1"),
+            ("traceparent", traceparent),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ])
+    );
+
+    // A client that names itself, without trace context.
+    let mut req = tonic::Request::new(request("get", json!({})));
+    req.metadata_mut()
+        .insert("x-spoke-caller", "billing-job".parse().unwrap());
+    client.invoke(req).await.unwrap();
+    assert_eq!(last_metadata(), pairs(&[("caller", "billing-job")]));
+
+    // `spoke call` names itself spoke-cli.
+    let (code, _, err) = cli(&["call", "echo", "get", "--hub", &hub.url], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(last_metadata(), pairs(&[("caller", "spoke-cli")]));
+}

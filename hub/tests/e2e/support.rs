@@ -274,8 +274,15 @@ impl Stream {
             .expect("a frame from the hub in time")
     }
 
-    /// The next frame that is not a Ping (Pings are answered).
+    /// The next frame that is not a Ping (Pings are answered), within [`WAIT`]
+    /// in all (however many Pings come meanwhile).
     pub async fn next_non_ping(&mut self) -> Option<hub_frame::Frame> {
+        tokio::time::timeout(WAIT, self.next_non_ping_unbounded())
+            .await
+            .expect("a frame other than Ping from the hub in time")
+    }
+
+    async fn next_non_ping_unbounded(&mut self) -> Option<hub_frame::Frame> {
         loop {
             let frame = self.next().await.ok()??.frame?;
             match frame {

@@ -211,6 +211,21 @@ impl HubConn {
         .await;
     }
 
+    /// Sends an action Invoke with metadata.
+    pub async fn invoke_with(&self, id: &str, action: &str, metadata: &[(&str, &str)]) {
+        self.send(hub_frame::Frame::Invoke(Invoke {
+            request_id: id.to_owned(),
+            action: action.to_owned(),
+            payload: b"{}".to_vec(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        }))
+        .await;
+    }
+
     /// Sends a search-operator Invoke.
     pub async fn resolve(&self, id: &str, operator: &str, value: &str) {
         self.send(hub_frame::Frame::Invoke(Invoke {
@@ -313,15 +328,22 @@ fn output(v: Value) -> Result<ActionOutput, ActionError> {
     Ok(ActionOutput::encode(&v).unwrap())
 }
 
-/// Concurrency seen per probe key: (running now, most at once).
-fn gauges() -> &'static Mutex<HashMap<String, (usize, usize)>> {
-    static GAUGES: OnceLock<Mutex<HashMap<String, (usize, usize)>>> = OnceLock::new();
+/// Calls seen per probe key: (running now, most at once, started in all).
+type Gauges = Mutex<HashMap<String, (usize, usize, usize)>>;
+
+fn gauges() -> &'static Gauges {
+    static GAUGES: OnceLock<Gauges> = OnceLock::new();
     GAUGES.get_or_init(Default::default)
 }
 
 /// The most `work` calls with this probe key that ran at once.
 pub fn max_concurrency(probe: &str) -> usize {
     gauges().lock().unwrap().get(probe).map_or(0, |g| g.1)
+}
+
+/// How many `work` calls with this probe key started.
+pub fn starts(probe: &str) -> usize {
+    gauges().lock().unwrap().get(probe).map_or(0, |g| g.2)
 }
 
 fn echo(_: AnyConnector, i: Input<'_>, _: Context) -> ActionFuture {
@@ -348,6 +370,7 @@ fn work(_: AnyConnector, i: Input<'_>, ctx: Context) -> ActionFuture {
             let e = g.entry(probe.clone()).or_default();
             e.0 += 1;
             e.1 = e.1.max(e.0);
+            e.2 += 1;
         }
         let _ = ctx.emit_custom("started", json!({ "ms": ms })).await;
         let outcome = tokio::select! {
@@ -379,6 +402,12 @@ fn progress(_: AnyConnector, i: Input<'_>, ctx: Context) -> ActionFuture {
     })
 }
 
+/// Returns the invocation's metadata as a JSON object.
+fn meta(_: AnyConnector, _: Input<'_>, ctx: Context) -> ActionFuture {
+    let metadata = ctx.metadata().clone();
+    Box::pin(async move { output(json!(metadata)) })
+}
+
 fn upper(_: AnyConnector, i: Input<'_>, _: Context) -> ActionFuture {
     let v = input(i);
     Box::pin(async move { output(json!(v["value"].as_str().unwrap_or("").to_uppercase())) })
@@ -401,11 +430,12 @@ macro_rules! action {
     };
 }
 
-static ACTIONS: [ActionDef; 4] = [
+static ACTIONS: [ActionDef; 5] = [
     action!("echo", echo),
     action!("fail", fail),
     action!("work", work),
     action!("progress", progress),
+    action!("meta", meta),
 ];
 
 static OPERATORS: [SearchOperatorDef; 1] = [SearchOperatorDef {
@@ -432,6 +462,7 @@ static PROBE_ACTIONS: ActionSet = ActionSet {
     connector: "probe",
     actions: &ACTIONS,
     operators: &OPERATORS,
+    producers: &[],
 };
 
 /// A started probe instance.

@@ -1,0 +1,885 @@
+//! LibreFang's sidecar channel protocol: typed events a connector sends and
+//! typed commands it receives, so a Spoke connector can be a LibreFang
+//! channel adapter (see [`stdio`](crate::stdio)).
+//!
+//! Every frame is one JSON object `{"method": "...", "params": {...}}`. The
+//! wire shapes follow LibreFang's conformance corpus (copied in
+//! `tests/fixtures/librefang/`); optional fields are omitted when unset.
+//!
+//! **Events** (connector to LibreFang) are built with typed builders and
+//! emitted from an action (or a producer) through its [`Context`]:
+//!
+//! ```
+//! use spoke_runtime::Context;
+//! use spoke_runtime::librefang::{LibreFangEmit, MessageBuilder};
+//!
+//! # async fn demo(ctx: &Context) -> Result<(), spoke_runtime::EmitError> {
+//! ctx.emit_librefang(
+//!     MessageBuilder::new("42", "Alice", "hello")
+//!         .content_text()
+//!         .channel_id("-100123")
+//!         .platform("telegram"),
+//! )
+//! .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Under `stdio`, the transport writes such an event as the LibreFang frame
+//! itself (`{"method":"message","params":{...}}`); other transports forward
+//! it as a custom event named [`EVENT_NAME`] whose data is the frame.
+//! Emitting waits while the receiver is full and errs if it is gone: it never
+//! drops an event silently.
+//!
+//! **Commands** (LibreFang to connector) without an id (`send`, `typing`,
+//! `reaction`, `interactive`, `stream_start`, `stream_delta`, `stream_end`)
+//! invoke the connector's action of the same name with the params as input.
+//! The params types here derive `Deserialize + JsonSchema`, so an action
+//! takes them whole:
+//!
+//! ```ignore
+//! #[action]
+//! async fn send(&self, ctx: &Context, #[input] cmd: librefang::SendParams) -> Result<(), ActionError> { ... }
+//! ```
+//!
+//! LibreFang adds optional fields without bumping its protocol version, so
+//! the params types ignore fields they do not know when decoding. Their
+//! schemas still list only the known fields, closed
+//! (`additionalProperties: false`), like every Spoke input schema: they say
+//! what the connector understands.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::context::{Context, EmitError};
+use crate::manifest::Manifest;
+
+/// The sidecar protocol version Spoke speaks (`ready.params.protocol_version`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The name of the custom event that carries a LibreFang frame
+/// (`data` = the whole frame). The stdio transport writes its data as the
+/// frame itself; other transports forward it like any custom event.
+pub const EVENT_NAME: &str = "librefang";
+
+/// The LibreFang event methods a connector may emit (the stdio transport
+/// writes frames with these methods as they are; `ready` is its own).
+pub const EMITTED_METHODS: [&str; 5] = ["message", "typing", "qr_ready", "qr_status", "error"];
+
+/// The LibreFang command methods that invoke the connector's action of the
+/// same name.
+pub const ACTION_METHODS: [&str; 7] = [
+    "send",
+    "typing",
+    "reaction",
+    "interactive",
+    "stream_start",
+    "stream_delta",
+    "stream_end",
+];
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+// ------------------------------------------------------------------ shared
+
+/// A message's content: LibreFang's `ChannelContent`, externally tagged.
+///
+/// `{"Text": "hello"}` is [`Content::Text`]; every other variant (`Image`,
+/// `File`, `Voice`, ...) is kept as its JSON in [`Content::Other`], so
+/// nothing is lost when a newer LibreFang sends a variant Spoke does not
+/// model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Any other variant, as JSON.
+    Other(Value),
+}
+
+impl Content {
+    /// The text, when this is [`Content::Text`].
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Content::Text(t) => Some(t),
+            Content::Other(_) => None,
+        }
+    }
+}
+
+impl Serialize for Content {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Content::Text(text) => BTreeMap::from([("Text", text)]).serialize(serializer),
+            Content::Other(value) => value.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if let Value::Object(map) = &value
+            && map.len() == 1
+            && let Some(Value::String(text)) = map.get("Text")
+        {
+            return Ok(Content::Text(text.clone()));
+        }
+        Ok(Content::Other(value))
+    }
+}
+
+impl JsonSchema for Content {
+    fn schema_name() -> Cow<'static, str> {
+        "Content".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "LibreFang `ChannelContent`, externally tagged: `{\"Text\": \"hello\"}`, or another variant such as `{\"Image\": {\"url\": \"...\", \"caption\": null}}`.",
+            "type": "object",
+            "properties": { "Text": { "type": "string" } },
+            "minProperties": 1,
+            "maxProperties": 1
+        })
+    }
+}
+
+/// A user on the chat platform (LibreFang's `ChannelUser`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ChannelUser {
+    /// The platform's id of the user (or chat).
+    pub platform_id: String,
+    /// The name to show.
+    pub display_name: String,
+    /// The LibreFang user this maps to, if any (written as `null` when unset).
+    #[serde(default)]
+    pub librefang_user: Option<String>,
+}
+
+// ---------------------------------------------------------------- commands
+
+/// `send` params: deliver a message to the platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SendParams {
+    /// The chat to send to.
+    pub channel_id: String,
+    /// The text, flattened (always present).
+    pub text: String,
+    /// The full structured content, when LibreFang sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+    /// The thread to reply into, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// Who the message is for (`user.platform_id` is the channel).
+    pub user: ChannelUser,
+}
+
+/// `typing` params: show a typing indicator in a chat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct TypingParams {
+    /// The chat.
+    pub channel_id: String,
+}
+
+/// `reaction` params: react to a platform message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ReactionParams {
+    /// The chat.
+    pub channel_id: String,
+    /// The platform's id of the message.
+    pub message_id: String,
+    /// The reaction, e.g. an emoji.
+    pub reaction: String,
+}
+
+/// One button of an interactive message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Button {
+    /// What the button says.
+    pub label: String,
+    /// The action id sent back when it is pressed.
+    pub action: String,
+    /// A link to open instead, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A message with buttons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct InteractiveMessage {
+    /// The text above the buttons.
+    pub text: String,
+    /// Rows of buttons.
+    #[serde(default)]
+    pub buttons: Vec<Vec<Button>>,
+}
+
+/// `interactive` params: send a message with buttons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct InteractiveParams {
+    /// The chat.
+    pub channel_id: String,
+    /// The message.
+    pub message: InteractiveMessage,
+}
+
+/// `stream_start` params: a streamed reply begins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct StreamStartParams {
+    /// The chat.
+    pub channel_id: String,
+    /// The stream, named again by its deltas and its end.
+    pub stream_id: String,
+    /// The thread to stream into, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+}
+
+/// `stream_delta` params: the next chunk of a streamed reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct StreamDeltaParams {
+    /// The stream.
+    pub stream_id: String,
+    /// The chunk.
+    pub text: String,
+}
+
+/// `stream_end` params: a streamed reply is complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct StreamEndParams {
+    /// The stream.
+    pub stream_id: String,
+}
+
+/// A command frame LibreFang writes to the connector's stdin.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `send`.
+    Send(SendParams),
+    /// `typing`.
+    Typing(TypingParams),
+    /// `reaction`.
+    Reaction(ReactionParams),
+    /// `interactive`.
+    Interactive(InteractiveParams),
+    /// `stream_start`.
+    StreamStart(StreamStartParams),
+    /// `stream_delta`.
+    StreamDelta(StreamDeltaParams),
+    /// `stream_end`.
+    StreamEnd(StreamEndParams),
+    /// `ready_ack`: stop re-sending `ready`.
+    ReadyAck,
+    /// `heartbeat`.
+    Heartbeat,
+    /// `shutdown`.
+    Shutdown,
+}
+
+impl Command {
+    /// The frame's `method`.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Command::Send(_) => "send",
+            Command::Typing(_) => "typing",
+            Command::Reaction(_) => "reaction",
+            Command::Interactive(_) => "interactive",
+            Command::StreamStart(_) => "stream_start",
+            Command::StreamDelta(_) => "stream_delta",
+            Command::StreamEnd(_) => "stream_end",
+            Command::ReadyAck => "ready_ack",
+            Command::Heartbeat => "heartbeat",
+            Command::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let method = self.method();
+        match self {
+            Command::Send(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            Command::Typing(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            Command::Reaction(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            Command::Interactive(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            Command::StreamStart(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            Command::StreamDelta(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            Command::StreamEnd(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            Command::ReadyAck | Command::Heartbeat | Command::Shutdown => {
+                FrameOut::<()>::new(method, None).serialize(serializer)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let FrameIn { method, params } = FrameIn::deserialize(deserializer)?;
+        Ok(match method.as_str() {
+            "send" => Command::Send(params_of(&method, params)?),
+            "typing" => Command::Typing(params_of(&method, params)?),
+            "reaction" => Command::Reaction(params_of(&method, params)?),
+            "interactive" => Command::Interactive(params_of(&method, params)?),
+            "stream_start" => Command::StreamStart(params_of(&method, params)?),
+            "stream_delta" => Command::StreamDelta(params_of(&method, params)?),
+            "stream_end" => Command::StreamEnd(params_of(&method, params)?),
+            "ready_ack" => Command::ReadyAck,
+            "heartbeat" => Command::Heartbeat,
+            "shutdown" => Command::Shutdown,
+            other => {
+                return Err(D::Error::custom(format!(
+                    "unknown LibreFang command `{other}`"
+                )));
+            }
+        })
+    }
+}
+
+// ------------------------------------------------------------------ events
+
+/// `message` params: a message from a platform user, for LibreFang to route
+/// to an agent. Build it with [`MessageBuilder`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender's platform id.
+    pub user_id: String,
+    /// The sender's display name.
+    pub user_name: String,
+    /// The text (mirrors `content` when that is text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The full structured content; supersedes `text` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+    /// The chat it was posted in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<String>,
+    /// The platform's name, e.g. `telegram`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The platform's own id of the message (lets reactions find it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The sender's `@handle`, if the platform has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The LibreFang user the sender maps to, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub librefang_user: Option<String>,
+    /// Whether it came from a group chat.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub is_group: bool,
+    /// The thread it belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// Free-form metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, Value>,
+}
+
+/// Builds a [`Message`]: sender and text first, the rest optional.
+///
+/// ```
+/// use spoke_runtime::librefang::{LibreFangEvent, MessageBuilder};
+/// let frame = LibreFangEvent::from(MessageBuilder::new("1", "Bob", "hi")).to_frame();
+/// assert_eq!(frame, serde_json::json!({
+///     "method": "message",
+///     "params": {"user_id": "1", "user_name": "Bob", "text": "hi"}
+/// }));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct MessageBuilder {
+    message: Message,
+}
+
+impl MessageBuilder {
+    /// A text message from a user.
+    pub fn new(
+        user_id: impl Into<String>,
+        user_name: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        MessageBuilder {
+            message: Message {
+                user_id: user_id.into(),
+                user_name: user_name.into(),
+                text: Some(text.into()),
+                ..Message::default()
+            },
+        }
+    }
+
+    /// Also sends the text as structured content, `content: {"Text": text}`
+    /// (`text` stays, mirrored).
+    pub fn content_text(mut self) -> Self {
+        let text = self.message.text.clone().unwrap_or_default();
+        self.message.content = Some(Content::Text(text));
+        self
+    }
+
+    /// Structured content of any variant (`text` stays as the flattened text).
+    pub fn content(mut self, content: Content) -> Self {
+        self.message.content = Some(content);
+        self
+    }
+
+    /// The chat it was posted in.
+    pub fn channel_id(mut self, channel_id: impl Into<String>) -> Self {
+        self.message.channel_id = Some(channel_id.into());
+        self
+    }
+
+    /// The platform's name.
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.message.platform = Some(platform.into());
+        self
+    }
+
+    /// The thread it belongs to.
+    pub fn thread_id(mut self, thread_id: impl Into<String>) -> Self {
+        self.message.thread_id = Some(thread_id.into());
+        self
+    }
+
+    /// The platform's own id of the message.
+    pub fn message_id(mut self, message_id: impl Into<String>) -> Self {
+        self.message.message_id = Some(message_id.into());
+        self
+    }
+
+    /// The sender's `@handle`.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.message.username = Some(username.into());
+        self
+    }
+
+    /// The LibreFang user the sender maps to.
+    pub fn librefang_user(mut self, user: impl Into<String>) -> Self {
+        self.message.librefang_user = Some(user.into());
+        self
+    }
+
+    /// Marks it as coming from a group chat.
+    pub fn group(mut self) -> Self {
+        self.message.is_group = true;
+        self
+    }
+
+    /// Adds a metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.message.metadata.insert(key.into(), value);
+        self
+    }
+
+    /// The message.
+    pub fn build(self) -> Message {
+        self.message
+    }
+}
+
+/// `typing` params: a platform user started or stopped typing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypingIndicator {
+    /// The user's platform id.
+    pub user_id: String,
+    /// The user's display name.
+    pub user_name: String,
+    /// Whether they are typing now.
+    pub is_typing: bool,
+}
+
+/// A `typing` event: `user_id` started (`true`) or stopped typing.
+pub fn typing(
+    user_id: impl Into<String>,
+    user_name: impl Into<String>,
+    is_typing: bool,
+) -> LibreFangEvent {
+    LibreFangEvent::Typing(TypingIndicator {
+        user_id: user_id.into(),
+        user_name: user_name.into(),
+        is_typing,
+    })
+}
+
+/// `qr_ready` params: a login QR code is waiting to be scanned.
+///
+/// ```
+/// use spoke_runtime::librefang::QrReady;
+/// let qr = QrReady::new("wxp://code").message("Scan within 5 minutes");
+/// assert_eq!(qr.qr_url, None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use]
+pub struct QrReady {
+    /// The payload the scanner reads.
+    pub qr_code: String,
+    /// A ready-made scan URL, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_url: Option<String>,
+    /// A note for the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the code expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+impl QrReady {
+    /// A QR code with nothing else set.
+    pub fn new(qr_code: impl Into<String>) -> Self {
+        QrReady {
+            qr_code: qr_code.into(),
+            qr_url: None,
+            message: None,
+            expires_at: None,
+        }
+    }
+
+    /// A ready-made scan URL.
+    pub fn qr_url(mut self, url: impl Into<String>) -> Self {
+        self.qr_url = Some(url.into());
+        self
+    }
+
+    /// A note for the operator.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// When the code expires, RFC 3339 (e.g. `2026-05-28T20:00:00Z`).
+    pub fn expires_at(mut self, at: impl Into<String>) -> Self {
+        self.expires_at = Some(at.into());
+        self
+    }
+}
+
+/// `qr_status` params: the QR login moved on (`scanning`, `confirmed`,
+/// `expired`, `failed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use]
+pub struct QrStatus {
+    /// The new state.
+    pub status: String,
+    /// A note for the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl QrStatus {
+    /// A status with no note.
+    pub fn new(status: impl Into<String>) -> Self {
+        QrStatus {
+            status: status.into(),
+            message: None,
+        }
+    }
+
+    /// A note for the operator.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+}
+
+/// `error` params: something went wrong in the adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorEvent {
+    /// What went wrong.
+    pub message: String,
+}
+
+/// An `error` event.
+pub fn error(message: impl Into<String>) -> LibreFangEvent {
+    LibreFangEvent::Error(ErrorEvent {
+        message: message.into(),
+    })
+}
+
+/// A per-host header rule of a `ready` frame: `(host, [(name, value)])`.
+pub type HeaderRule = (String, Vec<(String, String)>);
+
+/// `ready` params: the adapter is up. The stdio transport sends it; every
+/// field is optional on the wire, so the bare legacy `{"method":"ready"}`
+/// parses to [`Ready::default`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[must_use]
+pub struct Ready {
+    /// LibreFang capabilities: `typing`, `reaction`, `interactive`,
+    /// `thread`, `streaming`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// The account this adapter serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Whether LibreFang should not send error replies to users.
+    #[serde(default)]
+    pub suppress_error_responses: bool,
+    /// Users LibreFang may notify through this channel.
+    #[serde(default)]
+    pub notification_recipients: Vec<ChannelUser>,
+    /// Headers LibreFang adds when fetching URLs on these hosts.
+    #[serde(default)]
+    pub header_rules: Vec<HeaderRule>,
+    /// The protocol version ([`PROTOCOL_VERSION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<u32>,
+    /// Spoke's summary of the connector (Spoke hosts read it; LibreFang ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spoke: Option<SpokeSummary>,
+    /// The connector's full Spoke manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Box<Manifest>>,
+}
+
+/// The `spoke` object of a `ready` frame.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SpokeSummary {
+    /// The connector's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its display name.
+    pub display_name: String,
+    /// Its visible action names.
+    pub actions: Vec<String>,
+    /// Its search operators.
+    pub search_operators: Vec<String>,
+    /// The manifest's capabilities.
+    pub capabilities: Vec<String>,
+}
+
+impl Ready {
+    /// A `ready` for this account, with protocol version 1 and nothing else.
+    pub fn new(account_id: impl Into<String>) -> Self {
+        Ready {
+            account_id: Some(account_id.into()),
+            protocol_version: Some(PROTOCOL_VERSION),
+            ..Ready::default()
+        }
+    }
+
+    /// Declares the LibreFang capabilities.
+    pub fn capabilities<S: Into<String>>(mut self, caps: impl IntoIterator<Item = S>) -> Self {
+        self.capabilities = caps.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Asks LibreFang not to send error replies to users.
+    pub fn suppress_error_responses(mut self, suppress: bool) -> Self {
+        self.suppress_error_responses = suppress;
+        self
+    }
+
+    /// Adds a user LibreFang may notify.
+    pub fn notification_recipient(mut self, user: ChannelUser) -> Self {
+        self.notification_recipients.push(user);
+        self
+    }
+
+    /// Adds headers for URLs on `host`.
+    pub fn header_rule(mut self, host: impl Into<String>, headers: Vec<(String, String)>) -> Self {
+        self.header_rules.push((host.into(), headers));
+        self
+    }
+}
+
+/// The LibreFang capabilities a connector's manifest supports, in
+/// LibreFang's order: `typing` (a `typing` action), `reaction`,
+/// `interactive`, `thread` (its `send` input has a `thread_id` property),
+/// `streaming` (`stream_start`, `stream_delta` and `stream_end`).
+pub fn capabilities(manifest: &Manifest) -> Vec<String> {
+    let has = |name: &str| manifest.action(name).is_some();
+    let thread = manifest
+        .action("send")
+        .is_some_and(|a| a.input_schema["properties"].get("thread_id").is_some());
+    let streaming = has("stream_start") && has("stream_delta") && has("stream_end");
+    [
+        ("typing", has("typing")),
+        ("reaction", has("reaction")),
+        ("interactive", has("interactive")),
+        ("thread", thread),
+        ("streaming", streaming),
+    ]
+    .into_iter()
+    .filter(|(_, yes)| *yes)
+    .map(|(cap, _)| cap.to_owned())
+    .collect()
+}
+
+/// An event frame a LibreFang adapter writes to stdout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LibreFangEvent {
+    /// `ready` (sent by the stdio transport, not by connectors).
+    Ready(Ready),
+    /// `message`.
+    Message(Message),
+    /// `typing`.
+    Typing(TypingIndicator),
+    /// `qr_ready`.
+    QrReady(QrReady),
+    /// `qr_status`.
+    QrStatus(QrStatus),
+    /// `error`.
+    Error(ErrorEvent),
+}
+
+impl LibreFangEvent {
+    /// The frame's `method`.
+    pub fn method(&self) -> &'static str {
+        match self {
+            LibreFangEvent::Ready(_) => "ready",
+            LibreFangEvent::Message(_) => "message",
+            LibreFangEvent::Typing(_) => "typing",
+            LibreFangEvent::QrReady(_) => "qr_ready",
+            LibreFangEvent::QrStatus(_) => "qr_status",
+            LibreFangEvent::Error(_) => "error",
+        }
+    }
+
+    /// The whole frame as JSON, `{"method": ..., "params": {...}}`.
+    pub fn to_frame(&self) -> Value {
+        // Every params type is a struct of strings, booleans, lists and
+        // string-keyed maps: serializing it into a `Value` cannot fail.
+        serde_json::to_value(self).unwrap_or_else(|e| {
+            serde_json::json!({"method": "error", "params": {"message": format!("cannot encode a `{}` frame: {e}", self.method())}})
+        })
+    }
+}
+
+impl Serialize for LibreFangEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let method = self.method();
+        match self {
+            LibreFangEvent::Ready(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            LibreFangEvent::Message(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            LibreFangEvent::Typing(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            LibreFangEvent::QrReady(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            LibreFangEvent::QrStatus(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+            LibreFangEvent::Error(p) => FrameOut::new(method, Some(p)).serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LibreFangEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let FrameIn { method, params } = FrameIn::deserialize(deserializer)?;
+        Ok(match method.as_str() {
+            // Legacy adapters send a bare `{"method":"ready"}` (or `"params": null`).
+            "ready" if matches!(params, None | Some(Value::Null)) => {
+                LibreFangEvent::Ready(Ready::default())
+            }
+            "ready" => LibreFangEvent::Ready(params_of(&method, params)?),
+            "message" => LibreFangEvent::Message(params_of(&method, params)?),
+            "typing" => LibreFangEvent::Typing(params_of(&method, params)?),
+            "qr_ready" => LibreFangEvent::QrReady(params_of(&method, params)?),
+            "qr_status" => LibreFangEvent::QrStatus(params_of(&method, params)?),
+            "error" => LibreFangEvent::Error(params_of(&method, params)?),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "unknown LibreFang event `{other}`"
+                )));
+            }
+        })
+    }
+}
+
+macro_rules! into_event {
+    ($($ty:ty => $variant:ident),*) => {$(
+        impl From<$ty> for LibreFangEvent {
+            fn from(params: $ty) -> Self {
+                LibreFangEvent::$variant(params)
+            }
+        }
+    )*};
+}
+
+into_event!(
+    Ready => Ready,
+    Message => Message,
+    TypingIndicator => Typing,
+    QrReady => QrReady,
+    QrStatus => QrStatus,
+    ErrorEvent => Error
+);
+
+impl From<MessageBuilder> for LibreFangEvent {
+    fn from(builder: MessageBuilder) -> Self {
+        LibreFangEvent::Message(builder.build())
+    }
+}
+
+#[derive(Serialize)]
+struct FrameOut<'a, P> {
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a P>,
+}
+
+impl<'a, P> FrameOut<'a, P> {
+    fn new(method: &'a str, params: Option<&'a P>) -> Self {
+        FrameOut { method, params }
+    }
+}
+
+#[derive(Deserialize)]
+struct FrameIn {
+    method: String,
+    #[serde(default)]
+    params: Option<Value>,
+}
+
+fn params_of<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    method: &str,
+    params: Option<Value>,
+) -> Result<T, E> {
+    let params = params.ok_or_else(|| E::custom(format!("a `{method}` frame needs `params`")))?;
+    serde_json::from_value(params).map_err(|e| E::custom(format!("`{method}` params: {e}")))
+}
+
+// ---------------------------------------------------------------- emitting
+
+/// Emitting LibreFang events from an action or producer; implemented for
+/// [`Context`]. Bring it into scope with `use spoke::librefang::LibreFangEmit;`.
+pub trait LibreFangEmit {
+    /// Emits a LibreFang event: under `stdio` it is written to stdout as the
+    /// frame itself. Waits while the receiver is full; errs if it is gone or
+    /// the invocation was cancelled, never dropping the event silently.
+    fn emit_librefang(
+        &self,
+        event: impl Into<LibreFangEvent> + Send,
+    ) -> impl Future<Output = Result<(), EmitError>> + Send;
+}
+
+impl LibreFangEmit for Context {
+    fn emit_librefang(
+        &self,
+        event: impl Into<LibreFangEvent> + Send,
+    ) -> impl Future<Output = Result<(), EmitError>> + Send {
+        let frame = event.into().to_frame();
+        self.emit_custom(EVENT_NAME, frame)
+    }
+}

@@ -1,0 +1,323 @@
+//! The stdio sidecar transport: `<bin> stdio` serves the connector over
+//! stdin/stdout, for a host that runs it as a child process (the Spoke hub's
+//! supervisor, or LibreFang as a channel sidecar).
+//!
+//! # Spoke stdio protocol v1
+//!
+//! This is the contract; the transport implements exactly this and the hub
+//! supervisor relies on it.
+//!
+//! **Framing**: one JSON object per line (UTF-8, `\n`-terminated),
+//! `{"method": "...", "params": {...}}` (`params` optional). The connector
+//! writes frames ONLY to stdout (one writer task, bounded channel: writers
+//! wait, never drop); logs go to stderr. Started as `<bin> stdio`.
+//!
+//! ## Host to connector (stdin)
+//!
+//! - `invoke` `{id: string, action: string, input: object (default {}),
+//!   deadline_ms?: u64 (milliseconds from receipt)}` → exactly one `result`
+//!   with the same id, in any order. Invokes run CONCURRENTLY (bounded by
+//!   `SPOKE_MAX_IN_FLIGHT`, default 64; when full, stop reading stdin =
+//!   backpressure).
+//! - `resolve` `{id, operator, value: string}` → exactly one `result` (search
+//!   operator).
+//! - `cancel` `{id}` → cancels that invocation's token (unknown id: ignored).
+//! - `heartbeat` → accepted silently (liveness is the pipe itself).
+//! - `ready_ack` → stops the `ready` re-sends.
+//! - `shutdown` (or stdin EOF) → take no new work (later invokes get result
+//!   error code `"unavailable"`, message `"connector is shutting down"`,
+//!   details `{"started": false}`), finish in-flight work within
+//!   `SPOKE_SHUTDOWN_GRACE` (default 10s; then cancel), flush, exit 0.
+//! - LibreFang action methods WITHOUT an id: `send`, `typing`, `reaction`,
+//!   `interactive`, `stream_start`, `stream_delta`, `stream_end` → invoke the
+//!   connector's action of that name with `params` as input. These run
+//!   SEQUENTIALLY in arrival order (`stream_delta` ordering matters) on one
+//!   queue, separate from Spoke invokes. Failure, invalid input or panic →
+//!   `{"method":"error","params":{"message":"<action>: <error message>"}}`.
+//!   Success output is discarded (LibreFang expects no reply). If the
+//!   connector has no such action, it is an unknown method.
+//! - Unknown methods: tolerated (debug log, no reply). A line that is not a
+//!   JSON object, or lacks a string `method`, or an `invoke` missing
+//!   `id`/`action`, or an id already in flight →
+//!   `{"method":"error","params":{"message":"line <n>: <what was wrong>"}}`
+//!   and skipped. A line longer than the limit (`SPOKE_STDIO_MAX_LINE` bytes,
+//!   default 16 MiB; flag `--max-line-bytes`) → error frame
+//!   `line <n>: longer than <limit> bytes; skipped` and the rest of that line
+//!   is discarded WITHOUT buffering it. Never a crash.
+//!
+//! ## Connector to host (stdout)
+//!
+//! - `ready` params = `{"protocol_version": 1, "capabilities": [LibreFang
+//!   capabilities the connector supports: "typing" if it has a typing action,
+//!   "reaction" for reaction, "interactive" for interactive, "streaming" if it
+//!   has stream_start+stream_delta+stream_end, "thread" if its send input has
+//!   a thread_id property], "account_id": <SPOKE_ACCOUNT_ID, default the
+//!   connector name>, "suppress_error_responses": false,
+//!   "notification_recipients": [], "header_rules": [], "spoke": {"name",
+//!   "version", "display_name", "actions": [names], "search_operators":
+//!   [names], "capabilities": [manifest capabilities]}, "manifest": <the full
+//!   Spoke manifest>}`. Sent at start, and RE-SENT every 2 s until `ready_ack`
+//!   arrives, at most 5 times in total.
+//! - `result` `{id, output}` or `{id, error: {code, message, details?}}`.
+//! - `event` `{id?: request id (absent for producers), event: <Spoke Event
+//!   JSON: {"request_id","action","type":"progress"|"log"|"custom",...}>}`
+//!   for Spoke events (`ctx.progress` / emit).
+//! - LibreFang events as their own methods, built by the typed builders of
+//!   [`librefang`](crate::librefang): `message` `{user_id, user_name, text,
+//!   content?: {"Text": text}` (`MessageBuilder` fills `content` and mirrors
+//!   `text`), `channel_id?, platform?, thread_id?...}`, `typing` `{user_id,
+//!   user_name, is_typing}`, `qr_ready` `{qr_code, qr_url?, message?,
+//!   expires_at?}`, `qr_status` `{status, message?}`, `error` `{message}`.
+//!   Optional fields are omitted when unset (compared to LibreFang's corpus
+//!   by structural JSON equality).
+//! - `heartbeat` is never sent by the connector.
+//!
+//! ## Describe
+//!
+//! `<bin> --describe` / `<bin> describe` (no config needed, stdin may be
+//! closed, well under 5 s) prints ONE JSON object: the Spoke manifest's keys
+//! (`spoke`, `name`, `version`, `display_name`, `description`, `config`,
+//! `actions`, `search_operators`, `capabilities`) PLUS LibreFang's `fields`:
+//! `[{key, label (label or key in Title Case), type: "secret" (secret fields)
+//! | "bool" | "number" (integer/number) | "list" (array) | "select" (schema
+//! has enum; then options: the enum values as strings) | "text", required,
+//! placeholder (string, "" when unset), advanced, options? (select only)}]`
+//! from the `#[config_field]`s in declaration order; see
+//! [`describe_form`](crate::describe_form).
+//!
+//! ## Details the contract leaves open
+//!
+//! - Line numbers count every line read, from 1, including blank and
+//!   skipped ones. A `\r` before the `\n` is dropped; a last line without a
+//!   `\n` still counts; blank (whitespace-only) lines are ignored without an
+//!   error. The limit counts the bytes before the `\n`.
+//! - An `invoke` or `resolve` with a usable `id` but an unusable
+//!   `deadline_ms` (not a non-negative integer) or, for `resolve`, a `value`
+//!   that is not a string, is answered with one `result` error
+//!   `invalid_input` for that id rather than an `error` frame, so the host is
+//!   never left waiting. `input` that is not an object is the action's
+//!   `invalid_input` error, as on every transport. `params` that are not an
+//!   object (for `invoke`, `resolve`, `cancel`) and a `cancel` without an
+//!   `id` are `line <n>` errors.
+//! - A `deadline_ms` too far away to represent means no deadline.
+//! - LibreFang commands arriving after shutdown began, or still queued when
+//!   the grace is over, are not run: each gets an `error` frame
+//!   `<action>: connector is shutting down`.
+//! - `event` frames of LibreFang commands carry no `id` (LibreFang gave
+//!   none). A custom event named [`librefang::EVENT_NAME`](crate::librefang::EVENT_NAME) whose data is a
+//!   frame with a method a connector may send (`message`, `typing`,
+//!   `qr_ready`, `qr_status`, `error`) and object `params` is written as that
+//!   frame; any other (e.g. a forged `result`) is written as an ordinary
+//!   `event` frame, with a warning.
+//! - After the shutdown grace, cancelled work gets the instance's cancel grace
+//!   (2 s) and one more second; an invocation still running then is
+//!   abandoned and answered with a `cancelled` result.
+//! - `spoke.actions` lists the visible (not `hidden`) actions; the manifest
+//!   lists them all.
+//! - Exit codes of `<bin> stdio`: 0 after shutdown or EOF; 2 for usage,
+//!   configuration and start-up errors (nothing is written to stdout); 1
+//!   when stdout or stdin fails (the host has gone away).
+//!
+//! # Environment
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `SPOKE_STDIO_MAX_LINE` | longest input line, in bytes (`--max-line-bytes` overrides it) | `16777216` (16 MiB) |
+//! | `SPOKE_ACCOUNT_ID` | `account_id` of the `ready` frame | the connector's name |
+//! | `SPOKE_MAX_IN_FLIGHT` | invocations run at once | `64` |
+//! | `SPOKE_SHUTDOWN_GRACE` | how long in-flight work may take after shutdown, e.g. `30s` | `10s` |
+//!
+//! An empty variable counts as unset; a value that does not parse is an
+//! [`EnvError`] (a usage error, exit code 2).
+//!
+//! # In-process use
+//!
+//! [`run`] serves any reader and writer, e.g. the two ends of
+//! [`tokio::io::duplex`] pipes in tests:
+//!
+//! ```no_run
+//! # async fn demo(instance: spoke_runtime::Instance) -> Result<(), spoke_runtime::stdio::StdioError> {
+//! use spoke_runtime::stdio::{StdioOptions, run};
+//! // The host writes to `to_connector` and reads `from_connector`.
+//! let (to_connector, connector_stdin) = tokio::io::duplex(64 * 1024);
+//! let (connector_stdout, from_connector) = tokio::io::duplex(64 * 1024);
+//! # drop((to_connector, from_connector));
+//! run(instance, connector_stdin, connector_stdout, StdioOptions::default()).await
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::hub_env::{EnvError, MAX_IN_FLIGHT, SHUTDOWN_GRACE};
+use crate::instance::Instance;
+use crate::stdio_session::Session;
+
+/// `SPOKE_STDIO_MAX_LINE`: the longest input line, in bytes.
+pub const MAX_LINE: &str = "SPOKE_STDIO_MAX_LINE";
+/// `SPOKE_ACCOUNT_ID`: the `account_id` of the `ready` frame.
+pub const ACCOUNT_ID: &str = "SPOKE_ACCOUNT_ID";
+
+/// The default line limit: 16 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// How long the writer may take to flush the last frames after the session.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
+
+/// How a stdio session behaves; [`Default`] is the contract's defaults,
+/// [`StdioOptions::from_env`] reads the variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StdioOptions {
+    /// The longest input line, in bytes (not counting the `\n`).
+    pub max_line_bytes: usize,
+    /// Invocations (`invoke`, `resolve`) run at once.
+    pub max_in_flight: usize,
+    /// How long in-flight work may take after shutdown before it is cancelled.
+    pub shutdown_grace: Duration,
+    /// The `account_id` of the `ready` frame (default: the connector's name).
+    pub account_id: Option<String>,
+    /// How often `ready` is re-sent until `ready_ack`.
+    pub ready_interval: Duration,
+    /// How many `ready` frames are sent at most, the first included.
+    pub ready_max_sends: u32,
+}
+
+impl Default for StdioOptions {
+    fn default() -> Self {
+        StdioOptions {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_in_flight: 64,
+            shutdown_grace: Duration::from_secs(10),
+            account_id: None,
+            ready_interval: Duration::from_secs(2),
+            ready_max_sends: 5,
+        }
+    }
+}
+
+impl StdioOptions {
+    /// The defaults, overridden by this process's variables; see the
+    /// [module docs](self#environment).
+    pub fn from_env() -> Result<Self, EnvError> {
+        let mut vars = Vec::new();
+        for name in [MAX_LINE, ACCOUNT_ID, MAX_IN_FLIGHT, SHUTDOWN_GRACE] {
+            match std::env::var(name) {
+                Ok(value) => vars.push((name, value)),
+                Err(std::env::VarError::NotPresent) => {}
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(env_error(name, "the value is not valid UTF-8"));
+                }
+            }
+        }
+        Self::from_vars(vars)
+    }
+
+    /// The defaults, overridden by the variables among `vars` (others are
+    /// ignored).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use spoke_runtime::stdio::StdioOptions;
+    /// let o = StdioOptions::from_vars([
+    ///     ("SPOKE_STDIO_MAX_LINE", "1024"),
+    ///     ("SPOKE_SHUTDOWN_GRACE", "3s"),
+    ///     ("SPOKE_ACCOUNT_ID", "bot-1"),
+    /// ])?;
+    /// assert_eq!(o.max_line_bytes, 1024);
+    /// assert_eq!(o.shutdown_grace, Duration::from_secs(3));
+    /// assert_eq!(o.account_id.as_deref(), Some("bot-1"));
+    /// assert_eq!(o.max_in_flight, 64);
+    /// assert!(StdioOptions::from_vars([("SPOKE_MAX_IN_FLIGHT", "0")]).is_err());
+    /// # Ok::<(), spoke_runtime::hub_env::EnvError>(())
+    /// ```
+    pub fn from_vars<K: AsRef<str>, V: AsRef<str>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, EnvError> {
+        let mut options = StdioOptions::default();
+        for (name, value) in vars {
+            let (name, value) = (name.as_ref(), value.as_ref().trim());
+            if value.is_empty() {
+                continue;
+            }
+            match name {
+                MAX_LINE => options.max_line_bytes = positive(name, value)?,
+                MAX_IN_FLIGHT => options.max_in_flight = positive(name, value)?,
+                SHUTDOWN_GRACE => {
+                    options.shutdown_grace =
+                        crate::duration::parse(value).map_err(|e| env_error(name, e))?;
+                }
+                ACCOUNT_ID => options.account_id = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn positive(name: &str, value: &str) -> Result<usize, EnvError> {
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(env_error(
+            name,
+            format!("expected a positive integer, got `{value}`"),
+        )),
+    }
+}
+
+fn env_error(variable: &str, message: impl Into<String>) -> EnvError {
+    EnvError {
+        variable: variable.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Why a stdio session ended with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StdioError {
+    /// Writing to stdout failed: the host has gone away.
+    #[error("cannot write to stdout: {0}")]
+    Output(#[source] std::io::Error),
+    /// Reading stdin failed (in-flight work was drained first).
+    #[error("cannot read stdin: {0}")]
+    Input(#[source] std::io::Error),
+}
+
+/// Serves `instance` over the stdio protocol: requests from `input`, frames
+/// to `output`, until `shutdown` or the end of `input`, then drains
+/// in-flight work (see the [module docs](self)). `Ok` after a clean
+/// shutdown; every frame has been written and flushed by then.
+pub async fn run<R, W>(
+    instance: Instance,
+    input: R,
+    output: W,
+    options: StdioOptions,
+) -> Result<(), StdioError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (frames, writer) = crate::stdio_out::channel();
+    let failure = writer.failure();
+    let finish = CancellationToken::new();
+    let mut writer = tokio::spawn(writer.run(output, finish.clone()));
+    let outcome = Session::new(instance, options, frames).serve(input).await;
+    finish.cancel();
+    if tokio::time::timeout(FINAL_FLUSH, &mut writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("stdout did not take the last frames in time; giving up on them");
+        writer.abort();
+    }
+    let failed = failure
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    match failed {
+        Some(e) => Err(StdioError::Output(e)),
+        None => outcome,
+    }
+}
