@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! spoke hub [--listen ADDR] [--heartbeat-interval D] [--resume-window D] [--shutdown-grace D]
+//!           [--sidecars FILE.toml]
 //! spoke ls [--json]                         connector types and their instances
 //! spoke describe <connector>                a connector's manifest (pretty JSON)
 //! spoke call <connector> <action> [JSON|-]  call an action through the hub
@@ -14,6 +15,7 @@
 //! `spoke hub` exits 0 after a signal-driven shutdown and 1 if it cannot run.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use spoke_runtime::duration;
 
 use crate::client::{self, CallOptions, EXIT_USAGE, RouteFlag};
 use crate::config::{self, DEFAULT_LISTEN, HubConfig};
-use crate::server;
+use crate::{server, sidecars_config};
 
 /// The hub URL the client commands use unless told otherwise.
 pub const DEFAULT_HUB_URL: &str = "http://127.0.0.1:7700";
@@ -78,6 +80,10 @@ struct HubArgs {
     /// On SIGINT/SIGTERM, how long connectors get to finish in-flight work.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration::parse)]
     shutdown_grace: Duration,
+    /// Supervise the stdio sidecars listed in this TOML file: start each,
+    /// attach it as a connector, restart it when it exits.
+    #[arg(long, value_name = "FILE.toml")]
+    sidecars: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +161,16 @@ pub fn main() -> ExitCode {
 
 fn run_hub(args: HubArgs) -> ExitCode {
     spoke_runtime::logging::init("info");
+    let sidecars = match &args.sidecars {
+        None => Vec::new(),
+        Some(path) => match sidecars_config::load(path) {
+            Ok(sidecars) => sidecars,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    };
     let config = HubConfig {
         listen: args.listen,
         heartbeat_interval: args.heartbeat_interval,
@@ -173,7 +189,7 @@ fn run_hub(args: HubArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config)) {
+    match runtime.block_on(server::run_supervised(config, sidecars)) {
         Ok(()) => {
             tracing::info!("hub stopped");
             ExitCode::SUCCESS

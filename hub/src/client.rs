@@ -528,7 +528,8 @@ fn ls_table(connectors: &[ConnectorSummary]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    rows.iter()
+    let mut lines: Vec<String> = rows
+        .iter()
         .map(|row| {
             let line: Vec<String> = row
                 .iter()
@@ -537,8 +538,20 @@ fn ls_table(connectors: &[ConnectorSummary]) -> String {
                 .collect();
             line.join("  ").trim_end().to_owned()
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    // Why an instance is down (a supervised sidecar's last failure).
+    for c in connectors {
+        for i in &c.instances {
+            let info = i.info.clone().unwrap_or_default();
+            if let Some(error) = info.metadata.get("last_error") {
+                lines.push(format!(
+                    "{}/{} ({}): last error: {error}",
+                    c.name, info.id, i.state
+                ));
+            }
+        }
+    }
+    lines.join("\n")
 }
 
 #[cfg(test)]
@@ -587,6 +600,33 @@ mod tests {
         assert!(lines[1].contains("files") && lines[1].contains("eu,prod"));
         assert!(lines[1].ends_with('2'));
         assert_eq!(ls_table(&[]), "no connectors attached");
+    }
+
+    #[test]
+    fn the_table_says_why_an_instance_is_down() {
+        let connectors = vec![ConnectorSummary {
+            name: "py".into(),
+            instances: vec![InstanceState {
+                info: Some(InstanceInfo {
+                    id: "py-1".into(),
+                    metadata: HashMap::from([(
+                        "last_error".to_owned(),
+                        "exited (exit status: 1)".to_owned(),
+                    )]),
+                    ..Default::default()
+                }),
+                state: "broken".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        let table = ls_table(&connectors);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert_eq!(
+            lines[2],
+            "py/py-1 (broken): last error: exited (exit status: 1)"
+        );
     }
 
     #[test]

@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use spoke_proto::v1::hub_server::Hub;
 use spoke_proto::v1::{
-    ConnectorSummary, DescribeRequest, DescribeResponse, Encoding, InstanceState, InvokeKind,
-    InvokeRequest, InvokeResponse, InvokeStreamItem, ListConnectorsRequest, ListConnectorsResponse,
-    invoke_stream_item,
+    ConnectorSummary, DescribeRequest, DescribeResponse, Encoding, InstanceInfo, InstanceState,
+    InvokeKind, InvokeRequest, InvokeResponse, InvokeStreamItem, ListConnectorsRequest,
+    ListConnectorsResponse, invoke_stream_item,
 };
 use spoke_runtime::Mode;
 use tokio::sync::mpsc;
@@ -34,6 +34,7 @@ use crate::pending::ItemSender;
 use crate::registry::Registry;
 use crate::routing::{self, Selection, Target};
 use crate::state::HubState;
+use crate::supervisor::StatusMap;
 use spoke_runtime::suggest;
 
 /// How many items may wait for a streaming caller.
@@ -77,12 +78,15 @@ pub(crate) fn invoke_metadata<T>(request: &Request<T>) -> HashMap<String, String
 #[derive(Debug, Clone)]
 pub(crate) struct ClientApi {
     state: Arc<HubState>,
+    sidecars: StatusMap,
 }
 
 impl ClientApi {
     /// The service over the hub's state.
-    pub(crate) fn new(state: Arc<HubState>) -> Self {
-        ClientApi { state }
+    /// The service over the hub's state, also listing the supervised
+    /// sidecars that are not attached.
+    pub(crate) fn with_sidecars(state: Arc<HubState>, sidecars: StatusMap) -> Self {
+        ClientApi { state, sidecars }
     }
 
     /// Checks a request and picks its instance(s); a refused call gets its
@@ -297,6 +301,8 @@ impl Hub for ClientApi {
                     .collect(),
             })
             .collect();
+        drop(tables);
+        let connectors = add_detached_sidecars(connectors, &self.sidecars);
         Ok(Response::new(ListConnectorsResponse { connectors }))
     }
 
@@ -344,6 +350,52 @@ async fn stream_call(state: &Arc<HubState>, call: &Call, selection: Selection, t
             }
         }
     }
+}
+
+/// Adds the supervised sidecars that are not attached (starting, restarting
+/// or broken) as instances of their connector, with state `broken` or
+/// `starting` and metadata `last_error`.
+fn add_detached_sidecars(
+    mut connectors: Vec<ConnectorSummary>,
+    sidecars: &StatusMap,
+) -> Vec<ConnectorSummary> {
+    for (name, status) in sidecars.lock().iter() {
+        if status.state == "attached" {
+            continue;
+        }
+        let attached = connectors.iter().any(|c| {
+            c.name == status.connector
+                && c.instances
+                    .iter()
+                    .any(|i| i.info.as_ref().is_some_and(|info| info.id == *name))
+        });
+        if attached {
+            continue;
+        }
+        let mut metadata = HashMap::from([("transport".to_owned(), "stdio".to_owned())]);
+        if let Some(error) = &status.last_error {
+            metadata.insert("last_error".to_owned(), error.clone());
+        }
+        let instance = InstanceState {
+            info: Some(InstanceInfo {
+                id: name.clone(),
+                display_name: name.clone(),
+                tags: Vec::new(),
+                metadata,
+            }),
+            state: status.state.to_owned(),
+            ..InstanceState::default()
+        };
+        match connectors.iter_mut().find(|c| c.name == status.connector) {
+            Some(c) => c.instances.push(instance),
+            None => connectors.push(ConnectorSummary {
+                name: status.connector.clone(),
+                instances: vec![instance],
+                ..ConnectorSummary::default()
+            }),
+        }
+    }
+    connectors
 }
 
 #[cfg(test)]

@@ -18,7 +18,10 @@
 //!   (once, elsewhere: a lost `read`, or any call refused as never started);
 //! - `state`: the registry and pending calls behind one lock; `deadline`:
 //!   `grpc-timeout`; `request_id`;
-//! - [`config`]: the hub's settings.
+//! - [`config`]: the hub's settings;
+//! - `supervisor`, `sidecar_bridge`, [`sidecars_config`]: `spoke hub
+//!   --sidecars FILE.toml`, stdio sidecars run, restarted and bridged to
+//!   the hub as connectors.
 
 #![warn(missing_docs)]
 
@@ -37,7 +40,10 @@ mod request_id;
 mod routing;
 pub mod server;
 mod session;
+mod sidecar_bridge;
+pub mod sidecars_config;
 mod state;
+mod supervisor;
 
 pub use config::HubConfig;
-pub use server::{ServeError, run, run_until};
+pub use server::{ServeError, run, run_supervised, run_until, run_until_supervised};

@@ -18,7 +18,9 @@ use tonic_health::server::HealthReporter;
 use crate::attach::AttachService;
 use crate::client_api::ClientApi;
 use crate::config::HubConfig;
+use crate::sidecars_config::SidecarSpec;
 use crate::state::HubState;
+use crate::supervisor::{StatusMap, Supervisor};
 
 /// How long the hub waits, beyond the shutdown grace, for connections to
 /// close before it exits anyway.
@@ -46,7 +48,17 @@ pub enum ServeError {
 /// Runs a hub until SIGINT or SIGTERM, printing
 /// `spoke hub listening on http://<ip>:<port>` to stdout once bound.
 pub async fn run(config: HubConfig) -> Result<(), ServeError> {
-    run_until(config, shutdown_signal(), |addr| {
+    run_supervised(config, Vec::new()).await
+}
+
+/// Like [`run`], and supervises the stdio `sidecars` (`spoke hub --sidecars`):
+/// each is started, attached to this hub as a connector, restarted when it
+/// exits, and shut down with the hub.
+pub async fn run_supervised(
+    config: HubConfig,
+    sidecars: Vec<SidecarSpec>,
+) -> Result<(), ServeError> {
+    run_until_supervised(config, sidecars, shutdown_signal(), |addr| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "spoke hub listening on http://{addr}");
         let _ = out.flush();
@@ -57,6 +69,17 @@ pub async fn run(config: HubConfig) -> Result<(), ServeError> {
 /// Runs a hub until `stop` completes; `on_bound` learns the bound address.
 pub async fn run_until(
     config: HubConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    run_until_supervised(config, Vec::new(), stop, on_bound).await
+}
+
+/// Runs a hub supervising `sidecars` until `stop` completes; `on_bound`
+/// learns the bound address.
+pub async fn run_until_supervised(
+    config: HubConfig,
+    sidecars: Vec<SidecarSpec>,
     stop: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
@@ -77,6 +100,7 @@ pub async fn run_until(
         config.resume_window
     );
     let state = HubState::new(config);
+    let statuses = StatusMap::default();
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
@@ -90,7 +114,10 @@ pub async fn run_until(
         .add_service(ConnectorHubServer::new(AttachService::new(Arc::clone(
             &state,
         ))))
-        .add_service(HubServer::new(ClientApi::new(Arc::clone(&state))));
+        .add_service(HubServer::new(ClientApi::with_sidecars(
+            Arc::clone(&state),
+            statuses.clone(),
+        )));
 
     on_bound(addr);
 
@@ -99,6 +126,8 @@ pub async fn run_until(
         let _ = stopped_rx.await;
     }));
     tokio::pin!(serving);
+    let supervisor =
+        (!sidecars.is_empty()).then(|| Supervisor::start(sidecars, addr, grace, statuses));
     tokio::select! {
         finished = &mut serving => return finish(finished),
         () = stop => {}
@@ -106,9 +135,14 @@ pub async fn run_until(
 
     tracing::info!("shutting down: draining connectors (grace {grace:?})");
     set_health(&health, ServingStatus::NotServing).await;
+    let stopping_sidecars = supervisor.map(|s| tokio::spawn(s.stop(grace + CLOSE_MARGIN)));
     state.begin_shutdown();
     let _ = stopped_tx.send(());
-    match tokio::time::timeout(grace + CLOSE_MARGIN, &mut serving).await {
+    let served = tokio::time::timeout(grace + CLOSE_MARGIN, &mut serving).await;
+    if let Some(stopping) = stopping_sidecars {
+        let _ = stopping.await;
+    }
+    match served {
         Ok(finished) => finish(finished),
         Err(_) => {
             tracing::warn!(

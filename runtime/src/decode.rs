@@ -21,7 +21,7 @@ pub fn decode<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionError> {
             }
             if text[0] != b'{' {
                 return Err(not_an_object(match serde_json::from_slice::<Value>(text) {
-                    Ok(v) => kind(&v),
+                    Ok(v) => json_kind(&v),
                     Err(e) => return Err(not_json(&e)),
                 }));
             }
@@ -38,7 +38,7 @@ pub fn decode<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionError> {
             Ok(value)
         }
         Input::Value(Value::Null) => decode(Input::Value(&empty())),
-        Input::Value(value) if !value.is_object() => Err(not_an_object(kind(value))),
+        Input::Value(value) if !value.is_object() => Err(not_an_object(json_kind(value))),
         Input::Value(value) => serde_path_to_error::deserialize(value)
             .map_err(|e| at_path(&e.path().to_string(), &e.into_inner().to_string())),
     }
@@ -52,7 +52,8 @@ fn not_an_object(found: &str) -> ActionError {
     ActionError::invalid_input_at("$", format!("input must be a JSON object, got {found}"))
 }
 
-fn kind(v: &Value) -> &'static str {
+/// How a JSON value is described in error messages: "an array", "null", ...
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

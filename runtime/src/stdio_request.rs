@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::decode::json_kind;
 use crate::error::ActionError;
 
 /// What one input line asks for.
@@ -81,11 +82,16 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, String> {
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(mut frame) = value else {
-        return Err(format!("expected a JSON object, got {}", kind(&value)));
+        return Err(format!("expected a JSON object, got {}", json_kind(&value)));
     };
     let method = match frame.remove("method") {
         Some(Value::String(m)) => m,
-        Some(other) => return Err(format!("`method` must be a string, got {}", kind(&other))),
+        Some(other) => {
+            return Err(format!(
+                "`method` must be a string, got {}",
+                json_kind(&other)
+            ));
+        }
         None => return Err("missing a string `method`".to_owned()),
     };
     let params = frame.remove("params").unwrap_or(Value::Null);
@@ -95,7 +101,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, String> {
             Value::Object(map) => Ok(map),
             other => Err(format!(
                 "`{method}` params must be an object, got {}",
-                kind(&other)
+                json_kind(&other)
             )),
         }
     };
@@ -141,7 +147,7 @@ fn resolve(mut params: Map<String, Value>) -> Result<Request, String> {
     let value = match params.remove("value") {
         Some(Value::String(v)) => v,
         other => {
-            let found = other.as_ref().map_or("nothing", kind);
+            let found = other.as_ref().map_or("nothing", json_kind);
             let error = ActionError::invalid_input_at(
                 "$.value",
                 format!("`resolve` needs a string `value`, got {found}"),
@@ -174,17 +180,6 @@ fn deadline_of(params: &Map<String, Value>) -> Result<Option<u64>, ActionError> 
                 "`deadline_ms` must be a whole number of milliseconds, got {v}"
             ))
         }),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

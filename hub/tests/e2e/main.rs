@@ -8,3 +8,4 @@ mod calls;
 mod cli;
 mod routing;
 mod service;
+mod sidecars;
