@@ -8,6 +8,7 @@
 //! cargo run --example faults -- actions
 //! cargo run --example faults -- call fail '{"code":"not_found","message":"no such issue"}'
 //! cargo run --example faults -- call panic '{"message":"boom"}'
+//! cargo run --example faults -- resolve panic boom
 //! cargo run --example faults -- call sleep '{"ms":10000}' --timeout 300ms
 //! cargo run --example faults -- call slow
 //! cargo run --example faults -- call progress '{"steps":3}'
@@ -23,8 +24,9 @@
 //! - **Bad input** never reaches your code: decoding fails with
 //!   `invalid_input` and `details.path` naming the field (`whole`).
 //! - **Panics** are isolated: a panicking action, async (`panic`) or sync
-//!   (`panic_blocking`), becomes a `panicked` error with the panic message, and
-//!   the connector keeps serving.
+//!   (`panic_blocking`), or a panicking search operator (`resolve panic
+//!   <message>`), becomes a `panicked` error with the panic message, and the
+//!   connector keeps serving.
 //! - **Deadlines**: the earlier of the caller's deadline (`--timeout`) and the
 //!   action's own `timeout` (`slow`). When it passes, the context is
 //!   cancelled, the caller gets `deadline_exceeded` at once and the action's
@@ -310,6 +312,17 @@ impl Faults {
             .find(|c| key(c.as_str()) == key(&value))
             .map(|c| c.as_str().to_owned())
             .ok_or_else(|| ActionError::not_found(format!("no error code `{value}`")))
+    }
+
+    /// Panic while resolving `panic:<message>`, with the value as the panic message.
+    ///
+    /// Search operators are isolated like actions: the caller gets a
+    /// `panicked` error and the connector keeps serving.
+    // Operators and actions have separate names, but fns share one impl
+    // block: the fn needs a name other than the `panic` action's.
+    #[search_operator(name = "panic", attribute = "panic_message")]
+    async fn panic_operator(&self, value: String) -> String {
+        panic!("{value}");
     }
 }
 

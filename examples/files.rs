@@ -34,7 +34,12 @@ const MAX_LIMIT: usize = 1000;
 #[connector(name = "files", init = Self::init)]
 pub struct Files {
     /// The directory served; every path is relative to it.
-    #[config_field(env = "FILES_ROOT", label = "Root directory", example = "/srv/shared")]
+    #[config_field(
+        env = "FILES_ROOT",
+        label = "Root directory",
+        placeholder = "/path/to/served/dir",
+        example = "/srv/shared"
+    )]
     root: PathBuf,
     /// The largest file, in bytes, that `read` returns and `write` accepts.
     #[config_field(env = "FILES_MAX_BYTES", default = 1_048_576, advanced)]

@@ -507,6 +507,93 @@ fn echo_actions_lists_echo() {
 }
 
 #[test]
+fn help_lists_every_command() {
+    let out = cli("echo", &["--help"]);
+    assert_exit(&out, 0);
+    assert_eq!(stderr(&out), "");
+    let text = stdout(&out);
+    // The first word of each line of the `Commands:` section.
+    let commands: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "serve", "stdio", "describe", "call", "resolve", "check", "actions"
+        ],
+        "{text}"
+    );
+    for option in ["--connector <NAME>", "--config <FILE>", "--describe"] {
+        assert!(text.contains(option), "{option}: {text}");
+    }
+}
+
+/// The lines of some stderr text that are log lines of this level (`INFO`, `DEBUG`...).
+fn log_lines<'a>(err: &'a str, level: &str) -> Vec<&'a str> {
+    let level = format!(" {level} ");
+    err.lines().filter(|l| l.contains(&level)).collect()
+}
+
+#[test]
+fn rust_log_overrides_the_default_log_filter() {
+    // `stdio` logs at info by default. A `cancel` for an id that is not in
+    // flight is a debug line, shown only when RUST_LOG asks for it.
+    let stdio = |rust_log: Option<&str>| {
+        let mut cmd = example("echo");
+        cmd.arg("stdio");
+        if let Some(filter) = rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        run_with_stdin(
+            &mut cmd,
+            "{\"method\":\"cancel\",\"params\":{\"id\":\"not-in-flight\"}}\n",
+        )
+    };
+    let default = stdio(None);
+    let debug = stdio(Some("debug"));
+    let quiet = stdio(Some("warn"));
+    for out in [&default, &debug, &quiet] {
+        assert_exit(out, 0);
+    }
+    let (default_err, debug_err, quiet_err) = (stderr(&default), stderr(&debug), stderr(&quiet));
+    assert!(!log_lines(&default_err, "INFO").is_empty(), "{default_err}");
+    assert_eq!(
+        log_lines(&default_err, "DEBUG"),
+        [] as [&str; 0],
+        "{default_err}"
+    );
+    assert!(!log_lines(&debug_err, "INFO").is_empty(), "{debug_err}");
+    assert!(!log_lines(&debug_err, "DEBUG").is_empty(), "{debug_err}");
+    assert_eq!(quiet_err, "", "RUST_LOG=warn hides the info lines");
+    // Logs never touch stdout, which belongs to the protocol.
+    assert!(stdout(&default).starts_with("{\"method\":\"ready\""));
+    assert_eq!(stdout(&debug), stdout(&default));
+    assert_eq!(stdout(&quiet), stdout(&default));
+
+    // `call` logs only warnings by default; any filter leaves its stdout alone.
+    let call = |rust_log: Option<&str>| {
+        let mut cmd = example("echo");
+        cmd.args(["call", "echo", r#"{"text":"hi"}"#]);
+        if let Some(filter) = rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        run(&mut cmd)
+    };
+    let quiet = call(None);
+    assert_exit(&quiet, 0);
+    assert_eq!(stderr(&quiet), "");
+    for filter in ["debug", "trace"] {
+        let out = call(Some(filter));
+        assert_exit(&out, 0);
+        assert_eq!(stdout(&out), "\"hi\"\n", "RUST_LOG={filter}");
+    }
+}
+
+#[test]
 fn unknown_subcommand_is_a_usage_error() {
     let err = usage_error(&cli("echo", &["frobnicate"]));
     assert!(
@@ -674,7 +761,19 @@ fn faults_manifest_lists_every_lesson() {
         schema["properties"]["customer"]["required"],
         json!(["name"])
     );
-    assert_eq!(m["search_operators"][0]["operator"], "code");
+    let operators: Vec<Value> = m["search_operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| json!([o["operator"], o["attribute_key"], o["value_type"]]))
+        .collect();
+    assert_eq!(
+        operators,
+        [
+            json!(["code", "error_code", "text"]),
+            json!(["panic", "panic_message", "text"]),
+        ]
+    );
     assert_no_refs(&m);
 }
 
@@ -1009,14 +1108,26 @@ fn resolve_runs_a_search_operator() {
 }
 
 #[test]
+fn a_panicking_search_operator_becomes_panicked_and_the_process_exits_normally() {
+    let out = cli("faults", &["resolve", "panic", "boom: the operator kind"]);
+    assert_not_signalled(&out);
+    let message = action_error(&out, "panicked");
+    assert_eq!(message, "boom: the operator kind");
+    assert_eq!(details(&out), None);
+}
+
+#[test]
 fn resolve_of_an_unknown_operator_is_not_found() {
     let out = cli("faults", &["resolve", "cod", "x"]);
     let message = action_error(&out, "not_found");
     assert_eq!(
         message,
-        "connector `faults` has no search operator `cod`; did you mean `code`? (search_operators: code)"
+        "connector `faults` has no search operator `cod`; did you mean `code`? (search_operators: code, panic)"
     );
-    assert_eq!(details(&out), Some(json!({"search_operators": ["code"]})));
+    assert_eq!(
+        details(&out),
+        Some(json!({"search_operators": ["code", "panic"]}))
+    );
 
     let out = cli("echo", &["resolve", "ext", "rs"]);
     let message = action_error(&out, "not_found");

@@ -23,6 +23,9 @@ pub struct Lab {
     retries: u32,
     #[config_field(secret, env = "LAB_TOKEN")]
     token: Option<Secret<String>>,
+    /// A secret that must parse (a `u64`), so a bad value is an error.
+    #[config_field(secret, env = "LAB_PIN")]
+    pin: Option<Secret<u64>>,
     #[config_field(default)]
     tags: Vec<String>,
     #[config_field(env = "LAB_FAIL_INIT", default = false)]
@@ -122,6 +125,7 @@ impl Lab {
             "root": self.root,
             "retries": self.retries,
             "has_token": self.token.is_some(),
+            "has_pin": self.pin.is_some(),
             "tags": self.tags,
             "inits": self.inits.load(Ordering::SeqCst),
         })
@@ -333,20 +337,39 @@ async fn config_loads_defaults_options_and_json_lists_and_init_runs_once() {
     let got = call(&i, "config", json!({})).await.unwrap();
     assert_eq!(
         got,
-        json!({"root": "/r", "retries": 3, "has_token": true, "tags": ["a", "b"], "inits": 1})
+        json!({"root": "/r", "retries": 3, "has_token": true, "has_pin": false, "tags": ["a", "b"], "inits": 1})
     );
+}
+
+/// A secret `u64` that does not parse, distinctive enough to search for.
+const BAD_PIN: &str = "sekrit-0xDEADBEEF";
+
+/// Asserts that no piece of the bad pin appears in `text`.
+#[track_caller]
+fn assert_pin_hidden(text: &str) {
+    let lower = text.to_lowercase();
+    for piece in [BAD_PIN, "sekrit", "deadbeef"] {
+        assert!(
+            !lower.contains(&piece.to_lowercase()),
+            "the secret leaked ({piece}): {text}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn every_config_problem_is_reported_at_once_without_secret_values() {
-    let err = lab(&[("LAB_RETRIES", "many"), ("LAB_TOKEN", "")])
-        .await
-        .unwrap_err();
+    let err = lab(&[
+        ("LAB_RETRIES", "many"),
+        ("LAB_PIN", BAD_PIN),
+        ("LAB_TOKEN", "t0k3n-valid-but-secret"),
+    ])
+    .await
+    .unwrap_err();
     let StartError::Config(errors) = &err else {
         panic!("expected config errors, got {err}")
     };
     let text = err.to_string();
-    assert_eq!(errors.problems.len(), 2, "{text}");
+    assert_eq!(errors.problems.len(), 3, "{text}");
     assert!(
         text.contains("`root` (env LAB_ROOT): required but not set"),
         "{text}"
@@ -355,6 +378,42 @@ async fn every_config_problem_is_reported_at_once_without_secret_values() {
         text.contains("`retries` (env LAB_RETRIES): invalid value \"many\""),
         "{text}"
     );
+    assert!(
+        text.contains("`pin` (env LAB_PIN): invalid value (not shown: the field is secret)"),
+        "{text}"
+    );
+    let pin = errors
+        .problems
+        .iter()
+        .find(|p| p.key == "pin")
+        .unwrap_or_else(|| panic!("a problem for `pin`: {text}"));
+    assert_eq!(pin.env.as_deref(), Some("LAB_PIN"));
+    // Nowhere: not in the message, the structured problems or their Debug.
+    for shown in [text.clone(), format!("{err:?}"), format!("{errors:?}")] {
+        assert_pin_hidden(&shown);
+        assert!(!shown.contains("t0k3n"), "a valid secret leaked: {shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_secret_from_a_json_config_is_not_shown_either() {
+    let ty = registry().get("lab").expect("lab is registered").clone();
+    let source = ConfigSource::from_json(json!({"root": "/r", "pin": BAD_PIN})).unwrap();
+    let err = Instance::start(ty.clone(), source).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("`pin` (env LAB_PIN): invalid value (not shown: the field is secret)"),
+        "{text}"
+    );
+    assert_pin_hidden(&text);
+    assert_pin_hidden(&format!("{err:?}"));
+    // A JSON value of the wrong kind is hidden too.
+    let source =
+        ConfigSource::from_json(json!({"root": "/r", "pin": {"sekrit": "deadbeef"}})).unwrap();
+    let err = Instance::start(ty, source).await.unwrap_err();
+    assert!(err.to_string().contains("`pin` (env LAB_PIN)"), "{err}");
+    assert_pin_hidden(&err.to_string());
+    assert_pin_hidden(&format!("{err:?}"));
 }
 
 #[tokio::test]

@@ -245,6 +245,41 @@ fn describe_lists_every_action_operator_and_config_field() {
             &json!(1_048_576)
         )
     );
+    // The form metadata of `#[config_field(...)]`, as the config schema maps
+    // it: `label` is the `title`, `example` one of the `examples`,
+    // `placeholder` and `advanced` the `x-placeholder` and `x-advanced`
+    // extensions. What a field does not set is absent, not empty or false.
+    assert_eq!(
+        *root,
+        json!({
+            "type": "string",
+            "description": "The directory served; every path is relative to it.",
+            "title": "Root directory",
+            "x-placeholder": "/path/to/served/dir",
+            "examples": ["/srv/shared"],
+            "x-env": "FILES_ROOT",
+        })
+    );
+    assert_eq!(
+        *max,
+        json!({
+            "type": "integer",
+            "format": "uint64",
+            "minimum": 0,
+            "description": "The largest file, in bytes, that `read` returns and `write` accepts.",
+            "default": 1_048_576,
+            "x-advanced": true,
+            "x-env": "FILES_MAX_BYTES",
+        })
+    );
+    // LibreFang's form carries the same metadata.
+    assert_eq!(
+        manifest["fields"],
+        json!([
+            {"key": "root", "label": "Root directory", "type": "text", "required": true, "placeholder": "/path/to/served/dir", "advanced": false},
+            {"key": "max_bytes", "label": "Max Bytes", "type": "number", "required": false, "placeholder": "", "advanced": true},
+        ])
+    );
 
     let list = &manifest["actions"][1]["input_schema"];
     let mut params: Vec<&String> = list["properties"].as_object().unwrap().keys().collect();

@@ -217,6 +217,48 @@ pub fn strip(item: &ItemStruct) -> ItemStruct {
     item
 }
 
+/// Removes our helper attributes from the fields of an enum's variants or of
+/// a union (where `#[connector]` was misplaced). When there were any, returns
+/// the struct they belong in, as a fix to show: `struct Files { #[config_field]
+/// root: String }`, from the type's name and the first such field.
+pub fn strip_nested(item: &mut syn::Item) -> Option<String> {
+    let (ident, fields): (&Ident, Vec<&mut syn::Field>) = match item {
+        syn::Item::Enum(e) => (
+            &e.ident,
+            e.variants
+                .iter_mut()
+                .flat_map(|v| v.fields.iter_mut())
+                .collect(),
+        ),
+        syn::Item::Union(u) => (&u.ident, u.fields.named.iter_mut().collect()),
+        _ => return None,
+    };
+    let mut first = None;
+    for field in fields {
+        let before = field.attrs.len();
+        field.attrs.retain(|a| !a.path().is_ident(HELPER));
+        if first.is_none() && field.attrs.len() != before {
+            let name = field
+                .ident
+                .as_ref()
+                .map_or_else(|| "field".to_owned(), ToString::to_string);
+            let field_ty = &field.ty;
+            let ty = quote!(#field_ty).to_string();
+            let ty = [
+                (" < ", "<"),
+                ("< ", "<"),
+                (" >", ">"),
+                (" :: ", "::"),
+                (" ,", ","),
+            ]
+            .iter()
+            .fold(ty, |t, (from, to)| t.replace(from, to));
+            first = Some(format!("struct {ident} {{ #[config_field] {name}: {ty} }}"));
+        }
+    }
+    first
+}
+
 /// Generates the `Connector` impl, the config field table and the registration.
 pub fn expand(model: &ConnectorStruct) -> TokenStream {
     let ConnectorStruct {

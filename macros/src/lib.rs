@@ -120,9 +120,16 @@ pub(crate) fn expand_connector(args: TokenStream2, item: TokenStream2) -> TokenS
                 syn::Item::Fn(_) => "a function",
                 _ => "this item",
             };
+            // `#[config_field]`s inside (on a variant's or a union's fields) are
+            // part of the same mistake: say where they go, and strip them so
+            // they add no "cannot find attribute" error of their own.
+            let mut other = other;
+            let fix = connector_struct::strip_nested(&mut other)
+                .map(|fix| format!("; config fields are that struct's named fields: `{fix}`"))
+                .unwrap_or_default();
             let error = syn::Error::new_spanned(
                 item_keyword(&other),
-                format!("`#[connector]` goes on a struct with named fields (its config and state) or on that struct's impl block, not on {what}"),
+                format!("`#[connector]` goes on a struct with named fields (its config and state) or on that struct's impl block, not on {what}{fix}"),
             )
             .to_compile_error();
             let stand_in = match &other {
@@ -130,7 +137,7 @@ pub(crate) fn expand_connector(args: TokenStream2, item: TokenStream2) -> TokenS
                 syn::Item::Union(u) => connector_struct::fallback_impl(&u.ident, &u.generics, args),
                 _ => TokenStream2::new(),
             };
-            quote!(#error #item #stand_in)
+            quote!(#error #other #stand_in)
         }
         Err(e) => {
             let error = e.to_compile_error();
