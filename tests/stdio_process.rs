@@ -425,6 +425,28 @@ fn echo_channel_answers_send_full_with_a_message() {
 }
 
 #[test]
+fn echo_channel_answers_an_invoke_of_send_with_an_event_frame() {
+    // A Spoke host (the hub's bridge) calls `send` with an id: the message
+    // is an `event` frame with that id, which the host relays to its caller.
+    let mut channel = Sidecar::acked("echo_channel");
+    let send = fixture("commands", "send_full")["params"].clone();
+    channel.send(&invoke("s1", "send", send));
+    assert_eq!(
+        channel.frame(),
+        json!({"method": "event", "params": {"id": "s1", "event": {
+            "request_id": "s1", "action": "send", "type": "custom", "name": "librefang",
+            "data": {"method": "message", "params": {
+                "user_id": "c1", "user_name": "Alice",
+                "text": "echo: hello", "content": {"Text": "echo: hello"},
+                "channel_id": "c1", "platform": "echo_channel", "thread_id": "t1"
+            }}
+        }}})
+    );
+    assert_eq!(channel.frame(), result_ok("s1", Value::Null));
+    assert!(channel.finish().is_empty());
+}
+
+#[test]
 fn a_failing_librefang_action_is_an_error_frame() {
     let mut channel = Sidecar::acked("echo_channel");
     channel.send(&json!({"method": "stream_delta", "params": {"stream_id": "s9", "text": "x"}}));

@@ -16,7 +16,7 @@ use spoke::prelude::*;
 use spoke::producer;
 use spoke::stdio::{StdioError, StdioOptions};
 use stdio_support::{Host, instance, invoke, quiet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// A connector for exercising the transport.
@@ -109,6 +109,23 @@ impl Lab {
         panic!("no reactions: {}", p.reaction)
     }
 
+    /// Returns the invocation's metadata.
+    #[action(read)]
+    async fn whoami(&self, ctx: &Context) -> Value {
+        json!(ctx.metadata())
+    }
+
+    /// Emits `n` small custom events, stopping when it cannot.
+    #[action(read)]
+    async fn flood(&self, ctx: &Context, n: u32) -> u32 {
+        for i in 0..n {
+            if ctx.emit_custom("flood", json!(i)).await.is_err() {
+                return i;
+            }
+        }
+        n
+    }
+
     /// Upper-cases the value.
     #[search_operator(attribute = "upper")]
     async fn upper(&self, value: String) -> Result<String, ActionError> {
@@ -134,6 +151,31 @@ impl Prod {
             .map_err(gone)?;
         ctx.cancelled().await;
         Ok(())
+    }
+
+    /// Returns 1.
+    #[action(read)]
+    async fn one(&self) -> u32 {
+        1
+    }
+}
+
+/// A connector whose producers fail: one returns an error, one panics.
+#[connector(name = "tflaky")]
+pub struct FlakyProducers {}
+
+#[connector]
+impl FlakyProducers {
+    /// Fails at once, every run.
+    #[producer]
+    async fn refused(&self) -> Result<(), ActionError> {
+        Err(ActionError::unavailable("connection refused"))
+    }
+
+    /// Panics on every run.
+    #[producer]
+    async fn fragile(&self) {
+        panic!("socket gone")
     }
 
     /// Returns 1.
@@ -187,9 +229,10 @@ async fn ready_describes_the_connector() {
             "name": "tlab",
             "version": manifest.version,
             "display_name": "Tlab",
-            "actions": ["announce", "boom", "echo", "progress", "reaction", "send", "sleep", "stream_delta", "stubborn"],
+            "actions": ["announce", "boom", "echo", "flood", "progress", "reaction", "send", "sleep", "stream_delta", "stubborn", "whoami"],
             "search_operators": ["upper"],
             "capabilities": manifest.capabilities,
+            "max_in_flight": 64,
         })
     );
     assert_eq!(p["manifest"], serde_json::to_value(&manifest).unwrap());
@@ -283,14 +326,58 @@ async fn events_come_before_their_result_with_the_request_id() {
         );
     }
     assert_eq!(host.frame().await, result_ok("p", json!(3)));
-    // A LibreFang event emitted by a Spoke invoke is written as the frame itself.
+    // A LibreFang event emitted by a Spoke invoke is an `event` frame with
+    // the invoke's id, like any other event of it: a host that sends
+    // `invoke` relays events to its caller (bare LibreFang frames are for
+    // LibreFang, whose commands have no id).
     host.send(&invoke("a", "announce", json!({"text": "hey"})))
         .await;
     assert_eq!(
         host.frame().await,
-        json!({"method": "message", "params": {"user_id": "bot", "user_name": "Bot", "text": "hey"}})
+        json!({"method": "event", "params": {"id": "a", "event": {
+            "request_id": "a", "action": "announce", "type": "custom", "name": "librefang",
+            "data": {"method": "message", "params": {"user_id": "bot", "user_name": "Bot", "text": "hey"}}
+        }}})
     );
     assert_eq!(host.frame().await, result_ok("a", Value::Null));
+    finish_ok(host).await;
+}
+
+#[tokio::test]
+async fn metadata_reaches_the_context() {
+    let (mut host, ready) = Host::ready("tlab").await;
+    assert_eq!(ready["params"]["spoke"]["max_in_flight"], 64);
+    host.send(&json!({"method": "invoke", "params": {"id": "m", "action": "whoami", "metadata": {"caller": "spoke-cli", "traceparent": "00-ab-cd-01"}}}))
+        .await;
+    assert_eq!(
+        host.frame().await,
+        result_ok(
+            "m",
+            json!({"caller": "spoke-cli", "traceparent": "00-ab-cd-01"})
+        )
+    );
+    host.send(&invoke("none", "whoami", json!({}))).await;
+    assert_eq!(host.frame().await, result_ok("none", json!({})));
+    host.send(&json!({"method": "invoke", "params": {"id": "bad", "action": "whoami", "metadata": {"caller": 7}}}))
+        .await;
+    let frame = host.frame().await;
+    assert_eq!(error_code(&frame, "bad"), "invalid_input");
+    assert!(
+        frame["params"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("metadata"),
+        "{frame}"
+    );
+    assert!(finish_ok(host).await.is_empty());
+}
+
+#[tokio::test]
+async fn max_in_flight_in_the_ready_frame_follows_the_options() {
+    let mut options = quiet();
+    options.max_in_flight = 3;
+    let (host, ready) = Host::ready_with("tlab", options).await;
+    assert_eq!(ready["params"]["spoke"]["max_in_flight"], 3);
     finish_ok(host).await;
 }
 
@@ -557,6 +644,58 @@ async fn producer_events_reach_stdout_and_producers_stop_at_shutdown() {
         .unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn producer_failures_are_error_frames_and_the_session_goes_on() {
+    let (mut host, _) = Host::ready("tflaky").await;
+    let mut errors = Vec::new();
+    let mut logs = Vec::new();
+    while errors.len() < 2 || logs.len() < 2 {
+        let frame = host.frame().await;
+        match frame["method"].as_str() {
+            Some("error") => errors.push(frame["params"]["message"].as_str().unwrap().to_owned()),
+            Some("event") => {
+                let event = &frame["params"]["event"];
+                assert_eq!(event["type"], "log", "{frame}");
+                assert_eq!(event["level"], "error", "{frame}");
+                assert!(frame["params"].get("id").is_none(), "{frame}");
+                logs.push(event["message"].as_str().unwrap().to_owned());
+            }
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    errors.sort();
+    let (fragile, refused) = (&errors[0], &errors[1]);
+    assert!(
+        fragile.starts_with("producer `fragile` panicked: socket gone; restarting in "),
+        "{fragile}"
+    );
+    assert!(
+        refused.starts_with(
+            "producer `refused` failed: unavailable: connection refused; restarting in "
+        ),
+        "{refused}"
+    );
+    // The same report is also kept as the (Spoke) log event.
+    logs.sort();
+    assert_eq!(logs, errors);
+    // The session keeps serving while the producers are restarted.
+    host.send(&invoke("1", "one", json!({}))).await;
+    loop {
+        let frame = host.frame().await;
+        if frame["method"] == "result" {
+            assert_eq!(frame, result_ok("1", json!(1)));
+            break;
+        }
+        assert!(
+            ["error", "event"].contains(&frame["method"].as_str().unwrap()),
+            "{frame}"
+        );
+    }
+    host.send(&json!({"method": "shutdown"})).await;
+    let (_, outcome) = host.finish().await;
+    outcome.expect("a clean end");
+}
+
 // ---------------------------------------------------------------- shutdown
 
 #[tokio::test(start_paused = true)]
@@ -655,6 +794,61 @@ async fn a_host_that_stops_reading_ends_the_session_with_an_error() {
         .expect("ends")
         .unwrap();
     assert!(matches!(outcome, Err(StdioError::Output(_))), "{outcome:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invocation_done_while_stdout_is_full_still_gets_its_result_when_abandoned() {
+    // stdout is tiny and the host does not read it: `flood` fills it and
+    // the writer's queue, then `echo` finishes and waits to write its
+    // result. Shutdown, the grace and the cancel grace pass with stdout
+    // still full, so both are abandoned; each must still get one result.
+    let (mut stdin, connector_in) = tokio::io::duplex(64 * 1024);
+    let (connector_out, stdout) = tokio::io::duplex(1024);
+    let mut options = quiet();
+    options.shutdown_grace = Duration::from_secs(1);
+    let session = tokio::spawn(spoke::stdio::run(
+        instance("tlab").await,
+        connector_in,
+        connector_out,
+        options,
+    ));
+    let mut write = async |frame: Value| {
+        let mut line = serde_json::to_vec(&frame).unwrap();
+        line.push(b'\n');
+        stdin.write_all(&line).await.unwrap();
+    };
+    write(invoke("flood", "flood", json!({"n": 100_000}))).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    write(invoke("quick", "echo", json!({"text": "done"}))).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    write(json!({"method": "shutdown"})).await;
+    // Past the grace (1 s), the cancel grace (2 s) and the margin (1 s).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut results = std::collections::BTreeMap::<String, Vec<Value>>::new();
+    while let Some(line) = tokio::time::timeout(stdio_support::WAIT, lines.next_line())
+        .await
+        .expect("stdout ends")
+        .unwrap()
+    {
+        let frame: Value = serde_json::from_str(&line).unwrap();
+        if frame["method"] == "result" {
+            let id = frame["params"]["id"].as_str().unwrap().to_owned();
+            results.entry(id).or_default().push(frame);
+        }
+    }
+    assert_eq!(
+        results.keys().collect::<Vec<_>>(),
+        ["flood", "quick"],
+        "one result per invocation: {results:?}"
+    );
+    assert!(results.values().all(|r| r.len() == 1), "{results:?}");
+    assert_eq!(error_code(&results["flood"][0], "flood"), "cancelled");
+    tokio::time::timeout(stdio_support::WAIT, session)
+        .await
+        .expect("ends")
+        .unwrap()
+        .unwrap();
 }
 
 #[test]

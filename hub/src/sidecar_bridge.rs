@@ -2,8 +2,37 @@
 //! bridge it to the hub's own gRPC address as an ordinary connector
 //! (`ConnectorHub.Attach`), translating frames between the wire protocol and
 //! the stdio protocol (`spoke_runtime::stdio`).
+//!
+//! - **Registering**: the manifest of `ready` (or one made from its `spoke`
+//!   summary), with `spoke.max_in_flight` when declared, else 64.
+//! - **Calls**: an Invoke becomes `invoke` (or `resolve`) with the caller's
+//!   deadline (`deadline_ms`) and the Invoke's metadata (`metadata`); a
+//!   Cancel becomes `cancel`. Lines for stdin are queued (at most
+//!   [`STDIN_QUEUE`]; a call that finds the queue full fails at once with
+//!   `unavailable`, `started: false`) and numbered the way the stdio side
+//!   numbers what it reads, so an `error` frame `line <n>: ...` about a
+//!   call's line fails that call (`invalid_input` when the line was too
+//!   long, else `internal`; `started: false`). A call with a deadline that
+//!   gets no result within [`EXPIRY_MARGIN`] after it fails with
+//!   `deadline_exceeded` (and is cancelled at the sidecar).
+//! - **Reading the sidecar**: stdout and stderr are read as bytes, by line,
+//!   up to [`MAX_LINE`] (stderr [`MAX_STDERR_LINE`]): bytes that are not
+//!   UTF-8 become U+FFFD with a warning, longer lines are skipped without
+//!   being kept, and both pipes are read to their end, so the sidecar never
+//!   writes to a closed pipe.
+//! - **Events**: `event` frames are relayed as Events (with their request
+//!   id, empty for producers); bare LibreFang `message`, `typing`, `qr_ready`
+//!   and `qr_status` frames (a producer's or a LibreFang command's; a Spoke
+//!   sidecar writes an invoke's as `event` frames) as Events without a
+//!   request id whose JSON is the SDK's custom `librefang` event with the
+//!   frame as data. The hub only logs Events without a request id (debug
+//!   level); the bridge logs each such frame at info.
+//! - **The end**: the run ends when stdout ends, or [`STDOUT_AFTER_EXIT`]
+//!   after the process exited (a process it started may keep stdout open);
+//!   the stdin writer stops then too, even in the middle of a write.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -11,14 +40,13 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use spoke_proto::v1::connector_hub_client::ConnectorHubClient;
 use spoke_proto::v1::{
-    ConnectorFrame, Encoding, Error as WireError, Event, Goodbye, HubFrame, InstanceInfo,
+    ConnectorFrame, Encoding, Error as WireError, Event, Goodbye, HubFrame, InstanceInfo, Invoke,
     InvokeKind, Pong, Register, Result as WireResult, connector_frame, hub_frame, result,
 };
-use spoke_runtime::Manifest;
-use spoke_runtime::Mode;
 use spoke_runtime::manifest::{ActionManifest, MANIFEST_VERSION};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use spoke_runtime::{Event as SpokeEvent, EventKind, Manifest, Mode, librefang};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -32,8 +60,21 @@ use crate::supervisor::StatusMap;
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an exiting sidecar has to be reaped once its stdout closed.
 const REAP_TIMEOUT: Duration = Duration::from_secs(2);
-/// The `max_in_flight` the bridge registers (the stdio default).
+/// The `max_in_flight` the bridge registers when the sidecar's `ready` does
+/// not declare one (the stdio default).
 const MAX_IN_FLIGHT: u32 = 64;
+/// The longest stdout line taken from a sidecar (the stdio side's default
+/// limit); a longer one is skipped.
+const MAX_LINE: usize = spoke_runtime::stdio::DEFAULT_MAX_LINE_BYTES;
+/// The longest stderr line logged; a longer one is skipped.
+const MAX_STDERR_LINE: usize = 64 * 1024;
+/// How long stdout may stay open after the process exited.
+const STDOUT_AFTER_EXIT: Duration = Duration::from_millis(500);
+/// How long after a call's deadline the bridge still waits for its result.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
+/// Lines that may wait for the sidecar's stdin; beyond that a call fails
+/// at once (the sidecar is not reading).
+const STDIN_QUEUE: usize = 4096;
 
 /// What a sidecar run needs from its supervisor.
 #[derive(Debug, Clone)]
@@ -93,26 +134,23 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
     };
     tracing::info!(sidecar = %name, pid = child.id().unwrap_or(0), "sidecar started");
     if let Some(stderr) = child.stderr.take() {
-        let name = name.to_owned();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(sidecar = %name, "{line}");
-            }
-        });
+        tokio::spawn(log_stderr(name.to_owned(), stderr));
     }
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+    let (Some(child_stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         let _ = child.kill().await;
         return "cannot take the sidecar's pipes".into();
     };
-    let to_sidecar = spawn_writer(stdin);
-    let mut lines = BufReader::new(stdout).lines();
+    // The writer stops when this run ends, whatever the sidecar does.
+    let stop_writer = CancellationToken::new();
+    let _stop_writer = stop_writer.clone().drop_guard();
+    let mut stdin = Stdin::new(spawn_writer(child_stdin, stop_writer));
+    let mut lines = LineReader::new(stdout, MAX_LINE);
 
     // Wait for `ready`.
     let ready = tokio::select! {
-        ready = tokio::time::timeout(spec.ready_timeout, wait_ready(&mut lines)) => ready,
+        ready = tokio::time::timeout(spec.ready_timeout, wait_ready(&mut lines, &mut child, name)) => ready,
         () = ctx.stopping.cancelled() => {
-            stop_child(&mut child, &to_sidecar, ctx.grace).await;
+            stop_child(&mut child, &mut stdin, ctx.grace, name).await;
             return "stopped".into();
         }
     };
@@ -124,18 +162,21 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
                 show_duration(spec.ready_timeout)
             );
         }
-        Ok(None) => {
-            let status = reap(&mut child).await;
+        Ok(Ready::Ended(status)) => {
+            let status = match status {
+                Some(status) => status,
+                None => reap(&mut child).await,
+            };
             return format!("exited ({status}) before sending ready");
         }
-        Ok(Some(params)) => params,
+        Ok(Ready::Params(params)) => params,
     };
-    send_line(&to_sidecar, json!({"method": "ready_ack"})).await;
+    stdin.control(&json!({"method": "ready_ack"}), name);
 
     let manifest_json = match manifest_of(&params, name) {
         Ok(m) => m,
         Err(e) => {
-            stop_child(&mut child, &to_sidecar, ctx.grace).await;
+            stop_child(&mut child, &mut stdin, ctx.grace, name).await;
             return e;
         }
     };
@@ -146,27 +187,26 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
         ctx.statuses.update(name, |s| s.connector = connector);
     }
 
-    let (up, mut down) = match attach(ctx.hub, name, manifest_json).await {
+    let max_in_flight = max_in_flight_of(&params);
+    let (up, mut down) = match attach(ctx.hub, name, manifest_json, max_in_flight).await {
         Ok(link) => link,
         Err(e) => {
-            stop_child(&mut child, &to_sidecar, ctx.grace).await;
+            stop_child(&mut child, &mut stdin, ctx.grace, name).await;
             return e;
         }
     };
-    tracing::info!(sidecar = %name, "sidecar attached to the hub");
+    tracing::info!(sidecar = %name, max_in_flight, "sidecar attached to the hub");
     ctx.statuses.update(name, |s| s.state = "attached");
 
-    let mut bridge = Bridge {
-        name,
-        up: up.clone(),
-        to_sidecar: to_sidecar.clone(),
-        in_flight: HashMap::new(),
-        shutdown_sent: false,
-    };
+    let mut bridge = Bridge::new(name, up.clone(), stdin);
     let mut hub_open = true;
     let mut lost_hub: Option<String> = None;
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
+    // Set once the process has exited; its stdout then has a little while
+    // to reach its end (a process it started may still hold it open).
+    let mut exit_status: Option<String> = None;
+    let mut stdout_until: Option<Instant> = None;
     loop {
         let kill_timer = async {
             match kill_at {
@@ -174,15 +214,36 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
                 _ => std::future::pending().await,
             }
         };
+        let next_expiry = bridge.next_expiry();
         tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => bridge.on_sidecar_line(&line).await,
+            line = lines.next() => match line {
+                Ok(Some(Line::Data(bytes))) => bridge.on_sidecar_line(&bytes).await,
+                Ok(Some(Line::TooLong)) => tracing::warn!(
+                    sidecar = %name,
+                    "a stdout line is longer than {MAX_LINE} bytes; skipped"
+                ),
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(sidecar = %name, "cannot read the sidecar's stdout: {e}");
                     break;
                 }
             },
+            status = child.wait(), if exit_status.is_none() => {
+                exit_status = Some(match status {
+                    Ok(status) => show_status(status),
+                    Err(e) => format!("unknown status: {e}"),
+                });
+                stdout_until = Some(Instant::now() + STDOUT_AFTER_EXIT);
+            }
+            () = sleep_until_opt(stdout_until) => {
+                tracing::warn!(
+                    sidecar = %name,
+                    "its stdout is still open {} after it exited (a process it started may hold it); not waiting for it",
+                    show_duration(STDOUT_AFTER_EXIT)
+                );
+                break;
+            }
+            () = sleep_until_opt(next_expiry) => bridge.expire(Instant::now()).await,
             frame = down.message(), if hub_open => match frame {
                 Ok(Some(frame)) => {
                     if !bridge.on_hub_frame(frame).await {
@@ -192,7 +253,7 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
                 Ok(None) | Err(_) => hub_open = false,
             },
             () = ctx.stopping.cancelled(), if kill_at.is_none() => {
-                bridge.shutdown().await;
+                bridge.shutdown();
                 kill_at = Some(Instant::now() + ctx.grace);
             }
             () = kill_timer => {
@@ -204,11 +265,14 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
         if !hub_open && lost_hub.is_none() && !ctx.stopping.is_cancelled() {
             lost_hub = Some("lost its stream to the hub".into());
             tracing::warn!(sidecar = %name, "the hub closed the sidecar's stream; stopping it");
-            bridge.shutdown().await;
+            bridge.shutdown();
             kill_at.get_or_insert(Instant::now() + Duration::from_secs(1));
         }
     }
-    let status = reap(&mut child).await;
+    let status = match exit_status {
+        Some(status) => status,
+        None => reap(&mut child).await,
+    };
     tracing::info!(sidecar = %name, "sidecar exited ({status})");
     bridge.fail_in_flight(&status).await;
     let _ = up
@@ -231,16 +295,77 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
     lost_hub.unwrap_or_else(|| format!("exited ({status})"))
 }
 
-/// Reads stdout until a `ready` frame (its params) or the end.
-async fn wait_ready(lines: &mut Lines<BufReader<ChildStdout>>) -> Option<Value> {
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v.get("method").and_then(Value::as_str) == Some("ready")
-        {
-            return Some(v.get("params").cloned().unwrap_or(Value::Null));
+/// How waiting for `ready` ended.
+enum Ready {
+    /// The `ready` frame's params.
+    Params(Value),
+    /// Stdout ended first, or the process exited (with this status) and its
+    /// stdout did not bring `ready` soon after.
+    Ended(Option<String>),
+}
+
+/// Reads stdout until a `ready` frame (its params), the end of stdout, or a
+/// little after the process exited.
+async fn wait_ready(lines: &mut LineReader<ChildStdout>, child: &mut Child, name: &str) -> Ready {
+    let mut exited = None;
+    let mut until = None;
+    loop {
+        tokio::select! {
+            biased;
+            line = lines.next() => match line {
+                Ok(Some(Line::Data(bytes))) => {
+                    let line = decode(name, &bytes);
+                    match serde_json::from_str::<Value>(&line) {
+                        Ok(v) if v.get("method").and_then(Value::as_str) == Some("ready") => {
+                            return Ready::Params(v.get("params").cloned().unwrap_or(Value::Null));
+                        }
+                        _ => tracing::debug!(sidecar = %name, "before ready, ignoring: {}", shorten(&line)),
+                    }
+                }
+                Ok(Some(Line::TooLong)) => tracing::warn!(
+                    sidecar = %name,
+                    "a stdout line is longer than {MAX_LINE} bytes; skipped"
+                ),
+                Ok(None) => return Ready::Ended(exited),
+                Err(e) => {
+                    tracing::warn!(sidecar = %name, "cannot read the sidecar's stdout: {e}");
+                    return Ready::Ended(exited);
+                }
+            },
+            status = child.wait(), if exited.is_none() => {
+                exited = Some(match status {
+                    Ok(status) => show_status(status),
+                    Err(e) => format!("unknown status: {e}"),
+                });
+                until = Some(Instant::now() + STDOUT_AFTER_EXIT);
+            }
+            () = sleep_until_opt(until) => return Ready::Ended(exited),
         }
     }
-    None
+}
+
+/// Logs the sidecar's stderr, line by line, until its end: bytes that are
+/// not UTF-8 are shown as U+FFFD, and a line too long to log is skipped. It
+/// keeps reading whatever comes, so the sidecar never writes to a closed
+/// pipe.
+async fn log_stderr(name: String, stderr: ChildStderr) {
+    let mut lines = LineReader::new(stderr, MAX_STDERR_LINE);
+    loop {
+        match lines.next().await {
+            Ok(Some(Line::Data(bytes))) => {
+                tracing::info!(sidecar = %name, "{}", String::from_utf8_lossy(&bytes));
+            }
+            Ok(Some(Line::TooLong)) => tracing::warn!(
+                sidecar = %name,
+                "a stderr line is longer than {MAX_STDERR_LINE} bytes; not logged"
+            ),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(sidecar = %name, "cannot read the sidecar's stderr: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// Waits for an exiting child, killing it if it takes too long.
@@ -262,20 +387,48 @@ fn show_status(status: ExitStatus) -> String {
     status.to_string()
 }
 
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Sends `shutdown`, waits the grace, then kills.
-async fn stop_child(child: &mut Child, to_sidecar: &mpsc::Sender<String>, grace: Duration) {
-    send_line(to_sidecar, json!({"method": "shutdown"})).await;
+async fn stop_child(child: &mut Child, stdin: &mut Stdin, grace: Duration, sidecar: &str) {
+    stdin.control(&json!({"method": "shutdown"}), sidecar);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         let _ = child.kill().await;
     }
 }
 
-fn spawn_writer(mut stdin: tokio::process::ChildStdin) -> mpsc::Sender<String> {
-    let (tx, mut rx) = mpsc::channel::<String>(256);
+/// The task that writes lines to the sidecar's stdin, in order. It ends
+/// when every sender is gone (closing stdin), when a write fails, or when
+/// `stop` is cancelled, even in the middle of a write that cannot proceed
+/// (a sidecar that no longer reads, or a process it started holding the
+/// pipe open).
+fn spawn_writer(mut stdin: ChildStdin, stop: CancellationToken) -> mpsc::Sender<String> {
+    let (tx, mut rx) = mpsc::channel::<String>(STDIN_QUEUE);
     tokio::spawn(async move {
-        while let Some(mut line) = rx.recv().await {
-            line.push('\n');
-            if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+        loop {
+            let line = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                line = rx.recv() => match line {
+                    Some(line) => line,
+                    None => break,
+                },
+            };
+            let write = async {
+                stdin.write_all(line.as_bytes()).await?;
+                stdin.write_all(b"\n").await?;
+                stdin.flush().await
+            };
+            let written = tokio::select! {
+                () = stop.cancelled() => break,
+                written = write => written,
+            };
+            if written.is_err() {
                 break;
             }
         }
@@ -283,8 +436,183 @@ fn spawn_writer(mut stdin: tokio::process::ChildStdin) -> mpsc::Sender<String> {
     tx
 }
 
-async fn send_line(to_sidecar: &mpsc::Sender<String>, value: Value) {
-    let _ = to_sidecar.send(value.to_string()).await;
+/// Why a line was not queued for the sidecar's stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsent {
+    /// [`STDIN_QUEUE`] lines are already waiting: the sidecar is not reading.
+    Full,
+    /// The writer has stopped: stdin is closed or broken.
+    Closed,
+}
+
+/// The sidecar's stdin as the bridge sees it: lines queued for the writer
+/// task, numbered the way the stdio side numbers the lines it reads (from 1,
+/// every line: `ready_ack`, `invoke`, `resolve`, `cancel`, `shutdown`), so
+/// an `error` frame `line <n>: ...` names the line it is about. Queuing
+/// never waits: the bridge must go on reading the sidecar and the hub.
+struct Stdin {
+    tx: mpsc::Sender<String>,
+    /// Lines queued so far (the number of the last one).
+    queued: u64,
+}
+
+impl Stdin {
+    fn new(tx: mpsc::Sender<String>) -> Stdin {
+        Stdin { tx, queued: 0 }
+    }
+
+    /// Queues one frame as one line; its line number.
+    fn send(&mut self, frame: &Value) -> Result<u64, Unsent> {
+        // serde_json escapes newlines in strings: one frame is one line.
+        match self.tx.try_send(frame.to_string()) {
+            Ok(()) => {
+                self.queued += 1;
+                Ok(self.queued)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Unsent::Full),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Unsent::Closed),
+        }
+    }
+
+    /// Queues a frame that answers nothing (`ready_ack`, `cancel`,
+    /// `shutdown`); one that cannot be queued is logged and dropped.
+    fn control(&mut self, frame: &Value, sidecar: &str) {
+        let method = frame["method"].as_str().unwrap_or_default();
+        match self.send(frame) {
+            Ok(_) => {}
+            Err(Unsent::Full) => tracing::warn!(
+                sidecar,
+                "the sidecar is not reading its stdin ({STDIN_QUEUE} lines waiting); `{method}` dropped"
+            ),
+            Err(Unsent::Closed) => {
+                tracing::debug!(sidecar, "the sidecar's stdin is closed; `{method}` dropped");
+            }
+        }
+    }
+}
+
+/// One line of a sidecar's output.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line within the limit, without its `\n` (nor a `\r` before it).
+    Data(Vec<u8>),
+    /// A line longer than the limit: it is skipped, up to its `\n`, without
+    /// being kept.
+    TooLong,
+}
+
+/// Reads a sidecar's output as lines of bytes, whatever the bytes are, with
+/// a length limit. `next` is cancel-safe (what was read is kept in `self`),
+/// so it can be used in `select!`.
+struct LineReader<R> {
+    input: BufReader<R>,
+    limit: usize,
+    partial: Vec<u8>,
+    skipping: bool,
+    done: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(input: R, limit: usize) -> Self {
+        LineReader {
+            input: BufReader::new(input),
+            limit,
+            partial: Vec::new(),
+            skipping: false,
+            done: false,
+        }
+    }
+
+    /// The next line; `None` at the end. A last line without a `\n` counts.
+    async fn next(&mut self) -> std::io::Result<Option<Line>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if self.skipping {
+                let chunk = self.input.fill_buf().await?;
+                if chunk.is_empty() {
+                    self.done = true;
+                    continue;
+                }
+                match chunk.iter().position(|&b| b == b'\n') {
+                    Some(at) => {
+                        self.input.consume(at + 1);
+                        self.skipping = false;
+                    }
+                    None => {
+                        let all = chunk.len();
+                        self.input.consume(all);
+                    }
+                }
+                continue;
+            }
+            // At most one byte past the limit, to tell a line of exactly the
+            // limit from a longer one.
+            let room = (self.limit + 1).saturating_sub(self.partial.len());
+            let read = (&mut self.input)
+                .take(u64::try_from(room).unwrap_or(u64::MAX))
+                .read_until(b'\n', &mut self.partial)
+                .await?;
+            if self.partial.last() == Some(&b'\n') {
+                self.partial.pop();
+                if self.partial.last() == Some(&b'\r') {
+                    self.partial.pop();
+                }
+                return Ok(Some(Line::Data(std::mem::take(&mut self.partial))));
+            }
+            if self.partial.len() > self.limit {
+                self.partial = Vec::new();
+                self.skipping = true;
+                return Ok(Some(Line::TooLong));
+            }
+            if read == 0 {
+                self.done = true;
+                if self.partial.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(Line::Data(std::mem::take(&mut self.partial))));
+            }
+        }
+    }
+}
+
+/// A line as text: bytes that are not UTF-8 become U+FFFD, with a warning.
+fn decode<'a>(sidecar: &str, bytes: &'a [u8]) -> Cow<'a, str> {
+    let text = String::from_utf8_lossy(bytes);
+    if matches!(text, Cow::Owned(_)) {
+        tracing::warn!(
+            sidecar,
+            "a stdout line is not valid UTF-8; reading it with U+FFFD for the bad bytes"
+        );
+    }
+    text
+}
+
+/// At most the first 200 characters of a line, for the log.
+fn shorten(line: &str) -> String {
+    const MAX: usize = 200;
+    match line.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}... ({} bytes)", &line[..at], line.len()),
+        None => line.to_owned(),
+    }
+}
+
+/// The `max_in_flight` to register: `ready.params.spoke.max_in_flight` when
+/// the sidecar declares a positive one, else [`MAX_IN_FLIGHT`].
+fn max_in_flight_of(params: &Value) -> u32 {
+    params
+        .pointer("/spoke/max_in_flight")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(MAX_IN_FLIGHT)
+}
+
+/// The `<n>` of an `error` frame's message `line <n>: ...`.
+fn line_number(message: &str) -> Option<u64> {
+    let (number, _) = message.strip_prefix("line ")?.split_once(':')?;
+    number.parse().ok()
 }
 
 /// The manifest JSON to register: `ready.params.manifest`, or one made from
@@ -341,6 +669,7 @@ async fn attach(
     hub: SocketAddr,
     name: &str,
     manifest_json: String,
+    max_in_flight: u32,
 ) -> Result<(mpsc::Sender<ConnectorFrame>, Streaming<HubFrame>), String> {
     let mut client = ConnectorHubClient::connect(format!("http://{hub}"))
         .await
@@ -359,7 +688,7 @@ async fn attach(
         }),
         session_token: String::new(),
         credentials: Vec::new(),
-        max_in_flight: MAX_IN_FLIGHT,
+        max_in_flight,
     };
     let _ = up
         .send(frame(connector_frame::Frame::Register(register)))
@@ -380,21 +709,49 @@ async fn attach(
     }
 }
 
+/// A call sent to the sidecar and not answered yet.
+#[derive(Debug)]
+struct Pending {
+    /// When it was sent.
+    sent: Instant,
+    /// The number of its line on the sidecar's stdin.
+    line: u64,
+    /// The caller's deadline (`Invoke.timeout_ms`), 0 for none.
+    timeout_ms: u64,
+    /// When the bridge stops waiting for its result: a little after the
+    /// deadline.
+    expires: Option<Instant>,
+}
+
 /// The relay between one attach stream and one sidecar process.
 struct Bridge<'a> {
     name: &'a str,
     up: mpsc::Sender<ConnectorFrame>,
-    to_sidecar: mpsc::Sender<String>,
-    /// Calls sent to the sidecar and not answered, with when they were sent.
-    in_flight: HashMap<String, Instant>,
+    stdin: Stdin,
+    /// Calls sent to the sidecar and not answered, by request id.
+    in_flight: HashMap<String, Pending>,
+    /// The request id of each of those calls by the number of its line.
+    lines: HashMap<u64, String>,
     shutdown_sent: bool,
 }
 
-impl Bridge<'_> {
-    async fn shutdown(&mut self) {
+impl<'a> Bridge<'a> {
+    fn new(name: &'a str, up: mpsc::Sender<ConnectorFrame>, stdin: Stdin) -> Self {
+        Bridge {
+            name,
+            up,
+            stdin,
+            in_flight: HashMap::new(),
+            lines: HashMap::new(),
+            shutdown_sent: false,
+        }
+    }
+
+    fn shutdown(&mut self) {
         if !self.shutdown_sent {
             self.shutdown_sent = true;
-            send_line(&self.to_sidecar, json!({"method": "shutdown"})).await;
+            self.stdin
+                .control(&json!({"method": "shutdown"}), self.name);
         }
     }
 
@@ -421,90 +778,186 @@ impl Bridge<'_> {
         .await;
     }
 
+    /// The call out of the books: it has its answer.
+    fn settle(&mut self, id: &str) -> Option<Pending> {
+        let pending = self.in_flight.remove(id)?;
+        self.lines.remove(&pending.line);
+        Some(pending)
+    }
+
+    /// When the next call expires, if any has a deadline.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.in_flight.values().filter_map(|p| p.expires).min()
+    }
+
+    /// Answers `deadline_exceeded` for every call whose expiry has come
+    /// without a result (and tells the sidecar to cancel it).
+    async fn expire(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .in_flight
+            .iter()
+            .filter(|(_, p)| p.expires.is_some_and(|at| at <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some(pending) = self.settle(&id) else {
+                continue;
+            };
+            tracing::warn!(
+                sidecar = %self.name,
+                request_id = %id,
+                "no result {} after the call's deadline ({} ms); giving up on it",
+                show_duration(EXPIRY_MARGIN),
+                pending.timeout_ms
+            );
+            self.stdin.control(
+                &json!({"method": "cancel", "params": {"id": id}}),
+                self.name,
+            );
+            let message = format!(
+                "sidecar `{}` did not answer within the call's deadline ({} ms)",
+                self.name, pending.timeout_ms
+            );
+            self.send_error(id, "deadline_exceeded", message, Value::Null)
+                .await;
+        }
+    }
+
     /// Handles one hub frame; false when the hub said Goodbye.
     async fn on_hub_frame(&mut self, f: HubFrame) -> bool {
         match f.frame {
-            Some(hub_frame::Frame::Invoke(invoke)) => {
-                let id = invoke.request_id.clone();
-                let line = if invoke.kind == InvokeKind::SearchOperator as i32 {
-                    let value = match serde_json::from_slice::<Value>(&invoke.payload) {
-                        Ok(Value::Object(mut o)) => o.remove("value").unwrap_or(Value::Null),
-                        Ok(other) => other,
-                        Err(_) => Value::String(String::from_utf8_lossy(&invoke.payload).into()),
-                    };
-                    let value = match value {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    json!({"method": "resolve", "params": {
-                        "id": id, "operator": invoke.action, "value": value,
-                    }})
-                } else {
-                    let input = if invoke.payload.is_empty() {
-                        json!({})
-                    } else {
-                        match serde_json::from_slice::<Value>(&invoke.payload) {
-                            Ok(v) => v,
-                            Err(e) => {
-                                self.send_error(
-                                    id,
-                                    "invalid_input",
-                                    format!("the input is not JSON: {e}"),
-                                    json!({"started": false}),
-                                )
-                                .await;
-                                return true;
-                            }
-                        }
-                    };
-                    let mut params = Map::new();
-                    params.insert("id".into(), json!(id));
-                    params.insert("action".into(), json!(invoke.action));
-                    params.insert("input".into(), input);
-                    if invoke.timeout_ms > 0 {
-                        params.insert("deadline_ms".into(), json!(invoke.timeout_ms));
-                    }
-                    json!({"method": "invoke", "params": params})
-                };
-                self.in_flight.insert(id, Instant::now());
-                send_line(&self.to_sidecar, line).await;
-            }
+            Some(hub_frame::Frame::Invoke(invoke)) => self.invoke(invoke).await,
             Some(hub_frame::Frame::Cancel(cancel)) => {
-                send_line(
-                    &self.to_sidecar,
-                    json!({"method": "cancel", "params": {"id": cancel.request_id}}),
-                )
-                .await;
+                self.stdin.control(
+                    &json!({"method": "cancel", "params": {"id": cancel.request_id}}),
+                    self.name,
+                );
             }
             Some(hub_frame::Frame::Ping(ping)) => {
                 self.send_up(connector_frame::Frame::Pong(Pong { nonce: ping.nonce }))
                     .await;
             }
-            Some(hub_frame::Frame::Drain(_)) => self.shutdown().await,
+            Some(hub_frame::Frame::Drain(_)) => self.shutdown(),
             Some(hub_frame::Frame::Goodbye(_)) => return false,
             _ => {}
         }
         true
     }
 
+    /// An Invoke becomes an `invoke` (or `resolve`) line, with the caller's
+    /// deadline and the call's metadata.
+    async fn invoke(&mut self, invoke: Invoke) {
+        let id = invoke.request_id.clone();
+        if self.in_flight.contains_key(&id) {
+            tracing::warn!(sidecar = %self.name, request_id = %id, "an Invoke for a call already in flight; ignored");
+            return;
+        }
+        let mut params = Map::new();
+        params.insert("id".into(), json!(id));
+        let method = if invoke.kind == InvokeKind::SearchOperator as i32 {
+            let value = match serde_json::from_slice::<Value>(&invoke.payload) {
+                Ok(Value::Object(mut o)) => o.remove("value").unwrap_or(Value::Null),
+                Ok(other) => other,
+                Err(_) => Value::String(String::from_utf8_lossy(&invoke.payload).into()),
+            };
+            let value = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            params.insert("operator".into(), json!(invoke.action));
+            params.insert("value".into(), json!(value));
+            "resolve"
+        } else {
+            let input = if invoke.payload.is_empty() {
+                json!({})
+            } else {
+                match serde_json::from_slice::<Value>(&invoke.payload) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.send_error(
+                            id,
+                            "invalid_input",
+                            format!("the input is not JSON: {e}"),
+                            json!({"started": false}),
+                        )
+                        .await;
+                        return;
+                    }
+                }
+            };
+            params.insert("action".into(), json!(invoke.action));
+            params.insert("input".into(), input);
+            "invoke"
+        };
+        if invoke.timeout_ms > 0 {
+            params.insert("deadline_ms".into(), json!(invoke.timeout_ms));
+        }
+        if !invoke.metadata.is_empty() {
+            let metadata: BTreeMap<&String, &String> = invoke.metadata.iter().collect();
+            params.insert("metadata".into(), json!(metadata));
+        }
+        let sent = Instant::now();
+        match self
+            .stdin
+            .send(&json!({"method": method, "params": params}))
+        {
+            Ok(line) => {
+                let expires = (invoke.timeout_ms > 0)
+                    .then(|| sent.checked_add(Duration::from_millis(invoke.timeout_ms)))
+                    .flatten()
+                    .and_then(|at| at.checked_add(EXPIRY_MARGIN));
+                self.lines.insert(line, id.clone());
+                self.in_flight.insert(
+                    id,
+                    Pending {
+                        sent,
+                        line,
+                        timeout_ms: invoke.timeout_ms,
+                        expires,
+                    },
+                );
+            }
+            Err(why) => {
+                let message = match why {
+                    Unsent::Full => format!(
+                        "sidecar `{}` is not reading its stdin ({STDIN_QUEUE} lines are waiting); the call was not sent",
+                        self.name
+                    ),
+                    Unsent::Closed => format!(
+                        "the stdin of sidecar `{}` is closed; the call was not sent",
+                        self.name
+                    ),
+                };
+                tracing::warn!(sidecar = %self.name, request_id = %id, "{message}");
+                self.send_error(id, "unavailable", message, json!({"started": false}))
+                    .await;
+            }
+        }
+    }
+
     /// Handles one stdout line of the sidecar.
-    async fn on_sidecar_line(&mut self, line: &str) {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            tracing::warn!(sidecar = %self.name, "not a JSON frame on stdout: {line}");
+    async fn on_sidecar_line(&mut self, bytes: &[u8]) {
+        let line = decode(self.name, bytes);
+        if line.trim().is_empty() {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            tracing::warn!(sidecar = %self.name, "not a JSON frame on stdout: {}", shorten(&line));
             return;
         };
         let params = v.get("params").cloned().unwrap_or(Value::Null);
         match v.get("method").and_then(Value::as_str).unwrap_or("") {
             "result" => {
                 let Some(id) = params.get("id").and_then(Value::as_str) else {
-                    tracing::warn!(sidecar = %self.name, "a result without an id: {line}");
+                    tracing::warn!(sidecar = %self.name, "a result without an id: {}", shorten(&line));
                     return;
                 };
-                let Some(sent) = self.in_flight.remove(id) else {
+                let Some(pending) = self.settle(id) else {
                     tracing::debug!(sidecar = %self.name, "a result for unknown call {id}");
                     return;
                 };
-                let duration_us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let duration_us =
+                    u64::try_from(pending.sent.elapsed().as_micros()).unwrap_or(u64::MAX);
                 let outcome = match params.get("error").filter(|e| e.is_object()) {
                     Some(error) => {
                         let text = |k: &str| {
@@ -561,13 +1014,48 @@ impl Bridge<'_> {
                 }))
                 .await;
             }
-            "ready" => send_line(&self.to_sidecar, json!({"method": "ready_ack"})).await,
+            method @ ("message" | "typing" | "qr_ready" | "qr_status") => {
+                // A LibreFang event of a producer or of a LibreFang command
+                // (a Spoke sidecar writes those of an invoke as `event`
+                // frames): relayed as the custom event the SDK would send.
+                tracing::info!(
+                    sidecar = %self.name,
+                    "a `{method}` frame (no request id) relayed to the hub as a `{}` event",
+                    librefang::EVENT_NAME
+                );
+                self.send_up(connector_frame::Frame::Event(librefang_event(v.clone())))
+                    .await;
+            }
+            "ready" => self
+                .stdin
+                .control(&json!({"method": "ready_ack"}), self.name),
             "error" => {
                 let message = params
                     .get("message")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or(line);
-                tracing::warn!(sidecar = %self.name, "sidecar error: {message}");
+                    .and_then(Value::as_str)
+                    .map_or_else(|| shorten(&line), str::to_owned);
+                let call = line_number(&message).and_then(|n| self.lines.get(&n).cloned());
+                let Some(id) = call else {
+                    tracing::warn!(sidecar = %self.name, "sidecar error: {message}");
+                    return;
+                };
+                self.settle(&id);
+                // The stdio side rejects a line it cannot take before
+                // starting anything: too long is the input's fault, anything
+                // else the bridge's.
+                let code = if message.contains("longer than") {
+                    "invalid_input"
+                } else {
+                    "internal"
+                };
+                tracing::warn!(sidecar = %self.name, request_id = %id, "the sidecar rejected the call: {message}");
+                self.send_error(
+                    id,
+                    code,
+                    format!("sidecar `{}` rejected the call: {message}", self.name),
+                    json!({"started": false}),
+                )
+                .await;
             }
             other => tracing::debug!(sidecar = %self.name, "ignoring `{other}` from the sidecar"),
         }
@@ -575,6 +1063,7 @@ impl Bridge<'_> {
 
     /// Answers every call still in flight: the sidecar is gone.
     async fn fail_in_flight(&mut self, status: &str) {
+        self.lines.clear();
         let ids: Vec<String> = self.in_flight.drain().map(|(id, _)| id).collect();
         for id in ids {
             self.send_error(
@@ -588,6 +1077,25 @@ impl Bridge<'_> {
             )
             .await;
         }
+    }
+}
+
+/// The Event frame for a LibreFang frame with no request id: the JSON the
+/// Rust SDK sends for a custom event named `librefang` whose data is the
+/// frame (request id and action empty: the bridge knows neither).
+fn librefang_event(frame: Value) -> Event {
+    let event = SpokeEvent {
+        request_id: String::new(),
+        action: String::new(),
+        kind: EventKind::Custom {
+            name: librefang::EVENT_NAME.to_owned(),
+            data: frame,
+        },
+    };
+    Event {
+        request_id: String::new(),
+        kind: "custom".to_owned(),
+        json: serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned()),
     }
 }
 
@@ -613,5 +1121,383 @@ mod tests {
         assert!(manifest_of(&json!({}), "side").is_err());
         let given = json!({"manifest": {"name": "x"}});
         assert_eq!(manifest_of(&given, "side").unwrap(), r#"{"name":"x"}"#);
+    }
+
+    // ------------------------------------------------------------ lines
+
+    async fn all_lines(input: &[u8], limit: usize) -> Vec<Line> {
+        let mut reader = LineReader::new(input, limit);
+        let mut lines = Vec::new();
+        while let Some(line) = reader.next().await.unwrap() {
+            lines.push(line);
+        }
+        lines
+    }
+
+    fn data(s: &[u8]) -> Line {
+        Line::Data(s.to_vec())
+    }
+
+    #[tokio::test]
+    async fn lines_are_bytes_with_a_limit_and_a_last_line_without_newline() {
+        let input: &[u8] = b"one\r\n\xff\xfe not utf-8\n\ntoo long a line\n12345\nlast";
+        assert_eq!(
+            all_lines(input, 14).await,
+            [
+                data(b"one"),
+                data(b"\xff\xfe not utf-8"),
+                data(b""),
+                Line::TooLong,
+                data(b"12345"),
+                data(b"last"),
+            ]
+        );
+        // Exactly the limit is a line; one byte more is not, also at the end.
+        assert_eq!(
+            all_lines(b"12345\n123456", 5).await,
+            [data(b"12345"), Line::TooLong]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_line_is_skipped_without_being_kept() {
+        let (mut tx, rx) = tokio::io::duplex(4096);
+        let mut reader = LineReader::new(rx, 100);
+        let writer = tokio::spawn(async move {
+            for _ in 0..1000 {
+                tx.write_all(&[b'x'; 1000]).await.unwrap();
+            }
+            tx.write_all(b"\nok\n").await.unwrap();
+        });
+        assert_eq!(reader.next().await.unwrap(), Some(Line::TooLong));
+        assert_eq!(reader.next().await.unwrap(), Some(data(b"ok")));
+        assert!(
+            reader.partial.capacity() <= 4096,
+            "the long line was not kept"
+        );
+        writer.await.unwrap();
+        assert_eq!(reader.next().await.unwrap(), None);
+    }
+
+    #[test]
+    fn lines_are_decoded_lossily_and_shortened_for_the_log() {
+        assert_eq!(decode("s", b"ok"), "ok");
+        assert_eq!(decode("s", b"a\xffb"), "a\u{fffd}b");
+        assert_eq!(shorten("short"), "short");
+        let long = "é".repeat(300);
+        let short = shorten(&long);
+        assert!(short.starts_with(&"é".repeat(200)), "{short}");
+        assert!(short.ends_with("... (600 bytes)"), "{short}");
+    }
+
+    // ----------------------------------------------------------- bridge
+
+    struct Rig {
+        up: mpsc::Receiver<ConnectorFrame>,
+        stdin: mpsc::Receiver<String>,
+    }
+
+    fn rig(stdin_queue: usize) -> (Bridge<'static>, Rig) {
+        let (up, up_rx) = mpsc::channel(64);
+        let (tx, stdin) = mpsc::channel(stdin_queue);
+        (
+            Bridge::new("side", up, Stdin::new(tx)),
+            Rig { up: up_rx, stdin },
+        )
+    }
+
+    impl Rig {
+        fn written(&mut self) -> Value {
+            serde_json::from_str(&self.stdin.try_recv().expect("a line for stdin")).unwrap()
+        }
+
+        fn sent_up(&mut self) -> connector_frame::Frame {
+            self.up
+                .try_recv()
+                .expect("a frame for the hub")
+                .frame
+                .unwrap()
+        }
+
+        /// The error of the Result sent up: (request id, code, message, details).
+        fn error(&mut self) -> (String, String, String, String) {
+            match self.sent_up() {
+                connector_frame::Frame::Result(WireResult {
+                    request_id,
+                    outcome: Some(result::Outcome::Error(e)),
+                    ..
+                }) => (request_id, e.code, e.message, e.details_json),
+                other => panic!("expected an error Result, got {other:?}"),
+            }
+        }
+    }
+
+    fn invoke_frame(id: &str, action: &str, input: Value, timeout_ms: u64) -> HubFrame {
+        HubFrame {
+            frame: Some(hub_frame::Frame::Invoke(Invoke {
+                request_id: id.into(),
+                action: action.into(),
+                payload: input.to_string().into_bytes(),
+                encoding: Encoding::Json as i32,
+                timeout_ms,
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn invokes_carry_the_deadline_and_the_metadata() {
+        let (mut bridge, mut rig) = rig(16);
+        let mut frame = invoke_frame("r1", "echo", json!({"text": "hi"}), 1500);
+        if let Some(hub_frame::Frame::Invoke(invoke)) = &mut frame.frame {
+            invoke.metadata = HashMap::from([
+                ("caller".to_owned(), "spoke-cli".to_owned()),
+                ("traceparent".to_owned(), "00-ab-cd-01".to_owned()),
+            ]);
+        }
+        assert!(bridge.on_hub_frame(frame).await);
+        assert_eq!(
+            rig.written(),
+            json!({"method": "invoke", "params": {
+                "id": "r1", "action": "echo", "input": {"text": "hi"}, "deadline_ms": 1500,
+                "metadata": {"caller": "spoke-cli", "traceparent": "00-ab-cd-01"}
+            }})
+        );
+        let resolve = HubFrame {
+            frame: Some(hub_frame::Frame::Invoke(Invoke {
+                request_id: "r2".into(),
+                action: "upper".into(),
+                payload: br#"{"value":"rs"}"#.to_vec(),
+                kind: InvokeKind::SearchOperator as i32,
+                ..Default::default()
+            })),
+        };
+        assert!(bridge.on_hub_frame(resolve).await);
+        assert_eq!(
+            rig.written(),
+            json!({"method": "resolve", "params": {"id": "r2", "operator": "upper", "value": "rs"}})
+        );
+        assert_eq!(bridge.in_flight.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_error_frame_about_an_invoke_line_fails_that_call() {
+        let (mut bridge, mut rig) = rig(16);
+        // Line 1 is the ready_ack, as in a real run; every line counts.
+        bridge
+            .stdin
+            .control(&json!({"method": "ready_ack"}), "side");
+        bridge
+            .on_hub_frame(invoke_frame("r1", "echo", json!({"text": "x"}), 0))
+            .await;
+        bridge
+            .on_hub_frame(invoke_frame("r2", "echo", json!({"text": "y"}), 0))
+            .await;
+        bridge.shutdown();
+        assert_eq!(rig.written()["method"], "ready_ack");
+        assert_eq!(rig.written()["params"]["id"], "r1");
+        assert_eq!(rig.written()["params"]["id"], "r2");
+        assert_eq!(rig.written()["method"], "shutdown");
+        // Errors about other lines are only logged.
+        for message in [
+            "line 1: not valid JSON",
+            "line 4: nope",
+            "send: platform down",
+        ] {
+            let line = json!({"method": "error", "params": {"message": message}}).to_string();
+            bridge.on_sidecar_line(line.as_bytes()).await;
+            assert!(rig.up.try_recv().is_err(), "{message}");
+        }
+        let line = json!({"method": "error", "params": {"message": "line 3: longer than 10 bytes; skipped"}});
+        bridge.on_sidecar_line(line.to_string().as_bytes()).await;
+        let (id, code, message, details) = rig.error();
+        assert_eq!((id.as_str(), code.as_str()), ("r2", "invalid_input"));
+        assert_eq!(
+            message,
+            "sidecar `side` rejected the call: line 3: longer than 10 bytes; skipped"
+        );
+        assert_eq!(details, r#"{"started":false}"#);
+        assert!(!bridge.in_flight.contains_key("r2"));
+        // Anything else wrong with an invoke line is the bridge's fault.
+        let line = json!({"method": "error", "params": {"message": "line 2: not valid JSON: eof"}});
+        bridge.on_sidecar_line(line.to_string().as_bytes()).await;
+        let (id, code, _, _) = rig.error();
+        assert_eq!((id.as_str(), code.as_str()), ("r1", "internal"));
+        assert!(bridge.in_flight.is_empty() && bridge.lines.is_empty());
+        // The line of an answered call no longer names it.
+        bridge.on_sidecar_line(line.to_string().as_bytes()).await;
+        assert!(rig.up.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_result_settles_its_call_and_its_line() {
+        let (mut bridge, mut rig) = rig(16);
+        bridge
+            .on_hub_frame(invoke_frame("r1", "echo", json!({}), 0))
+            .await;
+        rig.written();
+        bridge
+            .on_sidecar_line(br#"{"method":"result","params":{"id":"r1","output":"hi"}}"#)
+            .await;
+        match rig.sent_up() {
+            connector_frame::Frame::Result(r) => {
+                assert_eq!(r.request_id, "r1");
+                assert_eq!(
+                    r.outcome,
+                    Some(result::Outcome::Payload(b"\"hi\"".to_vec()))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(bridge.in_flight.is_empty() && bridge.lines.is_empty());
+        // A late error about its line changes nothing.
+        bridge
+            .on_sidecar_line(br#"{"method":"error","params":{"message":"line 1: x"}}"#)
+            .await;
+        assert!(rig.up.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_call_with_a_deadline_expires_a_little_after_it() {
+        let (mut bridge, mut rig) = rig(16);
+        let sent = Instant::now();
+        bridge
+            .on_hub_frame(invoke_frame("r1", "slow", json!({}), 200))
+            .await;
+        bridge
+            .on_hub_frame(invoke_frame("r2", "slow", json!({}), 0))
+            .await;
+        rig.written();
+        rig.written();
+        let at = bridge.next_expiry().expect("r1 expires");
+        let after = at - sent;
+        let expected = Duration::from_millis(200) + EXPIRY_MARGIN;
+        assert!(
+            after >= expected && after < expected + Duration::from_millis(100),
+            "{after:?}"
+        );
+        bridge.expire(at - Duration::from_millis(1)).await;
+        assert!(rig.up.try_recv().is_err(), "not yet");
+        bridge.expire(at).await;
+        let (id, code, message, details) = rig.error();
+        assert_eq!((id.as_str(), code.as_str()), ("r1", "deadline_exceeded"));
+        assert!(
+            message.contains("within the call's deadline (200 ms)"),
+            "{message}"
+        );
+        assert_eq!(details, "");
+        assert_eq!(
+            rig.written(),
+            json!({"method": "cancel", "params": {"id": "r1"}})
+        );
+        // A call without a deadline waits for its result (or the exit).
+        assert_eq!(bridge.next_expiry(), None);
+        assert!(bridge.in_flight.contains_key("r2"));
+        // The late result of the expired call is dropped.
+        bridge
+            .on_sidecar_line(br#"{"method":"result","params":{"id":"r1","output":1}}"#)
+            .await;
+        assert!(rig.up.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_sidecar_that_does_not_read_its_stdin_fails_new_calls_at_once() {
+        let (mut bridge, mut rig) = rig(1);
+        bridge
+            .on_hub_frame(invoke_frame("r1", "echo", json!({}), 0))
+            .await;
+        bridge
+            .on_hub_frame(invoke_frame("r2", "echo", json!({}), 0))
+            .await;
+        let (id, code, message, details) = rig.error();
+        assert_eq!((id.as_str(), code.as_str()), ("r2", "unavailable"));
+        assert!(message.contains("is not reading its stdin"), "{message}");
+        assert_eq!(details, r#"{"started":false}"#);
+        assert_eq!(rig.written()["params"]["id"], "r1");
+        // The line that was not sent did not count.
+        bridge
+            .on_hub_frame(invoke_frame("r3", "echo", json!({}), 0))
+            .await;
+        assert_eq!(bridge.in_flight["r3"].line, 2);
+    }
+
+    #[tokio::test]
+    async fn bare_librefang_frames_are_relayed_as_the_sdks_custom_event() {
+        let (mut bridge, mut rig) = rig(16);
+        for frame in [
+            json!({"method": "message", "params": {"user_id": "u", "user_name": "U", "text": "hi"}}),
+            json!({"method": "typing", "params": {"user_id": "u", "user_name": "U", "is_typing": true}}),
+            json!({"method": "qr_ready", "params": {"qr_code": "c"}}),
+            json!({"method": "qr_status", "params": {"status": "scanning"}}),
+        ] {
+            bridge.on_sidecar_line(frame.to_string().as_bytes()).await;
+            let connector_frame::Frame::Event(event) = rig.sent_up() else {
+                panic!("an Event for {frame}")
+            };
+            assert_eq!(
+                (event.request_id.as_str(), event.kind.as_str()),
+                ("", "custom")
+            );
+            let json: Value = serde_json::from_str(&event.json).unwrap();
+            assert_eq!(
+                json,
+                json!({"request_id": "", "action": "", "type": "custom", "name": "librefang", "data": frame})
+            );
+            // The same shape as the SDK's own serialization of the event.
+            let sdk = SpokeEvent {
+                request_id: String::new(),
+                action: String::new(),
+                kind: EventKind::Custom {
+                    name: "librefang".into(),
+                    data: frame,
+                },
+            };
+            assert_eq!(json, serde_json::to_value(&sdk).unwrap());
+        }
+        // An invoke's events come as `event` frames, relayed with their id.
+        bridge
+            .on_sidecar_line(br#"{"method":"event","params":{"id":"r9","event":{"request_id":"r9","action":"send","type":"custom","name":"librefang","data":{}}}}"#)
+            .await;
+        let connector_frame::Frame::Event(event) = rig.sent_up() else {
+            panic!("an Event")
+        };
+        assert_eq!(
+            (event.request_id.as_str(), event.kind.as_str()),
+            ("r9", "custom")
+        );
+        // Lines that are not frames are skipped, bad bytes and all.
+        bridge.on_sidecar_line(b"\xff\xfe garbage").await;
+        bridge.on_sidecar_line(b"").await;
+        assert!(rig.up.try_recv().is_err());
+    }
+
+    #[test]
+    fn max_in_flight_comes_from_the_ready_frame() {
+        assert_eq!(max_in_flight_of(&json!({"spoke": {"max_in_flight": 3}})), 3);
+        assert_eq!(max_in_flight_of(&json!({"spoke": {"name": "x"}})), 64);
+        assert_eq!(max_in_flight_of(&json!({})), 64);
+        assert_eq!(
+            max_in_flight_of(&json!({"spoke": {"max_in_flight": 0}})),
+            64
+        );
+        assert_eq!(
+            max_in_flight_of(&json!({"spoke": {"max_in_flight": -1}})),
+            64
+        );
+        assert_eq!(
+            max_in_flight_of(&json!({"spoke": {"max_in_flight": 1u64 << 40}})),
+            64
+        );
+    }
+
+    #[test]
+    fn line_numbers_are_read_from_error_messages() {
+        assert_eq!(
+            line_number("line 12: longer than 5 bytes; skipped"),
+            Some(12)
+        );
+        assert_eq!(line_number("line x: y"), None);
+        assert_eq!(line_number("send: line 1: no"), None);
+        assert_eq!(line_number("line 3"), None);
     }
 }

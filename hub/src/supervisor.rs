@@ -1,5 +1,5 @@
 //! The sidecar supervisor (`spoke hub --sidecars FILE.toml`): one task per
-//! sidecar runs it ([`sidecar_bridge`](crate::sidecar_bridge)), restarts it
+//! sidecar runs it ([`sidecar_bridge`]), restarts it
 //! with backoff when it exits, and stops restarting it after `max_failures`
 //! consecutive failures (the circuit breaker). Sidecars that are not
 //! attached (starting, restarting or broken) are listed by `ListConnectors`

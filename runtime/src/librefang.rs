@@ -440,8 +440,21 @@ impl MessageBuilder {
         self
     }
 
-    /// Structured content of any variant (`text` stays as the flattened text).
+    /// Structured content of any variant. [`Content::Text`] also becomes
+    /// the `text`, so the two always agree; for any other variant `text`
+    /// stays as the flattened text.
+    ///
+    /// ```
+    /// use spoke_runtime::librefang::{Content, MessageBuilder};
+    /// let m = MessageBuilder::new("1", "Bob", "draft")
+    ///     .content(Content::Text("final".into()))
+    ///     .build();
+    /// assert_eq!(m.text.as_deref(), Some("final"));
+    /// ```
     pub fn content(mut self, content: Content) -> Self {
+        if let Content::Text(text) = &content {
+            self.message.text = Some(text.clone());
+        }
         self.message.content = Some(content);
         self
     }
@@ -670,6 +683,10 @@ pub struct SpokeSummary {
     pub search_operators: Vec<String>,
     /// The manifest's capabilities.
     pub capabilities: Vec<String>,
+    /// How many invocations the connector runs at once (`SPOKE_MAX_IN_FLIGHT`);
+    /// a supervising hub registers the sidecar with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
 }
 
 impl Ready {
@@ -881,5 +898,52 @@ impl LibreFangEmit for Context {
     ) -> impl Future<Output = Result<(), EmitError>> + Send {
         let frame = event.into().to_frame();
         self.emit_custom(EVENT_NAME, frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn text_content_is_mirrored_into_text() {
+        let m = MessageBuilder::new("1", "Bob", "old")
+            .content(Content::Text("new".into()))
+            .build();
+        assert_eq!(m.text.as_deref(), Some("new"));
+        assert_eq!(m.content, Some(Content::Text("new".into())));
+        assert_eq!(
+            LibreFangEvent::from(m).to_frame(),
+            json!({"method": "message", "params": {
+                "user_id": "1", "user_name": "Bob", "text": "new", "content": {"Text": "new"}
+            }})
+        );
+        // Any other variant leaves the flattened text alone.
+        let image = json!({"Image": {"url": "https://x/y.png", "caption": null}});
+        let m = MessageBuilder::new("1", "Bob", "a picture")
+            .content(Content::Other(image.clone()))
+            .build();
+        assert_eq!(m.text.as_deref(), Some("a picture"));
+        assert_eq!(m.content, Some(Content::Other(image)));
+        // content_text mirrors the other way.
+        let m = MessageBuilder::new("1", "Bob", "hi").content_text().build();
+        assert_eq!(m.content, Some(Content::Text("hi".into())));
+        assert_eq!(m.text.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn the_spoke_summary_reads_without_max_in_flight() {
+        let summary: SpokeSummary = serde_json::from_value(json!({
+            "name": "x", "version": "1", "display_name": "X",
+            "actions": [], "search_operators": [], "capabilities": []
+        }))
+        .unwrap();
+        assert_eq!(summary.max_in_flight, None);
+        let with = SpokeSummary {
+            max_in_flight: Some(8),
+            ..summary
+        };
+        assert_eq!(serde_json::to_value(&with).unwrap()["max_in_flight"], 8);
     }
 }

@@ -15,12 +15,14 @@
 //! ## Host to connector (stdin)
 //!
 //! - `invoke` `{id: string, action: string, input: object (default {}),
-//!   deadline_ms?: u64 (milliseconds from receipt)}` → exactly one `result`
+//!   deadline_ms?: u64 (milliseconds from receipt), metadata?: {string:
+//!   string} (what the host knows about the call: `caller`, `traceparent`,
+//!   ...; the action reads it as `ctx.metadata()`)}` → exactly one `result`
 //!   with the same id, in any order. Invokes run CONCURRENTLY (bounded by
 //!   `SPOKE_MAX_IN_FLIGHT`, default 64; when full, stop reading stdin =
 //!   backpressure).
-//! - `resolve` `{id, operator, value: string}` → exactly one `result` (search
-//!   operator).
+//! - `resolve` `{id, operator, value: string, deadline_ms?, metadata?}` →
+//!   exactly one `result` (search operator).
 //! - `cancel` `{id}` → cancels that invocation's token (unknown id: ignored).
 //! - `heartbeat` → accepted silently (liveness is the pipe itself).
 //! - `ready_ack` → stops the `ready` re-sends.
@@ -55,14 +57,19 @@
 //!   connector name>, "suppress_error_responses": false,
 //!   "notification_recipients": [], "header_rules": [], "spoke": {"name",
 //!   "version", "display_name", "actions": [names], "search_operators":
-//!   [names], "capabilities": [manifest capabilities]}, "manifest": <the full
-//!   Spoke manifest>}`. Sent at start, and RE-SENT every 2 s until `ready_ack`
+//!   [names], "capabilities": [manifest capabilities], "max_in_flight":
+//!   <SPOKE_MAX_IN_FLIGHT>}, "manifest": <the full Spoke manifest>}`. Sent at start, and RE-SENT every 2 s until `ready_ack`
 //!   arrives, at most 5 times in total.
 //! - `result` `{id, output}` or `{id, error: {code, message, details?}}`.
-//! - `event` `{id?: request id (absent for producers), event: <Spoke Event
-//!   JSON: {"request_id","action","type":"progress"|"log"|"custom",...}>}`
-//!   for Spoke events (`ctx.progress` / emit).
-//! - LibreFang events as their own methods, built by the typed builders of
+//! - `event` `{id?: request id (absent for producers and LibreFang
+//!   commands), event: <Spoke Event JSON: {"request_id","action",
+//!   "type":"progress"|"log"|"custom",...}>}` for Spoke events
+//!   (`ctx.progress` / emit). EVERY event of an `invoke` or `resolve` is an
+//!   `event` frame with its id, LibreFang events included (a custom event
+//!   named `librefang` whose data is the LibreFang frame): only Spoke hosts
+//!   send `invoke`, and they relay events to the caller.
+//! - LibreFang events of producers and LibreFang commands (which have no id)
+//!   as their own methods, built by the typed builders of
 //!   [`librefang`](crate::librefang): `message` `{user_id, user_name, text,
 //!   content?: {"Text": text}` (`MessageBuilder` fills `content` and mirrors
 //!   `text`), `channel_id?, platform?, thread_id?...}`, `typing` `{user_id,
@@ -70,6 +77,13 @@
 //!   expires_at?}`, `qr_status` `{status, message?}`, `error` `{message}`.
 //!   Optional fields are omitted when unset (compared to LibreFang's corpus
 //!   by structural JSON equality).
+//! - A producer that fails or panics (reported by the runtime as an
+//!   `error`-level log event, written as an `event` frame without an id) is
+//!   ALSO reported as an `error` frame with the same message, e.g.
+//!   ``{"method":"error","params":{"message":"producer `listen` failed:
+//!   unavailable: connection refused; restarting in 500ms"}}``, so LibreFang
+//!   sees it; so is any `error`-level log event of a producer. The session
+//!   goes on and the producer is restarted.
 //! - `heartbeat` is never sent by the connector.
 //!
 //! ## Describe
@@ -104,11 +118,15 @@
 //!   the grace is over, are not run: each gets an `error` frame
 //!   `<action>: connector is shutting down`.
 //! - `event` frames of LibreFang commands carry no `id` (LibreFang gave
-//!   none). A custom event named [`librefang::EVENT_NAME`](crate::librefang::EVENT_NAME) whose data is a
+//!   none). From a producer or a LibreFang command, a custom event named
+//!   [`librefang::EVENT_NAME`](crate::librefang::EVENT_NAME) whose data is a
 //!   frame with a method a connector may send (`message`, `typing`,
 //!   `qr_ready`, `qr_status`, `error`) and object `params` is written as that
 //!   frame; any other (e.g. a forged `result`) is written as an ordinary
-//!   `event` frame, with a warning.
+//!   `event` frame, with a warning. From an invocation it is always an
+//!   `event` frame with the invocation's id.
+//! - `metadata` that is not an object of strings is answered like an
+//!   unusable `deadline_ms`: one `result` error `invalid_input`.
 //! - After the shutdown grace, cancelled work gets the instance's cancel grace
 //!   (2 s) and one more second; an invocation still running then is
 //!   abandoned and answered with a `cancelled` result.
@@ -319,5 +337,21 @@ where
     match failed {
         Some(e) => Err(StdioError::Output(e)),
         None => outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_line_limit_is_16_mib() {
+        assert_eq!(DEFAULT_MAX_LINE_BYTES, 16_777_216);
+        assert_eq!(StdioOptions::default().max_line_bytes, 16 * 1024 * 1024);
+        let from_nothing = StdioOptions::from_vars::<&str, &str>([]).unwrap();
+        assert_eq!(from_nothing.max_line_bytes, 16 * 1024 * 1024);
+        // An empty variable counts as unset.
+        let empty = StdioOptions::from_vars([(MAX_LINE, "")]).unwrap();
+        assert_eq!(empty.max_line_bytes, 16 * 1024 * 1024);
     }
 }

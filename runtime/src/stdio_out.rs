@@ -129,11 +129,27 @@ impl Frames {
         self.send_line(line_of(&librefang::error(message))).await
     }
 
-    /// Sends an event: a LibreFang frame as itself, anything else as an
-    /// `event` frame with the request id (`None` for producers and LibreFang
-    /// commands).
+    /// Sends an event; see [`event_line`].
     pub(crate) async fn event(&self, id: Option<&str>, event: &Event) -> bool {
         self.send_line(event_line(id, event)).await
+    }
+
+    /// Waits for room for one frame; `None` when the writer is gone. With
+    /// the room reserved, sending cannot wait any more, so it can be done
+    /// under a lock (see [`Slot`]).
+    pub(crate) async fn reserve(&self) -> Option<Slot<'_>> {
+        self.tx.reserve().await.ok().map(Slot)
+    }
+}
+
+/// Room for one frame in the writer's channel, from [`Frames::reserve`].
+/// Sending through it never waits.
+pub(crate) struct Slot<'a>(mpsc::Permit<'a, String>);
+
+impl Slot<'_> {
+    /// Sends the `result` of an invocation at once.
+    pub(crate) fn result(self, id: &str, result: &Result<ActionOutput, ActionError>) {
+        self.0.send(result_line(id, result));
     }
 }
 
@@ -161,9 +177,16 @@ pub(crate) fn result_line(id: &str, result: &Result<ActionOutput, ActionError>) 
     }
 }
 
-/// The line for an event; see [`Frames::event`].
+/// The line for an event. An invocation's events (`id` is its request id)
+/// are always `event` frames with that id, LibreFang events included: a
+/// host that sends `invoke` is a Spoke host, which relays them to the
+/// caller. Events of producers and LibreFang commands (`id` is `None`) are
+/// `event` frames without an id, except LibreFang events, which are written
+/// as the LibreFang frame itself (what LibreFang reads).
 pub(crate) fn event_line(id: Option<&str>, event: &Event) -> String {
-    if let Some(frame) = librefang_frame(event) {
+    if id.is_none()
+        && let Some(frame) = librefang_frame(event)
+    {
         return line_of(frame);
     }
     #[derive(Serialize)]
@@ -270,6 +293,18 @@ mod tests {
             },
         };
         assert_eq!(parse(&event_line(None, &custom(frame.clone()))), frame);
+        // From an invocation, a LibreFang event is an `event` frame with its
+        // id, like any other: Spoke hosts relay those to the caller.
+        let mut from_invoke = custom(frame.clone());
+        from_invoke.request_id = "r4".into();
+        from_invoke.action = "announce".into();
+        assert_eq!(
+            parse(&event_line(Some("r4"), &from_invoke)),
+            json!({"method": "event", "params": {"id": "r4", "event": {
+                "request_id": "r4", "action": "announce", "type": "custom",
+                "name": "librefang", "data": frame
+            }}})
+        );
         // Connectors may not forge protocol frames.
         let forged = json!({"method": "result", "params": {"id": "x", "output": 1}});
         assert_eq!(

@@ -1,5 +1,7 @@
 //! Parsing one line of the stdio transport's input into a [`Request`].
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::decode::json_kind;
@@ -16,6 +18,9 @@ pub(crate) enum Request {
         call: Call,
         /// `deadline_ms`: milliseconds from receipt.
         deadline_ms: Option<u64>,
+        /// `metadata`: what the host knows about the call (`caller`,
+        /// `traceparent`, ...), for [`Context::metadata`](crate::Context::metadata).
+        metadata: BTreeMap<String, String>,
     },
     /// An `invoke`/`resolve` with a usable id but unusable params: answered
     /// with one `result` carrying this error.
@@ -128,14 +133,7 @@ fn invoke(mut params: Map<String, Value>) -> Result<Request, String> {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(input) => input,
     };
-    match deadline_of(&params) {
-        Ok(deadline_ms) => Ok(Request::Start {
-            id,
-            call: Call::Action { name, input },
-            deadline_ms,
-        }),
-        Err(error) => Ok(Request::Reject { id, error }),
-    }
+    Ok(start(id, Call::Action { name, input }, &params))
 }
 
 fn resolve(mut params: Map<String, Value>) -> Result<Request, String> {
@@ -155,13 +153,21 @@ fn resolve(mut params: Map<String, Value>) -> Result<Request, String> {
             return Ok(Request::Reject { id, error });
         }
     };
-    match deadline_of(&params) {
-        Ok(deadline_ms) => Ok(Request::Start {
+    Ok(start(id, Call::Operator { name, value }, &params))
+}
+
+/// A `Start` with the params common to `invoke` and `resolve`, or a
+/// `Reject` when one of them is unusable.
+fn start(id: String, call: Call, params: &Map<String, Value>) -> Request {
+    let checked = deadline_of(params).and_then(|d| Ok((d, metadata_of(params)?)));
+    match checked {
+        Ok((deadline_ms, metadata)) => Request::Start {
             id,
-            call: Call::Operator { name, value },
+            call,
             deadline_ms,
-        }),
-        Err(error) => Ok(Request::Reject { id, error }),
+            metadata,
+        },
+        Err(error) => Request::Reject { id, error },
     }
 }
 
@@ -181,6 +187,29 @@ fn deadline_of(params: &Map<String, Value>) -> Result<Option<u64>, ActionError> 
             ))
         }),
     }
+}
+
+/// `metadata`: absent or `null` (empty), or an object of strings.
+fn metadata_of(params: &Map<String, Value>) -> Result<BTreeMap<String, String>, ActionError> {
+    let map = match params.get("metadata") {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            return Err(ActionError::invalid_input(format!(
+                "`metadata` must be an object of strings, got {}",
+                json_kind(other)
+            )));
+        }
+    };
+    map.iter()
+        .map(|(key, value)| match value {
+            Value::String(s) => Ok((key.clone(), s.clone())),
+            other => Err(ActionError::invalid_input(format!(
+                "`metadata` values must be strings; `{key}` is {}",
+                json_kind(other)
+            ))),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -204,7 +233,8 @@ mod tests {
                     name: "echo".into(),
                     input: json!({"text": "hi"})
                 },
-                deadline_ms: Some(50)
+                deadline_ms: Some(50),
+                metadata: BTreeMap::new(),
             }))
         );
         assert_eq!(
@@ -215,7 +245,8 @@ mod tests {
                     name: "echo".into(),
                     input: json!({})
                 },
-                deadline_ms: None
+                deadline_ms: None,
+                metadata: BTreeMap::new(),
             }))
         );
         assert_eq!(
@@ -226,7 +257,8 @@ mod tests {
                     name: "ext".into(),
                     value: "rs".into()
                 },
-                deadline_ms: None
+                deadline_ms: None,
+                metadata: BTreeMap::new(),
             }))
         );
         let Ok(Some(Request::Reject { id, error })) =
@@ -236,6 +268,39 @@ mod tests {
         };
         assert_eq!(id, "3");
         assert!(error.message().contains("deadline_ms"), "{error}");
+    }
+
+    #[test]
+    fn metadata_is_an_object_of_strings() {
+        let Ok(Some(Request::Start { metadata, .. })) = p(
+            r#"{"method":"invoke","params":{"id":"1","action":"a","metadata":{"caller":"spoke-cli","traceparent":"00-ab-cd-01"}}}"#,
+        ) else {
+            panic!("an invoke with metadata starts")
+        };
+        assert_eq!(
+            metadata,
+            BTreeMap::from([
+                ("caller".to_owned(), "spoke-cli".to_owned()),
+                ("traceparent".to_owned(), "00-ab-cd-01".to_owned()),
+            ])
+        );
+        let Ok(Some(Request::Start { metadata, .. })) = p(
+            r#"{"method":"resolve","params":{"id":"2","operator":"o","value":"v","metadata":{"caller":"x"}}}"#,
+        ) else {
+            panic!("a resolve with metadata starts")
+        };
+        assert_eq!(metadata["caller"], "x");
+        for bad in [r#""caller""#, r#"{"caller":1}"#, "[]"] {
+            let line = format!(
+                r#"{{"method":"invoke","params":{{"id":"3","action":"a","metadata":{bad}}}}}"#
+            );
+            let Ok(Some(Request::Reject { id, error })) = p(&line) else {
+                panic!("bad metadata {bad} is answered for its id")
+            };
+            assert_eq!(id, "3");
+            assert_eq!(error.code(), crate::ErrorCode::InvalidInput);
+            assert!(error.message().contains("metadata"), "{error}");
+        }
     }
 
     #[test]

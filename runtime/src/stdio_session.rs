@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::{ActionOutput, Input};
-use crate::context::{Context, Event};
+use crate::context::{Context, ContextBuilder, Event, EventKind};
 use crate::error::ActionError;
 use crate::instance::Instance;
 use crate::librefang::{self, Ready, SpokeSummary};
@@ -188,13 +188,16 @@ impl Session {
                 .map(|o| o.operator.clone())
                 .collect(),
             capabilities: manifest.capabilities.clone(),
+            max_in_flight: Some(u32::try_from(self.options.max_in_flight).unwrap_or(u32::MAX)),
         });
         ready.manifest = Some(Box::new(manifest.clone()));
         ready
     }
 
     /// Starts the connector's producers; their events are written with no
-    /// request id until shutdown stops them.
+    /// request id until shutdown stops them. A producer's failure (which the
+    /// runtime reports as an `error` log event) is also written as a
+    /// LibreFang `error` frame, which is what LibreFang reads.
     fn start_producers(&mut self) {
         let (events, mut received) = mpsc::channel(EVENTS);
         let producers =
@@ -205,6 +208,11 @@ impl Session {
             let forward = async {
                 while let Some(event) = received.recv().await {
                     frames.event(None, &event).await;
+                    if let EventKind::Log { level, message } = &event.kind
+                        && level == "error"
+                    {
+                        frames.error(message.clone()).await;
+                    }
                 }
             };
             let (joined, ()) = tokio::join!(&mut producers.0, forward);
@@ -300,7 +308,11 @@ impl Session {
                 id,
                 call,
                 deadline_ms,
-            } => self.start(number, id, call, deadline_ms).await,
+                metadata,
+            } => {
+                let ctx = Context::builder(id.clone(), call.name()).metadata(metadata);
+                self.start(number, id, call, deadline_ms, ctx).await;
+            }
             Request::Reject { id, error } => {
                 if self.is_in_flight(&id) {
                     self.duplicate(number, &id).await;
@@ -336,8 +348,16 @@ impl Session {
         self.frames.error(message).await;
     }
 
-    /// `invoke` and `resolve`.
-    async fn start(&mut self, number: u64, id: String, call: Call, deadline_ms: Option<u64>) {
+    /// `invoke` and `resolve`; `ctx` has the request id, the name and the
+    /// metadata, the rest is added here.
+    async fn start(
+        &mut self,
+        number: u64,
+        id: String,
+        call: Call,
+        deadline_ms: Option<u64>,
+        ctx: ContextBuilder,
+    ) {
         if self.is_in_flight(&id) {
             return self.duplicate(number, &id).await;
         }
@@ -364,9 +384,7 @@ impl Session {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), token.clone());
         let (events, received) = mpsc::channel(EVENTS);
-        let mut ctx = Context::builder(id.clone(), call.name())
-            .cancellation(token)
-            .events(events);
+        let mut ctx = ctx.cancellation(token).events(events);
         if let Some(at) = deadline {
             ctx = ctx.deadline(at);
         }
@@ -382,12 +400,18 @@ impl Session {
                 Call::Operator { name, value } => Box::pin(instance.resolve(name, value, ctx)),
             };
             let outcome = forward_events(future, received, &frames, Some(&id)).await;
-            // Out of the map first, so the host may reuse the id once it has the result.
-            in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
-            frames.result(&id, &outcome).await;
+            // Room for the result first (this may wait while stdout is slow;
+            // the id is still in flight, so `give_up` answers it should this
+            // task be aborted meanwhile). Then, in one step under the lock,
+            // out of the map (so the host may reuse the id once it has the
+            // result) and into the writer's channel, which cannot wait now.
+            let Some(slot) = frames.reserve().await else {
+                return;
+            };
+            let mut map = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+            map.remove(&id);
+            slot.result(&id, &outcome);
+            drop(map);
             drop(permit);
         });
     }
