@@ -240,11 +240,14 @@ fn connectors_re_register_after_the_hub_restarts() {
 #[test]
 fn a_thousand_concurrent_calls_are_each_answered_exactly_once() {
     let hub = Hub::start(&[]);
-    let _echo = hub.attach(
+    // The connector logs each call it answers (at debug): every call runs
+    // there exactly once.
+    let (_echo, log) = hub.attach_logged(
         "echo",
         &[
             ("SPOKE_INSTANCE_ID", "busy"),
             ("SPOKE_MAX_IN_FLIGHT", "128"),
+            ("RUST_LOG", "warn,spoke_runtime::dispatch=debug"),
         ],
     );
     hub.wait_for_instances("echo", 1, READY);
@@ -252,7 +255,7 @@ fn a_thousand_concurrent_calls_are_each_answered_exactly_once() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
+    let request_ids = runtime.block_on(async {
         let client = HubClient::connect(hub.url.clone()).await.expect("connect");
         let calls = (0..1000).map(|i| {
             let mut client = client.clone();
@@ -270,9 +273,11 @@ fn a_thousand_concurrent_calls_are_each_answered_exactly_once() {
                     .into_inner();
                 match response.results.as_slice() {
                     [one] => match &one.outcome {
-                        Some(instance_result::Outcome::Payload(bytes)) => {
-                            Ok((i, serde_json::from_slice::<Value>(bytes).unwrap()))
-                        }
+                        Some(instance_result::Outcome::Payload(bytes)) => Ok((
+                            i,
+                            response.request_id.clone(),
+                            serde_json::from_slice::<Value>(bytes).unwrap(),
+                        )),
                         other => Err(format!("call {i}: {other:?}")),
                     },
                     many => Err(format!("call {i}: {} results", many.len())),
@@ -285,18 +290,38 @@ fn a_thousand_concurrent_calls_are_each_answered_exactly_once() {
         )
         .await
         .expect("1,000 calls within 60 s");
-        let mut seen = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
         for result in results {
-            let (i, reply) = result.expect("every call succeeds");
+            let (i, request_id, reply) = result.expect("every call succeeds");
             assert_eq!(
                 reply,
                 json!(format!("call-{i}")),
                 "each call gets its own answer"
             );
-            assert!(seen.insert(i), "call {i} answered twice");
+            assert!(ids.insert(request_id), "a request id was used twice");
         }
-        assert_eq!(seen.len(), 1000);
+        ids
     });
+    // Each of the hub's request ids was answered once by the connector.
+    let started = Instant::now();
+    let answered = loop {
+        let text = log.lock().unwrap().clone();
+        let answered: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("answered: ok"))
+            .filter_map(|l| {
+                let rest = l.split_once("request_id=")?.1;
+                Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+            })
+            .collect();
+        if answered.len() >= 1000 || started.elapsed() > Duration::from_secs(5) {
+            break answered;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(answered.len(), 1000, "answers logged by the connector");
+    let distinct: std::collections::HashSet<String> = answered.into_iter().collect();
+    assert_eq!(distinct, request_ids, "every call ran once, and only those");
 }
 
 #[test]
@@ -418,4 +443,216 @@ fn calls_refused_by_a_connector_shutting_down_are_served_by_another_instance() {
     });
     let status = f1.wait_for(Duration::from_secs(10)).expect("f1 exits");
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_hub_stopped_gracefully_answers_calls_in_flight_and_its_connectors_wait_for_the_next() {
+    let first = Hub::start(&["--heartbeat-interval", "500ms", "--shutdown-grace", "5s"]);
+    let listen = first.authority().to_owned();
+    let mut faults = first.attach("faults", &[("SPOKE_INSTANCE_ID", "stays")]);
+    first.wait_for_instances("faults", 1, READY);
+    // A call in flight when the hub is told to stop...
+    let mut caller = first.cli();
+    caller.args(["call", "faults", "sleep", r#"{"ms": 1000}"#]);
+    let caller =
+        std::thread::spawn(move || common::run_with_limit(&mut caller, Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut first = first;
+    first.process.signal("TERM");
+    // ...is answered before the hub exits, cleanly.
+    let out = caller.join().unwrap();
+    assert_eq!(ok_json(&out), json!({"slept_ms": 1000}));
+    let status = first
+        .process
+        .wait_for(Duration::from_secs(10))
+        .expect("the hub exits after its calls are answered");
+    assert!(status.success(), "{status}");
+    // The connector did not go with it.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        faults.child.try_wait().unwrap().is_none(),
+        "the connector exited with the hub"
+    );
+    let second = Hub::start_on(&listen, &["--heartbeat-interval", "500ms"]);
+    let back = Instant::now();
+    loop {
+        let out = call(&second, &["faults", "add", r#"{"a": 2, "b": 3}"#]);
+        if out.status.code() == Some(0) {
+            assert_eq!(common::stdout_json(&out), json!(5));
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "no success within 2 s of the hub's return: {}",
+            common::stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_result_finished_while_the_connector_was_cut_off_is_delivered_after_it_resumes() {
+    let hub = Hub::start(&["--heartbeat-interval", "1s", "--resume-window", "5s"]);
+    let proxy = common::proxy::Proxy::start(hub.authority());
+    let mut cmd = common::example("faults");
+    cmd.arg("serve")
+        .env("SPOKE_HUB_URL", &proxy.url)
+        .env("SPOKE_INSTANCE_ID", "cut")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    let _faults = ChildGuard {
+        child: cmd.spawn().expect("start faults"),
+    };
+    hub.wait_for_instances("faults", 1, READY);
+    let mut caller = hub.cli();
+    caller.args(["call", "faults", "sleep", r#"{"ms": 1200}"#]);
+    let caller =
+        std::thread::spawn(move || common::run_with_limit(&mut caller, Duration::from_secs(30)));
+    // Cut the connector off while the call runs, and keep it off until well
+    // after the call has finished: its result waits in the outbox.
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.cut();
+    std::thread::sleep(Duration::from_millis(1700));
+    proxy.open();
+    let out = caller.join().unwrap();
+    assert_eq!(ok_json(&out), json!({"slept_ms": 1200}));
+}
+
+#[test]
+fn cancellation_and_deadlines_reach_the_action_through_the_hub() {
+    let hub = Hub::start(&[]);
+    let (_faults, log) = hub.attach_logged(
+        "faults",
+        &[
+            ("SPOKE_INSTANCE_ID", "f1"),
+            ("RUST_LOG", "warn,spoke_runtime::dispatch=debug"),
+        ],
+    );
+    hub.wait_for_instances("faults", 1, READY);
+    // The connector's line for the answer it gave: `answered: <message> ... code="<code>"`.
+    let wait_for_answer = |what: &str| {
+        let started = Instant::now();
+        loop {
+            let text = log.lock().unwrap().clone();
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.contains("answered: ") && l.contains(what))
+            {
+                return line.to_owned();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the action never saw {what}; connector log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // A streaming caller that goes away: the action's token is cancelled.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = HubClient::connect(hub.url.clone()).await.expect("connect");
+        let mut stream = client
+            .invoke_stream(InvokeRequest {
+                connector: "faults".into(),
+                action: "sleep".into(),
+                payload: br#"{"ms": 20000}"#.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("streamed call")
+            .into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the sleeping event in time")
+            .expect("stream")
+            .expect("an item");
+        assert!(
+            matches!(first.item, Some(invoke_stream_item::Item::Event(_))),
+            "{first:?}"
+        );
+        drop(stream);
+        drop(client);
+    });
+    // The action itself saw the cancellation: the message is its own.
+    let line = wait_for_answer("code=\"cancelled\"");
+    assert!(line.contains("answered: sleep stopped after"), "{line}");
+    assert!(line.contains("of 20000"), "{line}");
+
+    // A deadline: the action is stopped when it passes.
+    let out = call(
+        &hub,
+        &["faults", "sleep", r#"{"ms": 20000}"#, "--timeout", "500ms"],
+    );
+    assert!(common::stderr(&out).contains("deadline_exceeded"));
+    wait_for_answer("code=\"deadline_exceeded\"");
+}
+
+#[test]
+fn large_results_travel_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    // 6 MiB: over the 4 MiB default message limit of gRPC, in 1 MiB chunks.
+    let text: String = (0..6 * 1024 * 1024)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    std::fs::write(dir.path().join("big.txt"), &text).unwrap();
+    let hub = Hub::start(&[]);
+    let root = dir.path().display().to_string();
+    let _files = hub.attach(
+        "files",
+        &[
+            ("SPOKE_INSTANCE_ID", "big"),
+            ("FILES_ROOT", &root),
+            ("FILES_MAX_BYTES", "16777216"),
+        ],
+    );
+    hub.wait_for_instances("files", 1, READY);
+    // Unary: the hub joins the chunks.
+    let reply = ok_json(&call(&hub, &["files", "read", r#"{"path": "big.txt"}"#]));
+    assert_eq!(reply["content"].as_str().map(str::len), Some(text.len()));
+    assert!(reply["content"] == text.as_str());
+    // Streaming: the chunks arrive in order, then an empty result.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = HubClient::connect(hub.url.clone())
+            .await
+            .expect("connect")
+            .max_decoding_message_size(8 * 1024 * 1024);
+        let mut stream = client
+            .invoke_stream(InvokeRequest {
+                connector: "files".into(),
+                action: "read".into(),
+                payload: br#"{"path": "big.txt"}"#.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("streamed call")
+            .into_inner();
+        let (mut joined, mut chunks, mut last) = (Vec::new(), 0u64, None);
+        while let Some(item) = stream.message().await.expect("stream") {
+            match item.item {
+                Some(invoke_stream_item::Item::Chunk(chunk)) => {
+                    assert_eq!(chunk.seq, chunks, "in order");
+                    chunks += 1;
+                    joined.extend_from_slice(&chunk.data);
+                }
+                Some(invoke_stream_item::Item::Result(result)) => last = Some(result),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(chunks >= 6, "{chunks} chunks");
+        let last = last.expect("a final result");
+        assert_eq!(
+            last.outcome,
+            Some(instance_result::Outcome::Payload(Vec::new()))
+        );
+        let reply: Value = serde_json::from_slice(&joined).unwrap();
+        assert!(reply["content"] == text.as_str());
+    });
 }

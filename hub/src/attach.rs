@@ -20,9 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spoke_proto::v1::connector_hub_server::ConnectorHub;
-use spoke_proto::v1::{
-    ConnectorFrame, Drain, Goodbye, HubFrame, Ping, Pong, connector_frame, hub_frame,
-};
+use spoke_proto::v1::{ConnectorFrame, Goodbye, HubFrame, Ping, Pong, connector_frame, hub_frame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::{Request, Response, Status, Streaming};
@@ -32,6 +30,10 @@ use crate::pending::Delivery;
 use crate::register;
 use crate::registry::{Admitted, InstanceKey};
 use crate::state::HubState;
+
+/// While the hub shuts down, how often a stream checks whether its calls
+/// are all answered.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// How many frames may wait to be sent to one connector.
 pub(crate) const OUTBOUND_CAPACITY: usize = 256;
@@ -91,7 +93,8 @@ enum Exit {
     Stalled(String),
     /// A resumed stream took the session over.
     Replaced,
-    /// The hub shut down and the drain grace passed.
+    /// The hub is shutting down and the session's calls are answered (or
+    /// the grace passed).
     Drained,
 }
 
@@ -253,22 +256,28 @@ impl StreamTask {
         let mut nonce: u64 = 0;
         let mut last_heard = Instant::now();
         let mut drain_until: Option<Instant> = None;
+        let mut drain_poll = tokio::time::interval(DRAIN_POLL);
         let shutdown = self.state.shutdown_token().clone();
 
         loop {
             tokio::select! {
                 biased;
                 () = admitted.replaced.cancelled() => return Exit::Replaced,
+                // The hub is going away, not the connector: route nothing
+                // more here, let the calls in flight finish (within the
+                // grace), then say Goodbye. The connector stays up and
+                // reconnects, to this hub's successor.
                 () = shutdown.cancelled(), if drain_until.is_none() => {
                     let grace = self.state.config.shutdown_grace;
                     self.state.lock().registry.set_draining(key, admitted.generation);
-                    self.send(hub_frame::Frame::Drain(Drain {
-                        reason: "the hub is shutting down".to_owned(),
-                        grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
-                    }));
                     drain_until = Some(Instant::now() + grace);
                 }
                 () = sleep_until_opt(drain_until) => return Exit::Drained,
+                _ = drain_poll.tick(), if drain_until.is_some() => {
+                    if self.state.lock().pending.in_flight(key) == 0 {
+                        return Exit::Drained;
+                    }
+                }
                 // Ready once per interval, so it cannot starve the frames
                 // below, and a flood of frames cannot starve it.
                 _ = pings.tick() => {

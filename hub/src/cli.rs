@@ -3,7 +3,7 @@
 //! ```text
 //! spoke hub [--listen ADDR] [--heartbeat-interval D] [--resume-window D] [--shutdown-grace D]
 //!           [--sidecars FILE.toml]
-//! spoke ls [--json]                         connector types and their instances
+//! spoke ls [--table]                        connector types and their instances (JSON)
 //! spoke describe <connector>                a connector's manifest (pretty JSON)
 //! spoke call <connector> <action> [JSON|-]  call an action through the hub
 //!     [--instance ID | --name NAME | --tag TAG] [--timeout D] [--operator]
@@ -45,10 +45,13 @@ struct Cli {
 enum Command {
     /// Run a hub: connectors attach to it, clients call their actions through it.
     Hub(HubArgs),
-    /// List connector types and their instances.
+    /// List connector types and their instances, as JSON.
     Ls {
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// Print a table for people instead of JSON.
+        #[arg(long, short = 't', conflicts_with = "json")]
+        table: bool,
+        /// Print JSON (the default; kept for scripts that ask for it).
+        #[arg(long, hide = true)]
         json: bool,
         #[command(flatten)]
         hub: HubUrl,
@@ -215,7 +218,7 @@ fn run_client(command: Command) -> ExitCode {
     };
     let code = runtime.block_on(async move {
         match command {
-            Command::Ls { json, hub } => client::ls(&hub.url, json).await,
+            Command::Ls { table, hub, .. } => client::ls(&hub.url, !table).await,
             Command::Describe { connector, hub } => client::describe(&hub.url, &connector).await,
             Command::Call(args) => {
                 let route = match (args.instance, args.name, args.tag) {

@@ -343,7 +343,11 @@ async fn connect(url: &str) -> Result<HubClient<Channel>, Failure> {
         code: "unavailable",
         message: format!("cannot connect to the hub at {url}: {}", chain(&e)),
     })?;
-    Ok(HubClient::new(channel))
+    Ok(HubClient::new(channel)
+        .max_decoding_message_size(
+            spoke_proto::MAX_ASSEMBLED_BYTES + spoke_proto::RESPONSE_SLACK_BYTES,
+        )
+        .max_encoding_message_size(spoke_proto::MAX_MESSAGE_BYTES))
 }
 
 /// An error and its sources, `a: b: c`, skipping repeats.
@@ -513,7 +517,7 @@ fn ls_table(connectors: &[ConnectorSummary]) -> String {
             let or_dash = |s: String| if s.is_empty() { dash() } else { s };
             rows.push([
                 c.name.clone(),
-                c.version.clone(),
+                or_dash(c.version.clone()),
                 or_dash(info.id),
                 or_dash(info.display_name),
                 or_dash(info.tags.join(",")),

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::call_log::CallLog;
 use crate::deadline;
 use crate::invoke::{self, Call};
 use crate::pending::ItemSender;
@@ -89,28 +90,31 @@ impl ClientApi {
         ClientApi { state, sidecars }
     }
 
-    /// Checks a request and picks its instance(s); a refused call gets its
-    /// one log line here.
-    fn prepare(&self, request: Request<InvokeRequest>) -> Result<(Call, Selection), Status> {
+    /// Checks a request and picks its instance(s). The call's log line
+    /// starts here; a refused call gets it at once.
+    fn prepare(
+        &self,
+        request: Request<InvokeRequest>,
+    ) -> Result<(Call, Selection, CallLog), Status> {
         let deadline = deadline::from_metadata(request.metadata());
         let metadata = invoke_metadata(&request);
         let request = request.into_inner();
-        let (connector, action) = (request.connector.clone(), request.action.clone());
-        self.check(request, deadline, metadata)
-            .inspect_err(|status| {
-                tracing::info!(
-                    connector = %connector,
-                    action = %action,
-                    outcome = crate::client::code_name(status.code()),
-                    "call refused: {}",
-                    status.message()
-                );
-            })
+        let request_id = self.state.next_request_id();
+        let log = CallLog::new(&request_id, &request.connector, &request.action);
+        match self.check(request, request_id, deadline, metadata) {
+            Ok((call, selection)) => Ok((call, selection, log)),
+            Err(status) => {
+                tracing::debug!("call refused: {}", status.message());
+                log.refused(&status);
+                Err(status)
+            }
+        }
     }
 
     fn check(
         &self,
         request: InvokeRequest,
+        request_id: String,
         deadline: Option<Instant>,
         from_hub: HashMap<String, String>,
     ) -> Result<(Call, Selection), Status> {
@@ -152,7 +156,7 @@ impl ClientApi {
             mode,
             deadline,
             target,
-            request_id: self.state.next_request_id(),
+            request_id,
         };
         Ok((call, selection))
     }
@@ -238,15 +242,21 @@ impl Hub for ClientApi {
         &self,
         request: Request<InvokeRequest>,
     ) -> Result<Response<InvokeResponse>, Status> {
-        let (call, selection) = self.prepare(request)?;
+        let (call, selection, log) = self.prepare(request)?;
         let state = &self.state;
         let results = match selection {
             Selection::One(key) => {
                 let retry = call.target.allows_retry();
                 let id = &call.request_id;
-                vec![invoke::run_one(state, &call, id, key, retry, None).await?]
+                let answer = invoke::run_one(state, &call, id, key, retry, None, &log).await;
+                log.answered(&answer);
+                vec![answer?]
             }
-            Selection::Broadcast(keys) => invoke::run_broadcast(state, &call, keys, None).await,
+            Selection::Broadcast(keys) => {
+                let results = invoke::run_broadcast(state, &call, keys, None, &log).await;
+                log.broadcast(&results);
+                results
+            }
         };
         Ok(Response::new(InvokeResponse {
             request_id: call.request_id,
@@ -260,11 +270,11 @@ impl Hub for ClientApi {
         &self,
         request: Request<InvokeRequest>,
     ) -> Result<Response<Self::InvokeStreamStream>, Status> {
-        let (call, selection) = self.prepare(request)?;
+        let (call, selection, log) = self.prepare(request)?;
         let (tx, rx) = mpsc::channel(STREAM_ITEMS);
         let state = Arc::clone(&self.state);
         tokio::spawn(async move {
-            let work = stream_call(&state, &call, selection, &tx);
+            let work = stream_call(&state, &call, selection, &tx, &log);
             tokio::select! {
                 () = work => {}
                 // The caller went away: dropping `work` cancels its calls.
@@ -330,20 +340,28 @@ impl Hub for ClientApi {
 
 /// Runs a streamed call: events and chunks as they come, then the result(s),
 /// or an error status as the last item.
-async fn stream_call(state: &Arc<HubState>, call: &Call, selection: Selection, tx: &ItemSender) {
+async fn stream_call(
+    state: &Arc<HubState>,
+    call: &Call,
+    selection: Selection,
+    tx: &ItemSender,
+    log: &CallLog,
+) {
     let item = |result| InvokeStreamItem {
         item: Some(invoke_stream_item::Item::Result(result)),
     };
     match selection {
         Selection::One(key) => {
             let retry = call.target.allows_retry();
-            let last = invoke::run_one(state, call, &call.request_id, key, retry, Some(tx))
-                .await
-                .map(item);
-            let _ = tx.send(last).await;
+            let answer =
+                invoke::run_one(state, call, &call.request_id, key, retry, Some(tx), log).await;
+            log.answered(&answer);
+            let _ = tx.send(answer.map(item)).await;
         }
         Selection::Broadcast(keys) => {
-            for result in invoke::run_broadcast(state, call, keys, Some(tx)).await {
+            let results = invoke::run_broadcast(state, call, keys, Some(tx), log).await;
+            log.broadcast(&results);
+            for result in results {
                 if tx.send(Ok(item(result))).await.is_err() {
                     break;
                 }

@@ -23,8 +23,9 @@ pub struct HubConfig {
     /// How long the session and in-flight calls of an instance whose stream
     /// ended are kept for it to resume.
     pub resume_window: Duration,
-    /// On shutdown, how long connectors get (the `Drain.grace_ms`) to finish
-    /// in-flight work before the hub closes their streams.
+    /// On shutdown, how long the calls in flight get to be answered before
+    /// the hub says Goodbye to their connectors (which then reconnect, to
+    /// the hub's successor) and fails what is left.
     pub shutdown_grace: Duration,
 }
 

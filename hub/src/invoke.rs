@@ -8,8 +8,9 @@
 //! another ready instance; without one, the refusal reaches the caller as it
 //! is. A call is retried at most once, whatever the reason.
 //!
-//! Every attempt logs exactly one line at info when it ends: request id,
-//! connector, instance, action, duration and outcome.
+//! Every call logs one line at info when it ends ([`CallLog`]); every
+//! attempt of it one at debug: request id, connector, instance, action,
+//! duration and outcome.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
+use crate::call_log::CallLog;
 use crate::deadline;
 use crate::pending::{Answer, Caller, ItemSender, TakeBack};
 use crate::registry::{InstanceKey, InstanceStatus};
@@ -101,6 +103,7 @@ pub(crate) async fn run_one(
     first: InstanceKey,
     retry: bool,
     stream: Option<&ItemSender>,
+    log: &CallLog,
 ) -> Result<InstanceResult, Status> {
     let mut key = first;
     let mut retried = false;
@@ -112,6 +115,7 @@ pub(crate) async fn run_one(
             n => format!("{request_id}.{n}"),
         };
         attempts += 1;
+        log.tried(&key);
         let failure = match attempt(state, call, &id, &key, stream).await {
             Ok(result) if retry && !retried && never_started(&result) => {
                 let refused = key.clone();
@@ -215,11 +219,12 @@ pub(crate) async fn run_broadcast(
     call: &Call,
     keys: Vec<InstanceKey>,
     stream: Option<&ItemSender>,
+    log: &CallLog,
 ) -> Vec<InstanceResult> {
     let calls = keys.into_iter().enumerate().map(|(n, key)| async move {
         let instance_id = key.id.clone();
         let request_id = format!("{}.{}", call.request_id, n + 1);
-        run_one(state, call, &request_id, key, false, stream)
+        run_one(state, call, &request_id, key, false, stream, log)
             .await
             .unwrap_or_else(|status| in_band(instance_id, &status))
     });
@@ -388,7 +393,7 @@ fn instance_result(key: &InstanceKey, result: v1::Result) -> InstanceResult {
     }
 }
 
-/// Logs an attempt once, when it ends, and cancels it at the connector if
+/// Logs an attempt once (at debug), when it ends, and cancels it at the connector if
 /// the caller gave up (including by going away, which drops the attempt).
 struct AttemptLog<'a> {
     state: &'a HubState,
@@ -414,14 +419,14 @@ impl Drop for AttemptLog<'_> {
         }
         let elapsed: Duration = self.started.elapsed();
         let outcome = self.outcome.as_deref().unwrap_or("caller_gone");
-        tracing::info!(
+        tracing::debug!(
             request_id = %self.request_id,
             connector = %self.key.connector,
             instance = %self.key.id,
             action = %self.action,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             outcome,
-            "call"
+            "attempt"
         );
     }
 }

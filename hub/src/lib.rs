@@ -16,6 +16,7 @@
 //!   selection, in-flight calls (each with the Invoke it sent, sent again
 //!   when its instance resumes), and one call's life with cancel and retry
 //!   (once, elsewhere: a lost `read`, or any call refused as never started);
+//!   `call_log`: the one log line of every call;
 //! - `state`: the registry and pending calls behind one lock; `deadline`:
 //!   `grpc-timeout`; `request_id`;
 //! - [`config`]: the hub's settings;
@@ -26,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod attach;
+mod call_log;
 pub mod cli;
 pub mod client;
 mod client_api;

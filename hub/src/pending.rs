@@ -29,7 +29,7 @@ use crate::deadline;
 use crate::registry::InstanceKey;
 
 /// The most a unary caller's chunked result may add up to.
-pub(crate) const MAX_ASSEMBLED_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) use spoke_proto::MAX_ASSEMBLED_BYTES;
 
 /// Where a streaming caller's items go.
 pub(crate) type ItemSender = mpsc::Sender<Result<InvokeStreamItem, Status>>;
@@ -227,6 +227,10 @@ impl Pending {
         let Some(caller) = entry.caller.as_mut() else {
             return Delivery::Abandoned;
         };
+        if chunk.seq < caller.next_seq {
+            // Sent again after a reconnect: the caller has it already.
+            return Delivery::Delivered;
+        }
         if chunk.seq != caller.next_seq {
             tracing::warn!(
                 "request {}: chunk {} arrived where {} was expected",
@@ -423,6 +427,33 @@ mod tests {
             panic!("no answer")
         };
         assert_eq!(r.outcome, Some(result::Outcome::Payload(b"abcd".to_vec())));
+    }
+
+    #[test]
+    fn chunks_sent_again_after_a_reconnect_are_skipped() {
+        let mut pending = Pending::default();
+        let (tx, mut rx) = oneshot::channel();
+        pending.insert(invoke("1"), None, key("a"), Caller::new(tx, None), None);
+        let chunk = |seq: u64, data: &[u8]| Chunk {
+            request_id: "1".into(),
+            seq,
+            data: data.to_vec(),
+        };
+        // Chunks 0 and 1 arrive, the stream dies, the whole result comes again.
+        for (seq, data) in [(0, b"ab"), (1, b"cd"), (0, b"ab"), (1, b"cd"), (2, b"ef")] {
+            assert_eq!(
+                pending.chunk(&key("a"), chunk(seq, data)),
+                Delivery::Delivered
+            );
+        }
+        pending.resolve(&key("a"), result("1", b"", true));
+        let Ok(Answer::Result(r)) = rx.try_recv() else {
+            panic!("no answer")
+        };
+        assert_eq!(
+            r.outcome,
+            Some(result::Outcome::Payload(b"abcdef".to_vec()))
+        );
     }
 
     #[test]

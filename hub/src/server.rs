@@ -15,6 +15,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use spoke_proto::{MAX_ASSEMBLED_BYTES, MAX_MESSAGE_BYTES, RESPONSE_SLACK_BYTES};
+
 use crate::attach::AttachService;
 use crate::client_api::ClientApi;
 use crate::config::HubConfig;
@@ -111,13 +113,19 @@ pub async fn run_until_supervised(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ConnectorHubServer::new(AttachService::new(Arc::clone(
-            &state,
-        ))))
-        .add_service(HubServer::new(ClientApi::with_sidecars(
-            Arc::clone(&state),
-            statuses.clone(),
-        )));
+        .add_service(
+            ConnectorHubServer::new(AttachService::new(Arc::clone(&state)))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            HubServer::new(ClientApi::with_sidecars(
+                Arc::clone(&state),
+                statuses.clone(),
+            ))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_ASSEMBLED_BYTES + RESPONSE_SLACK_BYTES),
+        );
 
     on_bound(addr);
 

@@ -14,3 +14,24 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("spok
 
 /// The protocol version this crate speaks (`Register.protocol_version`).
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest message either side of the protocol accepts (16 MiB): an
+/// Invoke's payload, a `Hub.Invoke` request. Results larger than
+/// [`CHUNK_THRESHOLD`] travel as [`CHUNK_BYTES`] Chunks instead, so no
+/// message on an Attach stream comes near it.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A Result whose payload is larger than this (1 MiB) is sent as Chunks
+/// followed by a Result with `chunked = true` and an empty payload.
+pub const CHUNK_THRESHOLD: usize = 1024 * 1024;
+
+/// The size of each Chunk of a chunked result (the last may be shorter).
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The largest result the hub assembles for a unary `Hub.Invoke` caller
+/// (64 MiB); a larger one needs `Hub.InvokeStream`. Unary clients accept
+/// responses up to this plus [`RESPONSE_SLACK_BYTES`].
+pub const MAX_ASSEMBLED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Room for the envelope around an assembled result.
+pub const RESPONSE_SLACK_BYTES: usize = 64 * 1024;

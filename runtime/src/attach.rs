@@ -173,7 +173,9 @@ impl Link {
         String,
     > {
         let hub = &self.options.hub_url;
-        let mut client = ConnectorHubClient::new(channel);
+        let mut client = ConnectorHubClient::new(channel)
+            .max_decoding_message_size(spoke_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(spoke_proto::MAX_MESSAGE_BYTES);
         let (out, out_rx) = mpsc::channel(OUT_BUFFER);
         // Queued before the call, so a hub that reads Register before
         // answering the call's headers gets it.
@@ -391,16 +393,59 @@ async fn write(
             _ = ticker.tick() => ping(outbox.next_ping_nonce()),
             frame = outbox.pop() => frame,
         };
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            sent = out.send(frame) => if sent.is_err() { return },
+        // A large result goes as Chunks, then its Result: all of it before
+        // any other frame, so no Ping can split it.
+        for frame in in_pieces(frame) {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                sent = out.send(frame) => if sent.is_err() { return },
+            }
         }
         if last {
             // Dropping `out` ends the request stream: the hub sees end-of-stream.
             return;
         }
     }
+}
+
+/// The frames that carry `frame`: itself, or, for a Result whose payload is
+/// larger than [`CHUNK_THRESHOLD`](spoke_proto::CHUNK_THRESHOLD), its payload
+/// in [`CHUNK_BYTES`](spoke_proto::CHUNK_BYTES) Chunks (seq from 0) and then
+/// the Result with `chunked = true` and an empty payload. A result sent again
+/// after a reconnect is cut the same way, so the hub can skip the Chunks it
+/// already has.
+fn in_pieces(frame: ConnectorFrame) -> Vec<ConnectorFrame> {
+    use spoke_proto::v1::{Chunk, result::Outcome};
+    let Some(connector_frame::Frame::Result(mut result)) = frame.frame else {
+        return vec![frame];
+    };
+    let payload = match &mut result.outcome {
+        Some(Outcome::Payload(payload)) if payload.len() > spoke_proto::CHUNK_THRESHOLD => {
+            std::mem::take(payload)
+        }
+        _ => {
+            return vec![ConnectorFrame {
+                frame: Some(connector_frame::Frame::Result(result)),
+            }];
+        }
+    };
+    let mut frames: Vec<ConnectorFrame> = payload
+        .chunks(spoke_proto::CHUNK_BYTES)
+        .zip(0u64..)
+        .map(|(data, seq)| ConnectorFrame {
+            frame: Some(connector_frame::Frame::Chunk(Chunk {
+                request_id: result.request_id.clone(),
+                seq,
+                data: data.to_vec(),
+            })),
+        })
+        .collect();
+    result.chunked = true;
+    frames.push(ConnectorFrame {
+        frame: Some(connector_frame::Frame::Result(result)),
+    });
+    frames
 }
 
 fn status_text(status: &tonic::Status) -> String {
@@ -425,5 +470,64 @@ fn frame_name(frame: &hub_frame::Frame) -> &'static str {
         hub_frame::Frame::Pong(_) => "Pong",
         hub_frame::Frame::Drain(_) => "Drain",
         hub_frame::Frame::Goodbye(_) => "Goodbye",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spoke_proto::v1::{Result as ResultFrame, result::Outcome};
+
+    use super::*;
+
+    fn result_of(payload: Vec<u8>) -> ConnectorFrame {
+        ConnectorFrame {
+            frame: Some(connector_frame::Frame::Result(ResultFrame {
+                request_id: "r1".into(),
+                outcome: Some(Outcome::Payload(payload)),
+                duration_us: 7,
+                ..ResultFrame::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn small_results_go_whole() {
+        let frame = result_of(vec![b'x'; spoke_proto::CHUNK_THRESHOLD]);
+        let pieces = in_pieces(frame.clone());
+        assert_eq!(pieces, vec![frame]);
+    }
+
+    #[test]
+    fn large_results_go_in_chunks_then_an_empty_chunked_result() {
+        let payload: Vec<u8> = (0..spoke_proto::CHUNK_BYTES * 2 + 10)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let pieces = in_pieces(result_of(payload.clone()));
+        assert_eq!(pieces.len(), 4);
+        let mut joined = Vec::new();
+        for (seq, piece) in pieces[..3].iter().enumerate() {
+            let Some(connector_frame::Frame::Chunk(chunk)) = &piece.frame else {
+                panic!("expected a Chunk, got {piece:?}");
+            };
+            assert_eq!(chunk.request_id, "r1");
+            assert_eq!(chunk.seq, seq as u64);
+            assert!(chunk.data.len() <= spoke_proto::CHUNK_BYTES);
+            joined.extend_from_slice(&chunk.data);
+        }
+        assert_eq!(joined, payload);
+        let Some(connector_frame::Frame::Result(last)) = &pieces[3].frame else {
+            panic!("expected the Result last");
+        };
+        assert!(last.chunked);
+        assert_eq!(last.outcome, Some(Outcome::Payload(Vec::new())));
+        assert_eq!(last.duration_us, 7);
+    }
+
+    #[test]
+    fn errors_and_other_frames_go_whole() {
+        let ping = ConnectorFrame {
+            frame: Some(connector_frame::Frame::Ping(Ping { nonce: 1 })),
+        };
+        assert_eq!(in_pieces(ping.clone()), vec![ping]);
     }
 }

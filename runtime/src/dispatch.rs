@@ -445,9 +445,20 @@ impl Dispatch {
                 "result of a call from an unresumed session dropped"
             );
         } else {
+            let took = received.elapsed();
+            match &result {
+                Ok(_) => tracing::debug!(request_id, ?took, "answered: ok"),
+                Err(e) => tracing::debug!(
+                    request_id,
+                    ?took,
+                    code = e.code().as_str(),
+                    "answered: {}",
+                    e.message()
+                ),
+            }
             // Queued while the state is locked, so whoever sees no calls left
             // also sees this result in the outbox.
-            let frame = result_frame(request_id, result, received.elapsed());
+            let frame = result_frame(request_id, result, took);
             self.outbox.push_result(request_id, call.generation, frame);
         }
         let now_idle = state.calls.is_empty();

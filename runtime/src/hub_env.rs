@@ -3,7 +3,7 @@
 //! | Variable | Meaning | Default |
 //! |---|---|---|
 //! | `SPOKE_HUB_URL` | the hub's gRPC address, `http://host:port` | `http://127.0.0.1:7700` |
-//! | `SPOKE_INSTANCE_ID` | this instance's id, unique among the connector's instances; keep it stable across restarts so the hub can resume the session | `<connector name>-<unix millis>`, with a warning |
+//! | `SPOKE_INSTANCE_ID` | this instance's id, unique among the connector's instances; keep it stable across restarts, so that a restarted instance takes its old place at once (the old session ends and its calls fail over right away) and routes by instance keep working | `<connector name>-<unix millis>`, with a warning |
 //! | `SPOKE_DISPLAY_NAME` | a human-friendly name for this instance | the connector's display name |
 //! | `SPOKE_TAGS` | comma-separated tags, e.g. `eu, blue` (trimmed; empty entries dropped) | none |
 //! | `SPOKE_METADATA_<KEY>` | one metadata entry `<key>` (lowercased) = value, e.g. `SPOKE_METADATA_REGION=eu-west-1` | none |
@@ -178,7 +178,7 @@ impl AttachOptions {
                 options.instance.id = generated_instance_id(&manifest.name);
                 tracing::warn!(
                     instance = %options.instance.id,
-                    "{INSTANCE_ID} is not set: using a generated id; set a stable one so the hub can resume this instance's session after a restart"
+                    "{INSTANCE_ID} is not set: using a generated id; set a stable one so that this instance takes its own place again after a restart"
                 );
             }
         }

@@ -27,7 +27,7 @@
 //!   result is queued or unacknowledged, [`Outbox::holds_result`] says so,
 //!   and an Invoke the hub re-sends for it after a resume is ignored.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::pin;
 use std::sync::{Mutex, MutexGuard};
 
@@ -61,6 +61,9 @@ struct Inner {
     /// Results handed to a stream, oldest first, with the nonce of the Ping
     /// that acknowledges them.
     unacked: VecDeque<(u64, Answer)>,
+    /// How many entries of `unacked` each request id has (for
+    /// [`Outbox::holds_result`], asked of every Invoke).
+    unacked_ids: HashMap<String, usize>,
     /// The nonce of the next Ping; results sent now are tagged with it.
     next_ping: u64,
     attached: bool,
@@ -92,6 +95,7 @@ impl Outbox {
                 results: 0,
                 events: 0,
                 unacked: VecDeque::new(),
+                unacked_ids: HashMap::new(),
                 next_ping: 1,
                 attached: false,
             }),
@@ -185,10 +189,10 @@ impl Outbox {
                 inner.queued_ids.remove(&answer.request_id);
                 let frame = answer.frame.clone();
                 let tag = inner.next_ping;
-                inner.unacked.push_back((tag, answer));
+                inner.push_unacked(tag, answer);
                 if inner.unacked.len() > inner.capacity {
                     // Far more than one heartbeat's worth: assume the oldest arrived.
-                    inner.unacked.pop_front();
+                    inner.pop_unacked();
                 }
                 Some(frame)
             }
@@ -207,7 +211,7 @@ impl Outbox {
     pub(crate) fn ack(&self, nonce: u64) {
         let mut inner = self.lock();
         while inner.unacked.front().is_some_and(|(tag, _)| *tag <= nonce) {
-            inner.unacked.pop_front();
+            inner.pop_unacked();
         }
     }
 
@@ -224,6 +228,7 @@ impl Outbox {
         inner.queue.retain(|e| matches!(e, Entry::Result(_)));
         inner.events = 0;
         let resend = std::mem::take(&mut inner.unacked);
+        inner.unacked_ids.clear();
         if !resend.is_empty() {
             tracing::debug!(
                 count = resend.len(),
@@ -255,6 +260,7 @@ impl Outbox {
             queued_ids,
             results,
             unacked,
+            unacked_ids,
             ..
         } = &mut *inner;
         queue.retain(|e| match e {
@@ -267,7 +273,13 @@ impl Outbox {
             _ => true,
         });
         let before = unacked.len();
-        unacked.retain(|(_, a)| a.generation >= generation);
+        unacked.retain(|(_, a)| {
+            let keep = a.generation >= generation;
+            if !keep {
+                forget_id(unacked_ids, &a.request_id);
+            }
+            keep
+        });
         purged + (before - unacked.len())
     }
 
@@ -275,11 +287,7 @@ impl Outbox {
     /// yet acknowledged by the hub.
     pub(crate) fn holds_result(&self, request_id: &str) -> bool {
         let inner = self.lock();
-        inner.queued_ids.contains(request_id)
-            || inner
-                .unacked
-                .iter()
-                .any(|(_, a)| a.request_id == request_id)
+        inner.queued_ids.contains(request_id) || inner.unacked_ids.contains_key(request_id)
     }
 
     /// Nothing is queued and every sent result is acknowledged.
@@ -306,7 +314,31 @@ impl Outbox {
     }
 }
 
+/// One entry of `id` left `unacked`.
+fn forget_id(ids: &mut HashMap<String, usize>, id: &str) {
+    if let Some(count) = ids.get_mut(id) {
+        *count -= 1;
+        if *count == 0 {
+            ids.remove(id);
+        }
+    }
+}
+
 impl Inner {
+    fn push_unacked(&mut self, tag: u64, answer: Answer) {
+        *self
+            .unacked_ids
+            .entry(answer.request_id.clone())
+            .or_default() += 1;
+        self.unacked.push_back((tag, answer));
+    }
+
+    fn pop_unacked(&mut self) {
+        if let Some((_, answer)) = self.unacked.pop_front() {
+            forget_id(&mut self.unacked_ids, &answer.request_id);
+        }
+    }
+
     fn make_room_for_one_result(&mut self) {
         if self.results >= self.capacity {
             self.drop_oldest_result();
@@ -377,6 +409,34 @@ mod tests {
         std::iter::from_fn(|| outbox.try_pop())
             .map(|f| describe(&f))
             .collect()
+    }
+
+    #[test]
+    fn results_are_held_until_acknowledged_dropped_or_purged() {
+        let outbox = Outbox::new(2, 8);
+        outbox.attach();
+        outbox.push_result("1", 1, result("1", "a"));
+        assert!(outbox.holds_result("1"), "queued");
+        assert_eq!(drain(&outbox), ["R1=a"]);
+        assert!(outbox.holds_result("1"), "sent, not acknowledged");
+        // The stream dies: it goes back to the queue, still held.
+        outbox.detach();
+        assert!(outbox.holds_result("1"));
+        outbox.attach();
+        assert_eq!(drain(&outbox), ["R1=a"]);
+        outbox.ack(outbox.next_ping_nonce());
+        assert!(!outbox.holds_result("1"), "acknowledged");
+        // More unacknowledged results than the capacity: the oldest is
+        // assumed delivered and forgotten.
+        for id in ["2", "3", "4"] {
+            outbox.push_result(id, 1, result(id, "a"));
+            drain(&outbox);
+        }
+        assert!(!outbox.holds_result("2"));
+        assert!(outbox.holds_result("3") && outbox.holds_result("4"));
+        // A new session forgets the old one's results.
+        assert_eq!(outbox.purge_before(2), 2);
+        assert!(!outbox.holds_result("3") && !outbox.holds_result("4"));
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub struct AttachOptions {
 impl AttachOptions {
     /// The defaults for a connector: hub [`DEFAULT_HUB_URL`], instance id
     /// `<connector name>-<unix millis>` (not stable across restarts: set one
-    /// to let the hub resume sessions), the manifest's display name, no tags,
+    /// so a restarted instance takes its own place again), the manifest's display name, no tags,
     /// metadata or tenant, [`DEFAULT_MAX_IN_FLIGHT`],
     /// [`DEFAULT_SHUTDOWN_GRACE`], [`default_backoff`] (200 ms to 1 s with
     /// jitter), an outbox of 10,000 results and a 5 s connect timeout.

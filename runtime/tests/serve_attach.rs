@@ -467,8 +467,10 @@ async fn silence_for_two_heartbeat_intervals_drops_the_stream_and_reconnects() {
             waited >= Duration::from_millis(200),
             "reconnected after {waited:?}"
         );
+        // Dropped after two intervals (200 ms), back after the first
+        // reconnect delay (at most 200 ms), with room for a loaded machine.
         assert!(
-            waited < Duration::from_secs(3),
+            waited < Duration::from_millis(1200),
             "reconnected after {waited:?}"
         );
         drop(silent);

@@ -1,6 +1,8 @@
 //! Helpers for integration tests that run example binaries as real processes.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -251,6 +253,37 @@ impl Hub {
         ChildGuard {
             child: cmd.spawn().expect("start connector"),
         }
+    }
+
+    /// Like [`Hub::attach`], with the connector's stderr (its log) collected
+    /// into the returned buffer.
+    pub fn attach_logged(
+        &self,
+        example_name: &str,
+        env: &[(&str, &str)],
+    ) -> (ChildGuard, std::sync::Arc<std::sync::Mutex<String>>) {
+        use std::io::BufRead;
+        let mut cmd = example(example_name);
+        cmd.arg("serve")
+            .env("SPOKE_HUB_URL", &self.url)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start connector");
+        let stderr = child.stderr.take().expect("connector stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&log);
+        let example_name = example_name.to_owned();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{example_name}: {line}");
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        (ChildGuard { child }, log)
     }
 
     /// Waits until `spoke ls --json` shows `count` ready instances of `connector`.

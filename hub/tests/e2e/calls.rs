@@ -14,6 +14,36 @@ fn hang() -> Behavior {
     Arc::new(|_| Reply::Hang)
 }
 
+/// The hub's one log line for each call, once `count` of them are there
+/// (bounded wait): `... call request_id=.. connector=.. instance=.. action=..
+/// duration_ms=.. outcome=..`, as key-value maps.
+async fn call_lines(hub: &Hub, count: usize) -> Vec<std::collections::HashMap<String, String>> {
+    let started = Instant::now();
+    loop {
+        let logs = hub.logs();
+        let lines: Vec<_> = logs
+            .lines()
+            .filter_map(|l| l.split_once(" call request_id=").map(|(_, rest)| rest))
+            .map(|rest| {
+                format!("request_id={rest}")
+                    .split_whitespace()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .collect();
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} call lines, wanted {count}; log:\n{logs}",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_cancels_the_call_at_the_connector() {
     let hub = Hub::start(&[]);
@@ -46,6 +76,54 @@ async fn a_deadline_cancels_the_call_at_the_connector() {
             log.answered.lock().unwrap().contains_key(&ids[0])
         })
         .await;
+    let lines = call_lines(&hub, 1).await;
+    assert_eq!(lines.len(), 1, "one line per call: {lines:?}");
+    assert_eq!(lines[0]["outcome"], "deadline_exceeded");
+    assert_eq!(lines[0]["instance"], "a");
+    assert_eq!(lines[0]["action"], "slow");
+    assert_eq!(lines[0]["request_id"], ids[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_has_one_log_line_refused_ones_too() {
+    let hub = Hub::start(&[]);
+    let _fake = Fake::attach(&hub.url, &Spec::echo("a"))
+        .await
+        .serve("a", Arc::new(|_| Reply::Ok(json!({"ok": true}))));
+    let mut client = hub.client().await;
+    client
+        .invoke(request("get", json!({})))
+        .await
+        .expect("served");
+    let mut unknown = request("get", json!({}));
+    unknown.connector = "nope".into();
+    let status = client.invoke(unknown).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let lines = call_lines(&hub, 2).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let ok = &lines[0];
+    assert_eq!(
+        (
+            ok["connector"].as_str(),
+            ok["instance"].as_str(),
+            ok["action"].as_str(),
+            ok["outcome"].as_str()
+        ),
+        ("echo", "a", "get", "ok"),
+        "{ok:?}"
+    );
+    assert!(ok["duration_ms"].parse::<f64>().is_ok(), "{ok:?}");
+    let refused = &lines[1];
+    assert_eq!(
+        (
+            refused["connector"].as_str(),
+            refused["instance"].as_str(),
+            refused["outcome"].as_str()
+        ),
+        ("nope", "-", "not_found"),
+        "{refused:?}"
+    );
+    assert_ne!(ok["request_id"], refused["request_id"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,6 +224,12 @@ async fn a_lost_read_is_retried_once_on_another_instance() {
         response.get_ref().results[0].instance_id,
         out["instance"].as_str().unwrap()
     );
+    // One line for the call, naming both instances it went to.
+    let lines = call_lines(&hub, 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let served = out["instance"].as_str().unwrap();
+    assert_eq!(lines[0]["instance"], format!("{lost},{served}"));
+    assert_eq!(lines[0]["outcome"], "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

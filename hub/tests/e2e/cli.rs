@@ -237,7 +237,7 @@ async fn ls_and_describe_print_tables_and_json() {
     let (hub, _served) = setup().await;
     let url = hub.url.as_str();
 
-    let (code, out, err) = cli(&["ls", "--hub", url], None).await;
+    let (code, out, err) = cli(&["ls", "--table", "--hub", url], None).await;
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
@@ -257,8 +257,12 @@ async fn ls_and_describe_print_tables_and_json() {
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(row, ["echo", "1.0.0", "a", "Alpha", "all,eu", "ready", "0"]);
 
+    // JSON is the default; `--json` says so explicitly.
+    let (code, default_out, _) = cli(&["ls", "--hub", url], None).await;
+    assert_eq!(code, 0);
     let (code, out, _) = cli(&["ls", "--json", "--hub", url], None).await;
     assert_eq!(code, 0);
+    assert_eq!(default_out, out);
     let list: Value = serde_json::from_str(&out).unwrap();
     let echo = &list["connectors"][0];
     assert_eq!(echo["name"], "echo");

@@ -374,6 +374,8 @@ pub struct Log {
     pub invokes: Mutex<Vec<Invoke>>,
     pub cancels: Mutex<Vec<String>>,
     pub drains: Mutex<Vec<Drain>>,
+    /// The reasons of the hub's Goodbyes.
+    pub goodbyes: Mutex<Vec<String>>,
     pub answered: Mutex<HashMap<String, usize>>,
     pub running: AtomicUsize,
     pub max_running: AtomicUsize,
@@ -477,6 +479,9 @@ async fn serve(stream: Stream, id: String, behavior: Behavior, log: Arc<Log>) {
                     hub_frame::Frame::Drain(drain) => {
                         log.drains.lock().unwrap().push(drain);
                         let _ = out.send(self::frame(connector_frame::Frame::Goodbye(Goodbye { reason: "drained".into() }))).await;
+                    }
+                    hub_frame::Frame::Goodbye(goodbye) => {
+                        log.goodbyes.lock().unwrap().push(goodbye.reason);
                     }
                     _ => {}
                 }
