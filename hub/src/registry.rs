@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::register::Registration;
 use crate::request_id::unix_ms;
+use crate::routing::Target;
 use crate::session;
 
 /// Names one instance: its connector and its id.
@@ -108,7 +109,10 @@ pub(crate) struct ConnectorType {
     /// The manifest as sent by the instance that registered it last.
     pub(crate) manifest_json: Arc<str>,
     /// Round-robin positions, by route (`""` for unrouted calls).
-    cursors: HashMap<String, usize>,
+    /// The round-robin cursor of unrouted calls.
+    cursor: usize,
+    /// The round-robin cursors of calls routed by display name.
+    name_cursors: HashMap<String, usize>,
 }
 
 /// What a successful registration produced.
@@ -284,7 +288,8 @@ impl Registry {
                     ConnectorType {
                         manifest: Arc::new(manifest),
                         manifest_json: json.into(),
-                        cursors: HashMap::new(),
+                        cursor: 0,
+                        name_cursors: HashMap::new(),
                     },
                 );
             }
@@ -306,9 +311,14 @@ impl Registry {
         &'a self,
         connector: &'a str,
     ) -> impl Iterator<Item = (&'a InstanceKey, &'a Instance)> + 'a {
+        // Keys sort by connector first: its instances are one range.
+        let first = InstanceKey {
+            connector: connector.to_owned(),
+            id: String::new(),
+        };
         self.instances
-            .iter()
-            .filter(move |(k, _)| k.connector == connector)
+            .range(first..)
+            .take_while(move |(k, _)| k.connector == connector)
     }
 
     /// One instance.
@@ -324,12 +334,18 @@ impl Registry {
             .map(|l| l.tx.clone())
     }
 
-    /// The next round-robin position for calls to `connector` along `route`.
-    pub(crate) fn next_cursor(&mut self, connector: &str, route: &str) -> usize {
+    /// The next round-robin position for calls to `connector` along `target`.
+    pub(crate) fn next_cursor(&mut self, connector: &str, target: &Target) -> usize {
         let Some(ty) = self.types.get_mut(connector) else {
             return 0;
         };
-        let cursor = ty.cursors.entry(route.to_owned()).or_insert(0);
+        let cursor = match target.cursor_name() {
+            None => &mut ty.cursor,
+            Some(name) => match ty.name_cursors.get_mut(name) {
+                Some(cursor) => cursor,
+                None => ty.name_cursors.entry(name.to_owned()).or_insert(0),
+            },
+        };
         let now = *cursor;
         *cursor = cursor.wrapping_add(1);
         now

@@ -61,10 +61,12 @@ impl Target {
         }
     }
 
-    fn cursor(&self) -> String {
+    /// The round-robin cursor this route advances: one for the connector,
+    /// one per display name.
+    pub(crate) fn cursor_name(&self) -> Option<&str> {
         match self {
-            Target::DisplayName(name) => format!("name:{name}"),
-            _ => String::new(),
+            Target::DisplayName(name) => Some(name),
+            _ => None,
         }
     }
 
@@ -89,42 +91,87 @@ pub(crate) enum Selection {
 
 /// Picks the instance(s) of `connector` for `target`, skipping `exclude`
 /// (the instance a retried call was lost on).
+///
+/// Runs under the hub's lock for every call, so the common routes allocate
+/// nothing but the chosen key: a named instance is looked up directly, and
+/// round-robin counts the eligible instances, then takes the cursor-th.
 pub(crate) fn select(
     registry: &mut Registry,
     connector: &str,
     target: &Target,
     exclude: Option<&str>,
 ) -> Result<Selection, Status> {
-    let matching: Vec<(&InstanceKey, &Instance)> = registry
-        .instances_of(connector)
-        .filter(|(_, i)| target.matches(i))
-        .collect();
-    if matching.is_empty() {
-        return Err(no_match(registry, connector, target));
-    }
-    let ready: Vec<InstanceKey> = matching
-        .iter()
-        .filter(|(k, i)| i.status == InstanceStatus::Ready && Some(k.id.as_str()) != exclude)
-        .map(|(k, _)| (*k).clone())
-        .collect();
-    if ready.is_empty() {
-        let states = suggest::list(
-            matching
-                .iter()
-                .map(|(k, i)| format!("{} ({})", k.id, i.status.as_str())),
-        );
-        return Err(Status::unavailable(format!(
-            "no ready instance of connector `{connector}`{}: {states}",
-            target.describe()
-        )));
-    }
-    Ok(match target {
-        Target::Tag(_) => Selection::Broadcast(ready),
-        _ => {
-            let at = registry.next_cursor(connector, &target.cursor()) % ready.len();
-            Selection::One(ready[at].clone())
+    let eligible = |key: &InstanceKey, i: &Instance| {
+        i.status == InstanceStatus::Ready && Some(key.id.as_str()) != exclude
+    };
+    match target {
+        Target::Instance(id) => {
+            let key = InstanceKey {
+                connector: connector.to_owned(),
+                id: id.clone(),
+            };
+            match registry.instance(&key) {
+                None => Err(no_match(registry, connector, target)),
+                Some(i) if eligible(&key, i) => Ok(Selection::One(key)),
+                Some(_) => Err(none_ready(registry, connector, target)),
+            }
         }
-    })
+        Target::Tag(_) => {
+            let mut matched = false;
+            let mut ready = Vec::new();
+            for (key, i) in registry.instances_of(connector) {
+                if target.matches(i) {
+                    matched = true;
+                    if eligible(key, i) {
+                        ready.push(key.clone());
+                    }
+                }
+            }
+            if !matched {
+                return Err(no_match(registry, connector, target));
+            }
+            if ready.is_empty() {
+                return Err(none_ready(registry, connector, target));
+            }
+            Ok(Selection::Broadcast(ready))
+        }
+        Target::Any | Target::DisplayName(_) => {
+            let (mut matched, mut ready) = (false, 0usize);
+            for (key, i) in registry.instances_of(connector) {
+                if target.matches(i) {
+                    matched = true;
+                    ready += usize::from(eligible(key, i));
+                }
+            }
+            if !matched {
+                return Err(no_match(registry, connector, target));
+            }
+            if ready == 0 {
+                return Err(none_ready(registry, connector, target));
+            }
+            let at = registry.next_cursor(connector, target) % ready;
+            registry
+                .instances_of(connector)
+                .filter(|(key, i)| target.matches(i) && eligible(key, i))
+                .nth(at)
+                .map(|(key, _)| Selection::One(key.clone()))
+                .ok_or_else(|| Status::internal("the ready instances changed under the lock"))
+        }
+    }
+}
+
+/// The error for a route whose instances are all draining or disconnected.
+fn none_ready(registry: &Registry, connector: &str, target: &Target) -> Status {
+    let states = suggest::list(
+        registry
+            .instances_of(connector)
+            .filter(|(_, i)| target.matches(i))
+            .map(|(k, i)| format!("{} ({})", k.id, i.status.as_str())),
+    );
+    Status::unavailable(format!(
+        "no ready instance of connector `{connector}`{}: {states}",
+        target.describe()
+    ))
 }
 
 /// The error for a route that matches no instance, naming what exists.
