@@ -1,5 +1,6 @@
 //! The stdout side of the stdio transport: frames encoded as lines, and the
-//! one writer task that writes them in order, flushing after each.
+//! one writer task that writes them in order: each frame, with the frames
+//! queued behind it, in one write and one flush.
 //!
 //! Everything that writes a frame goes through a bounded channel to the
 //! writer: a sender waits while the channel is full (backpressure) and
@@ -23,6 +24,9 @@ use crate::librefang;
 
 /// Frames waiting for the writer.
 const CAPACITY: usize = 256;
+/// How many bytes of queued frames one write gathers, at most (a frame
+/// larger than this still goes whole).
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// A handle for sending frames to the writer task. Cheap to clone.
 #[derive(Clone)]
@@ -62,20 +66,25 @@ impl Writer {
     }
 
     /// Writes frames until every sender is gone or `finish` is cancelled
-    /// (then writes what is already queued), flushing after each frame.
+    /// (then writes what is already queued), flushing after each batch.
     pub(crate) async fn run<W: AsyncWrite + Unpin>(
         mut self,
         mut out: W,
         finish: CancellationToken,
     ) {
         let result = async {
+            // Frames queued while one was being written go out together,
+            // in one write and one flush: under load a pipe carries many
+            // frames per system call, and one frame alone is not delayed.
+            let mut batch = String::new();
             loop {
                 let line = tokio::select! {
                     biased;
                     () = finish.cancelled() => {
                         while let Ok(line) = self.rx.try_recv() {
-                            write_line(&mut out, &line).await?;
+                            batch.push_str(&line);
                         }
+                        write_batch(&mut out, &mut batch).await?;
                         break;
                     }
                     line = self.rx.recv() => match line {
@@ -83,7 +92,14 @@ impl Writer {
                         None => break,
                     },
                 };
-                write_line(&mut out, &line).await?;
+                batch.push_str(&line);
+                while batch.len() < BATCH_BYTES {
+                    match self.rx.try_recv() {
+                        Ok(line) => batch.push_str(&line),
+                        Err(_) => break,
+                    }
+                }
+                write_batch(&mut out, &mut batch).await?;
             }
             out.shutdown().await
         }
@@ -99,9 +115,18 @@ impl Writer {
     }
 }
 
-async fn write_line<W: AsyncWrite + Unpin>(out: &mut W, line: &str) -> std::io::Result<()> {
-    out.write_all(line.as_bytes()).await?;
-    out.flush().await
+/// Writes and flushes what `batch` holds, and empties it.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    batch: &mut String,
+) -> std::io::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    out.write_all(batch.as_bytes()).await?;
+    out.flush().await?;
+    batch.clear();
+    Ok(())
 }
 
 impl Frames {
