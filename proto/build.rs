@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile([proto], ["."])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("spoke_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // `bytes` fields as `Bytes`: payloads are shared, not copied, when a
+    // frame is kept for a resend or handed from one task to another.
+    tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
     Ok(())
 }

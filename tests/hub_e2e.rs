@@ -263,7 +263,7 @@ fn a_thousand_concurrent_calls_are_each_answered_exactly_once() {
                 let request = InvokeRequest {
                     connector: "echo".into(),
                     action: "echo".into(),
-                    payload: format!(r#"{{"text":"call-{i}"}}"#).into_bytes(),
+                    payload: format!(r#"{{"text":"call-{i}"}}"#).into_bytes().into(),
                     ..Default::default()
                 };
                 let response = client
@@ -342,7 +342,7 @@ fn calls_refused_by_a_connector_shutting_down_are_served_by_another_instance() {
         let add = |target: Option<route::Target>| InvokeRequest {
             connector: "faults".into(),
             action: "add".into(),
-            payload: br#"{"a": 2, "b": 3}"#.to_vec(),
+            payload: br#"{"a": 2, "b": 3}"#.to_vec().into(),
             route: target.map(|t| Route { target: Some(t) }),
             ..Default::default()
         };
@@ -351,7 +351,7 @@ fn calls_refused_by_a_connector_shutting_down_are_served_by_another_instance() {
             .invoke_stream(InvokeRequest {
                 connector: "faults".into(),
                 action: "sleep".into(),
-                payload: br#"{"ms": 5000}"#.to_vec(),
+                payload: br#"{"ms": 5000}"#.to_vec().into(),
                 route: Some(Route {
                     target: Some(route::Target::Instance("f1".into())),
                 }),
@@ -411,7 +411,7 @@ fn calls_refused_by_a_connector_shutting_down_are_served_by_another_instance() {
             };
             assert_eq!(one.instance_id, "f2", "{one:?}");
             assert!(
-                matches!(&one.outcome, Some(instance_result::Outcome::Payload(p)) if p == b"5"),
+                matches!(&one.outcome, Some(instance_result::Outcome::Payload(p)) if p.as_ref() == b"5"),
                 "{one:?}"
             );
         }
@@ -559,7 +559,7 @@ fn cancellation_and_deadlines_reach_the_action_through_the_hub() {
             .invoke_stream(InvokeRequest {
                 connector: "faults".into(),
                 action: "sleep".into(),
-                payload: br#"{"ms": 20000}"#.to_vec(),
+                payload: br#"{"ms": 20000}"#.to_vec().into(),
                 ..Default::default()
             })
             .await
@@ -628,7 +628,7 @@ fn large_results_travel_in_chunks() {
             .invoke_stream(InvokeRequest {
                 connector: "files".into(),
                 action: "read".into(),
-                payload: br#"{"path": "big.txt"}"#.to_vec(),
+                payload: br#"{"path": "big.txt"}"#.to_vec().into(),
                 ..Default::default()
             })
             .await
@@ -650,7 +650,7 @@ fn large_results_travel_in_chunks() {
         let last = last.expect("a final result");
         assert_eq!(
             last.outcome,
-            Some(instance_result::Outcome::Payload(Vec::new()))
+            Some(instance_result::Outcome::Payload(Vec::new().into()))
         );
         let reply: Value = serde_json::from_slice(&joined).unwrap();
         assert!(reply["content"] == text.as_str());

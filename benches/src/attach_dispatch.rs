@@ -39,7 +39,7 @@ impl Link for AttachLink {
         let invoke = Invoke {
             request_id: format!("{}.{id}", self.round),
             action: "echo".into(),
-            payload: self.payload.clone(),
+            payload: self.payload.clone().into(),
             encoding: Encoding::Json.into(),
             timeout_ms: 0,
             metadata: Default::default(),

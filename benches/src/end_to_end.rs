@@ -65,7 +65,7 @@ pub async fn invoke(client: &mut HubClient<Channel>, payload: Vec<u8>) -> Result
         .invoke(InvokeRequest {
             connector: "echo".into(),
             action: "echo".into(),
-            payload,
+            payload: payload.into(),
             ..Default::default()
         })
         .await

@@ -83,7 +83,7 @@ pub async fn attach(url: &str, manifest_json: &str, id: &str) -> Result<Sim, Str
             ..Default::default()
         }),
         session_token: String::new(),
-        credentials: Vec::new(),
+        credentials: Vec::new().into(),
         max_in_flight: 64,
     };
     tx.send(frame(connector_frame::Frame::Register(register)))
@@ -356,7 +356,7 @@ async fn distinct_instances(hub: &mut HubClient<Channel>, calls: usize) -> usize
             .invoke(InvokeRequest {
                 connector: "echo".into(),
                 action: "echo".into(),
-                payload: echo_input(64),
+                payload: echo_input(64).into(),
                 ..Default::default()
             })
             .await

@@ -8,6 +8,7 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
 
 use crate::payload::{IN_FLIGHT, SIZES, echo_input};
 use crate::report::{Report, Target};
@@ -19,9 +20,27 @@ const PATH: &str = "3 stdio";
 
 struct PipeLink {
     _child: Child,
-    stdin: ChildStdin,
+    /// To the task that writes the child's stdin, so that sending never
+    /// waits for the child to read while its answers wait to be read.
+    lines_in: mpsc::UnboundedSender<String>,
     lines: Lines<BufReader<ChildStdout>>,
     input: String,
+}
+
+/// Writes lines to the child's stdin, the lines queued behind one in the
+/// same write.
+async fn write_stdin(mut stdin: ChildStdin, mut lines: mpsc::UnboundedReceiver<String>) {
+    let mut batch = String::new();
+    while let Some(line) = lines.recv().await {
+        batch.push_str(&line);
+        while let Ok(more) = lines.try_recv() {
+            batch.push_str(&more);
+        }
+        if stdin.write_all(batch.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+            return;
+        }
+        batch.clear();
+    }
 }
 
 impl PipeLink {
@@ -35,8 +54,10 @@ impl PipeLink {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let mut stdin = child.stdin.take().expect("stdin");
+        let stdin = child.stdin.take().expect("stdin");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (lines_in, queued) = mpsc::unbounded_channel();
+        tokio::spawn(write_stdin(stdin, queued));
         if speaks_first {
             let ready = lines
                 .next_line()
@@ -44,14 +65,13 @@ impl PipeLink {
                 .expect("stdout")
                 .expect("a ready line");
             assert!(ready.contains(r#""method":"ready""#), "{ready}");
-            stdin
-                .write_all(b"{\"method\":\"ready_ack\"}\n")
-                .await
+            lines_in
+                .send("{\"method\":\"ready_ack\"}\n".to_owned())
                 .expect("stdin");
         }
         PipeLink {
             _child: child,
-            stdin,
+            lines_in,
             lines,
             input: String::new(),
         }
@@ -64,8 +84,7 @@ impl Link for PipeLink {
             "{{\"method\":\"invoke\",\"params\":{{\"id\":\"{id}\",\"action\":\"echo\",\"input\":{}}}}}\n",
             self.input
         );
-        self.stdin.write_all(line.as_bytes()).await.expect("stdin");
-        self.stdin.flush().await.expect("stdin");
+        self.lines_in.send(line).expect("the child's stdin");
     }
 
     async fn recv(&mut self) -> u64 {

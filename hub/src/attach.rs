@@ -258,16 +258,22 @@ impl StreamTask {
         let mut drain_until: Option<Instant> = None;
         let mut drain_poll = tokio::time::interval(DRAIN_POLL);
         let shutdown = self.state.shutdown_token().clone();
+        // Made once, not per frame: waiting on a token or a timer registers
+        // the waiter, and frames come by the thousand per second.
+        let replaced = admitted.replaced.cancelled();
+        let shutting_down = shutdown.cancelled();
+        let silent = tokio::time::sleep(liveness);
+        tokio::pin!(replaced, shutting_down, silent);
 
         loop {
             tokio::select! {
                 biased;
-                () = admitted.replaced.cancelled() => return Exit::Replaced,
+                () = &mut replaced => return Exit::Replaced,
                 // The hub is going away, not the connector: route nothing
                 // more here, let the calls in flight finish (within the
                 // grace), then say Goodbye. The connector stays up and
                 // reconnects, to this hub's successor.
-                () = shutdown.cancelled(), if drain_until.is_none() => {
+                () = &mut shutting_down, if drain_until.is_none() => {
                     let grace = self.state.config.shutdown_grace;
                     self.state.lock().registry.set_draining(key, admitted.generation);
                     drain_until = Some(Instant::now() + grace);
@@ -301,8 +307,11 @@ impl StreamTask {
                         return exit;
                     }
                 }
-                () = tokio::time::sleep_until(last_heard + liveness) => {
-                    return Exit::Silent(liveness);
+                () = &mut silent => {
+                    if last_heard.elapsed() >= liveness {
+                        return Exit::Silent(liveness);
+                    }
+                    silent.as_mut().reset(last_heard + liveness);
                 }
             }
         }

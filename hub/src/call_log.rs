@@ -137,7 +137,7 @@ mod tests {
     fn ok(id: &str) -> InstanceResult {
         InstanceResult {
             instance_id: id.into(),
-            outcome: Some(instance_result::Outcome::Payload(b"1".to_vec())),
+            outcome: Some(instance_result::Outcome::Payload(b"1".to_vec().into())),
             ..InstanceResult::default()
         }
     }

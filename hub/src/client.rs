@@ -257,7 +257,7 @@ async fn invoke(url: &str, options: &CallOptions) -> Result<Vec<InstanceResult>,
     let mut request = tonic::Request::new(InvokeRequest {
         connector: options.connector.clone(),
         action: options.action.clone(),
-        payload,
+        payload: payload.into(),
         encoding: Encoding::Json.into(),
         route,
         metadata: HashMap::new(),
@@ -637,7 +637,9 @@ mod tests {
     fn broadcast_entries_carry_output_or_error() {
         let ok = InstanceResult {
             instance_id: "a".into(),
-            outcome: Some(instance_result::Outcome::Payload(b"{\"n\":1}".to_vec())),
+            outcome: Some(instance_result::Outcome::Payload(
+                b"{\"n\":1}".to_vec().into(),
+            )),
             ..Default::default()
         };
         assert_eq!(

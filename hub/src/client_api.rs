@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use spoke_proto::prost::bytes::Bytes;
 use spoke_proto::v1::hub_server::Hub;
 use spoke_proto::v1::{
     ConnectorSummary, DescribeRequest, DescribeResponse, Encoding, InstanceInfo, InstanceState,
@@ -164,12 +165,12 @@ impl ClientApi {
 
 /// An empty JSON payload means "no input", `{}`; any other JSON payload
 /// must parse.
-fn check_payload(encoding: Encoding, payload: Vec<u8>) -> Result<Vec<u8>, Status> {
+fn check_payload(encoding: Encoding, payload: Bytes) -> Result<Bytes, Status> {
     if !matches!(encoding, Encoding::Unspecified | Encoding::Json) {
         return Ok(payload);
     }
     if payload.iter().all(u8::is_ascii_whitespace) {
-        return Ok(b"{}".to_vec());
+        return Ok(Bytes::from_static(b"{}"));
     }
     match serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
         Ok(_) => Ok(payload),
@@ -458,16 +459,19 @@ mod tests {
 
     #[test]
     fn empty_json_payloads_mean_no_input_and_bad_json_is_refused() {
-        assert_eq!(check_payload(Encoding::Json, Vec::new()).unwrap(), b"{}");
         assert_eq!(
-            check_payload(Encoding::Unspecified, b" {\"a\":1}".to_vec()).unwrap(),
-            b" {\"a\":1}"
+            check_payload(Encoding::Json, Bytes::new()).unwrap(),
+            &b"{}"[..]
         );
-        let err = check_payload(Encoding::Json, b"{nope".to_vec()).unwrap_err();
+        assert_eq!(
+            check_payload(Encoding::Unspecified, Bytes::from_static(b" {\"a\":1}")).unwrap(),
+            &b" {\"a\":1}"[..]
+        );
+        let err = check_payload(Encoding::Json, b"{nope".to_vec().into()).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert_eq!(
-            check_payload(Encoding::RawBytes, b"{nope".to_vec()).unwrap(),
-            b"{nope"
+            check_payload(Encoding::RawBytes, Bytes::from_static(b"{nope")).unwrap(),
+            &b"{nope"[..]
         );
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::Value;
+use spoke_proto::prost::bytes::Bytes;
 use spoke_proto::v1::{self, HubFrame, InstanceResult, Invoke, InvokeKind, hub_frame};
 use spoke_runtime::Mode;
 use tokio::sync::oneshot;
@@ -44,8 +45,9 @@ pub(crate) struct Call {
     pub(crate) action: String,
     /// Action or search operator.
     pub(crate) kind: InvokeKind,
-    /// The input.
-    pub(crate) payload: Vec<u8>,
+    /// The input (shared by every attempt and by the pending entry that
+    /// keeps the Invoke for a resend).
+    pub(crate) payload: Bytes,
     /// The input's encoding.
     pub(crate) encoding: i32,
     /// Caller metadata passed to the connector.
@@ -386,7 +388,7 @@ fn instance_result(key: &InstanceKey, result: v1::Result) -> InstanceResult {
         outcome: Some(match result.outcome {
             Some(v1::result::Outcome::Error(e)) => Outcome::Error(e),
             Some(v1::result::Outcome::Payload(p)) => Outcome::Payload(p),
-            None => Outcome::Payload(Vec::new()),
+            None => Outcome::Payload(Bytes::new()),
         }),
         encoding: result.encoding,
         duration_us: result.duration_us,

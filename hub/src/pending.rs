@@ -204,10 +204,10 @@ impl Pending {
                 Some(result::Outcome::Payload(payload)) if !payload.is_empty() => {
                     let mut joined = caller.chunks;
                     joined.extend_from_slice(payload);
-                    *payload = joined;
+                    *payload = joined.into();
                 }
                 Some(result::Outcome::Error(_)) => {}
-                _ => result.outcome = Some(result::Outcome::Payload(caller.chunks)),
+                _ => result.outcome = Some(result::Outcome::Payload(caller.chunks.into())),
             }
         }
         // The caller may have gone this very moment; it then logs and cancels
@@ -381,7 +381,7 @@ mod tests {
     fn result(id: &str, payload: &[u8], chunked: bool) -> v1::Result {
         v1::Result {
             request_id: id.into(),
-            outcome: Some(result::Outcome::Payload(payload.to_vec())),
+            outcome: Some(result::Outcome::Payload(payload.to_vec().into())),
             chunked,
             ..Default::default()
         }
@@ -418,7 +418,7 @@ mod tests {
             let chunk = Chunk {
                 request_id: "1".into(),
                 seq: seq as u64,
-                data: data.to_vec(),
+                data: data.to_vec().into(),
             };
             assert_eq!(pending.chunk(&key("a"), chunk), Delivery::Delivered);
         }
@@ -426,7 +426,10 @@ mod tests {
         let Ok(Answer::Result(r)) = rx.try_recv() else {
             panic!("no answer")
         };
-        assert_eq!(r.outcome, Some(result::Outcome::Payload(b"abcd".to_vec())));
+        assert_eq!(
+            r.outcome,
+            Some(result::Outcome::Payload(b"abcd".to_vec().into()))
+        );
     }
 
     #[test]
@@ -437,7 +440,7 @@ mod tests {
         let chunk = |seq: u64, data: &[u8]| Chunk {
             request_id: "1".into(),
             seq,
-            data: data.to_vec(),
+            data: data.to_vec().into(),
         };
         // Chunks 0 and 1 arrive, the stream dies, the whole result comes again.
         for (seq, data) in [(0, b"ab"), (1, b"cd"), (0, b"ab"), (1, b"cd"), (2, b"ef")] {
@@ -452,7 +455,7 @@ mod tests {
         };
         assert_eq!(
             r.outcome,
-            Some(result::Outcome::Payload(b"abcdef".to_vec()))
+            Some(result::Outcome::Payload(b"abcdef".to_vec().into()))
         );
     }
 

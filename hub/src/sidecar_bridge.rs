@@ -687,7 +687,7 @@ async fn attach(
             metadata: HashMap::from([("transport".to_owned(), "stdio".to_owned())]),
         }),
         session_token: String::new(),
-        credentials: Vec::new(),
+        credentials: Default::default(),
         max_in_flight,
     };
     let _ = up
@@ -982,7 +982,9 @@ impl<'a> Bridge<'a> {
                     }
                     None => {
                         let output = params.get("output").cloned().unwrap_or(Value::Null);
-                        result::Outcome::Payload(serde_json::to_vec(&output).unwrap_or_default())
+                        result::Outcome::Payload(
+                            serde_json::to_vec(&output).unwrap_or_default().into(),
+                        )
                     }
                 };
                 self.send_up(connector_frame::Frame::Result(WireResult {
@@ -1237,7 +1239,7 @@ mod tests {
             frame: Some(hub_frame::Frame::Invoke(Invoke {
                 request_id: id.into(),
                 action: action.into(),
-                payload: input.to_string().into_bytes(),
+                payload: input.to_string().into_bytes().into(),
                 encoding: Encoding::Json as i32,
                 timeout_ms,
                 ..Default::default()
@@ -1267,7 +1269,7 @@ mod tests {
             frame: Some(hub_frame::Frame::Invoke(Invoke {
                 request_id: "r2".into(),
                 action: "upper".into(),
-                payload: br#"{"value":"rs"}"#.to_vec(),
+                payload: br#"{"value":"rs"}"#.to_vec().into(),
                 kind: InvokeKind::SearchOperator as i32,
                 ..Default::default()
             })),
@@ -1344,7 +1346,7 @@ mod tests {
                 assert_eq!(r.request_id, "r1");
                 assert_eq!(
                     r.outcome,
-                    Some(result::Outcome::Payload(b"\"hi\"".to_vec()))
+                    Some(result::Outcome::Payload(b"\"hi\"".to_vec().into()))
                 );
             }
             other => panic!("{other:?}"),

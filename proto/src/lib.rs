@@ -4,6 +4,10 @@
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
+/// The protobuf runtime of the generated types (`prost::bytes::Bytes` is
+/// the type of every `bytes` field).
+pub use prost;
+
 /// Version 1 of the protocol.
 pub mod v1 {
     tonic::include_proto!("spoke.v1");

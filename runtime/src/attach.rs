@@ -223,7 +223,7 @@ impl Link {
                         .collect(),
                 }),
                 session_token: session_token.to_owned(),
-                credentials: Vec::new(),
+                credentials: Default::default(),
                 max_in_flight: o.max_in_flight,
             })),
         }
@@ -245,18 +245,19 @@ impl Link {
         let mut leaving: Option<(String, Instant)> =
             leaving_reason(&mut phase).map(|reason| (reason, Instant::now() + FLUSH_TIMEOUT));
         let mut flush_poll = tokio::time::interval(FLUSH_POLL);
+        // One timer for the liveness check, moved on only when it fires: a
+        // frame just notes when it came (no timer work per frame).
+        let silence = heartbeat * 2;
+        let liveness = tokio::time::sleep(silence);
+        tokio::pin!(liveness);
         loop {
             tokio::select! {
                 biased;
-                message = tokio::time::timeout_at(last_seen + heartbeat * 2, stream.message()) => {
+                message = stream.message() => {
                     let frame = match message {
-                        Err(_) => return lost(format!(
-                            "nothing heard from the hub for {:?} (2 heartbeat intervals)",
-                            heartbeat * 2
-                        )),
-                        Ok(Err(status)) => return lost(format!("the Attach stream failed: {}", status_text(&status))),
-                        Ok(Ok(None)) => return lost("the hub closed the Attach stream".to_owned()),
-                        Ok(Ok(Some(frame))) => frame,
+                        Err(status) => return lost(format!("the Attach stream failed: {}", status_text(&status))),
+                        Ok(None) => return lost("the hub closed the Attach stream".to_owned()),
+                        Ok(Some(frame)) => frame,
                     };
                     last_seen = Instant::now();
                     match frame.frame {
@@ -282,6 +283,14 @@ impl Link {
                         }
                         None => tracing::debug!("empty frame from the hub ignored"),
                     }
+                }
+                () = &mut liveness => {
+                    if last_seen.elapsed() >= silence {
+                        return lost(format!(
+                            "nothing heard from the hub for {silence:?} (2 heartbeat intervals)"
+                        ));
+                    }
+                    liveness.as_mut().reset(last_seen + silence);
                 }
                 changed = phase.changed(), if leaving.is_none() => {
                     if changed.is_err() {
@@ -369,11 +378,14 @@ async fn write(
     };
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Made once, not per frame (waiting on a token registers the waiter).
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         let mut last = false;
         let frame = tokio::select! {
             biased;
-            () = stop.cancelled() => return,
+            () = &mut stopped => return,
             command = control.recv() => match command {
                 Some(Control::Pong(nonce)) => ConnectorFrame {
                     frame: Some(connector_frame::Frame::Pong(Pong { nonce })),
@@ -398,7 +410,7 @@ async fn write(
         for frame in in_pieces(frame) {
             tokio::select! {
                 biased;
-                () = stop.cancelled() => return,
+                () = &mut stopped => return,
                 sent = out.send(frame) => if sent.is_err() { return },
             }
         }
@@ -430,14 +442,15 @@ fn in_pieces(frame: ConnectorFrame) -> Vec<ConnectorFrame> {
             }];
         }
     };
-    let mut frames: Vec<ConnectorFrame> = payload
-        .chunks(spoke_proto::CHUNK_BYTES)
+    let mut frames: Vec<ConnectorFrame> = (0..payload.len())
+        .step_by(spoke_proto::CHUNK_BYTES)
         .zip(0u64..)
-        .map(|(data, seq)| ConnectorFrame {
+        .map(|(start, seq)| ConnectorFrame {
             frame: Some(connector_frame::Frame::Chunk(Chunk {
                 request_id: result.request_id.clone(),
                 seq,
-                data: data.to_vec(),
+                // A view of the payload, not a copy.
+                data: payload.slice(start..payload.len().min(start + spoke_proto::CHUNK_BYTES)),
             })),
         })
         .collect();
@@ -483,7 +496,7 @@ mod tests {
         ConnectorFrame {
             frame: Some(connector_frame::Frame::Result(ResultFrame {
                 request_id: "r1".into(),
-                outcome: Some(Outcome::Payload(payload)),
+                outcome: Some(Outcome::Payload(payload.into())),
                 duration_us: 7,
                 ..ResultFrame::default()
             })),
@@ -519,7 +532,7 @@ mod tests {
             panic!("expected the Result last");
         };
         assert!(last.chunked);
-        assert_eq!(last.outcome, Some(Outcome::Payload(Vec::new())));
+        assert_eq!(last.outcome, Some(Outcome::Payload(Default::default())));
         assert_eq!(last.duration_us, 7);
     }
 

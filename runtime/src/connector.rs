@@ -123,6 +123,11 @@ impl ActionOutput {
         &self.0
     }
 
+    /// The JSON text, owned (no copy).
+    pub fn into_json(self) -> String {
+        Box::<str>::from(self.0).into_string()
+    }
+
     /// Parses the JSON into a value.
     pub fn to_value(&self) -> Value {
         serde_json::from_str(self.0.get()).unwrap_or(Value::Null)

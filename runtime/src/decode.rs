@@ -25,6 +25,11 @@ pub fn decode<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionError> {
                     Err(e) => return Err(not_json(&e)),
                 }));
             }
+            // The plain decoder first (the common, valid case, at full
+            // speed); only a failure is decoded again to learn its path.
+            if let Ok(value) = serde_json::from_slice(text) {
+                return Ok(value);
+            }
             let mut de = serde_json::Deserializer::from_slice(text);
             let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
                 let path = e.path().to_string();
@@ -39,8 +44,10 @@ pub fn decode<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionError> {
         }
         Input::Value(Value::Null) => decode(Input::Value(&empty())),
         Input::Value(value) if !value.is_object() => Err(not_an_object(json_kind(value))),
-        Input::Value(value) => serde_path_to_error::deserialize(value)
-            .map_err(|e| at_path(&e.path().to_string(), &e.into_inner().to_string())),
+        Input::Value(value) => T::deserialize(value).or_else(|_| {
+            serde_path_to_error::deserialize(value)
+                .map_err(|e| at_path(&e.path().to_string(), &e.into_inner().to_string()))
+        }),
     }
 }
 

@@ -29,16 +29,18 @@
 //! those sent on the lost stream may never have arrived.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
+use spoke_proto::prost::bytes::Bytes;
 use spoke_proto::v1::{
     ConnectorFrame, Encoding, Error as ErrorFrame, Event as EventFrame, Invoke, InvokeKind,
     Result as ResultFrame, connector_frame::Frame, result::Outcome,
 };
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -116,7 +118,7 @@ struct Queued {
 #[derive(Debug)]
 enum Target {
     /// An action with its JSON input.
-    Action(Vec<u8>),
+    Action(Bytes),
     /// A search operator with the value to resolve.
     Operator(String),
 }
@@ -222,7 +224,7 @@ impl Dispatch {
     /// with its Result in the outbox, sent or not, until the hub
     /// acknowledges it) is ignored: the hub re-sends the Invokes of its
     /// pending calls after a resume, and each must run only once.
-    pub(crate) fn accept(&self, invoke: Invoke) {
+    pub(crate) fn accept(self: &Arc<Self>, invoke: Invoke) {
         let received = Instant::now();
         let Invoke {
             request_id,
@@ -283,7 +285,7 @@ impl Dispatch {
                         action: action.clone(),
                     },
                 );
-                state.queue.push_back(Queued {
+                let queued = Queued {
                     seq,
                     request_id,
                     action,
@@ -292,7 +294,18 @@ impl Dispatch {
                     metadata: metadata.into_iter().collect(),
                     received,
                     token,
-                });
+                };
+                // A free slot and nobody waiting: start it now, without a
+                // trip through the queue and the dispatcher task.
+                if state.queue.is_empty()
+                    && let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned()
+                {
+                    drop(state);
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move { me.run(queued, permit).await });
+                    return;
+                }
+                state.queue.push_back(queued);
                 drop(state);
                 self.queued.notify_one();
             }
@@ -399,25 +412,24 @@ impl Dispatch {
         }
         let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
         let ctx = ctx.events(events_tx).build();
-        let (done_tx, done_rx) = oneshot::channel();
-        let forwarder = tokio::spawn(forward_events(events_rx, done_rx, Arc::clone(&self.outbox)));
-        let result = match &target {
-            Target::Action(payload) => {
-                self.instance
-                    .invoke(&action, Input::Bytes(payload), ctx)
-                    .instrument(span)
-                    .await
-            }
-            Target::Operator(value) => {
-                self.instance
-                    .resolve(&action, value, ctx)
-                    .instrument(span)
-                    .await
+        let invocation = async {
+            match &target {
+                Target::Action(payload) => {
+                    self.instance
+                        .invoke(&action, Input::Bytes(payload), ctx)
+                        .instrument(span)
+                        .await
+                }
+                Target::Operator(value) => {
+                    self.instance
+                        .resolve(&action, value, ctx)
+                        .instrument(span)
+                        .await
+                }
             }
         };
         // Events emitted before the action returned go out before its result.
-        let _ = done_tx.send(());
-        let _ = forwarder.await;
+        let result = forward_events(invocation, events_rx, &self.outbox).await;
         self.finish(&request_id, seq, result, received);
         drop(permit);
     }
@@ -470,7 +482,7 @@ impl Dispatch {
 }
 
 /// What an Invoke targets, or why it cannot run.
-fn target(action: &str, encoding: i32, kind: i32, payload: Vec<u8>) -> Result<Target, ActionError> {
+fn target(action: &str, encoding: i32, kind: i32, payload: Bytes) -> Result<Target, ActionError> {
     match Encoding::try_from(encoding) {
         Ok(Encoding::Unspecified | Encoding::Json) => {}
         other => {
@@ -513,7 +525,7 @@ pub(crate) fn result_frame(
     took: Duration,
 ) -> ConnectorFrame {
     let outcome = match result {
-        Ok(output) => Outcome::Payload(output.json().as_bytes().to_vec()),
+        Ok(output) => Outcome::Payload(Bytes::from(output.into_json())),
         Err(error) => Outcome::Error(ErrorFrame {
             code: error.code().as_str().to_owned(),
             message: error.message().to_owned(),
@@ -547,29 +559,28 @@ pub(crate) fn event_frame(event: &Event) -> ConnectorFrame {
     }
 }
 
-/// Forwards one invocation's events to the outbox until it is `done`, then
-/// forwards what is left (a task the action leaked may still hold a sender,
-/// so the channel is closed rather than waited on).
-async fn forward_events(
+/// Drives an invocation in this task while forwarding the events it emits
+/// to the outbox, in order; events still queued when it returns are
+/// forwarded before this returns (so before its result). Later events (from
+/// an abandoned blocking action) fail with a closed channel.
+async fn forward_events<F: Future<Output = Result<ActionOutput, ActionError>>>(
+    invocation: F,
     mut events: mpsc::Receiver<Event>,
-    done: oneshot::Receiver<()>,
-    outbox: Arc<Outbox>,
-) {
-    let mut done = pin!(done);
-    loop {
+    outbox: &Outbox,
+) -> Result<ActionOutput, ActionError> {
+    let mut invocation = pin!(invocation);
+    let result = loop {
         tokio::select! {
             biased;
-            event = events.recv() => match event {
-                Some(event) => outbox.push_event(event_frame(&event)).await,
-                None => return,
-            },
-            _ = &mut done => break,
+            Some(event) = events.recv() => outbox.push_event(event_frame(&event)).await,
+            result = &mut invocation => break result,
         }
-    }
+    };
     events.close();
-    while let Some(event) = events.recv().await {
+    while let Ok(event) = events.try_recv() {
         outbox.push_event(event_frame(&event)).await;
     }
+    result
 }
 
 #[cfg(test)]
@@ -587,13 +598,13 @@ mod tests {
 
     #[test]
     fn only_json_payloads_are_accepted() {
-        let err = target("a", Encoding::Msgpack as i32, 0, vec![]).unwrap_err();
+        let err = target("a", Encoding::Msgpack as i32, 0, Bytes::new()).unwrap_err();
         assert!(err.message().contains("ENCODING_MSGPACK"), "{err}");
         assert!(matches!(
-            target("a", 0, 0, b"{}".to_vec()),
+            target("a", 0, 0, Bytes::from_static(b"{}")),
             Ok(Target::Action(_))
         ));
-        assert!(target("a", 0, 9, vec![]).is_err());
+        assert!(target("a", 0, 9, Bytes::new()).is_err());
     }
 
     #[test]

@@ -375,7 +375,7 @@ mod tests {
             frame: Some(Frame::Result(ResultFrame {
                 request_id: id.into(),
                 outcome: Some(spoke_proto::v1::result::Outcome::Payload(
-                    tag.as_bytes().to_vec(),
+                    tag.as_bytes().to_vec().into(),
                 )),
                 ..Default::default()
             })),

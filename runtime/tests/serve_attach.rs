@@ -107,7 +107,7 @@ async fn invocations_answer_with_payloads_and_errors() {
         conn.send(hub_frame::Frame::Invoke(spoke_proto::v1::Invoke {
             request_id: "r5".into(),
             action: "echo".into(),
-            payload: b"{}".to_vec(),
+            payload: b"{}".to_vec().into(),
             encoding: spoke_proto::v1::Encoding::Msgpack as i32,
             ..Default::default()
         }))

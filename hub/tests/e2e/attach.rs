@@ -120,7 +120,7 @@ async fn a_resumed_stream_takes_over_the_session_and_delivers_pending_results() 
         .send(connector_frame::Frame::Result(spoke_proto::v1::Result {
             request_id: invoke.request_id.clone(),
             outcome: Some(spoke_proto::v1::result::Outcome::Payload(
-                br#"{"done":true}"#.to_vec(),
+                br#"{"done":true}"#.to_vec().into(),
             )),
             encoding: spoke_proto::v1::Encoding::Json.into(),
             duration_us: 5,
@@ -277,7 +277,9 @@ async fn next_invoke(stream: &mut Stream) -> spoke_proto::v1::Invoke {
 fn answer(request_id: &str, json: &[u8]) -> connector_frame::Frame {
     connector_frame::Frame::Result(spoke_proto::v1::Result {
         request_id: request_id.to_owned(),
-        outcome: Some(spoke_proto::v1::result::Outcome::Payload(json.to_vec())),
+        outcome: Some(spoke_proto::v1::result::Outcome::Payload(
+            json.to_vec().into(),
+        )),
         encoding: spoke_proto::v1::Encoding::Json.into(),
         duration_us: 5,
         chunked: false,

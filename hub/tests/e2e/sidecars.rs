@@ -770,7 +770,7 @@ async fn send_events(
     let request = InvokeRequest {
         connector: "echo_channel".into(),
         action: "send".into(),
-        payload: send.to_string().into_bytes(),
+        payload: send.to_string().into_bytes().into(),
         encoding: Encoding::Json.into(),
         route: Some(Route {
             target: Some(route::Target::Instance(instance.into())),

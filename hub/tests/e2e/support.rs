@@ -234,7 +234,7 @@ impl Spec {
                 metadata: HashMap::from([("region".to_owned(), "test".to_owned())]),
             }),
             session_token: self.token.clone(),
-            credentials: Vec::new(),
+            credentials: Vec::new().into(),
             max_in_flight: self.max_in_flight,
         }))
     }
@@ -513,7 +513,7 @@ async fn answer(
             let chunk = spoke_proto::v1::Chunk {
                 request_id: invoke.request_id.clone(),
                 seq: seq as u64,
-                data: data.as_bytes().to_vec(),
+                data: data.as_bytes().to_vec().into(),
             };
             let _ = done.send(frame(connector_frame::Frame::Chunk(chunk)));
         }
@@ -524,11 +524,12 @@ async fn answer(
             result::Outcome::Payload(
                 json!({"instance": id, "action": invoke.action, "input": input})
                     .to_string()
-                    .into_bytes(),
+                    .into_bytes()
+                    .into(),
             )
         }
-        Reply::Ok(value) => result::Outcome::Payload(value.to_string().into_bytes()),
-        Reply::Streamed { .. } => result::Outcome::Payload(Vec::new()),
+        Reply::Ok(value) => result::Outcome::Payload(value.to_string().into_bytes().into()),
+        Reply::Streamed { .. } => result::Outcome::Payload(Vec::new().into()),
         Reply::Err {
             code,
             message,
@@ -590,7 +591,7 @@ pub fn request(action: &str, input: Value) -> spoke_proto::v1::InvokeRequest {
     spoke_proto::v1::InvokeRequest {
         connector: "echo".into(),
         action: action.into(),
-        payload: input.to_string().into_bytes(),
+        payload: input.to_string().into_bytes().into(),
         encoding: spoke_proto::v1::Encoding::Json.into(),
         ..Default::default()
     }

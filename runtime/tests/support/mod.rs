@@ -204,7 +204,7 @@ impl HubConn {
         self.send(hub_frame::Frame::Invoke(Invoke {
             request_id: id.to_owned(),
             action: action.to_owned(),
-            payload: input.to_string().into_bytes(),
+            payload: input.to_string().into_bytes().into(),
             timeout_ms,
             ..Default::default()
         }))
@@ -216,7 +216,7 @@ impl HubConn {
         self.send(hub_frame::Frame::Invoke(Invoke {
             request_id: id.to_owned(),
             action: action.to_owned(),
-            payload: b"{}".to_vec(),
+            payload: b"{}".to_vec().into(),
             metadata: metadata
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -231,7 +231,7 @@ impl HubConn {
         self.send(hub_frame::Frame::Invoke(Invoke {
             request_id: id.to_owned(),
             action: operator.to_owned(),
-            payload: json!({ "value": value }).to_string().into_bytes(),
+            payload: json!({ "value": value }).to_string().into_bytes().into(),
             kind: InvokeKind::SearchOperator as i32,
             ..Default::default()
         }))
