@@ -116,7 +116,9 @@ pub async fn run(opts: &Opts, report: &mut Report) {
             closed_loop(calls / 4 + 1, workers, raw_call.clone()).await;
             let (mut spoke_runs, mut raw_runs): (Vec<Run>, Vec<Run>) = (Vec::new(), Vec::new());
             for _ in 0..opts.rounds {
-                raw_runs.push(closed_loop(calls, workers, raw_call.clone()).await);
+                if !crate::spoke_only() {
+                    raw_runs.push(closed_loop(calls, workers, raw_call.clone()).await);
+                }
                 spoke_runs.push(closed_loop(calls, workers, spoke_call.clone()).await);
             }
             let case = format!("{size_name}, {workers} in flight");

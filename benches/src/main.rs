@@ -51,6 +51,12 @@ impl Opts {
     }
 }
 
+/// `SPOKE_BENCH_SPOKE_ONLY=1`: skip the baselines' measured rounds, for
+/// profiling Spoke's side alone (the ratios are then meaningless).
+pub fn spoke_only() -> bool {
+    std::env::var_os("SPOKE_BENCH_SPOKE_ONLY").is_some()
+}
+
 const USAGE: &str = "usage: spoke-bench [--quick] [--rounds N] [--only 1,2,...] [--json FILE]";
 
 fn main() -> ExitCode {

@@ -121,7 +121,9 @@ pub async fn run(opts: &Opts, report: &mut Report) {
             drive(&mut raw_link, calls / 4 + 1, window).await;
             let (mut spoke_runs, mut raw_runs): (Vec<Run>, Vec<Run>) = (Vec::new(), Vec::new());
             for _ in 0..opts.rounds {
-                raw_runs.push(drive(&mut raw_link, calls, window).await);
+                if !crate::spoke_only() {
+                    raw_runs.push(drive(&mut raw_link, calls, window).await);
+                }
                 spoke_runs.push(drive(&mut spoke_link, calls, window).await);
             }
             let case = format!("{size_name}, {window} in flight");

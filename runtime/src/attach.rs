@@ -250,6 +250,9 @@ impl Link {
         let silence = heartbeat * 2;
         let liveness = tokio::time::sleep(silence);
         tokio::pin!(liveness);
+        // Likewise one wait for the next phase change, made anew only when
+        // it fires.
+        let mut phase_changed = Box::pin(next_change(phase.clone()));
         loop {
             tokio::select! {
                 biased;
@@ -292,11 +295,12 @@ impl Link {
                     }
                     liveness.as_mut().reset(last_seen + silence);
                 }
-                changed = phase.changed(), if leaving.is_none() => {
+                changed = &mut phase_changed, if leaving.is_none() => {
                     if changed.is_err() {
                         // `serve` is going away without a goodbye.
                         return SessionEnd::Left;
                     }
+                    phase_changed = Box::pin(next_change(phase.clone()));
                     leaving = leaving_reason(&mut phase)
                         .map(|reason| (reason, Instant::now() + FLUSH_TIMEOUT));
                 }
@@ -342,6 +346,11 @@ impl Link {
         }
         SessionEnd::Left
     }
+}
+
+/// Resolves when the phase changes after what `phase` has seen.
+async fn next_change(mut phase: watch::Receiver<Phase>) -> Result<(), watch::error::RecvError> {
+    phase.changed().await
 }
 
 /// The Goodbye reason when the phase is `Leaving`.

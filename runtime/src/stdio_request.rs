@@ -1,7 +1,14 @@
 //! Parsing one line of the stdio transport's input into a [`Request`].
+//!
+//! An `invoke`'s `input` is not parsed here: it is kept as its JSON text
+//! (a [`RawValue`]) and decoded once, straight into the action's input type.
+//! Everything else in a frame is small and parsed into a [`Value`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::decode::json_kind;
@@ -58,8 +65,10 @@ pub(crate) enum Call {
     Action {
         /// The action.
         name: String,
-        /// Its input.
-        input: Value,
+        /// Its input: JSON text, exactly as the host sent it (`{}` when
+        /// absent or `null`). Not checked to be an object: decoding it
+        /// into the action's input type does that.
+        input: String,
     },
     /// A search operator with the value to resolve.
     Operator {
@@ -85,6 +94,21 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, String> {
     if bytes.trim_ascii().is_empty() {
         return Ok(None);
     }
+    // One pass that keeps an `invoke`'s input as text; whatever it cannot
+    // settle (including every bad line) is parsed again the plain way,
+    // which alone words the errors.
+    match serde_json::from_slice::<Frame<'_>>(bytes) {
+        Ok(Frame::Invoke(params)) => {
+            return invoke(params.rest, params.input.map(text_of)).map(Some);
+        }
+        Ok(Frame::Parsed { method, params }) => return request(method, params).map(Some),
+        Ok(Frame::Unsettled) | Err(_) => {}
+    }
+    plain(bytes).map(Some)
+}
+
+/// Parses a non-blank line the plain way, into a [`Value`] first.
+fn plain(bytes: &[u8]) -> Result<Request, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(mut frame) = value else {
         return Err(format!("expected a JSON object, got {}", json_kind(&value)));
@@ -100,6 +124,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, String> {
         None => return Err("missing a string `method`".to_owned()),
     };
     let params = frame.remove("params").unwrap_or(Value::Null);
+    request(method, params)
+}
+
+/// The request for a frame's string `method` and its `params` (`null` when
+/// absent).
+fn request(method: String, params: Value) -> Result<Request, String> {
     let object = |params: Value| -> Result<Map<String, Value>, String> {
         match params {
             Value::Null => Ok(Map::new()),
@@ -110,8 +140,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, String> {
             )),
         }
     };
-    Ok(Some(match method.as_str() {
-        "invoke" => invoke(object(params)?)?,
+    Ok(match method.as_str() {
+        "invoke" => {
+            let mut params = object(params)?;
+            let input = params.remove("input").map(|input| input.to_string());
+            invoke(params, input)?
+        }
         "resolve" => resolve(object(params)?)?,
         "cancel" => Request::Cancel {
             id: id_of("cancel", &object(params)?)?,
@@ -120,20 +154,138 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, String> {
         "ready_ack" => Request::ReadyAck,
         "shutdown" => Request::Shutdown,
         _ => Request::Other { method, params },
-    }))
+    })
 }
 
-fn invoke(mut params: Map<String, Value>) -> Result<Request, String> {
+/// An `invoke` from its params (without `input`) and its input's JSON text.
+fn invoke(mut params: Map<String, Value>, input: Option<String>) -> Result<Request, String> {
     let id = id_of("invoke", &params)?;
     let name = match params.remove("action") {
         Some(Value::String(a)) if !a.is_empty() => a,
         _ => return Err("`invoke` needs a string `action`".to_owned()),
     };
-    let input = match params.remove("input") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(input) => input,
+    let input = match input {
+        Some(text) if text != "null" => text,
+        _ => "{}".to_owned(),
     };
     Ok(start(id, Call::Action { name, input }, &params))
+}
+
+/// The text of a raw value, which has no surrounding whitespace.
+fn text_of(raw: &RawValue) -> String {
+    raw.get().to_owned()
+}
+
+/// A line as the single pass in [`parse`] sees it.
+enum Frame<'a> {
+    /// An `invoke` whose params are an object.
+    Invoke(InvokeParams<'a>),
+    /// Any other string `method`, with its params (`null` when absent).
+    Parsed { method: String, params: Value },
+    /// What that pass leaves to the plain parse: no string `method`, or
+    /// `params` before a `method` other than `invoke`.
+    Unsettled,
+}
+
+/// An `invoke`'s params: `input` kept as text, the rest parsed.
+struct InvokeParams<'a> {
+    input: Option<&'a RawValue>,
+    rest: Map<String, Value>,
+}
+
+/// `params` as met in a frame.
+enum Params<'a> {
+    /// After `"method": "invoke"`.
+    Invoke(InvokeParams<'a>),
+    /// After another `method`.
+    Value(Value),
+    /// Before any `method`: kept as text until it is known.
+    Raw(&'a RawValue),
+}
+
+impl<'de> Deserialize<'de> for Frame<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FrameVisitor)
+    }
+}
+
+struct FrameVisitor;
+
+impl<'de> Visitor<'de> for FrameVisitor {
+    type Value = Frame<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Frame<'de>, A::Error> {
+        // As in a `Value`, the last of repeated keys counts; other keys
+        // are parsed (and dropped) as a `Value` would parse them.
+        let mut method: Option<Value> = None;
+        let mut params: Option<Params<'de>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "method" => method = Some(map.next_value()?),
+                "params" => {
+                    params = Some(match &method {
+                        Some(Value::String(m)) if m == "invoke" => {
+                            Params::Invoke(map.next_value()?)
+                        }
+                        Some(_) => Params::Value(map.next_value()?),
+                        None => Params::Raw(map.next_value()?),
+                    });
+                }
+                _ => {
+                    map.next_value::<Value>()?;
+                }
+            }
+        }
+        let Some(Value::String(method)) = method else {
+            return Ok(Frame::Unsettled);
+        };
+        Ok(match (method == "invoke", params) {
+            (true, Some(Params::Invoke(params))) => Frame::Invoke(params),
+            (true, Some(Params::Raw(raw))) => {
+                serde_json::from_str(raw.get()).map_or(Frame::Unsettled, Frame::Invoke)
+            }
+            (false, Some(Params::Value(params))) => Frame::Parsed { method, params },
+            (false, None) => Frame::Parsed {
+                method,
+                params: Value::Null,
+            },
+            _ => Frame::Unsettled,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for InvokeParams<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(InvokeParamsVisitor)
+    }
+}
+
+struct InvokeParamsVisitor;
+
+impl<'de> Visitor<'de> for InvokeParamsVisitor {
+    type Value = InvokeParams<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of `invoke` params")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InvokeParams<'de>, A::Error> {
+        let mut input = None;
+        let mut rest = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "input" {
+                input = Some(map.next_value()?);
+            } else {
+                let value = map.next_value()?;
+                rest.insert(key, value);
+            }
+        }
+        Ok(InvokeParams { input, rest })
+    }
 }
 
 fn resolve(mut params: Map<String, Value>) -> Result<Request, String> {
@@ -231,7 +383,7 @@ mod tests {
                 id: "1".into(),
                 call: Call::Action {
                     name: "echo".into(),
-                    input: json!({"text": "hi"})
+                    input: r#"{"text":"hi"}"#.into()
                 },
                 deadline_ms: Some(50),
                 metadata: BTreeMap::new(),
@@ -243,7 +395,7 @@ mod tests {
                 id: "1".into(),
                 call: Call::Action {
                     name: "echo".into(),
-                    input: json!({})
+                    input: "{}".into()
                 },
                 deadline_ms: None,
                 metadata: BTreeMap::new(),
@@ -344,5 +496,231 @@ mod tests {
                 params: json!({"text": "x"})
             }))
         );
+    }
+
+    /// The action named by an invoke line, and its input text.
+    fn action_of(line: &str) -> (String, String) {
+        match p(line) {
+            Ok(Some(Request::Start {
+                call: Call::Action { name, input },
+                ..
+            })) => (name, input),
+            other => panic!("{line} starts an action: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_invoke_input_is_kept_verbatim() {
+        let input = r#"{ "n": 12345678901234567890, "big": 123456789012345678901234567890, "x": 1.50, "s": "caf\u00e9 \ud83d\ude00 \"q\"", "nested": {"list": [1, {"deep": [null, -0.0e+0]}], "empty": {}} }"#;
+        for line in [
+            format!(r#"{{"method":"invoke","params":{{"id":"1","action":"a","input":{input}}}}}"#),
+            // Params before the method, whitespace around the input, other keys.
+            format!(
+                r#"{{"jsonrpc":"2.0","params":{{"input": {input} ,"action":"a","id":"1"}},"method":"invoke"}}"#
+            ),
+        ] {
+            assert_eq!(action_of(&line), ("a".to_owned(), input.to_owned()));
+        }
+        // What going through a `Value` would not have kept.
+        let via_value = serde_json::from_str::<Value>(input).unwrap().to_string();
+        for kept in [
+            "123456789012345678901234567890",
+            "1.50",
+            r"\u00e9",
+            r"\ud83d",
+        ] {
+            assert!(
+                input.contains(kept) && !via_value.contains(kept),
+                "{via_value}"
+            );
+        }
+        // Not an object: still the input, for decoding to reject.
+        for input in ["5", "[1]", r#""x""#, "true"] {
+            let line = format!(
+                r#"{{"method":"invoke","params":{{"id":"1","action":"a","input":{input}}}}}"#
+            );
+            assert_eq!(action_of(&line).1, input);
+        }
+        // The last of repeated keys counts, as in a `Value`.
+        assert_eq!(
+            action_of(
+                r#"{"method":"invoke","params":{"id":"1","action":"a","input":{"a":1},"input":{"b":2}}}"#
+            )
+            .1,
+            r#"{"b":2}"#
+        );
+    }
+
+    #[test]
+    fn an_absent_or_null_input_is_an_empty_object() {
+        for params in [
+            r#"{"id":"1","action":"a"}"#,
+            r#"{"id":"1","action":"a","input":null}"#,
+            r#"{"id":"1","action":"a","input": null }"#,
+        ] {
+            for line in [
+                format!(r#"{{"method":"invoke","params":{params}}}"#),
+                format!(r#"{{"params":{params},"method":"invoke"}}"#),
+            ] {
+                assert_eq!(action_of(&line).1, "{}", "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_invoke_input_reaches_decoding_as_text() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct In {
+            n: u64,
+        }
+        let decoded = |input: &str| {
+            let line = format!(
+                r#"{{"method":"invoke","params":{{"id":"1","action":"a","input":{input}}}}}"#
+            );
+            crate::decode::decode::<In>(crate::Input::Bytes(action_of(&line).1.as_bytes()))
+        };
+        assert_eq!(
+            decoded(r#"{"n": 18446744073709551615}"#).unwrap().n,
+            u64::MAX
+        );
+        // Input that is not an object is rejected as it was from a `Value`.
+        for (input, kind) in [
+            ("5", "a number"),
+            ("[1]", "an array"),
+            (r#""x""#, "a string"),
+            ("true", "a boolean"),
+        ] {
+            let error = decoded(input).unwrap_err();
+            let value = serde_json::from_str::<Value>(input).unwrap();
+            let before = crate::decode::decode::<In>(crate::Input::Value(&value)).unwrap_err();
+            assert_eq!(error.code(), crate::ErrorCode::InvalidInput);
+            assert_eq!(error.details().unwrap()["path"], "$");
+            assert!(
+                error
+                    .message()
+                    .ends_with(&format!("input must be a JSON object, got {kind}")),
+                "{error}"
+            );
+            assert_eq!(
+                (error.code(), error.message(), error.details()),
+                (before.code(), before.message(), before.details())
+            );
+        }
+    }
+
+    #[test]
+    fn bad_params_and_keys_in_any_order() {
+        let err = |s: &str| p(s).unwrap_err();
+        for line in [
+            r#"{"method":"invoke","params":null}"#,
+            r#"{"params":{"action":"a","input":{}},"method":"invoke"}"#,
+        ] {
+            assert_eq!(err(line), "`invoke` needs a non-empty string `id`");
+        }
+        assert_eq!(
+            err(r#"{"method":"invoke","params":{"id":"1","action":"a"},"params":5}"#),
+            "`invoke` params must be an object, got a number"
+        );
+        assert_eq!(
+            err(r#"{"method":"invoke","params":"x"}"#),
+            "`invoke` params must be an object, got a string"
+        );
+        assert!(
+            err(r#"{"method":"invoke","params":{"id":"1","action":"a","input":{"a":1,}}}"#)
+                .starts_with("not valid JSON")
+        );
+        assert!(
+            err(r#"{"method":"invoke","params":{"id":"1","action":"a"}} x"#)
+                .starts_with("not valid JSON")
+        );
+        // The last `method` counts.
+        assert_eq!(
+            p(r#"{"method":"invoke","params":{"id":"9"},"method":"cancel"}"#),
+            Ok(Some(Request::Cancel { id: "9".into() }))
+        );
+        assert_eq!(
+            p(r#"{"params":{"id":"9"},"method":"cancel"}"#),
+            Ok(Some(Request::Cancel { id: "9".into() }))
+        );
+        assert_eq!(
+            p(r#"{"params":{"text":"x"},"method":"send"}"#),
+            Ok(Some(Request::Other {
+                method: "send".into(),
+                params: json!({"text": "x"})
+            }))
+        );
+        assert_eq!(
+            p(r#"{"method":"send"}"#),
+            Ok(Some(Request::Other {
+                method: "send".into(),
+                params: Value::Null
+            }))
+        );
+    }
+
+    #[test]
+    fn the_usual_invoke_is_read_in_one_pass() {
+        let line = br#"{"method":"invoke","params":{"id":"1","action":"a","input":{"k":[1,2]},"deadline_ms":5}}"#;
+        assert!(matches!(
+            serde_json::from_slice::<Frame<'_>>(line),
+            Ok(Frame::Invoke(InvokeParams { input: Some(raw), .. })) if raw.get() == r#"{"k":[1,2]}"#
+        ));
+        let line = br#"{"method":"heartbeat"}"#;
+        assert!(matches!(
+            serde_json::from_slice::<Frame<'_>>(line),
+            Ok(Frame::Parsed { .. })
+        ));
+    }
+
+    #[test]
+    fn one_pass_and_plain_parsing_agree() {
+        // The input text, as a `Value` would have it.
+        let normal = |r: Result<Request, String>| match r {
+            Ok(Request::Start {
+                id,
+                call: Call::Action { name, input },
+                deadline_ms,
+                metadata,
+            }) => Ok(Request::Start {
+                id,
+                call: Call::Action {
+                    name,
+                    input: serde_json::from_str::<Value>(&input).unwrap().to_string(),
+                },
+                deadline_ms,
+                metadata,
+            }),
+            other => other,
+        };
+        for line in [
+            r#"{"method":"invoke","params":{"id":"1","action":"a","input":{"b":[1,{"c":"\u00e9"}]}}}"#,
+            r#"{"params":{"id":"1","action":"a","input":[1]},"method":"invoke","x":[{}]}"#,
+            r#"{"method":"invoke","params":{"id":"1","action":"a","input":5,"deadline_ms":-1}}"#,
+            r#"{"method":"invoke","params":{"id":"1","action":"a","metadata":{"k":1}}}"#,
+            r#"{"method":"invoke","params":{"id":"1","action":"a","metadata":{"k":"v"}},"method":"resolve"}"#,
+            r#"{"method":"invoke","params":{"id":"","action":"a"}}"#,
+            r#"{"method":"invoke","params":{"id":"1","action":""}}"#,
+            r#"{"method":"invoke","params":{"id":"1","action":"a","input":{}}"#,
+            r#"{"method":"invoke","params":{"id":"1","action":"a","input":{}},"x":1e400}"#,
+            r#"{"method":"invoke"}"#,
+            r#"{"method":"invoke","params":[]}"#,
+            r#"{"method":["invoke"],"params":{}}"#,
+            r#"{"method":"resolve","params":{"id":"2","operator":"o","value":5}}"#,
+            r#"{"params":{"id":"2","operator":"o","value":"v"},"method":"resolve"}"#,
+            r#"{"method":"cancel","params":{"id":"3"}}"#,
+            r#"{"method":"cancel","params":5}"#,
+            r#"{"method":"send","params":[1]}"#,
+            r#"{"method":"shutdown","params":{"id":"1","action":"a"}}"#,
+            "[]",
+            "5",
+            "{",
+        ] {
+            assert_eq!(
+                normal(p(line).map(Option::unwrap)),
+                normal(plain(line.as_bytes())),
+                "{line}"
+            );
+        }
     }
 }

@@ -395,7 +395,7 @@ impl Session {
         self.tasks.spawn(async move {
             let future: Pin<Box<dyn Future<Output = Outcome> + Send>> = match &call {
                 Call::Action { name, input } => {
-                    Box::pin(instance.invoke(name, Input::Value(input), ctx))
+                    Box::pin(instance.invoke(name, Input::Bytes(input.as_bytes()), ctx))
                 }
                 Call::Operator { name, value } => Box::pin(instance.resolve(name, value, ctx)),
             };
