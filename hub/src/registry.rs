@@ -108,11 +108,20 @@ pub(crate) struct ConnectorType {
     pub(crate) manifest: Arc<Manifest>,
     /// The manifest as sent by the instance that registered it last.
     pub(crate) manifest_json: Arc<str>,
-    /// Round-robin positions, by route (`""` for unrouted calls).
     /// The round-robin cursor of unrouted calls.
     cursor: usize,
     /// The round-robin cursors of calls routed by display name.
     name_cursors: HashMap<String, usize>,
+    /// The ids of its ready instances, sorted: round-robin picks from here
+    /// in constant time. Rebuilt whenever an instance's state changes.
+    ready: Vec<String>,
+}
+
+impl ConnectorType {
+    /// The ids of its ready instances, sorted.
+    pub(crate) fn ready(&self) -> &[String] {
+        &self.ready
+    }
 }
 
 /// What a successful registration produced.
@@ -201,6 +210,7 @@ impl Registry {
                     resend: Vec::new(),
                 };
                 self.upsert_type(reg.manifest, reg.manifest_json);
+                self.refresh_ready(&key.connector);
                 return Ok(admitted);
             }
         } else if !reg.session_token.is_empty() {
@@ -247,6 +257,7 @@ impl Registry {
             },
         );
         self.upsert_type(reg.manifest, reg.manifest_json);
+        self.refresh_ready(&key.connector);
         Ok(Admitted {
             key,
             session_id,
@@ -290,6 +301,7 @@ impl Registry {
                         manifest_json: json.into(),
                         cursor: 0,
                         name_cursors: HashMap::new(),
+                        ready: Vec::new(),
                     },
                 );
             }
@@ -358,6 +370,7 @@ impl Registry {
             Some(instance) if instance.generation == generation && instance.link.is_some() => {
                 instance.link = None;
                 instance.status = InstanceStatus::Disconnected;
+                self.refresh_ready(&key.connector);
                 true
             }
             _ => false,
@@ -371,6 +384,7 @@ impl Registry {
             && instance.link.is_some()
         {
             instance.status = InstanceStatus::Draining;
+            self.refresh_ready(&key.connector);
         }
     }
 
@@ -393,8 +407,21 @@ impl Registry {
         self.remove_instance(key)
     }
 
+    /// Rebuilds the list of `connector`'s ready instances.
+    fn refresh_ready(&mut self, connector: &str) {
+        let ready: Vec<String> = self
+            .instances_of(connector)
+            .filter(|(_, i)| i.status == InstanceStatus::Ready)
+            .map(|(k, _)| k.id.clone())
+            .collect();
+        if let Some(ty) = self.types.get_mut(connector) {
+            ty.ready = ready;
+        }
+    }
+
     fn remove_instance(&mut self, key: &InstanceKey) -> Option<Instance> {
         let instance = self.instances.remove(key)?;
+        self.refresh_ready(&key.connector);
         self.tokens.remove(&instance.token);
         if let Some(slots) = &instance.slots {
             // Calls waiting for a slot learn the instance is gone.

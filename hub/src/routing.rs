@@ -135,7 +135,38 @@ pub(crate) fn select(
             }
             Ok(Selection::Broadcast(ready))
         }
-        Target::Any | Target::DisplayName(_) => {
+        Target::Any => {
+            let ready = registry
+                .connector(connector)
+                .map_or(&[][..], |ty| ty.ready());
+            let skipped =
+                exclude.is_some_and(|id| ready.binary_search_by(|r| r.as_str().cmp(id)).is_ok());
+            let count = ready.len() - usize::from(skipped);
+            if count == 0 {
+                return Err(match registry.instances_of(connector).next() {
+                    None => no_match(registry, connector, target),
+                    Some(_) => none_ready(registry, connector, target),
+                });
+            }
+            let at = registry.next_cursor(connector, target) % count;
+            let ready = registry
+                .connector(connector)
+                .map_or(&[][..], |ty| ty.ready());
+            let id = if skipped {
+                ready
+                    .iter()
+                    .filter(|id| Some(id.as_str()) != exclude)
+                    .nth(at)
+            } else {
+                ready.get(at)
+            }
+            .ok_or_else(|| Status::internal("the ready instances changed under the lock"))?;
+            Ok(Selection::One(InstanceKey {
+                connector: connector.to_owned(),
+                id: id.clone(),
+            }))
+        }
+        Target::DisplayName(_) => {
             let (mut matched, mut ready) = (false, 0usize);
             for (key, i) in registry.instances_of(connector) {
                 if target.matches(i) {
@@ -278,6 +309,44 @@ mod tests {
             .map(|_| one(select(&mut r, "c", &Target::Any, None).unwrap()))
             .collect();
         assert_eq!(picks, ["a", "b", "c", "a", "b", "c"]);
+    }
+
+    #[test]
+    fn round_robin_follows_instances_that_leave_and_return() {
+        let mut r = Registry::default();
+        let mut generations = Vec::new();
+        for id in ["a", "b", "c"] {
+            let (tx, rx) = mpsc::channel(1);
+            std::mem::forget(rx);
+            generations.push(r.admit(registration(id, "C", &[]), tx).unwrap().generation);
+        }
+        let b = InstanceKey {
+            connector: "c".into(),
+            id: "b".into(),
+        };
+        assert!(r.disconnect(&b, generations[1]));
+        let picks: Vec<String> = (0..4)
+            .map(|_| one(select(&mut r, "c", &Target::Any, None).unwrap()))
+            .collect();
+        assert_eq!(picks, ["a", "c", "a", "c"], "b is not ready");
+        // Excluding one of the two left leaves the other.
+        for _ in 0..3 {
+            assert_eq!(
+                one(select(&mut r, "c", &Target::Any, Some("a")).unwrap()),
+                "c"
+            );
+        }
+        // Every instance draining: nothing is ready, but they exist.
+        for (id, generation) in [("a", generations[0]), ("c", generations[2])] {
+            let key = InstanceKey {
+                connector: "c".into(),
+                id: id.into(),
+            };
+            r.set_draining(&key, generation);
+        }
+        let err = select(&mut r, "c", &Target::Any, None).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert!(err.message().contains("a (draining)"), "{}", err.message());
     }
 
     #[test]
