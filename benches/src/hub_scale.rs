@@ -83,7 +83,7 @@ pub async fn attach(url: &str, manifest_json: &str, id: &str) -> Result<Sim, Str
             ..Default::default()
         }),
         session_token: String::new(),
-        credentials: Vec::new().into(),
+        credentials: None,
         max_in_flight: 64,
     };
     tx.send(frame(connector_frame::Frame::Register(register)))

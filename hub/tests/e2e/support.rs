@@ -234,7 +234,7 @@ impl Spec {
                 metadata: HashMap::from([("region".to_owned(), "test".to_owned())]),
             }),
             session_token: self.token.clone(),
-            credentials: Vec::new().into(),
+            credentials: None,
             max_in_flight: self.max_in_flight,
         }))
     }
