@@ -181,6 +181,8 @@ impl HubProcess {
                 "127.0.0.1:0",
                 "--heartbeat-interval",
                 "30s",
+                "--insecure",
+                "--no-auth",
             ])
             .env("RUST_LOG", "info")
             .env_remove("SPOKE_HUB_URL")

@@ -93,9 +93,22 @@ enum Exit {
     Stalled(String),
     /// A resumed stream took the session over.
     Replaced,
+    /// An administrator rejected or revoked the instance.
+    Denied,
     /// The hub is shutting down and the session's calls are answered (or
     /// the grace passed).
     Drained,
+}
+
+/// Why a stream was not admitted.
+enum Refusal {
+    /// A bad Register: answered with a Goodbye naming the problem.
+    Goodbye(String),
+    /// The instance (named) was refused by the trust checks: the stream
+    /// ends with this status.
+    Status(String, Status),
+    /// The stream ended before a Register came.
+    Ended,
 }
 
 struct StreamTask {
@@ -110,12 +123,22 @@ impl StreamTask {
     async fn run(mut self) {
         let admitted = match self.register().await {
             Ok(admitted) => admitted,
-            Err(Some(reason)) => {
+            Err(Refusal::Goodbye(reason)) => {
                 tracing::warn!("refused an Attach stream from {}: {reason}", self.peer);
                 self.goodbye(reason);
                 return;
             }
-            Err(None) => return,
+            Err(Refusal::Status(who, status)) => {
+                tracing::warn!(
+                    "refused {who} attaching from {}: {}: {}",
+                    self.peer,
+                    crate::client::code_name(status.code()),
+                    status.message()
+                );
+                self.close(Close::Abort(status));
+                return;
+            }
+            Err(Refusal::Ended) => return,
         };
         let mut admitted = admitted;
         let key = admitted.key.clone();
@@ -147,6 +170,11 @@ impl StreamTask {
                 ))));
                 self.state.stream_lost(&key, generation, &why);
             }
+            Exit::Denied => {
+                self.close(Close::Abort(Status::permission_denied(format!(
+                    "{key} was rejected or revoked by an administrator of this hub; its session ended"
+                ))));
+            }
             Exit::Replaced => {
                 self.goodbye("a newer stream resumed this session".to_owned());
             }
@@ -158,44 +186,56 @@ impl StreamTask {
         }
     }
 
-    /// Waits for the Register frame and admits it. `Err(Some(reason))`:
-    /// refuse with a Goodbye; `Err(None)`: the stream already ended.
-    async fn register(&mut self) -> Result<Admitted, Option<String>> {
+    /// Waits for the Register frame, checks the instance's proof (with
+    /// auth) and admits it.
+    async fn register(&mut self) -> Result<Admitted, Refusal> {
         let wait = self
             .state
             .config
             .liveness_timeout()
             .max(Duration::from_secs(1));
         let frame = match tokio::time::timeout(wait, self.inbound.message()).await {
-            Err(_) => return Err(Some(format!("no Register frame within {wait:?}"))),
+            Err(_) => {
+                return Err(Refusal::Goodbye(format!(
+                    "no Register frame within {wait:?}"
+                )));
+            }
             Ok(Err(status)) => {
                 tracing::debug!(
                     "Attach stream from {} failed before Register: {status}",
                     self.peer
                 );
-                return Err(None);
+                return Err(Refusal::Ended);
             }
-            Ok(Ok(None)) => return Err(None),
+            Ok(Ok(None)) => return Err(Refusal::Ended),
             Ok(Ok(Some(frame))) => frame,
         };
         let register = match frame.frame {
             Some(connector_frame::Frame::Register(register)) => register,
             other => {
-                return Err(Some(format!(
+                return Err(Refusal::Goodbye(format!(
                     "the first frame of an Attach stream must be Register, got {}",
                     frame_name(other.as_ref())
                 )));
             }
         };
-        let registration = register::check(register).map_err(Some)?;
+        let registration =
+            register::check(register, self.state.trust.is_some()).map_err(Refusal::Goodbye)?;
+        let approved = match &self.state.trust {
+            None => true,
+            Some(trust) => trust
+                .check_attach(&registration, &self.peer)
+                .await
+                .map_err(|status| Refusal::Status(registration.key().to_string(), status))?,
+        };
         let tenant = registration.tenant.clone();
         let sdk = registration.sdk_version.clone();
         let admitted = self
             .state
-            .admit(registration, self.tx.clone())
-            .map_err(Some)?;
+            .admit(registration, self.tx.clone(), approved)
+            .map_err(Refusal::Goodbye)?;
         tracing::info!(
-            "{} {} session {} from {} (tenant {tenant:?}, sdk {sdk:?})",
+            "{} {} session {} from {} (tenant {tenant:?}, sdk {sdk:?}){}",
             admitted.key,
             if admitted.resumed {
                 "resumed"
@@ -204,6 +244,11 @@ impl StreamTask {
             },
             admitted.session_id,
             self.peer,
+            if approved {
+                ""
+            } else {
+                "; pending an administrator's approval (spoke pending, spoke approve), nothing is routed to it"
+            }
         );
         Ok(admitted)
     }
@@ -261,13 +306,15 @@ impl StreamTask {
         // Made once, not per frame: waiting on a token or a timer registers
         // the waiter, and frames come by the thousand per second.
         let replaced = admitted.replaced.cancelled();
+        let denied = admitted.denied.cancelled();
         let shutting_down = shutdown.cancelled();
         let silent = tokio::time::sleep(liveness);
-        tokio::pin!(replaced, shutting_down, silent);
+        tokio::pin!(denied, replaced, shutting_down, silent);
 
         loop {
             tokio::select! {
                 biased;
+                () = &mut denied => return Exit::Denied,
                 () = &mut replaced => return Exit::Replaced,
                 // The hub is going away, not the connector: route nothing
                 // more here, let the calls in flight finish (within the

@@ -129,6 +129,7 @@ mod tests {
 
     fn key(id: &str) -> InstanceKey {
         InstanceKey {
+            tenant: "default".into(),
             connector: "c".into(),
             id: id.into(),
         }

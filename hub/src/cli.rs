@@ -2,15 +2,22 @@
 //!
 //! ```text
 //! spoke hub [--listen ADDR] [--heartbeat-interval D] [--resume-window D] [--shutdown-grace D]
-//!           [--sidecars FILE.toml]
+//!           [--sidecars FILE.toml] [--data DIR] (--tls-cert FILE --tls-key FILE | --insecure)
+//!           [--no-auth]
 //! spoke ls [--table]                        connector types and their instances (JSON)
 //! spoke describe <connector>                a connector's manifest (pretty JSON)
 //! spoke call <connector> <action> [JSON|-]  call an action through the hub
 //!     [--instance ID | --name NAME | --tag TAG] [--timeout D] [--operator]
+//! spoke pending [--table]                   instances awaiting approval
+//! spoke approve|reject|revoke <instance> [--connector C] [--tenant T]
+//! spoke token create --connector NAME [--tenant T] [--ttl D]
+//! spoke client-token create --connectors a,b|* [--tenant T] [--write] [--admin] [--label L] [--ttl D]
 //! ```
 //!
 //! The client commands take `--hub URL` (env `SPOKE_HUB_URL`, default
-//! `http://127.0.0.1:7700`). Exit codes: 0 success, 1 the action returned an
+//! `http://127.0.0.1:7700`) and send a client token: `--token` (env
+//! `SPOKE_TOKEN`), else the operator token in `<data>/operator.token` if it
+//! is readable (`--data DIR`, default the user's data directory). Exit codes: 0 success, 1 the action returned an
 //! error (or a broadcast had one), 2 usage error, 3 hub or transport error.
 //! `spoke hub` exits 0 after a signal-driven shutdown and 1 if it cannot run.
 
@@ -22,9 +29,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use spoke_runtime::duration;
 
-use crate::client::{self, CallOptions, EXIT_USAGE, RouteFlag};
-use crate::config::{self, DEFAULT_LISTEN, HubConfig};
+use crate::admin_client::{self, ClientTokenOptions, Decision};
+use crate::client::{self, CallOptions, EXIT_USAGE, HubTarget, RouteFlag};
+use crate::config::{self, DEFAULT_LISTEN, HubConfig, TlsFiles};
 use crate::{server, sidecars_config};
+use spoke_proto::v1::InstanceRef;
 
 /// The hub URL the client commands use unless told otherwise.
 pub const DEFAULT_HUB_URL: &str = "http://127.0.0.1:7700";
@@ -65,6 +74,91 @@ enum Command {
     },
     /// Call an action (or resolve a search operator) through the hub.
     Call(CallArgs),
+    /// List the instances waiting for an administrator's approval (JSON).
+    Pending {
+        /// Print a table for people instead of JSON.
+        #[arg(long, short = 't')]
+        table: bool,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+    /// Approve an instance: it becomes active, live if it is attached.
+    Approve(InstanceArgs),
+    /// Reject a pending instance: its stream ends, it attaches no more.
+    Reject(InstanceArgs),
+    /// Revoke an instance: its live session ends, it attaches no more.
+    Revoke(InstanceArgs),
+    /// Registration tokens (one-time approval of a new instance).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Client tokens (what callers of the hub present).
+    #[command(name = "client-token")]
+    ClientToken {
+        #[command(subcommand)]
+        command: ClientTokenCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct InstanceArgs {
+    /// The instance id.
+    instance: String,
+    /// Its connector, when the id alone is ambiguous.
+    #[arg(long, value_name = "NAME")]
+    connector: Option<String>,
+    /// Its tenant, when the id alone is ambiguous.
+    #[arg(long, value_name = "TENANT")]
+    tenant: Option<String>,
+    #[command(flatten)]
+    hub: HubUrl,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a one-time registration token (for SPOKE_REGISTRATION_TOKEN);
+    /// prints the token alone.
+    Create {
+        /// The connector it registers.
+        #[arg(long, value_name = "NAME")]
+        connector: String,
+        /// The tenant [default: the token's].
+        #[arg(long, value_name = "TENANT", default_value = "")]
+        tenant: String,
+        /// How long it stays usable [default: 24h].
+        #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+        ttl: Option<Duration>,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientTokenCommand {
+    /// Make a client token; prints the token alone.
+    Create {
+        /// The tenant [default: the token's].
+        #[arg(long, value_name = "TENANT", default_value = "")]
+        tenant: String,
+        /// The connectors it may use, comma-separated, or `*` for all.
+        #[arg(long, value_name = "a,b|*", value_delimiter = ',', required = true)]
+        connectors: Vec<String>,
+        /// May call write actions.
+        #[arg(long)]
+        write: bool,
+        /// May call admin-only and hidden actions, and the admin commands.
+        #[arg(long)]
+        admin: bool,
+        /// A name for people.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        label: String,
+        /// How long it is valid [default: no expiry].
+        #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+        ttl: Option<Duration>,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +181,23 @@ struct HubArgs {
     /// attach it as a connector, restart it when it exits.
     #[arg(long, value_name = "FILE.toml")]
     sidecars: Option<PathBuf>,
+    /// Where the hub keeps its store (hub.db) and operator token [default:
+    /// $XDG_DATA_HOME/spoke, else ~/.local/share/spoke].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The TLS certificate chain (PEM) of the listener.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM) of the listener.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve without TLS (required when no certificate is given).
+    #[arg(long, conflicts_with = "tls_cert")]
+    insecure: bool,
+    /// Development only: approve every instance without credentials, let
+    /// clients call without a token, put everything in tenant "default".
+    #[arg(long)]
+    no_auth: bool,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +205,38 @@ struct HubUrl {
     /// The hub to talk to.
     #[arg(long = "hub", value_name = "URL", env = "SPOKE_HUB_URL", default_value = DEFAULT_HUB_URL)]
     url: String,
+    /// The client token [default: <data>/operator.token if readable].
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SPOKE_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// The hub's data directory, to read the operator token from.
+    #[arg(long = "data", value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+impl HubUrl {
+    /// The hub and the token to present: `--token`/`SPOKE_TOKEN`, else the
+    /// operator token file if readable, else none.
+    fn target(&self) -> HubTarget {
+        let token = self
+            .token
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| {
+                let dir = self.data.clone().or_else(config::default_data_dir)?;
+                let text = std::fs::read_to_string(config::operator_token_path(&dir)).ok()?;
+                let token = text.trim().to_owned();
+                (!token.is_empty()).then_some(token)
+            });
+        HubTarget {
+            url: self.url.clone(),
+            token,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +324,15 @@ fn run_hub(args: HubArgs) -> ExitCode {
             .resume_window
             .unwrap_or_else(|| config::default_resume_window(args.heartbeat_interval)),
         shutdown_grace: args.shutdown_grace,
+        data_dir: None,
+        tls: None,
+    };
+    let config = match secure(config, &args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -204,6 +356,38 @@ fn run_hub(args: HubArgs) -> ExitCode {
     }
 }
 
+/// Adds auth and TLS to the hub's configuration from its flags.
+fn secure(mut config: HubConfig, args: &HubArgs) -> Result<HubConfig, String> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            config.tls = Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        _ if args.insecure => {}
+        _ => {
+            return Err(
+                "no TLS configured: pass --tls-cert FILE --tls-key FILE, or --insecure to serve without TLS"
+                    .into(),
+            );
+        }
+    }
+    if args.no_auth {
+        if args.data.is_some() {
+            tracing::warn!("--no-auth: the data directory given with --data is not used");
+        }
+        return Ok(config);
+    }
+    let dir = args
+        .data
+        .clone()
+        .or_else(config::default_data_dir)
+        .ok_or("no data directory: pass --data DIR (neither XDG_DATA_HOME nor HOME is set)")?;
+    config.data_dir = Some(dir);
+    Ok(config)
+}
+
 fn run_client(command: Command) -> ExitCode {
     spoke_runtime::logging::init("warn");
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -218,8 +402,47 @@ fn run_client(command: Command) -> ExitCode {
     };
     let code = runtime.block_on(async move {
         match command {
-            Command::Ls { table, hub, .. } => client::ls(&hub.url, !table).await,
-            Command::Describe { connector, hub } => client::describe(&hub.url, &connector).await,
+            Command::Ls { table, hub, .. } => client::ls(&hub.target(), !table).await,
+            Command::Describe { connector, hub } => {
+                client::describe(&hub.target(), &connector).await
+            }
+            Command::Pending { table, hub } => admin_client::pending(&hub.target(), table).await,
+            Command::Approve(args) => decide(Decision::Approve, args).await,
+            Command::Reject(args) => decide(Decision::Reject, args).await,
+            Command::Revoke(args) => decide(Decision::Revoke, args).await,
+            Command::Token {
+                command:
+                    TokenCommand::Create {
+                        connector,
+                        tenant,
+                        ttl,
+                        hub,
+                    },
+            } => {
+                admin_client::create_registration_token(&hub.target(), tenant, connector, ttl).await
+            }
+            Command::ClientToken {
+                command:
+                    ClientTokenCommand::Create {
+                        tenant,
+                        connectors,
+                        write,
+                        admin,
+                        label,
+                        ttl,
+                        hub,
+                    },
+            } => {
+                let options = ClientTokenOptions {
+                    tenant,
+                    connectors,
+                    write,
+                    admin,
+                    label,
+                    ttl,
+                };
+                admin_client::create_client_token(&hub.target(), options).await
+            }
             Command::Call(args) => {
                 let route = match (args.instance, args.name, args.tag) {
                     (Some(id), _, _) => Some(RouteFlag::Instance(id)),
@@ -235,12 +458,21 @@ fn run_client(command: Command) -> ExitCode {
                     timeout: args.timeout,
                     operator: args.operator,
                 };
-                client::call(&args.hub.url, options).await
+                client::call(&args.hub.target(), options).await
             }
             Command::Hub(_) => EXIT_USAGE,
         }
     });
     ExitCode::from(code)
+}
+
+async fn decide(decision: Decision, args: InstanceArgs) -> u8 {
+    let target = InstanceRef {
+        instance_id: args.instance,
+        connector: args.connector.unwrap_or_default(),
+        tenant: args.tenant.unwrap_or_default(),
+    };
+    admin_client::decide(&args.hub.target(), decision, target).await
 }
 
 #[cfg(test)]

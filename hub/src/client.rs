@@ -1,4 +1,8 @@
-//! The client commands of the `spoke` CLI: `ls`, `describe` and `call`.
+//! The client commands of the `spoke` CLI: `ls`, `describe` and `call`
+//! (the admin commands are in `admin_client`).
+//!
+//! Every request carries the client token, when there is one, as
+//! `authorization: Bearer <token>` (see [`HubTarget`]).
 //!
 //! `call` names itself `spoke-cli` in the `x-spoke-caller` request header;
 //! the hub passes that on to the action as its `caller` metadata.
@@ -33,6 +37,8 @@ use spoke_proto::v1::{
     ConnectorSummary, DescribeRequest, Encoding, InstanceResult, InvokeKind, InvokeRequest,
     ListConnectorsRequest, Route, instance_result, route,
 };
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -54,6 +60,43 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const TIMEOUT_SLACK: Duration = Duration::from_secs(2);
 /// What `spoke call` says in its `x-spoke-caller` header.
 pub const CLI_CALLER: &str = "spoke-cli";
+
+/// The hub a client command talks to, and the client token it presents.
+#[derive(Clone)]
+pub struct HubTarget {
+    /// `http://host:port` or `https://host:port`.
+    pub url: String,
+    /// The client token (`--token`, `SPOKE_TOKEN`, or the operator token
+    /// file); `None` sends none.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for HubTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubTarget")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub(crate) struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose requests carry the client token.
+pub(crate) type Authorized = InterceptedService<Channel, Bearer>;
 
 /// Which instance(s) `spoke call` targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,20 +128,20 @@ pub struct CallOptions {
 
 /// A failure the CLI reports and exits on.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Usage(String),
     Hub { code: &'static str, message: String },
 }
 
 impl Failure {
-    fn from_status(status: &Status) -> Failure {
+    pub(crate) fn from_status(status: &Status) -> Failure {
         Failure::Hub {
             code: code_name(status.code()),
             message: status.message().to_owned(),
         }
     }
 
-    fn report(self) -> u8 {
+    pub(crate) fn report(self) -> u8 {
         match self {
             Failure::Usage(message) => {
                 eprintln!("error: {message}");
@@ -136,9 +179,9 @@ pub fn code_name(code: Code) -> &'static str {
 }
 
 /// `spoke ls`.
-pub async fn ls(url: &str, as_json: bool) -> u8 {
+pub async fn ls(hub: &HubTarget, as_json: bool) -> u8 {
     let result: Result<_, Failure> = async {
-        let mut hub = connect(url).await?;
+        let mut hub = connect(hub).await?;
         let mut request = tonic::Request::new(ListConnectorsRequest {});
         request.set_timeout(QUICK_TIMEOUT);
         let response = hub
@@ -163,9 +206,9 @@ pub async fn ls(url: &str, as_json: bool) -> u8 {
 }
 
 /// `spoke describe`.
-pub async fn describe(url: &str, connector: &str) -> u8 {
+pub async fn describe(hub: &HubTarget, connector: &str) -> u8 {
     let result: Result<_, Failure> = async {
-        let mut hub = connect(url).await?;
+        let mut hub = connect(hub).await?;
         let mut request = tonic::Request::new(DescribeRequest {
             connector: connector.to_owned(),
         });
@@ -190,9 +233,9 @@ pub async fn describe(url: &str, connector: &str) -> u8 {
 }
 
 /// `spoke call`.
-pub async fn call(url: &str, options: CallOptions) -> u8 {
+pub async fn call(hub: &HubTarget, options: CallOptions) -> u8 {
     let broadcast = matches!(options.route, Some(RouteFlag::Tag(_)));
-    let results = match invoke(url, &options).await {
+    let results = match invoke(hub, &options).await {
         Ok(results) => results,
         Err(failure) => return failure.report(),
     };
@@ -239,9 +282,9 @@ pub async fn call(url: &str, options: CallOptions) -> u8 {
     }
 }
 
-async fn invoke(url: &str, options: &CallOptions) -> Result<Vec<InstanceResult>, Failure> {
+async fn invoke(hub: &HubTarget, options: &CallOptions) -> Result<Vec<InstanceResult>, Failure> {
     let payload = read_input(options)?;
-    let mut hub = connect(url).await?;
+    let mut hub = connect(hub).await?;
     let route = options.route.clone().map(|flag| Route {
         target: Some(match flag {
             RouteFlag::Instance(id) => route::Target::Instance(id),
@@ -334,7 +377,28 @@ fn operator_input(text: &str) -> Value {
     }
 }
 
-async fn connect(url: &str) -> Result<HubClient<Channel>, Failure> {
+async fn connect(hub: &HubTarget) -> Result<HubClient<Authorized>, Failure> {
+    let channel = authorized_channel(hub).await?;
+    Ok(HubClient::new(channel)
+        .max_decoding_message_size(
+            spoke_proto::MAX_ASSEMBLED_BYTES + spoke_proto::RESPONSE_SLACK_BYTES,
+        )
+        .max_encoding_message_size(spoke_proto::MAX_MESSAGE_BYTES))
+}
+
+/// A channel to the hub whose requests carry the client token.
+pub(crate) async fn authorized_channel(hub: &HubTarget) -> Result<Authorized, Failure> {
+    let bearer = match &hub.token {
+        None => None,
+        Some(token) => Some(format!("Bearer {}", token.trim()).parse().map_err(|_| {
+            Failure::Usage("the client token contains characters a header cannot carry".into())
+        })?),
+    };
+    let channel = plain_channel(&hub.url).await?;
+    Ok(InterceptedService::new(channel, Bearer(bearer)))
+}
+
+async fn plain_channel(url: &str) -> Result<Channel, Failure> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| Failure::Usage(format!("invalid hub URL `{url}`: {}", chain(&e))))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -343,11 +407,7 @@ async fn connect(url: &str) -> Result<HubClient<Channel>, Failure> {
         code: "unavailable",
         message: format!("cannot connect to the hub at {url}: {}", chain(&e)),
     })?;
-    Ok(HubClient::new(channel)
-        .max_decoding_message_size(
-            spoke_proto::MAX_ASSEMBLED_BYTES + spoke_proto::RESPONSE_SLACK_BYTES,
-        )
-        .max_encoding_message_size(spoke_proto::MAX_MESSAGE_BYTES))
+    Ok(channel)
 }
 
 /// An error and its sources, `a: b: c`, skipping repeats.
@@ -483,6 +543,26 @@ fn ls_json(connectors: &[ConnectorSummary]) -> Value {
     json!({ "connectors": connectors })
 }
 
+/// Lays out rows as left-aligned columns two spaces apart.
+pub(crate) fn columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let line: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            line.join("  ").trim_end().to_owned()
+        })
+        .collect()
+}
+
 fn ls_table(connectors: &[ConnectorSummary]) -> String {
     if connectors.is_empty() {
         return "no connectors attached".to_owned();
@@ -526,23 +606,7 @@ fn ls_table(connectors: &[ConnectorSummary]) -> String {
             ]);
         }
     }
-    let mut widths = [0usize; 7];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut lines: Vec<String> = rows
-        .iter()
-        .map(|row| {
-            let line: Vec<String> = row
-                .iter()
-                .zip(widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            line.join("  ").trim_end().to_owned()
-        })
-        .collect();
+    let mut lines = columns(&rows);
     // Why an instance is down (a supervised sidecar's last failure).
     for c in connectors {
         for i in &c.instances {

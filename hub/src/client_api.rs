@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::access::Caller;
 use crate::call_log::CallLog;
 use crate::deadline;
 use crate::invoke::{self, Call};
@@ -99,10 +100,13 @@ impl ClientApi {
     ) -> Result<(Call, Selection, CallLog), Status> {
         let deadline = deadline::from_metadata(request.metadata());
         let metadata = invoke_metadata(&request);
+        let caller = self.state.access.caller(request.metadata());
         let request = request.into_inner();
         let request_id = self.state.next_request_id();
         let log = CallLog::new(&request_id, &request.connector, &request.action);
-        match self.check(request, request_id, deadline, metadata) {
+        let checked =
+            caller.and_then(|caller| self.check(&caller, request, request_id, deadline, metadata));
+        match checked {
             Ok((call, selection)) => Ok((call, selection, log)),
             Err(status) => {
                 tracing::debug!("call refused: {}", status.message());
@@ -114,6 +118,7 @@ impl ClientApi {
 
     fn check(
         &self,
+        caller: &Caller,
         request: InvokeRequest,
         request_id: String,
         deadline: Option<Instant>,
@@ -139,15 +144,32 @@ impl ClientApi {
         })?;
         let payload = check_payload(encoding, request.payload)?;
         let target = Target::from_route(request.route)?;
+        // Before the connector is looked up: the answer says nothing about
+        // whether it exists.
+        caller.check_connector(&request.connector)?;
 
+        let tenant = caller.tenant();
         let mut tables = self.state.lock();
-        let mode = find_callable(&tables.registry, &request.connector, &request.action, kind)?;
-        let selection = routing::select(&mut tables.registry, &request.connector, &target, None)?;
+        let mode = find_callable(
+            &tables.registry,
+            caller,
+            &request.connector,
+            &request.action,
+            kind,
+        )?;
+        let selection = routing::select(
+            &mut tables.registry,
+            tenant,
+            &request.connector,
+            &target,
+            None,
+        )?;
         drop(tables);
 
         let mut metadata = request.metadata;
         metadata.extend(from_hub);
         let call = Call {
+            tenant: tenant.to_owned(),
             connector: request.connector,
             action: request.action,
             kind,
@@ -180,26 +202,43 @@ fn check_payload(encoding: Encoding, payload: Bytes) -> Result<Bytes, Status> {
     }
 }
 
+/// `NOT_FOUND` for a connector the caller's tenant does not have (the same
+/// words whether another tenant has it or none does), naming the ones the
+/// caller may use.
+fn no_connector(registry: &Registry, caller: &Caller, connector: &str) -> Status {
+    let names: Vec<&str> = registry
+        .connectors(caller.tenant())
+        .map(|(n, _)| n)
+        .filter(|n| caller.check_connector(n).is_ok())
+        .collect();
+    Status::not_found(format!(
+        "no connector named `{connector}` has attached to this hub{}; connectors: {}",
+        suggest::hint(connector, names.iter().copied()),
+        suggest::list(&names)
+    ))
+}
+
 /// The mode of the action (or search operator, always a read) if the
-/// connector has it; `NOT_FOUND` naming what exists if not.
+/// connector has it and the caller may call it; `NOT_FOUND` naming what
+/// exists if not (a hidden action, to a caller that is not an admin, does
+/// not exist), `PERMISSION_DENIED` if the caller's token does not allow it.
 fn find_callable(
     registry: &Registry,
+    caller: &Caller,
     connector: &str,
     action: &str,
     kind: InvokeKind,
 ) -> Result<Mode, Status> {
-    let Some(ty) = registry.connector(connector) else {
-        let names: Vec<&str> = registry.connectors().map(|(n, _)| n).collect();
-        return Err(Status::not_found(format!(
-            "no connector named `{connector}` has attached to this hub{}; connectors: {}",
-            suggest::hint(connector, names.iter().copied()),
-            suggest::list(&names)
-        )));
+    let Some(ty) = registry.connector(caller.tenant(), connector) else {
+        return Err(no_connector(registry, caller, connector));
     };
     let manifest = &ty.manifest;
     match kind {
-        InvokeKind::Action => match manifest.action(action) {
-            Some(a) => Ok(a.mode),
+        InvokeKind::Action => match manifest.action(action).filter(|a| caller.sees(a)) {
+            Some(a) => {
+                caller.check_action(connector, a)?;
+                Ok(a.mode)
+            }
             None => {
                 let visible: Vec<&str> = manifest
                     .actions
@@ -287,20 +326,25 @@ impl Hub for ClientApi {
 
     async fn list_connectors(
         &self,
-        _request: Request<ListConnectorsRequest>,
+        request: Request<ListConnectorsRequest>,
     ) -> Result<Response<ListConnectorsResponse>, Status> {
+        let caller = self.caller(&request, "-", "ListConnectors")?;
         let tables = self.state.lock();
         let connectors = tables
             .registry
-            .connectors()
-            .map(|(name, ty)| ConnectorSummary {
+            .all_connectors()
+            .filter(|(tenant, name, _)| {
+                caller.is_operator()
+                    || (*tenant == caller.tenant() && caller.check_connector(name).is_ok())
+            })
+            .map(|(tenant, name, ty)| ConnectorSummary {
                 name: name.to_owned(),
                 version: ty.manifest.version.clone(),
                 display_name: ty.manifest.display_name.clone(),
                 description: ty.manifest.description.clone(),
                 instances: tables
                     .registry
-                    .instances_of(name)
+                    .instances_of(tenant, name)
                     .map(|(key, i)| InstanceState {
                         info: Some(i.info.clone()),
                         state: i.status.as_str().to_owned(),
@@ -313,7 +357,11 @@ impl Hub for ClientApi {
             })
             .collect();
         drop(tables);
-        let connectors = add_detached_sidecars(connectors, &self.sidecars);
+        let connectors = if caller.may_act_on(crate::store::DEFAULT_TENANT) {
+            add_detached_sidecars(connectors, &self.sidecars)
+        } else {
+            connectors
+        };
         Ok(Response::new(ListConnectorsResponse { connectors }))
     }
 
@@ -321,21 +369,47 @@ impl Hub for ClientApi {
         &self,
         request: Request<DescribeRequest>,
     ) -> Result<Response<DescribeResponse>, Status> {
-        let connector = request.into_inner().connector;
+        let connector = request.get_ref().connector.clone();
+        let caller = self.caller(&request, &connector, "Describe")?;
+        let refused = |status: Status| {
+            CallLog::new("-", &connector, "Describe").refused(&status);
+            status
+        };
+        caller.check_connector(&connector).map_err(refused)?;
         let tables = self.state.lock();
-        match tables.registry.connector(&connector) {
-            Some(ty) => Ok(Response::new(DescribeResponse {
-                manifest_json: ty.manifest_json.to_string(),
-            })),
-            None => {
-                let names: Vec<&str> = tables.registry.connectors().map(|(n, _)| n).collect();
-                Err(Status::not_found(format!(
-                    "no connector named `{connector}` has attached to this hub{}; connectors: {}",
-                    suggest::hint(&connector, names.iter().copied()),
-                    suggest::list(&names)
-                )))
+        match tables.registry.connector(caller.tenant(), &connector) {
+            Some(ty) if caller.is_admin() || !ty.manifest.actions.iter().any(|a| a.hidden) => {
+                Ok(Response::new(DescribeResponse {
+                    manifest_json: ty.manifest_json.to_string(),
+                }))
             }
+            Some(ty) => {
+                // Hidden actions are never shown to callers that are not admins.
+                let mut manifest = (*ty.manifest).clone();
+                manifest.actions.retain(|a| !a.hidden);
+                let manifest_json = serde_json::to_string(&manifest)
+                    .map_err(|e| Status::internal(format!("cannot encode the manifest: {e}")))?;
+                Ok(Response::new(DescribeResponse { manifest_json }))
+            }
+            None => Err(refused(no_connector(&tables.registry, &caller, &connector))),
         }
+    }
+}
+
+impl ClientApi {
+    /// The caller of a listing request; a refusal gets its log line.
+    fn caller<T>(
+        &self,
+        request: &Request<T>,
+        connector: &str,
+        what: &str,
+    ) -> Result<Caller, Status> {
+        self.state
+            .access
+            .caller(request.metadata())
+            .inspect_err(|status| {
+                CallLog::new("-", connector, what).refused(status);
+            })
     }
 }
 

@@ -2,6 +2,7 @@
 //! how long it waits for a lost connector to come back.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The address `spoke hub` listens on unless `--listen` says otherwise.
@@ -14,6 +15,12 @@ pub const MAX_DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(2);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How a hub runs.
+///
+/// [`HubConfig::new`] makes an open hub: no auth (any instance is approved,
+/// clients need no token) and plain HTTP/2 without TLS. That is for tests
+/// and for embedding a hub in a process that guards its own listener; turn
+/// auth on with [`HubConfig::with_auth`] and TLS with [`HubConfig::with_tls`]
+/// (`spoke hub` does both unless told `--no-auth` / `--insecure`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubConfig {
     /// The address to listen on; port 0 picks a free port.
@@ -27,6 +34,20 @@ pub struct HubConfig {
     /// the hub says Goodbye to their connectors (which then reconnect, to
     /// the hub's successor) and fails what is left.
     pub shutdown_grace: Duration,
+    /// With auth: the data directory holding the store (`hub.db`) and the
+    /// operator token; `None`: no auth.
+    pub data_dir: Option<PathBuf>,
+    /// The listener's certificate and key (PEM files); `None`: no TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the hub's TLS identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
 }
 
 impl HubConfig {
@@ -38,7 +59,24 @@ impl HubConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             resume_window: default_resume_window(DEFAULT_HEARTBEAT_INTERVAL),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            data_dir: None,
+            tls: None,
         }
+    }
+
+    /// Turns auth on, with the store and operator token in `data_dir`.
+    pub fn with_auth(mut self, data_dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(data_dir.into());
+        self
+    }
+
+    /// Serves TLS with the certificate chain and key in these PEM files.
+    pub fn with_tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        });
+        self
     }
 
     /// How long a peer may stay silent before it is considered dead: two
@@ -46,6 +84,21 @@ impl HubConfig {
     pub fn liveness_timeout(&self) -> Duration {
         self.heartbeat_interval.saturating_mul(2)
     }
+}
+
+/// The data directory when `--data` is not given: `$XDG_DATA_HOME/spoke`,
+/// else `~/.local/share/spoke`; `None` if neither variable is set.
+pub fn default_data_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Some(Path::new(&dir).join("spoke"));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(Path::new(&home).join(".local/share/spoke"))
+}
+
+/// The file the operator token is written to.
+pub fn operator_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("operator.token")
 }
 
 /// The resume window when none is given: one heartbeat interval, at most 2 s.

@@ -39,6 +39,8 @@ const MAX_UNDELIVERED: u32 = 3;
 /// A checked call, ready to route.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
+    /// The caller's tenant, where the connector is looked up.
+    pub(crate) tenant: String,
     /// The connector type.
     pub(crate) connector: String,
     /// The action (or search operator).
@@ -204,7 +206,13 @@ fn reselect(
     exclude: Option<&str>,
 ) -> Result<InstanceKey, Status> {
     let mut tables = state.lock();
-    match routing::select(&mut tables.registry, &call.connector, &call.target, exclude)? {
+    match routing::select(
+        &mut tables.registry,
+        &call.tenant,
+        &call.connector,
+        &call.target,
+        exclude,
+    )? {
         Selection::One(key) => Ok(key),
         // A broadcast member is retried on the same instance only.
         Selection::Broadcast(keys) => keys

@@ -22,10 +22,19 @@
 //! - [`config`]: the hub's settings;
 //! - `supervisor`, `sidecar_bridge`, [`sidecars_config`]: `spoke hub
 //!   --sidecars FILE.toml`, stdio sidecars run, restarted and bridged to
-//!   the hub as connectors.
+//!   the hub as connectors;
+//! - auth (see "Trust." in the proto): `store` (the durable SQLite store
+//!   under `--data`), `trust` (checking an instance's signed assertion),
+//!   `approval` (pending, approved, rejected, revoked on Attach), `access`
+//!   (client bearer tokens and what they grant), `admin_api` (the Admin
+//!   service), `tls` (the listener's certificate).
 
 #![warn(missing_docs)]
 
+mod access;
+mod admin_api;
+pub mod admin_client;
+mod approval;
 mod attach;
 mod call_log;
 pub mod cli;
@@ -45,7 +54,10 @@ mod session;
 mod sidecar_bridge;
 pub mod sidecars_config;
 mod state;
+mod store;
 mod supervisor;
+mod tls;
+mod trust;
 
 pub use config::HubConfig;
 pub use server::{ServeError, run, run_supervised, run_until, run_until_supervised};

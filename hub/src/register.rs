@@ -1,7 +1,7 @@
 //! Checking a connector's `Register` frame before it joins the registry.
 
 use spoke_proto::PROTOCOL_VERSION;
-use spoke_proto::v1::{InstanceInfo, Register};
+use spoke_proto::v1::{Credentials, InstanceInfo, Register};
 use spoke_runtime::Manifest;
 use spoke_runtime::manifest::MANIFEST_VERSION;
 
@@ -17,8 +17,13 @@ pub(crate) struct Registration {
     pub(crate) manifest_json: String,
     /// Who the instance is (non-empty id).
     pub(crate) info: InstanceInfo,
-    /// The tenant it serves.
+    /// The tenant it says it serves, as shown in listings.
     pub(crate) tenant: String,
+    /// The tenant it is isolated in: its tenant ("" is "default"), or
+    /// "default" for every instance of a hub without auth.
+    pub(crate) scope: String,
+    /// Its proof of identity, if sent.
+    pub(crate) credentials: Option<Credentials>,
     /// The SDK version it reports.
     pub(crate) sdk_version: String,
     /// The token of the session it wants to resume; empty for a new one.
@@ -27,8 +32,30 @@ pub(crate) struct Registration {
     pub(crate) max_in_flight: u32,
 }
 
-/// Checks a `Register`; the error is the `Goodbye` reason sent back.
-pub(crate) fn check(register: Register) -> Result<Registration, String> {
+impl Registration {
+    /// The instance it registers.
+    pub(crate) fn key(&self) -> crate::registry::InstanceKey {
+        crate::registry::InstanceKey {
+            tenant: self.scope.clone(),
+            connector: self.manifest.name.clone(),
+            id: self.info.id.clone(),
+        }
+    }
+}
+
+/// The tenant "" stands for: "default".
+pub(crate) fn tenant_name(tenant: &str) -> &str {
+    if tenant.is_empty() {
+        crate::store::DEFAULT_TENANT
+    } else {
+        tenant
+    }
+}
+
+/// Checks a `Register`; the error is the reason it is refused. With
+/// `isolate` (a hub with auth) the instance lives in its own tenant,
+/// otherwise every instance is in "default".
+pub(crate) fn check(register: Register, isolate: bool) -> Result<Registration, String> {
     // 0 is proto3's "unset"; the SDK sends 1.
     if register.protocol_version > PROTOCOL_VERSION {
         return Err(format!(
@@ -41,11 +68,23 @@ pub(crate) fn check(register: Register) -> Result<Registration, String> {
         .instance
         .ok_or("Register.instance is missing; send the instance's id (and display name, tags)")?;
     check_instance_id(&info.id)?;
+    if register.tenant.len() > MAX_INSTANCE_ID_LEN || register.tenant.chars().any(char::is_control)
+    {
+        return Err("Register.tenant is too long or contains control characters".into());
+    }
+    let (tenant, scope) = if isolate {
+        let name = tenant_name(&register.tenant).to_owned();
+        (name.clone(), name)
+    } else {
+        (register.tenant, crate::store::DEFAULT_TENANT.to_owned())
+    };
     Ok(Registration {
         manifest,
         manifest_json: register.manifest_json,
         info,
-        tenant: register.tenant,
+        tenant,
+        scope,
+        credentials: register.credentials,
         sdk_version: register.sdk_version,
         session_token: register.session_token,
         max_in_flight: register.max_in_flight,
@@ -130,23 +169,27 @@ mod tests {
         }
     }
 
+    fn check_open(r: Register) -> Result<Registration, String> {
+        check(r, false)
+    }
+
     #[test]
     fn accepts_a_valid_register() {
-        let reg = check(register(&manifest(), "echo-1")).unwrap();
+        let reg = check_open(register(&manifest(), "echo-1")).unwrap();
         assert_eq!(reg.manifest.name, "echo");
         assert_eq!(reg.info.id, "echo-1");
     }
 
     #[test]
     fn rejects_bad_manifests_with_the_reason() {
-        let err = check(register(&serde_json::json!({"spoke": 1}), "a")).unwrap_err();
+        let err = check_open(register(&serde_json::json!({"spoke": 1}), "a")).unwrap_err();
         assert!(err.contains("not a valid Spoke manifest"), "{err}");
         assert!(err.contains("missing field"), "{err}");
 
         let mut m = manifest();
         m["spoke"] = 2.into();
         assert!(
-            check(register(&m, "a"))
+            check_open(register(&m, "a"))
                 .unwrap_err()
                 .contains("\"spoke\": 2")
         );
@@ -154,28 +197,28 @@ mod tests {
         let mut m = manifest();
         m["name"] = "Echo".into();
         assert!(
-            check(register(&m, "a"))
+            check_open(register(&m, "a"))
                 .unwrap_err()
                 .contains("`Echo` is invalid")
         );
 
         let mut r = register(&manifest(), "a");
         r.manifest_json = "  ".into();
-        assert!(check(r).unwrap_err().contains("empty"));
+        assert!(check_open(r).unwrap_err().contains("empty"));
     }
 
     #[test]
     fn rejects_bad_instances_and_versions() {
         assert!(
-            check(register(&manifest(), ""))
+            check_open(register(&manifest(), ""))
                 .unwrap_err()
                 .contains("instance.id is empty")
         );
         let mut r = register(&manifest(), "a");
         r.instance = None;
-        assert!(check(r).unwrap_err().contains("instance is missing"));
+        assert!(check_open(r).unwrap_err().contains("instance is missing"));
         let mut r = register(&manifest(), "a");
         r.protocol_version = 7;
-        assert!(check(r).unwrap_err().contains("protocol_version 7"));
+        assert!(check_open(r).unwrap_err().contains("protocol_version 7"));
     }
 }

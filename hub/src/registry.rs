@@ -28,9 +28,11 @@ use crate::request_id::unix_ms;
 use crate::routing::Target;
 use crate::session;
 
-/// Names one instance: its connector and its id.
+/// Names one instance: its tenant, its connector and its id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct InstanceKey {
+    /// The tenant it serves (never empty: "" is "default").
+    pub(crate) tenant: String,
     /// The connector type's name.
     pub(crate) connector: String,
     /// The instance id.
@@ -43,7 +45,11 @@ impl fmt::Display for InstanceKey {
             f,
             "instance `{}` of connector `{}`",
             self.id, self.connector
-        )
+        )?;
+        if self.tenant != crate::store::DEFAULT_TENANT {
+            write!(f, " (tenant `{}`)", self.tenant)?;
+        }
+        Ok(())
     }
 }
 
@@ -56,6 +62,8 @@ pub(crate) enum InstanceStatus {
     Draining,
     /// Its stream ended; its session waits out the resume window.
     Disconnected,
+    /// Attached, waiting for an administrator's approval; nothing is routed to it.
+    Pending,
 }
 
 impl InstanceStatus {
@@ -65,6 +73,7 @@ impl InstanceStatus {
             InstanceStatus::Ready => "ready",
             InstanceStatus::Draining => "draining",
             InstanceStatus::Disconnected => "disconnected",
+            InstanceStatus::Pending => "pending",
         }
     }
 }
@@ -76,6 +85,9 @@ pub(crate) struct Link {
     pub(crate) tx: mpsc::Sender<HubFrame>,
     /// Cancelled when a resumed stream takes the session over.
     pub(crate) replaced: CancellationToken,
+    /// Cancelled when an administrator rejects or revokes the instance:
+    /// the stream ends with `PERMISSION_DENIED`.
+    pub(crate) denied: CancellationToken,
 }
 
 /// A live instance.
@@ -139,6 +151,8 @@ pub(crate) struct Admitted {
     pub(crate) generation: u64,
     /// Cancelled when another stream takes this session over.
     pub(crate) replaced: CancellationToken,
+    /// Cancelled when the instance is rejected or revoked.
+    pub(crate) denied: CancellationToken,
     /// Set when this registration ended an older, disconnected session of the
     /// same instance id; its pending calls must fail.
     pub(crate) ended_previous: bool,
@@ -151,7 +165,7 @@ pub(crate) struct Admitted {
 /// Every connector type and live instance.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    types: BTreeMap<String, ConnectorType>,
+    types: BTreeMap<(String, String), ConnectorType>,
     instances: BTreeMap<InstanceKey, Instance>,
     tokens: HashMap<String, InstanceKey>,
     generations: u64,
@@ -159,24 +173,30 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Admits a registration whose stream sends through `tx`: resumes the
-    /// session its token names, or starts a new one. The error is the reason
-    /// the stream is refused.
+    /// session its token names, or starts a new one; `approved` says
+    /// whether calls may be routed to it (otherwise it is pending). The
+    /// error is the reason the stream is refused.
     pub(crate) fn admit(
         &mut self,
         reg: Registration,
         tx: mpsc::Sender<HubFrame>,
+        approved: bool,
     ) -> Result<Admitted, String> {
-        let key = InstanceKey {
-            connector: reg.manifest.name.clone(),
-            id: reg.info.id.clone(),
+        let key = reg.key();
+        let live = if approved {
+            InstanceStatus::Ready
+        } else {
+            InstanceStatus::Pending
         };
         self.generations += 1;
         let generation = self.generations;
         let link = Link {
             tx,
             replaced: CancellationToken::new(),
+            denied: CancellationToken::new(),
         };
         let replaced = link.replaced.clone();
+        let denied = link.denied.clone();
 
         if !reg.session_token.is_empty()
             && let Some(owner) = self.tokens.get(&reg.session_token)
@@ -195,7 +215,7 @@ impl Registry {
                     );
                     old.replaced.cancel();
                 }
-                instance.status = InstanceStatus::Ready;
+                instance.status = live;
                 instance.generation = generation;
                 instance.info = reg.info;
                 instance.tenant = reg.tenant;
@@ -206,11 +226,12 @@ impl Registry {
                     resumed: true,
                     generation,
                     replaced,
+                    denied,
                     ended_previous: false,
                     resend: Vec::new(),
                 };
-                self.upsert_type(reg.manifest, reg.manifest_json);
-                self.refresh_ready(&key.connector);
+                self.upsert_type(&key.tenant, reg.manifest, reg.manifest_json);
+                self.refresh_ready(&key.tenant, &key.connector);
                 return Ok(admitted);
             }
         } else if !reg.session_token.is_empty() {
@@ -249,15 +270,15 @@ impl Registry {
                 tenant: reg.tenant,
                 session_id: session_id.clone(),
                 token: token.clone(),
-                status: InstanceStatus::Ready,
+                status: live,
                 connected_unix_ms: unix_ms(),
                 slots,
                 link: Some(link),
                 generation,
             },
         );
-        self.upsert_type(reg.manifest, reg.manifest_json);
-        self.refresh_ready(&key.connector);
+        self.upsert_type(&key.tenant, reg.manifest, reg.manifest_json);
+        self.refresh_ready(&key.tenant, &key.connector);
         Ok(Admitted {
             key,
             session_id,
@@ -265,15 +286,16 @@ impl Registry {
             resumed: false,
             generation,
             replaced,
+            denied,
             ended_previous,
             resend: Vec::new(),
         })
     }
 
     /// Records a connector type's manifest; the latest wins.
-    fn upsert_type(&mut self, manifest: Manifest, json: String) {
+    fn upsert_type(&mut self, tenant: &str, manifest: Manifest, json: String) {
         let name = manifest.name.clone();
-        match self.types.get_mut(&name) {
+        match self.types.get_mut(&(tenant.to_owned(), name.clone())) {
             Some(existing) if *existing.manifest == manifest => {}
             Some(existing) => {
                 if existing.manifest.version == manifest.version {
@@ -295,7 +317,7 @@ impl Registry {
             }
             None => {
                 self.types.insert(
-                    name,
+                    (tenant.to_owned(), name),
                     ConnectorType {
                         manifest: Arc::new(manifest),
                         manifest_json: json.into(),
@@ -308,29 +330,72 @@ impl Registry {
         }
     }
 
-    /// A connector type by name.
-    pub(crate) fn connector(&self, name: &str) -> Option<&ConnectorType> {
-        self.types.get(name)
+    /// A connector type of a tenant by name.
+    pub(crate) fn connector(&self, tenant: &str, name: &str) -> Option<&ConnectorType> {
+        // A lookup by borrowed parts would need a custom key type; the
+        // clone is two short strings.
+        self.types.get(&(tenant.to_owned(), name.to_owned()))
     }
 
-    /// Every connector type, by name.
-    pub(crate) fn connectors(&self) -> impl Iterator<Item = (&str, &ConnectorType)> {
-        self.types.iter().map(|(k, v)| (k.as_str(), v))
+    /// Every connector type of a tenant, by name.
+    pub(crate) fn connectors<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a ConnectorType)> + 'a {
+        self.types
+            .range((tenant.to_owned(), String::new())..)
+            .take_while(move |((t, _), _)| t == tenant)
+            .map(|((_, name), v)| (name.as_str(), v))
     }
 
-    /// The instances of one connector, sorted by id.
+    /// Every connector type of every tenant, by (tenant, name).
+    pub(crate) fn all_connectors(&self) -> impl Iterator<Item = (&str, &str, &ConnectorType)> {
+        self.types
+            .iter()
+            .map(|((t, name), v)| (t.as_str(), name.as_str(), v))
+    }
+
+    /// The instances of one connector of a tenant, sorted by id.
     pub(crate) fn instances_of<'a>(
         &'a self,
+        tenant: &'a str,
         connector: &'a str,
     ) -> impl Iterator<Item = (&'a InstanceKey, &'a Instance)> + 'a {
-        // Keys sort by connector first: its instances are one range.
+        // Keys sort by tenant and connector first: its instances are one range.
         let first = InstanceKey {
+            tenant: tenant.to_owned(),
             connector: connector.to_owned(),
             id: String::new(),
         };
         self.instances
             .range(first..)
-            .take_while(move |(k, _)| k.connector == connector)
+            .take_while(move |(k, _)| k.tenant == tenant && k.connector == connector)
+    }
+
+    /// Lets a pending instance's calls in; returns its stream and session
+    /// (id, token) to tell it, `None` if it is not attached and pending.
+    pub(crate) fn approve(
+        &mut self,
+        key: &InstanceKey,
+    ) -> Option<(mpsc::Sender<HubFrame>, String, String)> {
+        let instance = self.instances.get_mut(key)?;
+        if instance.status != InstanceStatus::Pending {
+            return None;
+        }
+        let tx = instance.link.as_ref()?.tx.clone();
+        instance.status = InstanceStatus::Ready;
+        let answer = (tx, instance.session_id.clone(), instance.token.clone());
+        self.refresh_ready(&key.tenant, &key.connector);
+        Some(answer)
+    }
+
+    /// Ends the instance's session because it was rejected or revoked: its
+    /// live stream ends with `PERMISSION_DENIED`, its session token dies.
+    pub(crate) fn deny(&mut self, key: &InstanceKey) -> Option<Instance> {
+        if let Some(link) = self.instances.get(key).and_then(|i| i.link.as_ref()) {
+            link.denied.cancel();
+        }
+        self.remove_instance(key)
     }
 
     /// One instance.
@@ -347,8 +412,11 @@ impl Registry {
     }
 
     /// The next round-robin position for calls to `connector` along `target`.
-    pub(crate) fn next_cursor(&mut self, connector: &str, target: &Target) -> usize {
-        let Some(ty) = self.types.get_mut(connector) else {
+    pub(crate) fn next_cursor(&mut self, tenant: &str, connector: &str, target: &Target) -> usize {
+        let Some(ty) = self
+            .types
+            .get_mut(&(tenant.to_owned(), connector.to_owned()))
+        else {
             return 0;
         };
         let cursor = match target.cursor_name() {
@@ -370,7 +438,7 @@ impl Registry {
             Some(instance) if instance.generation == generation && instance.link.is_some() => {
                 instance.link = None;
                 instance.status = InstanceStatus::Disconnected;
-                self.refresh_ready(&key.connector);
+                self.refresh_ready(&key.tenant, &key.connector);
                 true
             }
             _ => false,
@@ -384,7 +452,7 @@ impl Registry {
             && instance.link.is_some()
         {
             instance.status = InstanceStatus::Draining;
-            self.refresh_ready(&key.connector);
+            self.refresh_ready(&key.tenant, &key.connector);
         }
     }
 
@@ -408,20 +476,23 @@ impl Registry {
     }
 
     /// Rebuilds the list of `connector`'s ready instances.
-    fn refresh_ready(&mut self, connector: &str) {
+    fn refresh_ready(&mut self, tenant: &str, connector: &str) {
         let ready: Vec<String> = self
-            .instances_of(connector)
+            .instances_of(tenant, connector)
             .filter(|(_, i)| i.status == InstanceStatus::Ready)
             .map(|(k, _)| k.id.clone())
             .collect();
-        if let Some(ty) = self.types.get_mut(connector) {
+        if let Some(ty) = self
+            .types
+            .get_mut(&(tenant.to_owned(), connector.to_owned()))
+        {
             ty.ready = ready;
         }
     }
 
     fn remove_instance(&mut self, key: &InstanceKey) -> Option<Instance> {
         let instance = self.instances.remove(key)?;
-        self.refresh_ready(&key.connector);
+        self.refresh_ready(&key.tenant, &key.connector);
         self.tokens.remove(&instance.token);
         if let Some(slots) = &instance.slots {
             // Calls waiting for a slot learn the instance is gone.

@@ -97,6 +97,7 @@ pub(crate) enum Selection {
 /// round-robin counts the eligible instances, then takes the cursor-th.
 pub(crate) fn select(
     registry: &mut Registry,
+    tenant: &str,
     connector: &str,
     target: &Target,
     exclude: Option<&str>,
@@ -107,19 +108,20 @@ pub(crate) fn select(
     match target {
         Target::Instance(id) => {
             let key = InstanceKey {
+                tenant: tenant.to_owned(),
                 connector: connector.to_owned(),
                 id: id.clone(),
             };
             match registry.instance(&key) {
-                None => Err(no_match(registry, connector, target)),
+                None => Err(no_match(registry, tenant, connector, target)),
                 Some(i) if eligible(&key, i) => Ok(Selection::One(key)),
-                Some(_) => Err(none_ready(registry, connector, target)),
+                Some(_) => Err(none_ready(registry, tenant, connector, target)),
             }
         }
         Target::Tag(_) => {
             let mut matched = false;
             let mut ready = Vec::new();
-            for (key, i) in registry.instances_of(connector) {
+            for (key, i) in registry.instances_of(tenant, connector) {
                 if target.matches(i) {
                     matched = true;
                     if eligible(key, i) {
@@ -128,29 +130,29 @@ pub(crate) fn select(
                 }
             }
             if !matched {
-                return Err(no_match(registry, connector, target));
+                return Err(no_match(registry, tenant, connector, target));
             }
             if ready.is_empty() {
-                return Err(none_ready(registry, connector, target));
+                return Err(none_ready(registry, tenant, connector, target));
             }
             Ok(Selection::Broadcast(ready))
         }
         Target::Any => {
             let ready = registry
-                .connector(connector)
+                .connector(tenant, connector)
                 .map_or(&[][..], |ty| ty.ready());
             let skipped =
                 exclude.is_some_and(|id| ready.binary_search_by(|r| r.as_str().cmp(id)).is_ok());
             let count = ready.len() - usize::from(skipped);
             if count == 0 {
-                return Err(match registry.instances_of(connector).next() {
-                    None => no_match(registry, connector, target),
-                    Some(_) => none_ready(registry, connector, target),
+                return Err(match registry.instances_of(tenant, connector).next() {
+                    None => no_match(registry, tenant, connector, target),
+                    Some(_) => none_ready(registry, tenant, connector, target),
                 });
             }
-            let at = registry.next_cursor(connector, target) % count;
+            let at = registry.next_cursor(tenant, connector, target) % count;
             let ready = registry
-                .connector(connector)
+                .connector(tenant, connector)
                 .map_or(&[][..], |ty| ty.ready());
             let id = if skipped {
                 ready
@@ -162,27 +164,28 @@ pub(crate) fn select(
             }
             .ok_or_else(|| Status::internal("the ready instances changed under the lock"))?;
             Ok(Selection::One(InstanceKey {
+                tenant: tenant.to_owned(),
                 connector: connector.to_owned(),
                 id: id.clone(),
             }))
         }
         Target::DisplayName(_) => {
             let (mut matched, mut ready) = (false, 0usize);
-            for (key, i) in registry.instances_of(connector) {
+            for (key, i) in registry.instances_of(tenant, connector) {
                 if target.matches(i) {
                     matched = true;
                     ready += usize::from(eligible(key, i));
                 }
             }
             if !matched {
-                return Err(no_match(registry, connector, target));
+                return Err(no_match(registry, tenant, connector, target));
             }
             if ready == 0 {
-                return Err(none_ready(registry, connector, target));
+                return Err(none_ready(registry, tenant, connector, target));
             }
-            let at = registry.next_cursor(connector, target) % ready;
+            let at = registry.next_cursor(tenant, connector, target) % ready;
             registry
-                .instances_of(connector)
+                .instances_of(tenant, connector)
                 .filter(|(key, i)| target.matches(i) && eligible(key, i))
                 .nth(at)
                 .map(|(key, _)| Selection::One(key.clone()))
@@ -192,22 +195,33 @@ pub(crate) fn select(
 }
 
 /// The error for a route whose instances are all draining or disconnected.
-fn none_ready(registry: &Registry, connector: &str, target: &Target) -> Status {
+fn none_ready(registry: &Registry, tenant: &str, connector: &str, target: &Target) -> Status {
     let states = suggest::list(
         registry
-            .instances_of(connector)
+            .instances_of(tenant, connector)
             .filter(|(_, i)| target.matches(i))
             .map(|(k, i)| format!("{} ({})", k.id, i.status.as_str())),
     );
+    let awaiting = registry
+        .instances_of(tenant, connector)
+        .any(|(_, i)| target.matches(i) && i.status == InstanceStatus::Pending);
     Status::unavailable(format!(
-        "no ready instance of connector `{connector}`{}: {states}",
-        target.describe()
+        "no ready instance of connector `{connector}`{}: {states}{}",
+        target.describe(),
+        if awaiting {
+            "; a pending instance awaits an administrator's approval (spoke approve <instance>)"
+        } else {
+            ""
+        }
     ))
 }
 
 /// The error for a route that matches no instance, naming what exists.
-fn no_match(registry: &Registry, connector: &str, target: &Target) -> Status {
-    let instances: Vec<&Instance> = registry.instances_of(connector).map(|(_, i)| i).collect();
+fn no_match(registry: &Registry, tenant: &str, connector: &str, target: &Target) -> Status {
+    let instances: Vec<&Instance> = registry
+        .instances_of(tenant, connector)
+        .map(|(_, i)| i)
+        .collect();
     match target {
         Target::Any => Status::unavailable(format!(
             "no instance of connector `{connector}` is attached"
@@ -275,6 +289,8 @@ mod tests {
                 ..Default::default()
             },
             tenant: String::new(),
+            scope: "default".into(),
+            credentials: None,
             sdk_version: String::new(),
             session_token: String::new(),
             max_in_flight: 0,
@@ -290,7 +306,9 @@ mod tests {
         ] {
             let (tx, rx) = mpsc::channel(1);
             std::mem::forget(rx);
-            registry.admit(registration(id, name, tags), tx).unwrap();
+            registry
+                .admit(registration(id, name, tags), tx, true)
+                .unwrap();
         }
         registry
     }
@@ -306,7 +324,7 @@ mod tests {
     fn round_robin_over_ready_instances() {
         let mut r = registry();
         let picks: Vec<String> = (0..6)
-            .map(|_| one(select(&mut r, "c", &Target::Any, None).unwrap()))
+            .map(|_| one(select(&mut r, "default", "c", &Target::Any, None).unwrap()))
             .collect();
         assert_eq!(picks, ["a", "b", "c", "a", "b", "c"]);
     }
@@ -318,33 +336,39 @@ mod tests {
         for id in ["a", "b", "c"] {
             let (tx, rx) = mpsc::channel(1);
             std::mem::forget(rx);
-            generations.push(r.admit(registration(id, "C", &[]), tx).unwrap().generation);
+            generations.push(
+                r.admit(registration(id, "C", &[]), tx, true)
+                    .unwrap()
+                    .generation,
+            );
         }
         let b = InstanceKey {
+            tenant: "default".into(),
             connector: "c".into(),
             id: "b".into(),
         };
         assert!(r.disconnect(&b, generations[1]));
         let picks: Vec<String> = (0..4)
-            .map(|_| one(select(&mut r, "c", &Target::Any, None).unwrap()))
+            .map(|_| one(select(&mut r, "default", "c", &Target::Any, None).unwrap()))
             .collect();
         assert_eq!(picks, ["a", "c", "a", "c"], "b is not ready");
         // Excluding one of the two left leaves the other.
         for _ in 0..3 {
             assert_eq!(
-                one(select(&mut r, "c", &Target::Any, Some("a")).unwrap()),
+                one(select(&mut r, "default", "c", &Target::Any, Some("a")).unwrap()),
                 "c"
             );
         }
         // Every instance draining: nothing is ready, but they exist.
         for (id, generation) in [("a", generations[0]), ("c", generations[2])] {
             let key = InstanceKey {
+                tenant: "default".into(),
                 connector: "c".into(),
                 id: id.into(),
             };
             r.set_draining(&key, generation);
         }
-        let err = select(&mut r, "c", &Target::Any, None).unwrap_err();
+        let err = select(&mut r, "default", "c", &Target::Any, None).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
         assert!(err.message().contains("a (draining)"), "{}", err.message());
     }
@@ -352,14 +376,14 @@ mod tests {
     #[test]
     fn routes_by_id_name_and_tag() {
         let mut r = registry();
-        let by_id = select(&mut r, "c", &Target::Instance("b".into()), None).unwrap();
+        let by_id = select(&mut r, "default", "c", &Target::Instance("b".into()), None).unwrap();
         assert_eq!(one(by_id), "b");
         let beta = Target::DisplayName("Beta".into());
         let names: Vec<String> = (0..4)
-            .map(|_| one(select(&mut r, "c", &beta, None).unwrap()))
+            .map(|_| one(select(&mut r, "default", "c", &beta, None).unwrap()))
             .collect();
         assert_eq!(names, ["b", "c", "b", "c"]);
-        let eu = select(&mut r, "c", &Target::Tag("eu".into()), None).unwrap();
+        let eu = select(&mut r, "default", "c", &Target::Tag("eu".into()), None).unwrap();
         let Selection::Broadcast(keys) = eu else {
             panic!("not a broadcast")
         };
@@ -372,20 +396,27 @@ mod tests {
     #[test]
     fn unknown_targets_name_what_exists() {
         let mut r = registry();
-        let err = select(&mut r, "c", &Target::Instance("x".into()), None).unwrap_err();
+        let err = select(&mut r, "default", "c", &Target::Instance("x".into()), None).unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
         assert!(
             err.message().contains("its instances: a, b, c"),
             "{}",
             err.message()
         );
-        let err = select(&mut r, "c", &Target::Tag("asia".into()), None).unwrap_err();
+        let err = select(&mut r, "default", "c", &Target::Tag("asia".into()), None).unwrap_err();
         assert!(
             err.message().contains("tags in use: eu, us"),
             "{}",
             err.message()
         );
-        let err = select(&mut r, "c", &Target::DisplayName("Bета".into()), None).unwrap_err();
+        let err = select(
+            &mut r,
+            "default",
+            "c",
+            &Target::DisplayName("Bета".into()),
+            None,
+        )
+        .unwrap_err();
         assert!(
             err.message().contains("display names: Alpha, Beta"),
             "{}",
@@ -397,10 +428,10 @@ mod tests {
     fn excluded_or_unready_instances_are_skipped() {
         let mut r = registry();
         let only = Target::Instance("a".into());
-        let err = select(&mut r, "c", &only, Some("a")).unwrap_err();
+        let err = select(&mut r, "default", "c", &only, Some("a")).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
         assert!(err.message().contains("a (ready)"), "{}", err.message());
-        let empty = select(&mut r, "nope", &Target::Any, None).unwrap_err();
+        let empty = select(&mut r, "default", "nope", &Target::Any, None).unwrap_err();
         assert_eq!(empty.code(), tonic::Code::Unavailable);
     }
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spoke_proto::v1::admin_server::{self, AdminServer};
 use spoke_proto::v1::connector_hub_server::{self, ConnectorHubServer};
 use spoke_proto::v1::hub_server::{self, HubServer};
 use tonic::transport::Server;
@@ -17,11 +18,15 @@ use tonic_health::server::HealthReporter;
 
 use spoke_proto::{MAX_ASSEMBLED_BYTES, MAX_MESSAGE_BYTES, RESPONSE_SLACK_BYTES};
 
+use crate::access::{Access, TokenCache};
+use crate::admin_api::AdminApi;
+use crate::approval::Trust;
 use crate::attach::AttachService;
 use crate::client_api::ClientApi;
-use crate::config::HubConfig;
+use crate::config::{self, HubConfig};
 use crate::sidecars_config::SidecarSpec;
 use crate::state::HubState;
+use crate::store::{ClientGrant, DEFAULT_TENANT, Scope, Store, StoreError};
 use crate::supervisor::{StatusMap, Supervisor};
 
 /// How long the hub waits, beyond the shutdown grace, for connections to
@@ -42,6 +47,20 @@ pub enum ServeError {
     /// The reflection service could not be built from the descriptors.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The store could not be opened.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The operator token could not be written.
+    #[error("cannot write the operator token to {path}: {source}")]
+    OperatorToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key is missing or bad.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server failed while running.
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -101,7 +120,29 @@ pub async fn run_until_supervised(
         config.heartbeat_interval,
         config.resume_window
     );
-    let state = HubState::new(config);
+    let (trust, access) = match &config.data_dir {
+        None => (None, Access::Open),
+        Some(dir) => {
+            let store = Arc::new(Store::open(dir)?);
+            ensure_operator_token(&store, dir)?;
+            let cache = TokenCache::load(&store)?;
+            tracing::info!("auth on: store {}", store.path().display());
+            (Some(Arc::new(Trust::new(store))), Access::Tokens(cache))
+        }
+    };
+    if trust.is_none() {
+        tracing::warn!(
+            "auth is off: any instance is approved and clients need no token (development only)"
+        );
+    }
+    let tls = match &config.tls {
+        Some(files) => Some(crate::tls::server_config(files).map_err(ServeError::Tls)?),
+        None => {
+            tracing::warn!("serving without TLS: traffic to and from this hub is not encrypted");
+            None
+        }
+    };
+    let state = HubState::with_auth(config, trust, access);
     let statuses = StatusMap::default();
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -109,7 +150,13 @@ pub async fn run_until_supervised(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| ServeError::Tls(format!("the certificate or key is not usable: {e}")))?;
+    }
+    let router = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -125,7 +172,8 @@ pub async fn run_until_supervised(
             ))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_ASSEMBLED_BYTES + RESPONSE_SLACK_BYTES),
-        );
+        )
+        .add_service(AdminServer::new(AdminApi::new(Arc::clone(&state))));
 
     on_bound(addr);
 
@@ -163,6 +211,59 @@ pub async fn run_until_supervised(
     }
 }
 
+/// On first start (no operator token in the store), makes one (tenant
+/// "default", every connector, write, admin, operator) and writes it to
+/// `<data>/operator.token` with mode 0600, logging the path, never the token.
+fn ensure_operator_token(store: &Store, dir: &std::path::Path) -> Result<(), ServeError> {
+    let path = config::operator_token_path(dir);
+    if store.has_operator_token()? {
+        if !path.exists() {
+            tracing::warn!(
+                "the operator token file {} is gone; the token in the store still works",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let grant = ClientGrant {
+        id: String::new(),
+        tenant: DEFAULT_TENANT.to_owned(),
+        connectors: Scope::All,
+        write: true,
+        admin: true,
+        operator: true,
+        label: "operator".to_owned(),
+        expires_unix_ms: None,
+        revoked: false,
+    };
+    let (made, _) = store.create_client_token(&grant)?;
+    write_private(&path, &format!("{}\n", made.token)).map_err(|source| {
+        ServeError::OperatorToken {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    tracing::info!(
+        "first start: wrote the operator token (every tenant, admin) to {}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes `text` to a new file readable only by its owner.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
 fn finish(
     joined: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
 ) -> Result<(), ServeError> {
@@ -186,6 +287,7 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
         "",
         connector_hub_server::SERVICE_NAME,
         hub_server::SERVICE_NAME,
+        admin_server::SERVICE_NAME,
     ] {
         health.set_service_status(service, status).await;
     }

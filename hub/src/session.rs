@@ -22,7 +22,7 @@ pub(crate) fn new_session_id() -> String {
     format!("s-{}", hex(&random_bytes::<8>()))
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     if let Err(err) = getrandom::fill(&mut bytes) {
         // Never expected on supported platforms; fall back to the standard
@@ -40,7 +40,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()

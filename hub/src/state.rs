@@ -11,6 +11,8 @@ use spoke_proto::v1::{Cancel, HubFrame, Registered, RegistrationStatus, hub_fram
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Access;
+use crate::approval::Trust;
 use crate::config::HubConfig;
 use crate::pending::Pending;
 use crate::register::Registration;
@@ -32,16 +34,27 @@ pub(crate) struct Tables {
 pub(crate) struct HubState {
     /// The settings.
     pub(crate) config: HubConfig,
+    /// How attaching instances are checked; `None` without auth.
+    pub(crate) trust: Option<Arc<Trust>>,
+    /// How clients are checked.
+    pub(crate) access: Access,
     ids: RequestIds,
     tables: Mutex<Tables>,
     shutdown: CancellationToken,
 }
 
 impl HubState {
-    /// A hub with no connectors.
-    pub(crate) fn new(config: HubConfig) -> Arc<Self> {
+    /// A hub with no connectors that checks instances with `trust` (none:
+    /// every instance is approved) and clients with `access`.
+    pub(crate) fn with_auth(
+        config: HubConfig,
+        trust: Option<Arc<Trust>>,
+        access: Access,
+    ) -> Arc<Self> {
         Arc::new(HubState {
             config,
+            trust,
+            access,
             ids: RequestIds::new(),
             tables: Mutex::new(Tables::default()),
             shutdown: CancellationToken::new(),
@@ -85,15 +98,20 @@ impl HubState {
         &self,
         reg: Registration,
         tx: mpsc::Sender<HubFrame>,
+        approved: bool,
     ) -> Result<Admitted, String> {
         let mut tables = self.lock();
-        let mut admitted = tables.registry.admit(reg, tx.clone())?;
+        let mut admitted = tables.registry.admit(reg, tx.clone(), approved)?;
         let interval = self.config.heartbeat_interval;
         let registered = Registered {
             session_id: admitted.session_id.clone(),
             session_token: admitted.token.clone(),
             heartbeat_interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
-            status: RegistrationStatus::Active.into(),
+            status: if approved {
+                RegistrationStatus::Active.into()
+            } else {
+                RegistrationStatus::PendingApproval.into()
+            },
             resumed: admitted.resumed,
         };
         // The stream is new, so its queue has room.
@@ -114,6 +132,50 @@ impl HubState {
             tables.pending.fail_instance(&admitted.key, &reason);
         }
         Ok(admitted)
+    }
+
+    /// An administrator approved the instance: if it is attached and
+    /// pending, it gets a second `Registered` (same session, ACTIVE) and
+    /// calls are routed to it from now on. Whether it was live.
+    pub(crate) fn approve_live(&self, key: &InstanceKey) -> bool {
+        let approved = self.lock().registry.approve(key);
+        let Some((tx, session_id, session_token)) = approved else {
+            return false;
+        };
+        let interval = self.config.heartbeat_interval;
+        send_soon(
+            tx,
+            HubFrame {
+                frame: Some(hub_frame::Frame::Registered(Registered {
+                    session_id,
+                    session_token,
+                    heartbeat_interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
+                    status: RegistrationStatus::Active.into(),
+                    resumed: false,
+                })),
+            },
+        );
+        tracing::info!("{key} was approved; calls are routed to it from now on");
+        true
+    }
+
+    /// An administrator rejected or revoked the instance: its session ends
+    /// now (its live stream with `PERMISSION_DENIED`, its token dies, its
+    /// calls fail). Whether it had a session.
+    pub(crate) fn deny_live(&self, key: &InstanceKey, what: &str) -> bool {
+        let mut tables = self.lock();
+        let Some(instance) = tables.registry.deny(key) else {
+            return false;
+        };
+        let waiting = tables
+            .pending
+            .fail_instance(key, &format!("{key} was {what} by an administrator"));
+        drop(tables);
+        tracing::warn!(
+            "{key}: session {} ended: {what} by an administrator; {waiting} waiting call(s) lost it",
+            instance.session_id
+        );
+        true
     }
 
     /// Stream `generation` of the instance ended without a Goodbye: keep the

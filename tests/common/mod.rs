@@ -185,6 +185,11 @@ impl Drop for ChildGuard {
 pub struct Hub {
     pub process: ChildGuard,
     pub url: String,
+    /// Everything the hub wrote to stderr (its log), also passed on to
+    /// this test's stderr.
+    pub logs: std::sync::Arc<std::sync::Mutex<String>>,
+    /// With auth: the operator token the hub wrote to its data directory.
+    pub operator_token: Option<String>,
 }
 
 impl Hub {
@@ -193,17 +198,55 @@ impl Hub {
         Self::start_on("127.0.0.1:0", extra)
     }
 
-    /// Starts the hub on a given address (e.g. to restart it on the same port).
+    /// Starts the hub on a given address (e.g. to restart it on the same
+    /// port), without TLS or auth (`--insecure --no-auth`).
     pub fn start_on(listen: &str, extra: &[&str]) -> Hub {
+        let mut args = vec!["--insecure", "--no-auth"];
+        args.extend_from_slice(extra);
+        Self::spawn(listen, &args)
+    }
+
+    /// Starts a hub with auth, keeping its store in `data` (`--data`), on a
+    /// free port; `extra` must say `--insecure` or give TLS flags. Its
+    /// operator token is in [`Hub::operator_token`].
+    pub fn start_secure(data: &std::path::Path, extra: &[&str]) -> Hub {
+        let data_arg = data.to_str().expect("a UTF-8 data path").to_owned();
+        let mut args = vec!["--data", data_arg.as_str()];
+        args.extend_from_slice(extra);
+        let mut hub = Self::spawn("127.0.0.1:0", &args);
+        let token = std::fs::read_to_string(data.join("operator.token"))
+            .expect("the hub writes its operator token");
+        hub.operator_token = Some(token.trim().to_owned());
+        hub
+    }
+
+    /// The hub's log so far.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    fn spawn(listen: &str, args: &[&str]) -> Hub {
         use std::io::BufRead;
         let mut child = Command::new(spoke_bin())
             .args(["hub", "--listen", listen])
-            .args(extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start hub");
+        let stderr = child.stderr.take().expect("hub stderr");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("hub: {line}");
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let stdout = child.stdout.take().expect("hub stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -222,12 +265,19 @@ impl Hub {
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .trim()
             .to_owned();
-        Hub { process, url }
+        Hub {
+            process,
+            url,
+            logs,
+            operator_token: None,
+        }
     }
 
     /// `host:port` of the hub.
     pub fn authority(&self) -> &str {
-        self.url.trim_start_matches("http://")
+        self.url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
     }
 
     /// A `spoke` CLI command aimed at this hub.

@@ -38,7 +38,7 @@ impl Hub {
     pub fn start(args: &[&str]) -> Hub {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spoke"))
             .arg("hub")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--insecure", "--no-auth"])
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("SPOKE_HUB_URL")

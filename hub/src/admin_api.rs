@@ -1,0 +1,382 @@
+//! The `spoke.v1.Admin` service: pending instances, approving, rejecting
+//! and revoking them, making registration and client tokens.
+//!
+//! Every call needs an admin client token; it acts on the token's tenant,
+//! the operator token on any tenant. An instance named by id alone must be
+//! unambiguous among the tenants the caller acts on (otherwise the error
+//! lists the matches). A hub without auth has no store: every Admin call
+//! is `FAILED_PRECONDITION`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spoke_proto::v1::admin_server::Admin;
+use spoke_proto::v1::{
+    AdminResponse, CreateClientTokenRequest, CreateRegistrationTokenRequest, CreatedToken,
+    InstanceRef, ListPendingRequest, ListPendingResponse, PendingInstance,
+};
+use tonic::{Request, Response, Status};
+
+use crate::access::Caller;
+use crate::approval::Trust;
+use crate::register::tenant_name;
+use crate::registry::InstanceKey;
+use crate::state::HubState;
+use crate::store::{Approval, ClientGrant, InstanceRecord, Scope};
+use crate::trust;
+
+/// How long a registration token stays usable when no TTL is given.
+const DEFAULT_REGISTRATION_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The Admin service.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminApi {
+    state: Arc<HubState>,
+}
+
+impl AdminApi {
+    /// The service over the hub's state.
+    pub(crate) fn new(state: Arc<HubState>) -> Self {
+        AdminApi { state }
+    }
+
+    /// The admin caller and the trust store; the refusal otherwise.
+    fn admin<T>(&self, request: &Request<T>, what: &str) -> Result<(Caller, Arc<Trust>), Status> {
+        let checked = (|| {
+            let trust = self.state.trust.clone().ok_or_else(|| {
+                Status::failed_precondition(
+                    "this hub runs with --no-auth: it keeps no approvals or tokens",
+                )
+            })?;
+            let caller = self.state.access.caller(request.metadata())?;
+            if !caller.is_admin() {
+                return Err(Status::permission_denied(format!(
+                    "Admin.{what} needs an admin token (spoke client-token create --admin); this one is not"
+                )));
+            }
+            Ok((caller, trust))
+        })();
+        if let Err(status) = &checked {
+            tracing::warn!(
+                "admin {what} refused: {}: {}",
+                crate::client::code_name(status.code()),
+                status.message()
+            );
+        }
+        checked
+    }
+
+    /// The one recorded instance `target` names among the caller's tenants.
+    async fn resolve(
+        &self,
+        caller: &Caller,
+        trust: &Arc<Trust>,
+        target: &InstanceRef,
+    ) -> Result<InstanceRecord, Status> {
+        if target.instance_id.is_empty() {
+            return Err(Status::invalid_argument("InstanceRef.instance_id is empty"));
+        }
+        let tenant = if target.tenant.is_empty() {
+            (!caller.is_operator()).then(|| caller.tenant().to_owned())
+        } else {
+            Some(tenant_name(&target.tenant).to_owned())
+        };
+        let not_found = || {
+            Status::not_found(format!(
+                "no instance `{}`{} is recorded by this hub{}",
+                target.instance_id,
+                if target.connector.is_empty() {
+                    String::new()
+                } else {
+                    format!(" of connector `{}`", target.connector)
+                },
+                if caller.is_operator() {
+                    ""
+                } else {
+                    " in your tenant"
+                }
+            ))
+        };
+        if tenant.as_deref().is_some_and(|t| !caller.may_act_on(t)) {
+            return Err(not_found());
+        }
+        let store = Arc::clone(&trust.store);
+        let (id, connector) = (target.instance_id.clone(), target.connector.clone());
+        let found = blocking(move || {
+            store.find(
+                &id,
+                (!connector.is_empty()).then_some(connector.as_str()),
+                tenant.as_deref(),
+            )
+        })
+        .await?;
+        match found.len() {
+            0 => Err(not_found()),
+            1 => Ok(found.into_iter().next().unwrap_or_else(|| unreachable!())),
+            _ => {
+                let matches: Vec<String> = found
+                    .iter()
+                    .map(|r| format!("connector `{}` in tenant `{}`", r.connector, r.tenant))
+                    .collect();
+                Err(Status::invalid_argument(format!(
+                    "instance id `{}` is ambiguous: it matches {}; name one with --connector and/or --tenant",
+                    target.instance_id,
+                    matches.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// Records a decision on the instance `target` names, then applies it
+    /// to its live session.
+    async fn decide(
+        &self,
+        request: Request<InstanceRef>,
+        what: &str,
+        to: Approval,
+        allowed_from: &[Approval],
+    ) -> Result<Response<AdminResponse>, Status> {
+        let (caller, trust) = self.admin(&request, what)?;
+        let target = request.into_inner();
+        let record = self.resolve(&caller, &trust, &target).await?;
+        let key = InstanceKey {
+            tenant: record.tenant.clone(),
+            connector: record.connector.clone(),
+            id: record.instance_id.clone(),
+        };
+        if !allowed_from.contains(&record.status) {
+            return Err(Status::failed_precondition(format!(
+                "{key} is {}; {what} applies to an instance that is {}",
+                record.status.as_str(),
+                allowed_from
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )));
+        }
+        let store = Arc::clone(&trust.store);
+        let by = format!("client token {}", caller.id());
+        let (t, c, i) = (key.tenant.clone(), key.connector.clone(), key.id.clone());
+        blocking(move || store.decide(&t, &c, &i, to, &by)).await?;
+        let message = match to {
+            Approval::Approved => {
+                if self.state.approve_live(&key) {
+                    format!("approved {key}; its live session is now active")
+                } else {
+                    format!("approved {key}; it becomes active when it attaches")
+                }
+            }
+            _ => {
+                let verb = to.as_str();
+                let live = self.state.deny_live(&key, verb);
+                tracing::warn!("{key} was {verb} by client token {}", caller.id());
+                if live {
+                    format!("{verb} {key}; its live session was ended")
+                } else {
+                    format!("{verb} {key}")
+                }
+            }
+        };
+        tracing::info!("admin: {message} (by client token {})", caller.id());
+        Ok(Response::new(AdminResponse {
+            message,
+            instance: Some(InstanceRef {
+                instance_id: key.id,
+                connector: key.connector,
+                tenant: key.tenant,
+            }),
+        }))
+    }
+
+    /// The tenant a token-making request acts on.
+    fn target_tenant(caller: &Caller, requested: &str) -> Result<String, Status> {
+        let tenant = if requested.is_empty() {
+            caller.tenant().to_owned()
+        } else {
+            requested.to_owned()
+        };
+        if !caller.may_act_on(&tenant) {
+            return Err(Status::permission_denied(format!(
+                "this token acts on tenant `{}` only, not on `{tenant}`",
+                caller.tenant()
+            )));
+        }
+        Ok(tenant)
+    }
+}
+
+/// Runs a store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Status::internal(e.to_string())),
+        Err(e) => Err(Status::internal(format!("the store call failed: {e}"))),
+    }
+}
+
+fn ttl_of(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+#[tonic::async_trait]
+impl Admin for AdminApi {
+    async fn list_pending(
+        &self,
+        request: Request<ListPendingRequest>,
+    ) -> Result<Response<ListPendingResponse>, Status> {
+        let (caller, trust) = self.admin(&request, "ListPending")?;
+        let store = Arc::clone(&trust.store);
+        let tenant = (!caller.is_operator()).then(|| caller.tenant().to_owned());
+        let records = blocking(move || store.pending(tenant.as_deref())).await?;
+        let tables = self.state.lock();
+        let instances = records
+            .into_iter()
+            .map(|r| {
+                let key = InstanceKey {
+                    tenant: r.tenant.clone(),
+                    connector: r.connector.clone(),
+                    id: r.instance_id.clone(),
+                };
+                let attached = tables
+                    .registry
+                    .instance(&key)
+                    .is_some_and(|i| i.link.is_some());
+                PendingInstance {
+                    key_fingerprint: trust::fingerprint(&r.public_key),
+                    display_name: r.display_name,
+                    first_seen_unix_ms: r.first_seen_unix_ms,
+                    attached,
+                    peer: r.peer,
+                    instance: Some(InstanceRef {
+                        instance_id: r.instance_id,
+                        connector: r.connector,
+                        tenant: r.tenant,
+                    }),
+                }
+            })
+            .collect();
+        Ok(Response::new(ListPendingResponse { instances }))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<InstanceRef>,
+    ) -> Result<Response<AdminResponse>, Status> {
+        self.decide(
+            request,
+            "Approve",
+            Approval::Approved,
+            &[Approval::Pending, Approval::Rejected, Approval::Revoked],
+        )
+        .await
+    }
+
+    async fn reject(
+        &self,
+        request: Request<InstanceRef>,
+    ) -> Result<Response<AdminResponse>, Status> {
+        self.decide(request, "Reject", Approval::Rejected, &[Approval::Pending])
+            .await
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<InstanceRef>,
+    ) -> Result<Response<AdminResponse>, Status> {
+        self.decide(
+            request,
+            "Revoke",
+            Approval::Revoked,
+            &[Approval::Approved, Approval::Pending],
+        )
+        .await
+    }
+
+    async fn create_registration_token(
+        &self,
+        request: Request<CreateRegistrationTokenRequest>,
+    ) -> Result<Response<CreatedToken>, Status> {
+        let (caller, trust) = self.admin(&request, "CreateRegistrationToken")?;
+        let request = request.into_inner();
+        let tenant = Self::target_tenant(&caller, &request.tenant)?;
+        if request.connector.is_empty() {
+            return Err(Status::invalid_argument(
+                "CreateRegistrationTokenRequest.connector is empty: name the connector the token registers",
+            ));
+        }
+        let ttl = ttl_of(request.ttl_ms).unwrap_or(DEFAULT_REGISTRATION_TTL);
+        let store = Arc::clone(&trust.store);
+        let connector = request.connector.clone();
+        let t = tenant.clone();
+        let made = blocking(move || store.create_registration_token(&t, &connector, ttl)).await?;
+        tracing::info!(
+            "admin: registration token {} made for connector `{}` in tenant `{tenant}` (by client token {})",
+            made.id,
+            request.connector,
+            caller.id()
+        );
+        Ok(Response::new(CreatedToken {
+            token: made.token,
+            id: made.id,
+            expires_unix_ms: made.expires_unix_ms.unwrap_or(0),
+        }))
+    }
+
+    async fn create_client_token(
+        &self,
+        request: Request<CreateClientTokenRequest>,
+    ) -> Result<Response<CreatedToken>, Status> {
+        let (caller, trust) = self.admin(&request, "CreateClientToken")?;
+        let request = request.into_inner();
+        let tenant = Self::target_tenant(&caller, &request.tenant)?;
+        let names: Vec<String> = request
+            .connectors
+            .iter()
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Err(Status::invalid_argument(
+                "CreateClientTokenRequest.connectors is empty: name the connectors, or `*` for all",
+            ));
+        }
+        let connectors = if names.iter().any(|n| n == "*") {
+            Scope::All
+        } else {
+            Scope::Only(names)
+        };
+        let expires = ttl_of(request.ttl_ms).map(|ttl| {
+            crate::request_id::unix_ms()
+                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+        });
+        let grant = ClientGrant {
+            id: String::new(),
+            tenant: tenant.clone(),
+            connectors,
+            write: request.write,
+            admin: request.admin,
+            operator: false,
+            label: request.label,
+            expires_unix_ms: expires,
+            revoked: false,
+        };
+        let store = Arc::clone(&trust.store);
+        let (made, grant) = blocking(move || store.create_client_token(&grant)).await?;
+        if let Some(cache) = self.state.access.tokens() {
+            cache.insert(&made.token, grant);
+        }
+        tracing::info!(
+            "admin: client token {} made for tenant `{tenant}` (by client token {})",
+            made.id,
+            caller.id()
+        );
+        Ok(Response::new(CreatedToken {
+            token: made.token,
+            id: made.id,
+            expires_unix_ms: made.expires_unix_ms.unwrap_or(0),
+        }))
+    }
+}

@@ -1,0 +1,225 @@
+//! The admin commands of the `spoke` CLI, calling the hub's Admin service:
+//! `pending`, `approve`, `reject`, `revoke`, `token create` and
+//! `client-token create`.
+//!
+//! Output: `pending` prints JSON (`{"instances": [{"tenant", "connector",
+//! "instance", "display_name", "key_fingerprint", "first_seen_unix_ms",
+//! "attached", "peer"}]}`) or with `--table` a table; `approve`, `reject`
+//! and `revoke` print what was done, one line on stdout; the token
+//! commands print the token alone on stdout (its id and expiry on stderr).
+//! Errors and exit codes as for the other client commands.
+
+use std::time::Duration;
+
+use serde_json::json;
+use spoke_proto::v1::admin_client::AdminClient;
+use spoke_proto::v1::{
+    CreateClientTokenRequest, CreateRegistrationTokenRequest, InstanceRef, ListPendingRequest,
+};
+
+use crate::client::{EXIT_OK, Failure, HubTarget, authorized_channel, columns};
+
+/// How long an admin call waits for the hub.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `approve`, `reject` and `revoke` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// `spoke approve`.
+    Approve,
+    /// `spoke reject`.
+    Reject,
+    /// `spoke revoke`.
+    Revoke,
+}
+
+/// What `spoke client-token create` makes.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTokenOptions {
+    /// Its tenant ("" for the caller's).
+    pub tenant: String,
+    /// The connectors, or `["*"]`.
+    pub connectors: Vec<String>,
+    /// May call write actions.
+    pub write: bool,
+    /// May call admin-only and hidden actions and the Admin service.
+    pub admin: bool,
+    /// A name for people.
+    pub label: String,
+    /// How long it is valid; `None`: no expiry.
+    pub ttl: Option<Duration>,
+}
+
+async fn admin(hub: &HubTarget) -> Result<AdminClient<crate::client::Authorized>, Failure> {
+    Ok(AdminClient::new(authorized_channel(hub).await?))
+}
+
+fn request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(ADMIN_TIMEOUT);
+    request
+}
+
+fn finish(result: Result<String, Failure>) -> u8 {
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            EXIT_OK
+        }
+        Err(failure) => failure.report(),
+    }
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `spoke pending [--table]`.
+pub async fn pending(hub: &HubTarget, table: bool) -> u8 {
+    finish(
+        async {
+            let mut client = admin(hub).await?;
+            let answer = client
+                .list_pending(request(ListPendingRequest {}))
+                .await
+                .map_err(|s| Failure::from_status(&s))?
+                .into_inner();
+            let rows: Vec<_> = answer
+                .instances
+                .into_iter()
+                .map(|p| {
+                    let r = p.instance.unwrap_or_default();
+                    (
+                        r,
+                        p.display_name,
+                        p.key_fingerprint,
+                        p.first_seen_unix_ms,
+                        p.attached,
+                        p.peer,
+                    )
+                })
+                .collect();
+            if !table {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(r, name, fp, first, attached, peer)| {
+                        json!({
+                            "tenant": r.tenant, "connector": r.connector, "instance": r.instance_id,
+                            "display_name": name, "key_fingerprint": fp,
+                            "first_seen_unix_ms": first, "attached": attached, "peer": peer,
+                        })
+                    })
+                    .collect();
+                return Ok(
+                    serde_json::to_string_pretty(&json!({ "instances": list })).unwrap_or_default()
+                );
+            }
+            if rows.is_empty() {
+                return Ok("no instances await approval".to_owned());
+            }
+            let mut cells = vec![
+                [
+                    "TENANT",
+                    "CONNECTOR",
+                    "INSTANCE",
+                    "NAME",
+                    "KEY",
+                    "ATTACHED",
+                    "PEER",
+                ]
+                .map(str::to_owned),
+            ];
+            for (r, name, fp, _, attached, peer) in rows {
+                cells.push([
+                    r.tenant,
+                    r.connector,
+                    r.instance_id,
+                    name,
+                    fp,
+                    if attached { "yes" } else { "no" }.to_owned(),
+                    peer,
+                ]);
+            }
+            Ok(columns(&cells).join("\n"))
+        }
+        .await,
+    )
+}
+
+/// `spoke approve|reject|revoke <instance> [--connector C] [--tenant T]`.
+pub async fn decide(hub: &HubTarget, decision: Decision, target: InstanceRef) -> u8 {
+    finish(
+        async {
+            let mut client = admin(hub).await?;
+            let answer = match decision {
+                Decision::Approve => client.approve(request(target)).await,
+                Decision::Reject => client.reject(request(target)).await,
+                Decision::Revoke => client.revoke(request(target)).await,
+            }
+            .map_err(|s| Failure::from_status(&s))?;
+            Ok(answer.into_inner().message)
+        }
+        .await,
+    )
+}
+
+/// `spoke token create --connector NAME [--tenant T] [--ttl D]`: prints the
+/// registration token alone.
+pub async fn create_registration_token(
+    hub: &HubTarget,
+    tenant: String,
+    connector: String,
+    ttl: Option<Duration>,
+) -> u8 {
+    finish(
+        async {
+            let mut client = admin(hub).await?;
+            let made = client
+                .create_registration_token(request(CreateRegistrationTokenRequest {
+                    tenant,
+                    connector,
+                    ttl_ms: ttl.map_or(0, ms),
+                }))
+                .await
+                .map_err(|s| Failure::from_status(&s))?
+                .into_inner();
+            eprintln!(
+                "registration token {} (one use; expires at unix ms {})",
+                made.id, made.expires_unix_ms
+            );
+            Ok(made.token)
+        }
+        .await,
+    )
+}
+
+/// `spoke client-token create ...`: prints the client token alone.
+pub async fn create_client_token(hub: &HubTarget, options: ClientTokenOptions) -> u8 {
+    finish(
+        async {
+            let mut client = admin(hub).await?;
+            let made = client
+                .create_client_token(request(CreateClientTokenRequest {
+                    tenant: options.tenant,
+                    connectors: options.connectors,
+                    write: options.write,
+                    admin: options.admin,
+                    label: options.label,
+                    ttl_ms: options.ttl.map_or(0, ms),
+                }))
+                .await
+                .map_err(|s| Failure::from_status(&s))?
+                .into_inner();
+            if made.expires_unix_ms == 0 {
+                eprintln!("client token {} (no expiry)", made.id);
+            } else {
+                eprintln!(
+                    "client token {} (expires at unix ms {})",
+                    made.id, made.expires_unix_ms
+                );
+            }
+            Ok(made.token)
+        }
+        .await,
+    )
+}

@@ -1,0 +1,938 @@
+//! The hub's durable store (`<data>/hub.db`, SQLite through rusqlite):
+//! tenants, connector instances with their public keys and approval state,
+//! one-time registration tokens and client tokens.
+//!
+//! Only the SHA-256 of a token is stored. The database runs in WAL mode
+//! with foreign keys on and a busy timeout; its schema version is SQLite's
+//! `user_version`, and [`MIGRATIONS`] bring an older file up to date at
+//! open. Every write is one transaction, so a crash leaves either all of a
+//! change or none of it.
+//!
+//! The calls block: the hub makes them from `spawn_blocking` (attach,
+//! admin calls), never once per client call (client tokens are cached in
+//! memory, see `access`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+
+use crate::request_id::unix_ms;
+
+/// The file name of the database inside the data directory.
+pub const DB_FILE: &str = "hub.db";
+/// How long a write waits for another writer of the same file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The prefix of client tokens.
+pub const CLIENT_TOKEN_PREFIX: &str = "spk_";
+/// The prefix of registration tokens.
+pub const REGISTRATION_TOKEN_PREFIX: &str = "spr_";
+/// The tenant "" stands for.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The schema, one entry per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE tenants (
+    name TEXT PRIMARY KEY,
+    created_unix_ms INTEGER NOT NULL
+);
+CREATE TABLE instances (
+    tenant TEXT NOT NULL REFERENCES tenants(name),
+    connector TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected', 'revoked')),
+    display_name TEXT NOT NULL DEFAULT '',
+    peer TEXT NOT NULL DEFAULT '',
+    first_seen_unix_ms INTEGER NOT NULL,
+    decided_unix_ms INTEGER,
+    decided_by TEXT,
+    PRIMARY KEY (tenant, connector, instance_id)
+);
+CREATE TABLE registration_tokens (
+    id TEXT PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    tenant TEXT NOT NULL REFERENCES tenants(name),
+    connector TEXT NOT NULL,
+    created_unix_ms INTEGER NOT NULL,
+    expires_unix_ms INTEGER NOT NULL,
+    used_unix_ms INTEGER,
+    used_by TEXT
+);
+CREATE TABLE client_tokens (
+    id TEXT PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    tenant TEXT NOT NULL REFERENCES tenants(name),
+    connectors TEXT NOT NULL,
+    can_write INTEGER NOT NULL,
+    admin INTEGER NOT NULL,
+    operator INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    created_unix_ms INTEGER NOT NULL,
+    expires_unix_ms INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+"];
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be made or opened.
+    #[error("cannot use the data directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("the hub database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer hub.
+    #[error(
+        "the hub database {path} has schema version {found}; this hub knows up to {known}: use a newer hub"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// The newest this hub knows.
+        known: u32,
+    },
+}
+
+/// Where an instance stands with the hub's administrators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// Seen, not yet decided.
+    Pending,
+    /// Calls may be routed to it.
+    Approved,
+    /// Refused before it was approved.
+    Rejected,
+    /// Approved once, then revoked.
+    Revoked,
+}
+
+impl Approval {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Approval::Pending => "pending",
+            Approval::Approved => "approved",
+            Approval::Rejected => "rejected",
+            Approval::Revoked => "revoked",
+        }
+    }
+
+    fn parse(text: &str) -> Approval {
+        match text {
+            "approved" => Approval::Approved,
+            "rejected" => Approval::Rejected,
+            "revoked" => Approval::Revoked,
+            _ => Approval::Pending,
+        }
+    }
+}
+
+/// One instance the hub has seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// Its tenant (never empty).
+    pub tenant: String,
+    /// Its connector.
+    pub connector: String,
+    /// Its id.
+    pub instance_id: String,
+    /// Its Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// Pending, approved, rejected or revoked.
+    pub status: Approval,
+    /// Its display name when last seen.
+    pub display_name: String,
+    /// The address it last attached from.
+    pub peer: String,
+    /// When it was first seen.
+    pub first_seen_unix_ms: u64,
+    /// When it was last decided on.
+    pub decided_unix_ms: Option<u64>,
+    /// Who decided (a token id or `registration-token <id>`).
+    pub decided_by: Option<String>,
+}
+
+/// A new instance to record.
+#[derive(Debug, Clone)]
+pub struct Sighting<'a> {
+    /// Its tenant (never empty).
+    pub tenant: &'a str,
+    /// Its connector.
+    pub connector: &'a str,
+    /// Its id.
+    pub instance_id: &'a str,
+    /// Its public key.
+    pub public_key: &'a [u8],
+    /// Its display name.
+    pub display_name: &'a str,
+    /// Where it attached from.
+    pub peer: &'a str,
+}
+
+/// Which connectors a client token may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every connector of its tenant.
+    All,
+    /// These connectors.
+    Only(Vec<String>),
+}
+
+impl Scope {
+    /// Whether the scope includes `connector`.
+    pub fn allows(&self, connector: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Only(names) => names.iter().any(|n| n == connector),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        match self {
+            Scope::All => "*".to_owned(),
+            Scope::Only(names) => serde_json::to_string(names).unwrap_or_else(|_| "[]".into()),
+        }
+    }
+
+    fn parse(text: &str) -> Scope {
+        if text == "*" {
+            Scope::All
+        } else {
+            Scope::Only(serde_json::from_str(text).unwrap_or_default())
+        }
+    }
+}
+
+/// What a client token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientGrant {
+    /// Its id (not secret).
+    pub id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// The connectors it may use.
+    pub connectors: Scope,
+    /// May call write actions.
+    pub write: bool,
+    /// May call admin-only and hidden actions and the Admin service.
+    pub admin: bool,
+    /// Acts on every tenant.
+    pub operator: bool,
+    /// A name for people.
+    pub label: String,
+    /// When it stops working; `None` never.
+    pub expires_unix_ms: Option<u64>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// A token just made: the secret (shown once) and what it is.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The token itself.
+    pub token: String,
+    /// Its id.
+    pub id: String,
+    /// When it expires; `None` never.
+    pub expires_unix_ms: Option<u64>,
+}
+
+/// Why a registration token did not approve an instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedeemError {
+    /// No such token.
+    #[error("the registration token is not known to this hub")]
+    Unknown,
+    /// Used before.
+    #[error("the registration token was already used")]
+    Used,
+    /// Past its expiry.
+    #[error("the registration token expired")]
+    Expired,
+    /// Made for another connector or tenant.
+    #[error("the registration token is for another connector or tenant")]
+    Mismatch,
+    /// The instance was rejected or revoked; a token does not undo that.
+    #[error("the instance was {0} by an administrator")]
+    Refused(&'static str),
+    /// The instance is recorded with another key.
+    #[error("the instance is recorded with another public key")]
+    OtherKey,
+    /// The store failed.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// The SHA-256 of a token, as stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Makes a fresh token: `prefix` and 64 hex digits of OS randomness.
+pub fn new_secret(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        crate::session::hex(&crate::session::random_bytes::<32>())
+    )
+}
+
+/// The hub's database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/hub.db`, making `dir` with mode
+    /// 0700 if it does not exist, and migrates it to the current schema.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        make_private_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        migrate(&mut conn, &path)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Runs `f` in one immediate (write-locked) transaction, committed if
+    /// `f` returns `Ok`, rolled back otherwise.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        let run = || {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        run().map_err(|e| self.err(e))
+    }
+
+    /// One recorded instance.
+    pub fn instance(
+        &self,
+        tenant: &str,
+        connector: &str,
+        instance_id: &str,
+    ) -> Result<Option<InstanceRecord>, StoreError> {
+        get_instance(&self.conn(), tenant, connector, instance_id).map_err(|e| self.err(e))
+    }
+
+    /// Records an instance as pending unless it is known; returns its record.
+    /// A pending instance's display name and peer are updated.
+    pub fn observe(&self, seen: &Sighting<'_>) -> Result<InstanceRecord, StoreError> {
+        self.write(|tx| {
+            ensure_tenant(tx, seen.tenant)?;
+            tx.execute(
+                "INSERT INTO instances (tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)
+                 ON CONFLICT (tenant, connector, instance_id) DO UPDATE
+                 SET display_name = excluded.display_name, peer = excluded.peer
+                 WHERE status = 'pending' AND public_key = excluded.public_key",
+                params![seen.tenant, seen.connector, seen.instance_id, seen.public_key, seen.display_name, seen.peer, unix_ms() as i64],
+            )?;
+            get_instance(tx, seen.tenant, seen.connector, seen.instance_id)?
+                .ok_or(rusqlite::Error::QueryReturnedNoRows)
+        })
+    }
+
+    /// Records an instance as approved by `by` (whatever it was before,
+    /// with this key); for instances the hub trusts itself (its sidecars).
+    pub fn approve_trusted(
+        &self,
+        seen: &Sighting<'_>,
+        by: &str,
+    ) -> Result<InstanceRecord, StoreError> {
+        self.write(|tx| {
+            ensure_tenant(tx, seen.tenant)?;
+            let now = unix_ms() as i64;
+            tx.execute(
+                "INSERT INTO instances (tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms, decided_unix_ms, decided_by)
+                 VALUES (?1, ?2, ?3, ?4, 'approved', ?5, ?6, ?7, ?7, ?8)
+                 ON CONFLICT (tenant, connector, instance_id) DO UPDATE
+                 SET public_key = excluded.public_key, status = 'approved', peer = excluded.peer,
+                     display_name = excluded.display_name, decided_unix_ms = excluded.decided_unix_ms,
+                     decided_by = excluded.decided_by",
+                params![seen.tenant, seen.connector, seen.instance_id, seen.public_key, seen.display_name, seen.peer, now, by],
+            )?;
+            get_instance(tx, seen.tenant, seen.connector, seen.instance_id)?
+                .ok_or(rusqlite::Error::QueryReturnedNoRows)
+        })
+    }
+
+    /// Approves the instance with a one-time registration token, in one
+    /// transaction: the token is consumed only if the instance ends up
+    /// approved, and of two instances racing for one token exactly one wins.
+    pub fn redeem(&self, token: &str, seen: &Sighting<'_>) -> Result<InstanceRecord, RedeemError> {
+        let hash = token_hash(token);
+        let store = |e: rusqlite::Error| RedeemError::Store(self.err(e).to_string());
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store)?;
+        let row: Option<(String, String, String, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT id, tenant, connector, expires_unix_ms, used_unix_ms FROM registration_tokens WHERE hash = ?1",
+                params![&hash[..]],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(store)?;
+        let Some((id, tenant, connector, expires, used)) = row else {
+            return Err(RedeemError::Unknown);
+        };
+        if used.is_some() {
+            return Err(RedeemError::Used);
+        }
+        let now = unix_ms() as i64;
+        if expires < now {
+            return Err(RedeemError::Expired);
+        }
+        if tenant != seen.tenant || connector != seen.connector {
+            return Err(RedeemError::Mismatch);
+        }
+        if let Some(existing) =
+            get_instance(&tx, seen.tenant, seen.connector, seen.instance_id).map_err(store)?
+        {
+            if existing.public_key != seen.public_key {
+                return Err(RedeemError::OtherKey);
+            }
+            if matches!(existing.status, Approval::Rejected | Approval::Revoked) {
+                return Err(RedeemError::Refused(existing.status.as_str()));
+            }
+        }
+        let used_by = format!("{}/{}/{}", seen.tenant, seen.connector, seen.instance_id);
+        let changed = tx
+            .execute(
+                "UPDATE registration_tokens SET used_unix_ms = ?1, used_by = ?2 WHERE id = ?3 AND used_unix_ms IS NULL",
+                params![now, used_by, id],
+            )
+            .map_err(store)?;
+        if changed != 1 {
+            return Err(RedeemError::Used);
+        }
+        tx.execute(
+            "INSERT INTO instances (tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms, decided_unix_ms, decided_by)
+             VALUES (?1, ?2, ?3, ?4, 'approved', ?5, ?6, ?7, ?7, ?8)
+             ON CONFLICT (tenant, connector, instance_id) DO UPDATE
+             SET status = 'approved', peer = excluded.peer, decided_unix_ms = excluded.decided_unix_ms,
+                 decided_by = excluded.decided_by",
+            params![seen.tenant, seen.connector, seen.instance_id, seen.public_key, seen.display_name, seen.peer, now, format!("registration-token {id}")],
+        )
+        .map_err(store)?;
+        let record = get_instance(&tx, seen.tenant, seen.connector, seen.instance_id)
+            .map_err(store)?
+            .ok_or(RedeemError::Unknown)?;
+        tx.commit().map_err(store)?;
+        Ok(record)
+    }
+
+    /// Sets an instance's approval; `None` if it is not recorded.
+    pub fn decide(
+        &self,
+        tenant: &str,
+        connector: &str,
+        instance_id: &str,
+        status: Approval,
+        by: &str,
+    ) -> Result<Option<InstanceRecord>, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE instances SET status = ?4, decided_unix_ms = ?5, decided_by = ?6
+                 WHERE tenant = ?1 AND connector = ?2 AND instance_id = ?3",
+                params![
+                    tenant,
+                    connector,
+                    instance_id,
+                    status.as_str(),
+                    unix_ms() as i64,
+                    by
+                ],
+            )?;
+            get_instance(tx, tenant, connector, instance_id)
+        })
+    }
+
+    /// The recorded instances with this id, optionally narrowed to a
+    /// connector and a tenant.
+    pub fn find(
+        &self,
+        instance_id: &str,
+        connector: Option<&str>,
+        tenant: Option<&str>,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms, decided_unix_ms, decided_by
+                 FROM instances WHERE instance_id = ?1 AND (?2 IS NULL OR connector = ?2) AND (?3 IS NULL OR tenant = ?3)
+                 ORDER BY tenant, connector",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![instance_id, connector, tenant], instance_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The pending instances, of one tenant or (`None`) of all.
+    pub fn pending(&self, tenant: Option<&str>) -> Result<Vec<InstanceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms, decided_unix_ms, decided_by
+                 FROM instances WHERE status = 'pending' AND (?1 IS NULL OR tenant = ?1)
+                 ORDER BY first_seen_unix_ms, tenant, connector, instance_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![tenant], instance_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Makes a one-time registration token for `connector` of `tenant`,
+    /// valid for `ttl`.
+    pub fn create_registration_token(
+        &self,
+        tenant: &str,
+        connector: &str,
+        ttl: Duration,
+    ) -> Result<NewToken, StoreError> {
+        let token = new_secret(REGISTRATION_TOKEN_PREFIX);
+        let id = format!(
+            "r-{}",
+            crate::session::hex(&crate::session::random_bytes::<6>())
+        );
+        let now = unix_ms();
+        let expires = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        self.write(|tx| {
+            ensure_tenant(tx, tenant)?;
+            tx.execute(
+                "INSERT INTO registration_tokens (id, hash, tenant, connector, created_unix_ms, expires_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, &token_hash(&token)[..], tenant, connector, now as i64, clamp(expires)],
+            )?;
+            Ok(())
+        })
+        ?;
+        Ok(NewToken {
+            token,
+            id,
+            expires_unix_ms: Some(expires),
+        })
+    }
+
+    /// Makes a client token granting `grant` (its id and revoked flag are
+    /// ignored); returns the token and, with the id filled in, the grant.
+    pub fn create_client_token(
+        &self,
+        grant: &ClientGrant,
+    ) -> Result<(NewToken, ClientGrant), StoreError> {
+        let token = new_secret(CLIENT_TOKEN_PREFIX);
+        let id = format!(
+            "c-{}",
+            crate::session::hex(&crate::session::random_bytes::<6>())
+        );
+        self.write(|tx| {
+            ensure_tenant(tx, &grant.tenant)?;
+            tx.execute(
+                "INSERT INTO client_tokens (id, hash, tenant, connectors, can_write, admin, operator, label, created_unix_ms, expires_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    id,
+                    &token_hash(&token)[..],
+                    grant.tenant,
+                    grant.connectors.to_text(),
+                    grant.write,
+                    grant.admin,
+                    grant.operator,
+                    grant.label,
+                    unix_ms() as i64,
+                    grant.expires_unix_ms.map(clamp),
+                ],
+            )?;
+            Ok(())
+        })
+        ?;
+        let grant = ClientGrant {
+            id: id.clone(),
+            revoked: false,
+            ..grant.clone()
+        };
+        Ok((
+            NewToken {
+                token,
+                id,
+                expires_unix_ms: grant.expires_unix_ms,
+            },
+            grant,
+        ))
+    }
+
+    /// Every client token that is not revoked, by hash.
+    pub fn client_tokens(&self) -> Result<Vec<([u8; 32], ClientGrant)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT hash, id, tenant, connectors, can_write, admin, operator, label, expires_unix_ms, revoked
+                 FROM client_tokens WHERE revoked = 0",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let hash: Vec<u8> = r.get(0)?;
+                let mut key = [0u8; 32];
+                if hash.len() == 32 {
+                    key.copy_from_slice(&hash);
+                }
+                let connectors: String = r.get(3)?;
+                let expires: Option<i64> = r.get(8)?;
+                Ok((
+                    key,
+                    ClientGrant {
+                        id: r.get(1)?,
+                        tenant: r.get(2)?,
+                        connectors: Scope::parse(&connectors),
+                        write: r.get(4)?,
+                        admin: r.get(5)?,
+                        operator: r.get(6)?,
+                        label: r.get(7)?,
+                        expires_unix_ms: expires.map(|e| e.max(0) as u64),
+                        revoked: r.get(9)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Whether an operator token that is not revoked exists.
+    pub fn has_operator_token(&self) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM client_tokens WHERE operator = 1 AND revoked = 0)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn clamp(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn make_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let fail = |source| StoreError::Dir {
+        path: dir.to_owned(),
+        source,
+    };
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(fail)?;
+    } else if !dir.is_dir() {
+        return Err(fail(std::io::Error::other("it is not a directory")));
+    }
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let known = MIGRATIONS.len() as u32;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let version: u32 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql)?;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            known,
+        });
+    }
+    for step in &MIGRATIONS[version as usize..] {
+        tx.execute_batch(step).map_err(sql)?;
+    }
+    tx.pragma_update(None, "user_version", known).map_err(sql)?;
+    tx.commit().map_err(sql)
+}
+
+fn ensure_tenant(conn: &Connection, tenant: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO tenants (name, created_unix_ms) VALUES (?1, ?2)",
+        params![tenant, unix_ms() as i64],
+    )
+    .map(|_| ())
+}
+
+fn get_instance(
+    conn: &Connection,
+    tenant: &str,
+    connector: &str,
+    instance_id: &str,
+) -> rusqlite::Result<Option<InstanceRecord>> {
+    conn.query_row(
+        "SELECT tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms, decided_unix_ms, decided_by
+         FROM instances WHERE tenant = ?1 AND connector = ?2 AND instance_id = ?3",
+        params![tenant, connector, instance_id],
+        instance_row,
+    )
+    .optional()
+}
+
+fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
+    let status: String = r.get(4)?;
+    let first: i64 = r.get(7)?;
+    let decided: Option<i64> = r.get(8)?;
+    Ok(InstanceRecord {
+        tenant: r.get(0)?,
+        connector: r.get(1)?,
+        instance_id: r.get(2)?,
+        public_key: r.get(3)?,
+        status: Approval::parse(&status),
+        display_name: r.get(5)?,
+        peer: r.get(6)?,
+        first_seen_unix_ms: first.max(0) as u64,
+        decided_unix_ms: decided.map(|d| d.max(0) as u64),
+        decided_by: r.get(9)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen<'a>(id: &'a str, key: &'a [u8]) -> Sighting<'a> {
+        Sighting {
+            tenant: "default",
+            connector: "echo",
+            instance_id: id,
+            public_key: key,
+            display_name: "Echo",
+            peer: "127.0.0.1:1",
+        }
+    }
+
+    #[test]
+    fn reopens_with_its_data_and_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.observe(&seen("a", &[1; 32])).unwrap();
+            store
+                .decide("default", "echo", "a", Approval::Approved, "test")
+                .unwrap();
+            let grant = ClientGrant {
+                id: String::new(),
+                tenant: "acme".into(),
+                connectors: Scope::Only(vec!["echo".into()]),
+                write: true,
+                admin: false,
+                operator: false,
+                label: "ci".into(),
+                expires_unix_ms: None,
+                revoked: false,
+            };
+            store.create_client_token(&grant).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.instance("default", "echo", "a").unwrap().unwrap();
+        assert_eq!(a.status, Approval::Approved);
+        assert_eq!(a.public_key, vec![1; 32]);
+        let tokens = store.client_tokens().unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].1.connectors, Scope::Only(vec!["echo".into()]));
+        let version: u32 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as u32);
+    }
+
+    #[test]
+    fn an_interrupted_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // A transaction that inserts, then fails midway, is rolled back.
+        let result: Result<(), StoreError> = store.write(|tx| {
+            ensure_tenant(tx, "half")?;
+            tx.execute(
+                "INSERT INTO instances (tenant, connector, instance_id, public_key, status, first_seen_unix_ms)
+                 VALUES ('half', 'echo', 'x', x'00', 'pending', 0)",
+                [],
+            )?;
+            Err(rusqlite::Error::InvalidQuery)
+        });
+        assert!(result.is_err());
+        // A transaction dropped without commit (a crash) is rolled back too.
+        {
+            let mut conn = store.conn();
+            let tx = conn.transaction().unwrap();
+            tx.execute(
+                "INSERT INTO tenants (name, created_unix_ms) VALUES ('dropped', 0)",
+                [],
+            )
+            .unwrap();
+            drop(tx);
+        }
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.instance("half", "echo", "x").unwrap().is_none());
+        let tenants: i64 = store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM tenants WHERE name IN ('half', 'dropped')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tenants, 0);
+    }
+
+    #[test]
+    fn a_registration_token_approves_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let token = store
+            .create_registration_token("default", "echo", Duration::from_secs(60))
+            .unwrap();
+        assert!(token.token.starts_with(REGISTRATION_TOKEN_PREFIX));
+        let a = store.redeem(&token.token, &seen("a", &[1; 32])).unwrap();
+        assert_eq!(a.status, Approval::Approved);
+        assert_eq!(
+            store
+                .redeem(&token.token, &seen("b", &[2; 32]))
+                .unwrap_err(),
+            RedeemError::Used
+        );
+        assert!(store.instance("default", "echo", "b").unwrap().is_none());
+        assert_eq!(
+            store.redeem("spr_nope", &seen("b", &[2; 32])).unwrap_err(),
+            RedeemError::Unknown
+        );
+        let other = store
+            .create_registration_token("default", "other", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            store
+                .redeem(&other.token, &seen("b", &[2; 32]))
+                .unwrap_err(),
+            RedeemError::Mismatch
+        );
+        // Not consumed by the mismatch.
+        let mut s = seen("b", &[2; 32]);
+        s.connector = "other";
+        assert!(store.redeem(&other.token, &s).is_ok());
+    }
+
+    #[test]
+    fn racing_instances_get_one_token_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let token = store
+            .create_registration_token("default", "echo", Duration::from_secs(60))
+            .unwrap()
+            .token;
+        let handles: Vec<_> = (0..8u8)
+            .map(|n| {
+                let store = std::sync::Arc::clone(&store);
+                let token = token.clone();
+                std::thread::spawn(move || {
+                    let id = format!("i{n}");
+                    let key = [n; 32];
+                    store.redeem(&token, &seen(&id, &key)).is_ok()
+                })
+            })
+            .collect();
+        let wins = handles
+            .into_iter()
+            .filter(|_| true)
+            .map(|h| h.join().unwrap())
+            .filter(|won| *won)
+            .count();
+        assert_eq!(wins, 1);
+    }
+
+    #[test]
+    fn pending_find_and_decide() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.observe(&seen("a", &[1; 32])).unwrap();
+        let mut other = seen("a", &[2; 32]);
+        other.connector = "files";
+        store.observe(&other).unwrap();
+        assert_eq!(store.pending(None).unwrap().len(), 2);
+        assert_eq!(store.pending(Some("acme")).unwrap().len(), 0);
+        assert_eq!(store.find("a", None, None).unwrap().len(), 2);
+        assert_eq!(store.find("a", Some("files"), None).unwrap().len(), 1);
+        let r = store
+            .decide("default", "files", "a", Approval::Rejected, "t")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, Approval::Rejected);
+        assert_eq!(store.pending(None).unwrap().len(), 1);
+        // A pending record keeps its first key.
+        let again = store.observe(&seen("a", &[9; 32])).unwrap();
+        assert_eq!(again.public_key, vec![1; 32]);
+    }
+}

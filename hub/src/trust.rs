@@ -1,0 +1,296 @@
+//! Checking an instance's proof of its key (`Register.credentials`), per the
+//! "Trust." contract of `proto/spoke/v1/spoke.proto`: an Ed25519 signature
+//! over `"spoke.v1.Assertion\n"` and the encoded [`Assertion`], whose
+//! tenant, connector and instance id match the Register's, inside its time
+//! window (60 s of clock skew, at most 300 s long), with a nonce not seen
+//! before from that key.
+//!
+//! The replay cache lives in memory: each entry is kept until its
+//! assertion expires (plus the skew), and the cache holds at most
+//! [`MAX_NONCES`] entries. A hub restart forgets it; that is acceptable
+//! because an assertion is valid for at most 300 s (+60 s skew) after it
+//! was issued and a replay only re-opens a stream for the key's own
+//! instance, which the instance's approval (kept in the store) still
+//! governs: a restarted hub is exposed to a replay of an assertion
+//! captured in the few minutes before the restart, never later.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use spoke_proto::prost::Message;
+use spoke_proto::v1::{Assertion, Credentials};
+
+/// What is signed before the encoded assertion.
+pub const SIGNING_CONTEXT: &[u8] = b"spoke.v1.Assertion\n";
+/// Allowed clock difference between connector and hub, in milliseconds.
+pub const SKEW_MS: u64 = 60_000;
+/// The longest an assertion may be valid, in milliseconds.
+pub const MAX_LIFETIME_MS: u64 = 300_000;
+/// The most nonces remembered at once.
+pub const MAX_NONCES: usize = 100_000;
+
+/// Who the Register says it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim<'a> {
+    /// The tenant ("" already mapped to "default").
+    pub(crate) tenant: &'a str,
+    /// The connector (the manifest's name).
+    pub(crate) connector: &'a str,
+    /// The instance id.
+    pub(crate) instance_id: &'a str,
+}
+
+/// A checked proof: the key that signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Proven {
+    /// The Ed25519 public key, 32 bytes.
+    pub(crate) public_key: [u8; 32],
+}
+
+/// The nonces seen recently, by (public key, nonce), with the time each
+/// may be forgotten.
+#[derive(Debug, Default)]
+pub(crate) struct ReplayCache {
+    seen: Mutex<HashMap<([u8; 32], Vec<u8>), u64>>,
+}
+
+impl ReplayCache {
+    /// Records the nonce; `false` if it was seen before (a replay) or the
+    /// cache is full of live entries.
+    fn remember(
+        &self,
+        key: [u8; 32],
+        nonce: &[u8],
+        forget_at: u64,
+        now: u64,
+    ) -> Result<(), String> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= MAX_NONCES {
+            seen.retain(|_, at| *at > now);
+            if seen.len() >= MAX_NONCES {
+                return Err("the hub's replay cache is full; try again in a minute".to_owned());
+            }
+        }
+        match seen.entry((key, nonce.to_vec())) {
+            std::collections::hash_map::Entry::Occupied(mut e) if *e.get() > now => {
+                e.insert((*e.get()).max(forget_at));
+                Err("the assertion's nonce was used before: a replayed assertion".to_owned())
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                e.insert(forget_at);
+                Ok(())
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(forget_at);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks `credentials` for `claim` at `now_ms`; the error says why it is
+/// refused (the stream ends UNAUTHENTICATED).
+pub(crate) fn verify(
+    credentials: Option<&Credentials>,
+    claim: Claim<'_>,
+    now_ms: u64,
+    replays: &ReplayCache,
+) -> Result<Proven, String> {
+    let credentials = credentials.ok_or(
+        "Register.credentials is missing: this hub requires each instance to prove its key (see the \"Trust.\" section of spoke.proto)",
+    )?;
+    let key_bytes: [u8; 32] = credentials.public_key.as_ref().try_into().map_err(|_| {
+        format!(
+            "Register.credentials.public_key is {} bytes; an Ed25519 public key is 32",
+            credentials.public_key.len()
+        )
+    })?;
+    let key = VerifyingKey::from_bytes(&key_bytes)
+        .map_err(|_| "Register.credentials.public_key is not a valid Ed25519 key".to_owned())?;
+    let signature = Signature::from_slice(&credentials.signature).map_err(|_| {
+        format!(
+            "Register.credentials.signature is {} bytes; an Ed25519 signature is 64",
+            credentials.signature.len()
+        )
+    })?;
+    let mut signed = Vec::with_capacity(SIGNING_CONTEXT.len() + credentials.assertion.len());
+    signed.extend_from_slice(SIGNING_CONTEXT);
+    signed.extend_from_slice(&credentials.assertion);
+    key.verify(&signed, &signature).map_err(|_| {
+        "the assertion's signature does not verify under Register.credentials.public_key".to_owned()
+    })?;
+    let assertion = Assertion::decode(credentials.assertion.as_ref())
+        .map_err(|e| format!("Register.credentials.assertion is not an Assertion: {e}"))?;
+    let tenant = if assertion.tenant.is_empty() {
+        crate::store::DEFAULT_TENANT
+    } else {
+        assertion.tenant.as_str()
+    };
+    if tenant != claim.tenant
+        || assertion.connector != claim.connector
+        || assertion.instance_id != claim.instance_id
+    {
+        return Err(format!(
+            "the assertion is for instance `{}` of connector `{}` in tenant `{tenant}`, not for the one registering",
+            assertion.instance_id, assertion.connector
+        ));
+    }
+    let (issued, expires) = (assertion.issued_at_unix_ms, assertion.expires_at_unix_ms);
+    if issued > now_ms.saturating_add(SKEW_MS) {
+        return Err(format!(
+            "the assertion is issued {} ms in the future (more than the 60 s of clock skew allowed)",
+            issued - now_ms
+        ));
+    }
+    if expires.saturating_add(SKEW_MS) < now_ms {
+        return Err(format!(
+            "the assertion expired {} ms ago: an expired assertion",
+            now_ms - expires
+        ));
+    }
+    if expires < issued || expires - issued > MAX_LIFETIME_MS {
+        return Err(format!(
+            "the assertion is valid for {} ms; at most 300000 ms are allowed",
+            expires.saturating_sub(issued)
+        ));
+    }
+    if !(16..=64).contains(&assertion.nonce.len()) {
+        return Err(format!(
+            "the assertion's nonce is {} bytes; 16 to 64 are required",
+            assertion.nonce.len()
+        ));
+    }
+    replays.remember(
+        key_bytes,
+        &assertion.nonce,
+        expires.saturating_add(SKEW_MS),
+        now_ms,
+    )?;
+    Ok(Proven {
+        public_key: key_bytes,
+    })
+}
+
+/// The first 16 hex digits of the SHA-256 of a public key.
+pub(crate) fn fingerprint(public_key: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    crate::session::hex(&Sha256::digest(public_key)[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::{Signer, SigningKey};
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn creds(key: &SigningKey, a: &Assertion) -> Credentials {
+        let bytes = a.encode_to_vec();
+        let mut signed = SIGNING_CONTEXT.to_vec();
+        signed.extend_from_slice(&bytes);
+        Credentials {
+            public_key: key.verifying_key().to_bytes().to_vec().into(),
+            assertion: bytes.into(),
+            signature: key.sign(&signed).to_bytes().to_vec().into(),
+            registration_token: String::new(),
+        }
+    }
+
+    fn assertion(nonce: u8) -> Assertion {
+        Assertion {
+            tenant: String::new(),
+            connector: "echo".into(),
+            instance_id: "e1".into(),
+            issued_at_unix_ms: NOW,
+            expires_at_unix_ms: NOW + 60_000,
+            nonce: vec![nonce; 16].into(),
+        }
+    }
+
+    const CLAIM: Claim<'static> = Claim {
+        tenant: "default",
+        connector: "echo",
+        instance_id: "e1",
+    };
+
+    #[test]
+    fn accepts_a_good_assertion_once() {
+        let cache = ReplayCache::default();
+        let c = creds(&key(1), &assertion(1));
+        assert!(verify(Some(&c), CLAIM, NOW, &cache).is_ok());
+        let err = verify(Some(&c), CLAIM, NOW + 1, &cache).unwrap_err();
+        assert!(err.contains("replayed"), "{err}");
+        // Another nonce is fine.
+        assert!(verify(Some(&creds(&key(1), &assertion(2))), CLAIM, NOW, &cache).is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_proofs_with_the_reason() {
+        let cache = ReplayCache::default();
+        assert!(
+            verify(None, CLAIM, NOW, &cache)
+                .unwrap_err()
+                .contains("credentials is missing")
+        );
+        let mut c = creds(&key(1), &assertion(3));
+        c.public_key = key(2).verifying_key().to_bytes().to_vec().into();
+        assert!(
+            verify(Some(&c), CLAIM, NOW, &cache)
+                .unwrap_err()
+                .contains("does not verify")
+        );
+        let err = verify(
+            Some(&creds(&key(1), &assertion(4))),
+            CLAIM,
+            NOW + 200_000,
+            &cache,
+        )
+        .unwrap_err();
+        assert!(err.contains("expired"), "{err}");
+        let mut long = assertion(5);
+        long.expires_at_unix_ms = NOW + 301_000;
+        assert!(
+            verify(Some(&creds(&key(1), &long)), CLAIM, NOW, &cache)
+                .unwrap_err()
+                .contains("at most 300000")
+        );
+        let mut future = assertion(6);
+        future.issued_at_unix_ms = NOW + 61_000;
+        future.expires_at_unix_ms = NOW + 62_000;
+        assert!(
+            verify(Some(&creds(&key(1), &future)), CLAIM, NOW, &cache)
+                .unwrap_err()
+                .contains("future")
+        );
+        let mut other = assertion(7);
+        other.instance_id = "e2".into();
+        assert!(
+            verify(Some(&creds(&key(1), &other)), CLAIM, NOW, &cache)
+                .unwrap_err()
+                .contains("not for the one registering")
+        );
+        let mut short = assertion(8);
+        short.nonce = vec![1; 8].into();
+        assert!(
+            verify(Some(&creds(&key(1), &short)), CLAIM, NOW, &cache)
+                .unwrap_err()
+                .contains("16 to 64")
+        );
+        // Within the skew, an assertion just past its expiry still passes.
+        assert!(
+            verify(
+                Some(&creds(&key(1), &assertion(9))),
+                CLAIM,
+                NOW + 110_000,
+                &cache
+            )
+            .is_ok()
+        );
+    }
+}
