@@ -36,6 +36,7 @@ mod admin_api;
 pub mod admin_client;
 mod approval;
 mod attach;
+mod bridge_identity;
 mod call_log;
 pub mod cli;
 pub mod client;

@@ -58,6 +58,9 @@ pub enum ServeError {
         /// What went wrong.
         source: std::io::Error,
     },
+    /// A sidecar bridge's key could not be read or made.
+    #[error("{0}")]
+    SidecarKey(String),
     /// The TLS certificate or key is missing or bad.
     #[error("TLS: {0}")]
     Tls(String),
@@ -142,6 +145,10 @@ pub async fn run_until_supervised(
             None
         }
     };
+    let bridge_keys = match (&trust, &config.data_dir) {
+        (Some(trust), Some(dir)) => sidecar_keys(trust, dir, &sidecars)?,
+        _ => std::collections::HashMap::new(),
+    };
     let state = HubState::with_auth(config, trust, access);
     let statuses = StatusMap::default();
 
@@ -182,8 +189,8 @@ pub async fn run_until_supervised(
         let _ = stopped_rx.await;
     }));
     tokio::pin!(serving);
-    let supervisor =
-        (!sidecars.is_empty()).then(|| Supervisor::start(sidecars, addr, grace, statuses));
+    let supervisor = (!sidecars.is_empty())
+        .then(|| Supervisor::start(sidecars, addr, grace, statuses, &bridge_keys));
     tokio::select! {
         finished = &mut serving => return finish(finished),
         () = stop => {}
@@ -209,6 +216,23 @@ pub async fn run_until_supervised(
             Ok(())
         }
     }
+}
+
+/// The keys of the supervised sidecars' bridges, made on first use under
+/// `<data>/keys/`, each trusted by the hub.
+fn sidecar_keys(
+    trust: &Trust,
+    dir: &std::path::Path,
+    sidecars: &[SidecarSpec],
+) -> Result<std::collections::HashMap<String, Arc<ed25519_dalek::SigningKey>>, ServeError> {
+    let mut keys = std::collections::HashMap::new();
+    for spec in sidecars {
+        let path = crate::bridge_identity::key_path(dir, &spec.name);
+        let key = crate::bridge_identity::load_or_create(&path).map_err(ServeError::SidecarKey)?;
+        trust.trust_key(key.verifying_key().to_bytes());
+        keys.insert(spec.name.clone(), Arc::new(key));
+    }
+    Ok(keys)
 }
 
 /// On first start (no operator token in the store), makes one (tenant
@@ -251,7 +275,7 @@ fn ensure_operator_token(store: &Store, dir: &std::path::Path) -> Result<(), Ser
 }
 
 /// Writes `text` to a new file readable only by its owner.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -87,6 +87,8 @@ pub(crate) struct RunContext {
     pub(crate) stopping: CancellationToken,
     /// Where the run reports its state.
     pub(crate) statuses: StatusMap,
+    /// With auth: the key the bridge proves its identity with.
+    pub(crate) key: Option<std::sync::Arc<ed25519_dalek::SigningKey>>,
 }
 
 /// How a run ended.
@@ -188,7 +190,15 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
     }
 
     let max_in_flight = max_in_flight_of(&params);
-    let (up, mut down) = match attach(ctx.hub, name, manifest_json, max_in_flight).await {
+    let (up, mut down) = match attach(
+        ctx.hub,
+        name,
+        manifest_json,
+        max_in_flight,
+        ctx.key.as_deref(),
+    )
+    .await
+    {
         Ok(link) => link,
         Err(e) => {
             stop_child(&mut child, &mut stdin, ctx.grace, name).await;
@@ -670,7 +680,15 @@ async fn attach(
     name: &str,
     manifest_json: String,
     max_in_flight: u32,
+    key: Option<&ed25519_dalek::SigningKey>,
 ) -> Result<(mpsc::Sender<ConnectorFrame>, Streaming<HubFrame>), String> {
+    let credentials = key.map(|key| {
+        let connector = serde_json::from_str::<Value>(&manifest_json)
+            .ok()
+            .and_then(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
+        crate::bridge_identity::credentials(key, &connector, name)
+    });
     let mut client = ConnectorHubClient::connect(format!("http://{hub}"))
         .await
         .map_err(|e| format!("cannot reach the hub at {hub}: {e}"))?;
@@ -687,7 +705,7 @@ async fn attach(
             metadata: HashMap::from([("transport".to_owned(), "stdio".to_owned())]),
         }),
         session_token: String::new(),
-        credentials: Default::default(),
+        credentials,
         max_in_flight,
     };
     let _ = up

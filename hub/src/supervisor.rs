@@ -60,6 +60,7 @@ impl Supervisor {
         hub: SocketAddr,
         grace: Duration,
         statuses: StatusMap,
+        keys: &std::collections::HashMap<String, std::sync::Arc<ed25519_dalek::SigningKey>>,
     ) -> Supervisor {
         let stopping = CancellationToken::new();
         let hub = loopback(hub);
@@ -78,6 +79,7 @@ impl Supervisor {
                 grace,
                 stopping: stopping.clone(),
                 statuses: statuses.clone(),
+                key: keys.get(&spec.name).cloned(),
             };
             tasks.push(tokio::spawn(supervise(spec, ctx)));
         }
