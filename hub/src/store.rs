@@ -906,7 +906,6 @@ mod tests {
             .collect();
         let wins = handles
             .into_iter()
-            .filter(|_| true)
             .map(|h| h.join().unwrap())
             .filter(|won| *won)
             .count();

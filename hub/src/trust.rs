@@ -48,16 +48,19 @@ pub(crate) struct Proven {
     pub(crate) public_key: [u8; 32],
 }
 
+/// A nonce as seen: the key that signed it and its bytes.
+type NonceKey = ([u8; 32], Vec<u8>);
+
 /// The nonces seen recently, by (public key, nonce), with the time each
 /// may be forgotten.
 #[derive(Debug, Default)]
 pub(crate) struct ReplayCache {
-    seen: Mutex<HashMap<([u8; 32], Vec<u8>), u64>>,
+    seen: Mutex<HashMap<NonceKey, u64>>,
 }
 
 impl ReplayCache {
-    /// Records the nonce; `false` if it was seen before (a replay) or the
-    /// cache is full of live entries.
+    /// Records the nonce; the error says it was seen before (a replay) or
+    /// the cache is full of live entries.
     fn remember(
         &self,
         key: [u8; 32],
