@@ -222,7 +222,9 @@ fn actions_for_a_connector_that_is_not_registered_are_refused() {
     );
     assert_eq!(
         err.to_string(),
-        format!("3 action(s) at {location} belong to connector `lonely`, which is not registered")
+        format!(
+            "3 declaration(s) (actions, search operators or producers) at {location} belong to connector `lonely`, which is not registered"
+        )
     );
 }
 

@@ -1,6 +1,6 @@
 //! The programs the benchmarks start: the workspace's example connectors and
 //! the `spoke` hub binary, and this package's own helper binaries, all from
-//! the same build profile as the harness (built first when missing).
+//! the same build profile as the harness (built first: cargo brings them up to date, so nothing stale is measured).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,18 +35,19 @@ static BUILDS: Mutex<()> = Mutex::new(());
 
 fn built(path: PathBuf, cargo_args: &[&str]) -> PathBuf {
     let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .arg("build")
-            .args(cargo_args)
-            .current_dir(workspace_root());
-        if is_release() {
-            cargo.arg("--release");
-        }
-        let status = cargo.status().expect("run cargo build");
-        assert!(status.success(), "cargo build {cargo_args:?} failed");
+    // Always: a binary left from an older build must not be measured.
+    // Cargo does nothing when it is up to date.
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .arg("build")
+        .arg("--quiet")
+        .args(cargo_args)
+        .current_dir(workspace_root());
+    if is_release() {
+        cargo.arg("--release");
     }
+    let status = cargo.status().expect("run cargo build");
+    assert!(status.success(), "cargo build {cargo_args:?} failed");
     assert!(
         path.exists(),
         "{} is missing after building it",

@@ -56,7 +56,7 @@ pub enum RegistryError {
     /// Actions (or operators, or producers) were declared for a connector that
     /// was never declared.
     #[error(
-        "{count} action(s) at {location} belong to connector `{connector}`, which is not registered"
+        "{count} declaration(s) (actions, search operators or producers) at {location} belong to connector `{connector}`, which is not registered"
     )]
     OrphanActions {
         /// The connector named.
