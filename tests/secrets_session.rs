@@ -125,6 +125,8 @@ fn through_the_hub() {
             "127.0.0.1:0",
             "--heartbeat-interval",
             "200ms",
+            "--insecure",
+            "--no-auth",
         ])
         .env_clear()
         .env("RUST_LOG", "trace")
