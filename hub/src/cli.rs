@@ -19,7 +19,8 @@
 //! `SPOKE_TOKEN`), else the operator token in `<data>/operator.token` if it
 //! is readable (`--data DIR`, default the user's data directory). Exit codes: 0 success, 1 the action returned an
 //! error (or a broadcast had one), 2 usage error, 3 hub or transport error.
-//! `spoke hub` exits 0 after a signal-driven shutdown and 1 if it cannot run.
+//! `spoke hub` exits 0 after a signal-driven shutdown, 1 if it cannot run,
+//! 2 on a usage error (among them: neither TLS flags nor `--insecure`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -491,6 +492,59 @@ mod tests {
         let err = Cli::try_parse_from(["spoke", "call", "c", "a", "--tag", "x", "--name", "y"])
             .unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    fn hub_args(args: &[&str]) -> HubArgs {
+        let mut all = vec!["spoke", "hub"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Hub(args) => args,
+            _ => panic!("not hub"),
+        }
+    }
+
+    #[test]
+    fn tls_or_insecure_must_be_chosen_and_auth_needs_a_data_dir() {
+        let base = HubConfig::new("127.0.0.1:0".parse().unwrap());
+        let err = secure(base.clone(), &hub_args(&[])).unwrap_err();
+        assert!(
+            err.contains("--tls-cert") && err.contains("--insecure"),
+            "{err}"
+        );
+        let config = secure(base.clone(), &hub_args(&["--insecure", "--data", "/tmp/x"])).unwrap();
+        assert_eq!(
+            config.data_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/x"))
+        );
+        assert!(config.tls.is_none());
+        let config = secure(base.clone(), &hub_args(&["--insecure", "--no-auth"])).unwrap();
+        assert!(config.data_dir.is_none());
+        let config = secure(
+            base,
+            &hub_args(&[
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+                "--data",
+                "/tmp/x",
+            ]),
+        )
+        .unwrap();
+        assert!(config.tls.is_some());
+        assert!(Cli::try_parse_from(["spoke", "hub", "--tls-cert", "c.pem"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "spoke",
+                "hub",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+                "--insecure"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub enum ServeError {
 }
 
 /// Runs a hub until SIGINT or SIGTERM, printing
-/// `spoke hub listening on http://<ip>:<port>` to stdout once bound.
+/// `spoke hub listening on http://<ip>:<port>` (`https://` with TLS) to
+/// stdout once bound.
 pub async fn run(config: HubConfig) -> Result<(), ServeError> {
     run_supervised(config, Vec::new()).await
 }
@@ -82,9 +83,14 @@ pub async fn run_supervised(
     config: HubConfig,
     sidecars: Vec<SidecarSpec>,
 ) -> Result<(), ServeError> {
-    run_until_supervised(config, sidecars, shutdown_signal(), |addr| {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    run_until_supervised(config, sidecars, shutdown_signal(), move |addr| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "spoke hub listening on http://{addr}");
+        let _ = writeln!(out, "spoke hub listening on {scheme}://{addr}");
         let _ = out.flush();
     })
     .await
