@@ -252,6 +252,64 @@ async fn a_python_sidecar_is_supervised_callable_and_shut_down() {
 }
 
 #[tokio::test]
+async fn with_auth_a_sidecar_attaches_with_its_own_trusted_key() {
+    let dir = TempDir::new();
+    let config = dir.config(&[("py", "echo", "")]);
+    let data = dir.path("data");
+    let data_arg = data.display().to_string();
+    let hub = Hub::start(&["--sidecars", &config, "--data", &data_arg]);
+    let token = std::fs::read_to_string(data.join("operator.token")).unwrap();
+    let token = token.trim();
+    let ready = |hub: &Hub| {
+        let hub_url = hub.url.clone();
+        async move {
+            let (code, out, err) =
+                cli(&["ls", "--json", "--hub", &hub_url, "--token", token], None).await;
+            assert_eq!(code, 0, "{err}");
+            out.contains("\"ready\"")
+        }
+    };
+    let started = Instant::now();
+    while !ready(&hub).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sidecar is not ready; log:\n{}",
+            hub.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, out, err) = cli(
+        &[
+            "call",
+            "py",
+            "echo",
+            r#"{"text":"hi"}"#,
+            "--hub",
+            &hub.url,
+            "--token",
+            token,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "stdout {out} stderr {err}");
+    assert!(data.join("keys/sidecar_py.pem").exists());
+    // Without a token the hub refuses the client.
+    let (code, _, err) = cli(
+        &["ls", "--hub", &hub.url, "--data", &data_arg, "--token", ""],
+        None,
+    )
+    .await;
+    assert_eq!(
+        code, 0,
+        "the operator token file is read when --token is empty: {err}"
+    );
+    let (code, _, err) = cli(&["ls", "--hub", &hub.url, "--data", "/nonexistent"], None).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("unauthenticated"), "{err}");
+}
+
+#[tokio::test]
 async fn a_sidecar_that_ignores_shutdown_is_killed_after_the_grace() {
     let dir = TempDir::new();
     let config = dir.config(&[("stubborn", "stubborn", "")]);

@@ -33,12 +33,19 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts `spoke hub --listen 127.0.0.1:0 <args>` and waits for its
+    /// Starts `spoke hub --listen 127.0.0.1:0 --insecure <args>` (and
+    /// `--no-auth` unless `args` has `--data`) and waits for its
     /// "listening" line.
     pub fn start(args: &[&str]) -> Hub {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spoke"))
             .arg("hub")
-            .args(["--listen", "127.0.0.1:0", "--insecure", "--no-auth"])
+            .args(["--listen", "127.0.0.1:0", "--insecure"])
+            // Without auth unless the test gives the hub a data directory.
+            .args(if args.contains(&"--data") {
+                &[][..]
+            } else {
+                &["--no-auth"][..]
+            })
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("SPOKE_HUB_URL")
