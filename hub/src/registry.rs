@@ -165,7 +165,8 @@ pub(crate) struct Admitted {
 /// Every connector type and live instance.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    types: BTreeMap<(String, String), ConnectorType>,
+    /// Connector types by tenant, then by name (looked up without allocating).
+    types: BTreeMap<String, BTreeMap<String, ConnectorType>>,
     instances: BTreeMap<InstanceKey, Instance>,
     tokens: HashMap<String, InstanceKey>,
     generations: u64,
@@ -295,7 +296,8 @@ impl Registry {
     /// Records a connector type's manifest; the latest wins.
     fn upsert_type(&mut self, tenant: &str, manifest: Manifest, json: String) {
         let name = manifest.name.clone();
-        match self.types.get_mut(&(tenant.to_owned(), name.clone())) {
+        let types = self.types.entry(tenant.to_owned()).or_default();
+        match types.get_mut(&name) {
             Some(existing) if *existing.manifest == manifest => {}
             Some(existing) => {
                 if existing.manifest.version == manifest.version {
@@ -316,8 +318,8 @@ impl Registry {
                 existing.manifest_json = json.into();
             }
             None => {
-                self.types.insert(
-                    (tenant.to_owned(), name),
+                types.insert(
+                    name,
                     ConnectorType {
                         manifest: Arc::new(manifest),
                         manifest_json: json.into(),
@@ -332,9 +334,7 @@ impl Registry {
 
     /// A connector type of a tenant by name.
     pub(crate) fn connector(&self, tenant: &str, name: &str) -> Option<&ConnectorType> {
-        // A lookup by borrowed parts would need a custom key type; the
-        // clone is two short strings.
-        self.types.get(&(tenant.to_owned(), name.to_owned()))
+        self.types.get(tenant)?.get(name)
     }
 
     /// Every connector type of a tenant, by name.
@@ -343,16 +343,19 @@ impl Registry {
         tenant: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a ConnectorType)> + 'a {
         self.types
-            .range((tenant.to_owned(), String::new())..)
-            .take_while(move |((t, _), _)| t == tenant)
-            .map(|((_, name), v)| (name.as_str(), v))
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .map(|(name, v)| (name.as_str(), v))
     }
 
     /// Every connector type of every tenant, by (tenant, name).
     pub(crate) fn all_connectors(&self) -> impl Iterator<Item = (&str, &str, &ConnectorType)> {
-        self.types
-            .iter()
-            .map(|((t, name), v)| (t.as_str(), name.as_str(), v))
+        self.types.iter().flat_map(|(t, types)| {
+            types
+                .iter()
+                .map(move |(name, v)| (t.as_str(), name.as_str(), v))
+        })
     }
 
     /// The instances of one connector of a tenant, sorted by id.
@@ -415,7 +418,8 @@ impl Registry {
     pub(crate) fn next_cursor(&mut self, tenant: &str, connector: &str, target: &Target) -> usize {
         let Some(ty) = self
             .types
-            .get_mut(&(tenant.to_owned(), connector.to_owned()))
+            .get_mut(tenant)
+            .and_then(|t| t.get_mut(connector))
         else {
             return 0;
         };
@@ -484,7 +488,8 @@ impl Registry {
             .collect();
         if let Some(ty) = self
             .types
-            .get_mut(&(tenant.to_owned(), connector.to_owned()))
+            .get_mut(tenant)
+            .and_then(|t| t.get_mut(connector))
         {
             ty.ready = ready;
         }
