@@ -242,8 +242,9 @@ pub struct ClientGrant {
     pub revoked: bool,
 }
 
-/// A token just made: the secret (shown once) and what it is.
-#[derive(Debug, Clone)]
+/// A token just made: the secret (shown once) and what it is. Its `Debug`
+/// leaves the secret out.
+#[derive(Clone)]
 pub struct NewToken {
     /// The token itself.
     pub token: String,
@@ -251,6 +252,16 @@ pub struct NewToken {
     pub id: String,
     /// When it expires; `None` never.
     pub expires_unix_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("token", &"<redacted>")
+            .field("id", &self.id)
+            .field("expires_unix_ms", &self.expires_unix_ms)
+            .finish()
+    }
 }
 
 /// Why a registration token did not approve an instance.
