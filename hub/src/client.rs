@@ -23,7 +23,6 @@
 //! - `describe`: the manifest, pretty-printed JSON.
 
 use std::collections::HashMap;
-use std::error::Error as StdError;
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ use spoke_proto::v1::{
     ConnectorSummary, DescribeRequest, Encoding, InstanceResult, InvokeKind, InvokeRequest,
     ListConnectorsRequest, Route, instance_result, route,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// Exit code: success.
@@ -334,34 +333,22 @@ fn operator_input(text: &str) -> Value {
     }
 }
 
+/// Dials the hub at `url` (`https://` over TLS, trusting `SPOKE_TLS_CA` or
+/// the system's roots; see `spoke_runtime::hub_tls`).
 async fn connect(url: &str) -> Result<HubClient<Channel>, Failure> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Failure::Usage(format!("invalid hub URL `{url}`: {}", chain(&e))))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
+    use spoke_runtime::hub_tls::{HubTls, connect_error, hub_endpoint};
+    let tls = HubTls::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
+    let endpoint = hub_endpoint(url, &tls, CONNECT_TIMEOUT)
+        .map_err(|e| Failure::Usage(format!("invalid hub URL `{url}`: {e}")))?;
     let channel = endpoint.connect().await.map_err(|e| Failure::Hub {
         code: "unavailable",
-        message: format!("cannot connect to the hub at {url}: {}", chain(&e)),
+        message: connect_error(url, &e),
     })?;
     Ok(HubClient::new(channel)
         .max_decoding_message_size(
             spoke_proto::MAX_ASSEMBLED_BYTES + spoke_proto::RESPONSE_SLACK_BYTES,
         )
         .max_encoding_message_size(spoke_proto::MAX_MESSAGE_BYTES))
-}
-
-/// An error and its sources, `a: b: c`, skipping repeats.
-fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
 }
 
 /// A broadcast entry and whether it is an error.

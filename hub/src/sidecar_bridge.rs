@@ -43,6 +43,7 @@ use spoke_proto::v1::{
     ConnectorFrame, Encoding, Error as WireError, Event, Goodbye, HubFrame, InstanceInfo, Invoke,
     InvokeKind, Pong, Register, Result as WireResult, connector_frame, hub_frame, result,
 };
+use spoke_runtime::hub_tls::{HubTls, connect_error, hub_endpoint};
 use spoke_runtime::manifest::{ActionManifest, MANIFEST_VERSION};
 use spoke_runtime::{Event as SpokeEvent, EventKind, Manifest, Mode, librefang};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -188,7 +189,8 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
     }
 
     let max_in_flight = max_in_flight_of(&params);
-    let (up, mut down) = match attach(ctx.hub, name, manifest_json, max_in_flight).await {
+    // Plain text to the hub's own loopback address (no TLS settings yet).
+    let (up, mut down) = match attach(ctx.hub, None, name, manifest_json, max_in_flight).await {
         Ok(link) => link,
         Err(e) => {
             stop_child(&mut child, &mut stdin, ctx.grace, name).await;
@@ -665,15 +667,25 @@ fn frame(frame: connector_frame::Frame) -> ConnectorFrame {
 }
 
 /// Attaches to the hub and registers; the up channel and the down stream.
+/// With `tls`, the hub is dialed at `https://<hub>` and its certificate
+/// checked as `tls` says (the hub's own certificate as `ca_pem`, and the
+/// name in it as `server_name`); without, at `http://<hub>`.
 async fn attach(
     hub: SocketAddr,
+    tls: Option<&HubTls>,
     name: &str,
     manifest_json: String,
     max_in_flight: u32,
 ) -> Result<(mpsc::Sender<ConnectorFrame>, Streaming<HubFrame>), String> {
-    let mut client = ConnectorHubClient::connect(format!("http://{hub}"))
+    let (url, tls) = match tls {
+        Some(tls) => (format!("https://{hub}"), tls.clone()),
+        None => (format!("http://{hub}"), HubTls::default()),
+    };
+    let channel = hub_endpoint(&url, &tls, REGISTER_TIMEOUT)?
+        .connect()
         .await
-        .map_err(|e| format!("cannot reach the hub at {hub}: {e}"))?;
+        .map_err(|e| connect_error(&url, &e))?;
+    let mut client = ConnectorHubClient::new(channel);
     let (up, rx) = mpsc::channel(256);
     let register = Register {
         manifest_json,
