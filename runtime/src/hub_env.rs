@@ -6,7 +6,7 @@
 //! | `SPOKE_TLS_CA` | a PEM file of the CA certificates that sign the hub's certificate, trusted instead of the system's roots; must exist and hold a certificate | the system's roots |
 //! | `SPOKE_KEY_PATH` | this instance's private key, a PKCS#8 PEM Ed25519 key accessible to its owner only (mode 0600 or 0400), e.g. a mounted secret; the file must exist (see [`identity`](crate::identity)) | `~/.spoke/keys/<connector>_<instance>.pem`, made on first use |
 //! | `SPOKE_REGISTRATION_TOKEN` | a one-time token from `spoke token create --connector NAME` that approves this instance when it first attaches (never logged) | none: the instance waits for `spoke approve <instance>` |
-//! | `SPOKE_INSTANCE_ID` | this instance's id, unique among the connector's instances; keep it stable across restarts, so that a restarted instance takes its old place at once (the old session ends and its calls fail over right away) and routes by instance keep working | `<connector name>-<unix millis>`, with a warning |
+//! | `SPOKE_INSTANCE_ID` | this instance's id, unique among the connector's instances; keep it stable across restarts, so that a restarted instance takes its old place at once (the old session ends and its calls fail over right away) and routes by instance keep working; on a hub with approval the id names the key file and the approval, so a new id is a new instance to approve | `<connector name>-<unix millis>`, with a warning |
 //! | `SPOKE_DISPLAY_NAME` | a human-friendly name for this instance | the connector's display name |
 //! | `SPOKE_TAGS` | comma-separated tags, e.g. `eu, blue` (trimmed; empty entries dropped) | none |
 //! | `SPOKE_METADATA_<KEY>` | one metadata entry `<key>` (lowercased) = value, e.g. `SPOKE_METADATA_REGION=eu-west-1` | none |
@@ -202,7 +202,7 @@ impl AttachOptions {
                 options.instance.id = generated_instance_id(&manifest.name);
                 tracing::warn!(
                     instance = %options.instance.id,
-                    "{INSTANCE_ID} is not set: using a generated id; set a stable one so that this instance takes its own place again after a restart"
+                    "{INSTANCE_ID} is not set: using a generated id; set a stable one so that this instance takes its own place again after a restart (and, on a hub with approval, keeps its key and approval instead of waiting to be approved as a new instance)"
                 );
             }
         }
