@@ -27,7 +27,6 @@
 //! - `describe`: the manifest, pretty-printed JSON.
 
 use std::collections::HashMap;
-use std::error::Error as StdError;
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ use spoke_proto::v1::{
 };
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// Exit code: success.
@@ -394,34 +393,22 @@ pub(crate) async fn authorized_channel(hub: &HubTarget) -> Result<Authorized, Fa
             Failure::Usage("the client token contains characters a header cannot carry".into())
         })?),
     };
-    let channel = plain_channel(&hub.url).await?;
+    let channel = dial(&hub.url).await?;
     Ok(InterceptedService::new(channel, Bearer(bearer)))
 }
 
-async fn plain_channel(url: &str) -> Result<Channel, Failure> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Failure::Usage(format!("invalid hub URL `{url}`: {}", chain(&e))))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
+/// Dials the hub at `url` (`https://` over TLS, trusting `SPOKE_TLS_CA` or
+/// the system's roots; see `spoke_runtime::hub_tls`).
+async fn dial(url: &str) -> Result<Channel, Failure> {
+    use spoke_runtime::hub_tls::{HubTls, connect_error, hub_endpoint};
+    let tls = HubTls::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
+    let endpoint = hub_endpoint(url, &tls, CONNECT_TIMEOUT)
+        .map_err(|e| Failure::Usage(format!("invalid hub URL `{url}`: {e}")))?;
     let channel = endpoint.connect().await.map_err(|e| Failure::Hub {
         code: "unavailable",
-        message: format!("cannot connect to the hub at {url}: {}", chain(&e)),
+        message: connect_error(url, &e),
     })?;
     Ok(channel)
-}
-
-/// An error and its sources, `a: b: c`, skipping repeats.
-fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
 }
 
 /// A broadcast entry and whether it is an error.

@@ -144,6 +144,12 @@ pub async fn run_until_supervised(
             "auth is off: any instance is approved and clients need no token (development only)"
         );
     }
+    let bridge_tls = match &config.tls {
+        Some(files) if !sidecars.is_empty() => Some(Arc::new(
+            crate::tls::bridge_tls(files).map_err(ServeError::Tls)?,
+        )),
+        _ => None,
+    };
     let tls = match &config.tls {
         Some(files) => Some(crate::tls::server_config(files).map_err(ServeError::Tls)?),
         None => {
@@ -196,7 +202,7 @@ pub async fn run_until_supervised(
     }));
     tokio::pin!(serving);
     let supervisor = (!sidecars.is_empty())
-        .then(|| Supervisor::start(sidecars, addr, grace, statuses, &bridge_keys));
+        .then(|| Supervisor::start(sidecars, addr, grace, statuses, &bridge_keys, bridge_tls));
     tokio::select! {
         finished = &mut serving => return finish(finished),
         () = stop => {}
@@ -230,12 +236,13 @@ fn sidecar_keys(
     trust: &Trust,
     dir: &std::path::Path,
     sidecars: &[SidecarSpec],
-) -> Result<std::collections::HashMap<String, Arc<ed25519_dalek::SigningKey>>, ServeError> {
+) -> Result<std::collections::HashMap<String, Arc<spoke_runtime::identity::InstanceKey>>, ServeError>
+{
     let mut keys = std::collections::HashMap::new();
     for spec in sidecars {
         let path = crate::bridge_identity::key_path(dir, &spec.name);
         let key = crate::bridge_identity::load_or_create(&path).map_err(ServeError::SidecarKey)?;
-        trust.trust_key(key.verifying_key().to_bytes());
+        trust.trust_key(key.public_key());
         keys.insert(spec.name.clone(), Arc::new(key));
     }
     Ok(keys)

@@ -43,6 +43,7 @@ use spoke_proto::v1::{
     ConnectorFrame, Encoding, Error as WireError, Event, Goodbye, HubFrame, InstanceInfo, Invoke,
     InvokeKind, Pong, Register, Result as WireResult, connector_frame, hub_frame, result,
 };
+use spoke_runtime::hub_tls::{HubTls, connect_error, hub_endpoint};
 use spoke_runtime::manifest::{ActionManifest, MANIFEST_VERSION};
 use spoke_runtime::{Event as SpokeEvent, EventKind, Manifest, Mode, librefang};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -88,7 +89,9 @@ pub(crate) struct RunContext {
     /// Where the run reports its state.
     pub(crate) statuses: StatusMap,
     /// With auth: the key the bridge proves its identity with.
-    pub(crate) key: Option<std::sync::Arc<ed25519_dalek::SigningKey>>,
+    pub(crate) key: Option<std::sync::Arc<spoke_runtime::identity::InstanceKey>>,
+    /// With TLS on the hub: how the bridge checks the hub's certificate.
+    pub(crate) tls: Option<std::sync::Arc<HubTls>>,
 }
 
 /// How a run ended.
@@ -190,8 +193,11 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
     }
 
     let max_in_flight = max_in_flight_of(&params);
+    // The hub's own address: over TLS (trusting the hub's own
+    // certificate) when the hub serves TLS.
     let (up, mut down) = match attach(
         ctx.hub,
+        ctx.tls.as_deref(),
         name,
         manifest_json,
         max_in_flight,
@@ -675,23 +681,36 @@ fn frame(frame: connector_frame::Frame) -> ConnectorFrame {
 }
 
 /// Attaches to the hub and registers; the up channel and the down stream.
+/// With `tls`, the hub is dialed at `https://<hub>` and its certificate
+/// checked as `tls` says (the hub's own certificate as `ca_pem`, and the
+/// name in it as `server_name`); without, at `http://<hub>`.
 async fn attach(
     hub: SocketAddr,
+    tls: Option<&HubTls>,
     name: &str,
     manifest_json: String,
     max_in_flight: u32,
-    key: Option<&ed25519_dalek::SigningKey>,
+    key: Option<&spoke_runtime::identity::InstanceKey>,
 ) -> Result<(mpsc::Sender<ConnectorFrame>, Streaming<HubFrame>), String> {
-    let credentials = key.map(|key| {
-        let connector = serde_json::from_str::<Value>(&manifest_json)
-            .ok()
-            .and_then(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_default();
-        crate::bridge_identity::credentials(key, &connector, name)
-    });
-    let mut client = ConnectorHubClient::connect(format!("http://{hub}"))
+    let credentials = match key {
+        None => None,
+        Some(key) => {
+            let connector = serde_json::from_str::<Value>(&manifest_json)
+                .ok()
+                .and_then(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            Some(crate::bridge_identity::credentials(key, &connector, name)?)
+        }
+    };
+    let (url, tls) = match tls {
+        Some(tls) => (format!("https://{hub}"), tls.clone()),
+        None => (format!("http://{hub}"), HubTls::default()),
+    };
+    let channel = hub_endpoint(&url, &tls, REGISTER_TIMEOUT)?
+        .connect()
         .await
-        .map_err(|e| format!("cannot reach the hub at {hub}: {e}"))?;
+        .map_err(|e| connect_error(&url, &e))?;
+    let mut client = ConnectorHubClient::new(channel);
     let (up, rx) = mpsc::channel(256);
     let register = Register {
         manifest_json,

@@ -60,7 +60,11 @@ impl Supervisor {
         hub: SocketAddr,
         grace: Duration,
         statuses: StatusMap,
-        keys: &std::collections::HashMap<String, std::sync::Arc<ed25519_dalek::SigningKey>>,
+        keys: &std::collections::HashMap<
+            String,
+            std::sync::Arc<spoke_runtime::identity::InstanceKey>,
+        >,
+        tls: Option<std::sync::Arc<spoke_runtime::hub_tls::HubTls>>,
     ) -> Supervisor {
         let stopping = CancellationToken::new();
         let hub = loopback(hub);
@@ -80,6 +84,7 @@ impl Supervisor {
                 stopping: stopping.clone(),
                 statuses: statuses.clone(),
                 key: keys.get(&spec.name).cloned(),
+                tls: tls.clone(),
             };
             tasks.push(tokio::spawn(supervise(spec, ctx)));
         }

@@ -1,9 +1,10 @@
 //! Checking an instance's proof of its key (`Register.credentials`), per the
 //! "Trust." contract of `proto/spoke/v1/spoke.proto`: an Ed25519 signature
-//! over `"spoke.v1.Assertion\n"` and the encoded [`Assertion`], whose
-//! tenant, connector and instance id match the Register's, inside its time
-//! window (60 s of clock skew, at most 300 s long), with a nonce not seen
-//! before from that key.
+//! over `"spoke.v1.Assertion\n"` and the encoded `Assertion` (checked by
+//! the SDK's own `spoke_runtime::identity::verify`, so both sides share one
+//! reading of the contract), whose tenant, connector and instance id match
+//! the Register's, inside its time window (60 s of clock skew, at most
+//! 300 s long), with a nonce not seen before from that key.
 //!
 //! The replay cache lives in memory: each entry is kept until its
 //! assertion expires (plus the skew), and the cache holds at most
@@ -17,12 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use spoke_proto::prost::Message;
-use spoke_proto::v1::{Assertion, Credentials};
-
-/// What is signed before the encoded assertion.
-pub const SIGNING_CONTEXT: &[u8] = b"spoke.v1.Assertion\n";
+use spoke_proto::v1::Credentials;
 /// Allowed clock difference between connector and hub, in milliseconds.
 pub const SKEW_MS: u64 = 60_000;
 /// The longest an assertion may be valid, in milliseconds.
@@ -103,28 +99,8 @@ pub(crate) fn verify(
     let credentials = credentials.ok_or(
         "Register.credentials is missing: this hub requires each instance to prove its key (see the \"Trust.\" section of spoke.proto)",
     )?;
-    let key_bytes: [u8; 32] = credentials.public_key.as_ref().try_into().map_err(|_| {
-        format!(
-            "Register.credentials.public_key is {} bytes; an Ed25519 public key is 32",
-            credentials.public_key.len()
-        )
-    })?;
-    let key = VerifyingKey::from_bytes(&key_bytes)
-        .map_err(|_| "Register.credentials.public_key is not a valid Ed25519 key".to_owned())?;
-    let signature = Signature::from_slice(&credentials.signature).map_err(|_| {
-        format!(
-            "Register.credentials.signature is {} bytes; an Ed25519 signature is 64",
-            credentials.signature.len()
-        )
-    })?;
-    let mut signed = Vec::with_capacity(SIGNING_CONTEXT.len() + credentials.assertion.len());
-    signed.extend_from_slice(SIGNING_CONTEXT);
-    signed.extend_from_slice(&credentials.assertion);
-    key.verify(&signed, &signature).map_err(|_| {
-        "the assertion's signature does not verify under Register.credentials.public_key".to_owned()
-    })?;
-    let assertion = Assertion::decode(credentials.assertion.as_ref())
-        .map_err(|e| format!("Register.credentials.assertion is not an Assertion: {e}"))?;
+    let verified = spoke_runtime::identity::verify(credentials).map_err(|e| e.to_string())?;
+    let (key_bytes, assertion) = (verified.public_key, verified.assertion);
     let tenant = if assertion.tenant.is_empty() {
         crate::store::DEFAULT_TENANT
     } else {
@@ -158,12 +134,6 @@ pub(crate) fn verify(
             expires.saturating_sub(issued)
         ));
     }
-    if !(16..=64).contains(&assertion.nonce.len()) {
-        return Err(format!(
-            "the assertion's nonce is {} bytes; 16 to 64 are required",
-            assertion.nonce.len()
-        ));
-    }
     replays.remember(
         key_bytes,
         &assertion.nonce,
@@ -177,15 +147,17 @@ pub(crate) fn verify(
 
 /// The first 16 hex digits of the SHA-256 of a public key.
 pub(crate) fn fingerprint(public_key: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    crate::session::hex(&Sha256::digest(public_key)[..8])
+    spoke_runtime::identity::fingerprint(public_key)
 }
 
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::{Signer, SigningKey};
+    use spoke_proto::prost::Message;
+    use spoke_proto::v1::Assertion;
 
     use super::*;
+    use spoke_runtime::identity::SIGNING_CONTEXT;
 
     const NOW: u64 = 1_800_000_000_000;
 

@@ -16,12 +16,19 @@
 //!   interval has passed, then the outbox (events and results, in the order
 //!   they were produced).
 //!
+//! The reader also follows the instance's approval: a session that starts
+//! `PENDING_APPROVAL` gets a second Registered (`ACTIVE`) on the same stream
+//! once an administrator approves it. A stream the hub ends with
+//! PERMISSION_DENIED or UNAUTHENTICATED ends the session as
+//! [`SessionEnd::Refused`] or [`SessionEnd::Unauthenticated`].
+//!
 //! Because the reader never blocks on a slot, a connector whose every slot
 //! is busy still answers heartbeats and still receives Cancels; the hub is
 //! kept from sending more than `max_in_flight` by the protocol, and the
 //! dispatcher's bounded queue catches a hub that does not keep to it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use spoke_proto::PROTOCOL_VERSION;
@@ -38,6 +45,8 @@ use tonic::Streaming;
 use tonic::transport::Endpoint;
 
 use crate::dispatch::Dispatch;
+use crate::hub_tls::connect_error;
+use crate::identity::InstanceKey;
 use crate::outbox::Outbox;
 use crate::serve::{AttachOptions, DrainRequest, Phase, error_chain};
 
@@ -59,8 +68,15 @@ const FLUSH_POLL: Duration = Duration::from_millis(20);
 /// Everything a session needs; lives as long as `serve`.
 pub(crate) struct Link {
     pub(crate) endpoint: Endpoint,
+    /// The instance's key: every Register carries an assertion signed with it.
+    pub(crate) key: Arc<InstanceKey>,
     pub(crate) options: AttachOptions,
     pub(crate) manifest_json: String,
+    /// The connector's name (the manifest's), as the assertion names it.
+    pub(crate) connector: String,
+    /// Whether the hub has registered this instance ACTIVE at least once in
+    /// this process; from then on the registration token is not sent.
+    pub(crate) approved_once: AtomicBool,
     pub(crate) dispatch: Arc<Dispatch>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) phase: watch::Receiver<Phase>,
@@ -79,6 +95,38 @@ pub(crate) enum SessionEnd {
         /// What happened, for the log.
         reason: String,
     },
+    /// The hub did not accept the instance's proof (UNAUTHENTICATED);
+    /// attach again, slowly.
+    Unauthenticated {
+        /// The hub's message.
+        message: String,
+    },
+    /// The hub refused the instance (PERMISSION_DENIED: rejected or
+    /// revoked); `serve` stops.
+    Refused {
+        /// The hub's message.
+        message: String,
+    },
+}
+
+impl SessionEnd {
+    /// How a gRPC status ends a session: refusals by what they mean, others
+    /// as a lost stream described by `context`.
+    fn from_status(status: &tonic::Status, registered: bool, context: &str) -> SessionEnd {
+        let message = if status.message().is_empty() {
+            format!("{:?}", status.code())
+        } else {
+            status.message().to_owned()
+        };
+        match status.code() {
+            tonic::Code::PermissionDenied => SessionEnd::Refused { message },
+            tonic::Code::Unauthenticated => SessionEnd::Unauthenticated { message },
+            _ => SessionEnd::Lost {
+                registered,
+                reason: format!("{context}: {}", status_text(status)),
+            },
+        }
+    }
 }
 
 /// What the reader asks the writer to send.
@@ -106,21 +154,14 @@ impl Link {
             Err(e) => {
                 return SessionEnd::Lost {
                     registered: false,
-                    reason: format!("cannot connect to the hub: {}", error_chain(&e)),
+                    reason: connect_error(&self.options.hub_url, &e),
                 };
             }
         };
         let (stream, out, registered) = match self.open(channel, session_token).await {
             Ok(opened) => opened,
-            Err(reason) => {
-                return SessionEnd::Lost {
-                    registered: false,
-                    reason,
-                };
-            }
+            Err(end) => return end,
         };
-        let status = RegistrationStatus::try_from(registered.status)
-            .unwrap_or(RegistrationStatus::Unspecified);
         tracing::info!(
             session_id = %registered.session_id,
             resumed = registered.resumed,
@@ -128,11 +169,7 @@ impl Link {
             hub = %self.options.hub_url,
             "registered with the hub"
         );
-        if status == RegistrationStatus::PendingApproval {
-            tracing::warn!(
-                "the hub holds this instance pending approval: it routes no calls here until approved"
-            );
-        }
+        let mut pending = self.note_status(&registered, false);
         if !registered.session_token.is_empty() {
             *session_token = registered.session_token.clone();
         }
@@ -151,12 +188,52 @@ impl Link {
             heartbeat,
             stop.clone(),
         ));
-        let end = self.read(stream, &control, heartbeat, phase).await;
+        let end = self
+            .read(
+                stream,
+                &control,
+                heartbeat,
+                phase,
+                session_token,
+                &mut pending,
+            )
+            .await;
         stop.cancel();
         drop(control);
         let _ = writer.await;
         self.outbox.detach();
         end
+    }
+
+    /// Logs what a Registered says about approval; returns whether the
+    /// instance is pending. `was_pending`: whether it was pending before on
+    /// this stream (a change to ACTIVE is the approval).
+    fn note_status(&self, registered: &Registered, was_pending: bool) -> bool {
+        let instance = &self.options.instance.id;
+        match RegistrationStatus::try_from(registered.status) {
+            Ok(RegistrationStatus::PendingApproval) => {
+                if !was_pending {
+                    tracing::warn!(
+                        instance = %instance,
+                        fingerprint = %self.key.fingerprint(),
+                        "this instance is pending approval: the hub routes no calls here until an administrator runs `spoke approve {instance}` (check that `spoke pending` shows key fingerprint {})",
+                        self.key.fingerprint()
+                    );
+                }
+                true
+            }
+            _ => {
+                self.approved_once.store(true, Ordering::Relaxed);
+                if was_pending {
+                    tracing::info!(
+                        instance = %instance,
+                        fingerprint = %self.key.fingerprint(),
+                        "approved: the hub routes calls to this instance now"
+                    );
+                }
+                false
+            }
+        }
     }
 
     /// Opens Attach, sends Register and waits for Registered.
@@ -170,8 +247,12 @@ impl Link {
             mpsc::Sender<ConnectorFrame>,
             Registered,
         ),
-        String,
+        SessionEnd,
     > {
+        let lost = |reason: String| SessionEnd::Lost {
+            registered: false,
+            reason,
+        };
         let hub = &self.options.hub_url;
         let mut client = ConnectorHubClient::new(channel)
             .max_decoding_message_size(spoke_proto::MAX_MESSAGE_BYTES)
@@ -179,33 +260,52 @@ impl Link {
         let (out, out_rx) = mpsc::channel(OUT_BUFFER);
         // Queued before the call, so a hub that reads Register before
         // answering the call's headers gets it.
-        let _ = out.send(self.register(session_token)).await;
+        let register = self.register(session_token).map_err(lost)?;
+        let _ = out.send(register).await;
         let wait = self.options.connect_timeout;
         let response = tokio::time::timeout(wait, client.attach(ReceiverStream::new(out_rx)))
             .await
-            .map_err(|_| format!("the hub at {hub} did not answer Attach within {wait:?}"))?
-            .map_err(|status| format!("the hub refused Attach: {}", status_text(&status)))?;
+            .map_err(|_| {
+                lost(format!(
+                    "the hub at {hub} did not answer Attach within {wait:?}"
+                ))
+            })?
+            .map_err(|status| SessionEnd::from_status(&status, false, "the hub refused Attach"))?;
         let mut stream = response.into_inner();
         let first = tokio::time::timeout(wait, stream.message())
             .await
-            .map_err(|_| format!("the hub did not answer Register within {wait:?}"))?
-            .map_err(|status| format!("the Attach stream failed: {}", status_text(&status)))?;
+            .map_err(|_| lost(format!("the hub did not answer Register within {wait:?}")))?
+            .map_err(|status| {
+                SessionEnd::from_status(&status, false, "the Attach stream failed")
+            })?;
         match first.and_then(|f| f.frame) {
             Some(hub_frame::Frame::Registered(registered)) => Ok((stream, out, registered)),
             Some(hub_frame::Frame::Goodbye(Goodbye { reason })) => {
-                Err(format!("the hub refused the registration: {reason}"))
+                Err(lost(format!("the hub refused the registration: {reason}")))
             }
-            Some(other) => Err(format!(
+            Some(other) => Err(lost(format!(
                 "protocol error: the hub answered Register with {} instead of Registered",
                 frame_name(&other)
+            ))),
+            None => Err(lost(
+                "the hub closed the stream without answering Register".to_owned(),
             )),
-            None => Err("the hub closed the stream without answering Register".to_owned()),
         }
     }
 
-    fn register(&self, session_token: &str) -> ConnectorFrame {
+    /// The Register frame, with fresh credentials (and the registration
+    /// token until the instance was first registered ACTIVE).
+    fn register(&self, session_token: &str) -> Result<ConnectorFrame, String> {
         let o = &self.options;
-        ConnectorFrame {
+        let token = match &o.registration_token {
+            Some(token) if !self.approved_once.load(Ordering::Relaxed) => token.expose().as_str(),
+            _ => "",
+        };
+        let credentials = self
+            .key
+            .credentials(&o.tenant, &self.connector, &o.instance.id, token)
+            .map_err(|e| e.to_string())?;
+        Ok(ConnectorFrame {
             frame: Some(connector_frame::Frame::Register(Register {
                 manifest_json: self.manifest_json.clone(),
                 protocol_version: PROTOCOL_VERSION,
@@ -223,19 +323,22 @@ impl Link {
                         .collect(),
                 }),
                 session_token: session_token.to_owned(),
-                credentials: Default::default(),
+                credentials: Some(credentials),
                 max_in_flight: o.max_in_flight,
             })),
-        }
+        })
     }
 
-    /// The reader loop; see the module docs.
+    /// The reader loop; see the module docs. `session_token` and `pending`
+    /// follow later Registered frames.
     async fn read(
         &self,
         mut stream: Streaming<HubFrame>,
         control: &mpsc::Sender<Control>,
         heartbeat: Duration,
         mut phase: watch::Receiver<Phase>,
+        session_token: &mut String,
+        pending: &mut bool,
     ) -> SessionEnd {
         let lost = |reason: String| SessionEnd::Lost {
             registered: true,
@@ -258,7 +361,7 @@ impl Link {
                 biased;
                 message = stream.message() => {
                     let frame = match message {
-                        Err(status) => return lost(format!("the Attach stream failed: {}", status_text(&status))),
+                        Err(status) => return SessionEnd::from_status(&status, true, "the Attach stream failed"),
                         Ok(None) => return lost("the hub closed the Attach stream".to_owned()),
                         Ok(Some(frame)) => frame,
                     };
@@ -281,8 +384,13 @@ impl Link {
                         Some(hub_frame::Frame::Goodbye(Goodbye { reason })) => {
                             return lost(format!("the hub said goodbye ({reason})"));
                         }
-                        Some(hub_frame::Frame::Registered(_)) => {
-                            tracing::warn!("unexpected Registered on an established session ignored");
+                        Some(hub_frame::Frame::Registered(registered)) => {
+                            // The approval of a pending instance (or a
+                            // hub's change of mind): same session.
+                            *pending = self.note_status(&registered, *pending);
+                            if !registered.session_token.is_empty() {
+                                session_token.clone_from(&registered.session_token);
+                            }
                         }
                         None => tracing::debug!("empty frame from the hub ignored"),
                     }

@@ -11,11 +11,14 @@
 //! ```
 //!
 //! Exit codes: 0 success, 1 the action returned an error (`stdio`: stdout
-//! or stdin failed), 2 usage, config or start-up error.
+//! or stdin failed), 2 usage, config or start-up error (including an
+//! unusable instance key or `SPOKE_TLS_CA`), 4 (`serve`) the hub refused
+//! this instance: an administrator rejected or revoked it.
 //!
 //! `serve` reads the `SPOKE_*` variables described in
-//! [`hub_env`](crate::hub_env) (hub URL, instance identity, tenant,
-//! `max_in_flight`, shutdown grace); a bad value is a usage error. It runs
+//! [`hub_env`](crate::hub_env) (hub URL and TLS, instance identity and key,
+//! registration token, tenant, `max_in_flight`, shutdown grace); a bad value
+//! is a usage error. It runs
 //! until SIGINT/SIGTERM or a Drain from the hub, then finishes in-flight work,
 //! says Goodbye and exits 0; see [`serve`](crate::serve).
 //!
@@ -40,6 +43,10 @@ use crate::registry::{ConnectorType, Registry};
 pub const EXIT_ACTION_ERROR: u8 = 1;
 /// Exit code for usage, configuration and start-up errors.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code of `serve` when the hub refused this instance (an
+/// administrator rejected or revoked it): restarting will not help until
+/// it is approved again.
+pub const EXIT_REFUSED: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(about = "A Spoke connector.", disable_help_subcommand = true)]
@@ -65,9 +72,15 @@ enum Command {
     ///
     /// Runs until SIGINT/SIGTERM or a Drain from the hub, then finishes
     /// in-flight calls and exits 0. Configured by SPOKE_HUB_URL (default
-    /// http://127.0.0.1:7700), SPOKE_INSTANCE_ID, SPOKE_DISPLAY_NAME,
+    /// http://127.0.0.1:7700; https:// for TLS), SPOKE_TLS_CA (a PEM CA
+    /// bundle; default the system's roots), SPOKE_KEY_PATH (default
+    /// ~/.spoke/keys/<connector>_<instance>.pem, made on first use),
+    /// SPOKE_REGISTRATION_TOKEN, SPOKE_INSTANCE_ID, SPOKE_DISPLAY_NAME,
     /// SPOKE_TAGS (comma-separated), `SPOKE_METADATA_<KEY>`, SPOKE_TENANT,
     /// SPOKE_MAX_IN_FLIGHT (default 64) and SPOKE_SHUTDOWN_GRACE (default 10s).
+    ///
+    /// Exits 2 on a bad setting or key file, and 4 when the hub refuses
+    /// this instance (rejected or revoked by an administrator).
     Serve,
     /// Serve the stdio sidecar protocol: JSON lines on stdin and stdout.
     ///
@@ -365,6 +378,9 @@ async fn serve(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
         Ok(outcome) => {
             tracing::info!(?outcome, "serve stopped");
             ExitCode::SUCCESS
+        }
+        Err(e @ crate::serve::ServeError::Refused { .. }) => {
+            fail(EXIT_REFUSED, format_args!("{e}"))
         }
         Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
     }

@@ -2,8 +2,11 @@
 //!
 //! | Variable | Meaning | Default |
 //! |---|---|---|
-//! | `SPOKE_HUB_URL` | the hub's gRPC address, `http://host:port` | `http://127.0.0.1:7700` |
-//! | `SPOKE_INSTANCE_ID` | this instance's id, unique among the connector's instances; keep it stable across restarts, so that a restarted instance takes its old place at once (the old session ends and its calls fail over right away) and routes by instance keep working | `<connector name>-<unix millis>`, with a warning |
+//! | `SPOKE_HUB_URL` | the hub's gRPC address, `https://host:port` (TLS) or `http://host:port` (plain text; a warning unless the host is loopback); see [`hub_tls`](crate::hub_tls) | `http://127.0.0.1:7700` |
+//! | `SPOKE_TLS_CA` | a PEM file of the CA certificates that sign the hub's certificate, trusted instead of the system's roots; must exist and hold a certificate | the system's roots |
+//! | `SPOKE_KEY_PATH` | this instance's private key, a PKCS#8 PEM Ed25519 key accessible to its owner only (mode 0600 or 0400), e.g. a mounted secret; the file must exist (see [`identity`](crate::identity)) | `~/.spoke/keys/<connector>_<instance>.pem`, made on first use |
+//! | `SPOKE_REGISTRATION_TOKEN` | a one-time token from `spoke token create --connector NAME` that approves this instance when it first attaches (never logged) | none: the instance waits for `spoke approve <instance>` |
+//! | `SPOKE_INSTANCE_ID` | this instance's id, unique among the connector's instances; keep it stable across restarts, so that a restarted instance takes its old place at once (the old session ends and its calls fail over right away) and routes by instance keep working; on a hub with approval the id names the key file and the approval, so a new id is a new instance to approve | `<connector name>-<unix millis>`, with a warning |
 //! | `SPOKE_DISPLAY_NAME` | a human-friendly name for this instance | the connector's display name |
 //! | `SPOKE_TAGS` | comma-separated tags, e.g. `eu, blue` (trimmed; empty entries dropped) | none |
 //! | `SPOKE_METADATA_<KEY>` | one metadata entry `<key>` (lowercased) = value, e.g. `SPOKE_METADATA_REGION=eu-west-1` | none |
@@ -13,7 +16,9 @@
 //!
 //! A variable set to the empty string counts as unset. A value that does not
 //! parse is an [`EnvError`] naming the variable; the command line reports it
-//! as a usage error (exit code 2).
+//! as a usage error (exit code 2). So is a `SPOKE_KEY_PATH` whose file is
+//! missing, unreadable, malformed or readable by others, found when `serve`
+//! loads the key before it first dials the hub.
 //!
 //! ```
 //! use spoke_runtime::serve::AttachOptions;
@@ -40,8 +45,13 @@
 
 use std::collections::BTreeMap;
 
+use std::path::{Path, PathBuf};
+
+use crate::hub_tls::{HubTls, check_hub_url};
+use crate::identity::KeySource;
 use crate::manifest::Manifest;
-use crate::serve::{AttachOptions, endpoint, generated_instance_id};
+use crate::secret::Secret;
+use crate::serve::{AttachOptions, generated_instance_id};
 
 /// `SPOKE_HUB_URL`: the hub's gRPC address.
 pub const HUB_URL: &str = "SPOKE_HUB_URL";
@@ -59,8 +69,14 @@ pub const TENANT: &str = "SPOKE_TENANT";
 pub const MAX_IN_FLIGHT: &str = "SPOKE_MAX_IN_FLIGHT";
 /// `SPOKE_SHUTDOWN_GRACE`: how long running invocations get on shutdown.
 pub const SHUTDOWN_GRACE: &str = "SPOKE_SHUTDOWN_GRACE";
+/// `SPOKE_TLS_CA`: the CA certificates that sign the hub's certificate.
+pub const TLS_CA: &str = crate::hub_tls::TLS_CA;
+/// `SPOKE_KEY_PATH`: this instance's private key file.
+pub const KEY_PATH: &str = crate::identity::KEY_PATH_VAR;
+/// `SPOKE_REGISTRATION_TOKEN`: a one-time token approving this instance.
+pub const REGISTRATION_TOKEN: &str = "SPOKE_REGISTRATION_TOKEN";
 
-const KNOWN: [&str; 7] = [
+const KNOWN: [&str; 10] = [
     HUB_URL,
     INSTANCE_ID,
     DISPLAY_NAME,
@@ -68,6 +84,9 @@ const KNOWN: [&str; 7] = [
     TENANT,
     MAX_IN_FLIGHT,
     SHUTDOWN_GRACE,
+    TLS_CA,
+    KEY_PATH,
+    REGISTRATION_TOKEN,
 ];
 
 /// A `SPOKE_*` variable whose value is unusable.
@@ -81,7 +100,7 @@ pub struct EnvError {
 }
 
 impl EnvError {
-    fn new(variable: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(variable: impl Into<String>, message: impl Into<String>) -> Self {
         EnvError {
             variable: variable.into(),
             message: message.into(),
@@ -123,10 +142,15 @@ impl AttachOptions {
             match key {
                 HUB_URL => {
                     let url = value.trim();
-                    endpoint(url, options.connect_timeout).map_err(|e| {
+                    check_hub_url(url).map_err(|e| {
                         EnvError::new(key, format!("`{value}` is not a usable hub URL: {e}"))
                     })?;
                     options.hub_url = url.to_owned();
+                }
+                TLS_CA => options.tls = HubTls::from_ca_file(key, Path::new(value.trim()))?,
+                KEY_PATH => options.key = KeySource::File(PathBuf::from(value.trim())),
+                REGISTRATION_TOKEN => {
+                    options.registration_token = Some(Secret::new(value.trim().to_owned()));
                 }
                 INSTANCE_ID => instance_id = Some(value.trim().to_owned()),
                 DISPLAY_NAME => options.instance.display_name = value.trim().to_owned(),
@@ -178,7 +202,7 @@ impl AttachOptions {
                 options.instance.id = generated_instance_id(&manifest.name);
                 tracing::warn!(
                     instance = %options.instance.id,
-                    "{INSTANCE_ID} is not set: using a generated id; set a stable one so that this instance takes its own place again after a restart"
+                    "{INSTANCE_ID} is not set: using a generated id; set a stable one so that this instance takes its own place again after a restart (and, on a hub with approval, keeps its key and approval instead of waiting to be approved as a new instance)"
                 );
             }
         }
@@ -247,12 +271,56 @@ mod tests {
     }
 
     #[test]
+    fn tls_key_and_registration_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["hub.example.com".to_owned()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        let ca_path = ca.display().to_string();
+        let o = parse(&[
+            ("SPOKE_HUB_URL", "https://hub.example.com:7443"),
+            ("SPOKE_TLS_CA", &ca_path),
+            ("SPOKE_KEY_PATH", "/run/secrets/echo.pem"),
+            ("SPOKE_REGISTRATION_TOKEN", "tok-s3cret-value"),
+        ])
+        .unwrap();
+        assert_eq!(o.hub_url, "https://hub.example.com:7443");
+        assert_eq!(o.tls.ca_pem.as_deref(), Some(cert.cert.pem().as_bytes()));
+        assert!(
+            matches!(&o.key, KeySource::File(p) if p == Path::new("/run/secrets/echo.pem")),
+            "{:?}",
+            o.key
+        );
+        assert_eq!(
+            o.registration_token.as_ref().map(|t| t.expose().as_str()),
+            Some("tok-s3cret-value")
+        );
+        // The token never shows in the options' Debug output.
+        let shown = format!("{o:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        // Unset: the system's roots, the default key path, no token.
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.tls, HubTls::default());
+        assert!(matches!(o.key, KeySource::Default));
+        assert!(o.registration_token.is_none());
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (var, value, expected) in [
             ("SPOKE_MAX_IN_FLIGHT", "0", "positive whole number"),
             ("SPOKE_MAX_IN_FLIGHT", "lots", "positive whole number"),
             ("SPOKE_SHUTDOWN_GRACE", "10", "missing unit"),
-            ("SPOKE_HUB_URL", "https://hub", "TLS"),
+            (
+                "SPOKE_HUB_URL",
+                "ftp://hub",
+                "expected http://host:port or https://",
+            ),
+            (
+                "SPOKE_TLS_CA",
+                "/no/such/ca.pem",
+                "cannot read `/no/such/ca.pem`",
+            ),
             ("SPOKE_HUB_URL", "hub:7700", "not a usable hub URL"),
             ("SPOKE_METADATA_", "x", "no metadata key"),
         ] {

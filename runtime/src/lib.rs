@@ -12,6 +12,9 @@
 //! - [`cli`]: the command line of every connector binary;
 //! - [`serve`], [`hub_env`]: attaching to a Spoke hub over gRPC (the
 //!   default command), configured by `SPOKE_*` variables;
+//! - [`identity`], [`hub_tls`]: the instance's key and the signed
+//!   assertions that prove it, and dialing the hub over TLS (shared with
+//!   the `spoke` command line and the hub's sidecar bridge);
 //! - [`stdio`], [`librefang`], [`describe_form`]: serving over stdin/stdout
 //!   as a sidecar of the hub's supervisor or of LibreFang.
 
@@ -29,6 +32,8 @@ mod dispatch;
 pub mod duration;
 pub mod error;
 pub mod hub_env;
+pub mod hub_tls;
+pub mod identity;
 pub mod instance;
 pub mod librefang;
 pub mod logging;
@@ -56,6 +61,8 @@ pub use config::{ConfigErrors, ConfigSource};
 pub use connector::{ActionOutput, Connector, Input, StartError};
 pub use context::{Context, EmitError, Event, EventKind};
 pub use error::{ActionError, ErrorCode};
+pub use hub_tls::{HubTls, hub_endpoint};
+pub use identity::{InstanceKey, KeySource};
 pub use instance::Instance;
 pub use librefang::LibreFangEmit;
 pub use manifest::{Manifest, Mode, ValueType};

@@ -19,6 +19,24 @@
 //!   There is no limit on attempts, and with the default backoff a
 //!   connector re-registers within about a second of the hub's return,
 //!   however long the hub was gone.
+//! - **Identity.** Before the first dial, the instance's Ed25519 key is
+//!   loaded or made ([`AttachOptions::key`], see [`identity`](crate::identity))
+//!   and its fingerprint logged; every Register carries fresh credentials
+//!   signed with it, plus [`AttachOptions::registration_token`] until the
+//!   hub first answers ACTIVE. `https://` hub URLs are dialed over TLS
+//!   ([`AttachOptions::tls`], see [`hub_tls`](crate::hub_tls)).
+//! - **Approval.** `Registered{PENDING_APPROVAL}` is logged as a warning
+//!   naming the command an administrator runs (`spoke approve <instance>`)
+//!   and the key's fingerprint; the stream stays up (heartbeats) and no
+//!   calls arrive. A later `Registered{ACTIVE}` on the same stream is logged
+//!   ("approved") and calls start arriving, with no reconnect.
+//! - **Refusals.** A stream the hub ends with PERMISSION_DENIED (the
+//!   instance was rejected or revoked) is logged as an error with the hub's
+//!   message and `serve` stops with [`ServeError::Refused`] (the command
+//!   line exits 4). UNAUTHENTICATED (the proof was refused: a key other than
+//!   the recorded one, a used registration token, a clock far off) is
+//!   logged as an error and retried, slowly: [`AttachOptions::auth_backoff`],
+//!   1 s doubling to at most 30 s by default.
 //! - **Invocations.** Each Invoke runs in its own task with a [`Context`]
 //!   carrying the request id, a deadline (`timeout_ms` after it was read), a
 //!   cancellation token (fired by the hub's Cancel), the Invoke's metadata
@@ -82,14 +100,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tonic::transport::Endpoint;
 
 use crate::attach::{Link, SessionEnd};
 use crate::backoff::Backoff;
 use crate::dispatch::Dispatch;
+use crate::hub_tls::{HubTls, hub_endpoint};
+use crate::identity::{KeyError, KeySource};
 use crate::instance::Instance;
 use crate::manifest::Manifest;
 use crate::outbox::{DEFAULT_CAPACITY, DEFAULT_EVENT_CAPACITY, Outbox};
+use crate::secret::Secret;
 
 #[cfg(doc)]
 use crate::context::Context;
@@ -125,8 +145,15 @@ pub struct InstanceIdentity {
 /// [`AttachOptions::from_env`] reads the `SPOKE_*` variables.
 #[derive(Debug, Clone)]
 pub struct AttachOptions {
-    /// The hub's gRPC address, `http://host:port`.
+    /// The hub's gRPC address, `https://host:port` or `http://host:port`.
     pub hub_url: String,
+    /// How an `https://` hub's certificate is checked.
+    pub tls: HubTls,
+    /// Where the instance's key comes from.
+    pub key: KeySource,
+    /// A one-time registration token that approves this instance; sent
+    /// until the hub first registers it ACTIVE. `Debug` shows `[redacted]`.
+    pub registration_token: Option<Secret<String>>,
     /// This instance's identity.
     pub instance: InstanceIdentity,
     /// The tenant the instance serves; empty for none.
@@ -137,6 +164,9 @@ pub struct AttachOptions {
     pub shutdown_grace: Duration,
     /// The delays between attach attempts.
     pub backoff: Backoff,
+    /// The delays between attach attempts after the hub refused the
+    /// instance's proof (UNAUTHENTICATED).
+    pub auth_backoff: Backoff,
     /// How many undelivered results the outbox keeps (the oldest is dropped beyond).
     pub outbox_capacity: usize,
     /// How long to wait for the TCP connection, and then for Registered.
@@ -144,15 +174,21 @@ pub struct AttachOptions {
 }
 
 impl AttachOptions {
-    /// The defaults for a connector: hub [`DEFAULT_HUB_URL`], instance id
+    /// The defaults for a connector: hub [`DEFAULT_HUB_URL`] (the system's
+    /// TLS roots for `https://`), the key in `~/.spoke/keys`
+    /// ([`KeySource::Default`]), no registration token, instance id
     /// `<connector name>-<unix millis>` (not stable across restarts: set one
     /// so a restarted instance takes its own place again), the manifest's display name, no tags,
     /// metadata or tenant, [`DEFAULT_MAX_IN_FLIGHT`],
     /// [`DEFAULT_SHUTDOWN_GRACE`], [`default_backoff`] (200 ms to 1 s with
-    /// jitter), an outbox of 10,000 results and a 5 s connect timeout.
+    /// jitter), [`default_auth_backoff`] (1 s to 30 s), an outbox of 10,000
+    /// results and a 5 s connect timeout.
     pub fn new(manifest: &Manifest) -> Self {
         AttachOptions {
             hub_url: DEFAULT_HUB_URL.to_owned(),
+            tls: HubTls::default(),
+            key: KeySource::Default,
+            registration_token: None,
             instance: InstanceIdentity {
                 id: generated_instance_id(&manifest.name),
                 display_name: manifest.display_name.clone(),
@@ -163,6 +199,7 @@ impl AttachOptions {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             backoff: default_backoff(),
+            auth_backoff: default_auth_backoff(),
             outbox_capacity: DEFAULT_CAPACITY,
             connect_timeout: Duration::from_secs(5),
         }
@@ -201,6 +238,25 @@ pub fn default_backoff() -> Backoff {
         .unwrap_or_default()
 }
 
+/// Attach backoff after the hub refused the instance's proof
+/// (UNAUTHENTICATED): 1 s doubling to at most 30 s, jitter 0.2, forever.
+/// Slow, since retrying helps only once something changes (a clock is
+/// fixed, an administrator acts), and each attempt is logged as an error.
+///
+/// ```
+/// use std::time::Duration;
+/// let backoff = spoke_runtime::serve::default_auth_backoff();
+/// assert_eq!(backoff.max(), Duration::from_secs(30));
+/// ```
+pub fn default_auth_backoff() -> Backoff {
+    Backoff::builder()
+        .initial(Duration::from_secs(1))
+        .max(Duration::from_secs(30))
+        .jitter(0.2)
+        .build()
+        .unwrap_or_default()
+}
+
 /// Why [`run`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServeOutcome {
@@ -210,10 +266,12 @@ pub enum ServeOutcome {
     Drained,
 }
 
-/// Why [`run`] could not start. Once attaching, `serve` never gives up.
+/// Why [`run`] could not start, or stopped on the hub's refusal. Short of
+/// that refusal, once attaching, `serve` never gives up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServeError {
-    /// The hub URL is not a usable `http://host[:port]` address.
+    /// The hub URL is not a usable `https://` or `http://host[:port]`
+    /// address, or its TLS settings are unusable.
     #[error("invalid hub URL `{url}`: {message}")]
     InvalidHubUrl {
         /// The URL.
@@ -224,26 +282,16 @@ pub enum ServeError {
     /// `max_in_flight` is 0.
     #[error("max_in_flight must be at least 1")]
     ZeroMaxInFlight,
-}
-
-/// Checks a hub URL and makes the endpoint `serve` dials.
-pub(crate) fn endpoint(url: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| error_chain(&e))?;
-    let uri = endpoint.uri();
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "https is not supported by this build (no TLS); use http:// (e.g. behind a TLS-terminating proxy)"
-                    .into(),
-            );
-        }
-        _ => return Err("expected http://host:port".into()),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err("no host; expected http://host:port".into());
-    }
-    Ok(endpoint.connect_timeout(connect_timeout).tcp_nodelay(true))
+    /// The instance key could not be read or made.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The hub refused this instance (PERMISSION_DENIED: an administrator
+    /// rejected or revoked it); retrying would not help.
+    #[error("the hub refused this instance: {message}")]
+    Refused {
+        /// The hub's message.
+        message: String,
+    },
 }
 
 /// An error and its sources, joined with `: `.
@@ -309,16 +357,21 @@ pub async fn run_until(
     options: AttachOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ServeOutcome, ServeError> {
-    let endpoint = endpoint(&options.hub_url, options.connect_timeout).map_err(|message| {
-        ServeError::InvalidHubUrl {
+    let endpoint = hub_endpoint(&options.hub_url, &options.tls, options.connect_timeout).map_err(
+        |message| ServeError::InvalidHubUrl {
             url: options.hub_url.clone(),
             message,
-        }
-    })?;
+        },
+    )?;
     if options.max_in_flight == 0 {
         return Err(ServeError::ZeroMaxInFlight);
     }
+    // Once per process, before the first dial.
+    let key = options
+        .key
+        .load(&instance.manifest().name, &options.instance.id)?;
     let manifest_json = serde_json::to_string(instance.manifest()).unwrap_or_default();
+    let instance_name = instance.manifest().name.clone();
     let outbox = Arc::new(Outbox::new(options.outbox_capacity, DEFAULT_EVENT_CAPACITY));
     let dispatch = Dispatch::new(
         instance,
@@ -337,14 +390,19 @@ pub async fn run_until(
     )));
     let link = Link {
         endpoint,
+        key,
         manifest_json,
+        connector: instance_name,
+        approved_once: std::sync::atomic::AtomicBool::new(false),
         options: options.clone(),
         dispatch,
         outbox: Arc::clone(&outbox),
         phase: phase.clone(),
         drain: drain_tx,
     };
-    attach_forever(&link, &options.backoff, phase).await;
+    if let Err(message) = attach_forever(&link, &options, phase).await {
+        return Err(ServeError::Refused { message });
+    }
     let outcome = match (&mut closer.0).await {
         Ok(outcome) => outcome,
         Err(_) => ServeOutcome::Shutdown,
@@ -353,24 +411,48 @@ pub async fn run_until(
 }
 
 /// Attaches, re-attaching after every loss, until a session ends with
-/// Goodbye or the connector leaves with nothing left to deliver.
-async fn attach_forever(link: &Link, backoff: &Backoff, mut phase: watch::Receiver<Phase>) {
-    let mut schedule = backoff.schedule();
+/// Goodbye or the connector leaves with nothing left to deliver (`Ok`), or
+/// the hub refuses the instance (`Err` with the hub's message).
+async fn attach_forever(
+    link: &Link,
+    options: &AttachOptions,
+    mut phase: watch::Receiver<Phase>,
+) -> Result<(), String> {
+    let mut schedule = options.backoff.schedule();
+    let mut auth_schedule = options.auth_backoff.schedule();
     let mut session_token = String::new();
     let mut give_up_at: Option<Instant> = None;
     loop {
-        let reason = match link.session(&mut session_token).await {
-            SessionEnd::Left => return,
+        let (reason, delay) = match link.session(&mut session_token).await {
+            SessionEnd::Left => return Ok(()),
+            SessionEnd::Refused { message } => {
+                tracing::error!(
+                    hub = %options.hub_url,
+                    instance = %options.instance.id,
+                    "the hub refused this instance (rejected or revoked by an administrator): {message}; stopping"
+                );
+                return Err(message);
+            }
+            SessionEnd::Unauthenticated { message } => {
+                let delay = auth_schedule
+                    .next_delay()
+                    .unwrap_or(options.auth_backoff.max());
+                (
+                    format!("the hub did not accept this instance's proof of identity: {message}"),
+                    Some(delay),
+                )
+            }
             SessionEnd::Lost { registered, reason } => {
                 if registered {
                     schedule.reset();
+                    auth_schedule.reset();
                 }
-                reason
+                (reason, None)
             }
         };
         if matches!(*phase.borrow_and_update(), Phase::Leaving(_)) {
             if link.outbox.is_settled() {
-                return;
+                return Ok(());
             }
             let at = *give_up_at.get_or_insert_with(|| Instant::now() + LEAVE_WINDOW);
             if Instant::now() >= at {
@@ -378,13 +460,18 @@ async fn attach_forever(link: &Link, backoff: &Backoff, mut phase: watch::Receiv
                     undelivered = link.outbox.undelivered(),
                     "leaving without reaching the hub: results not delivered"
                 );
-                return;
+                return Ok(());
             }
         }
-        let delay = schedule.next_delay().unwrap_or(backoff.max());
+        let refused = delay.is_some();
+        let delay = delay.unwrap_or_else(|| schedule.next_delay().unwrap_or(options.backoff.max()));
         // Whole milliseconds read better in the log.
         let delay = Duration::from_millis(delay.as_millis().try_into().unwrap_or(u64::MAX));
-        tracing::warn!(hub = %link.options.hub_url, "{reason}; reconnecting in {delay:?}");
+        if refused {
+            tracing::error!(hub = %options.hub_url, "{reason}; trying again in {delay:?}");
+        } else {
+            tracing::warn!(hub = %options.hub_url, "{reason}; reconnecting in {delay:?}");
+        }
         // When leaving, the last attempt starts no later than the give-up time.
         let mut wake = Instant::now() + delay;
         if let Some(at) = give_up_at {
@@ -400,7 +487,7 @@ async fn attach_forever(link: &Link, backoff: &Backoff, mut phase: watch::Receiv
                     }
                     if matches!(*phase.borrow_and_update(), Phase::Leaving(_)) {
                         if link.outbox.is_settled() {
-                            return;
+                            return Ok(());
                         }
                         let at = *give_up_at.get_or_insert_with(|| Instant::now() + LEAVE_WINDOW);
                         wake = wake.min(at);
@@ -522,14 +609,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hub_urls_must_be_plain_http_with_a_host() {
-        let t = Duration::from_secs(1);
-        assert!(endpoint("http://127.0.0.1:7700", t).is_ok());
-        assert!(endpoint("http://hub.internal", t).is_ok());
-        assert!(endpoint("https://hub", t).unwrap_err().contains("TLS"));
-        assert!(endpoint("ftp://hub", t).is_err());
-        assert!(endpoint("not a url", t).is_err());
-        assert!(endpoint("127.0.0.1:7700", t).is_err());
+    fn the_auth_backoff_is_slow_and_capped_at_30s() {
+        let b = default_auth_backoff();
+        assert_eq!(b.initial(), Duration::from_secs(1));
+        assert_eq!(b.max(), Duration::from_secs(30));
+        assert_eq!(AttachOptions::new(&manifest()).auth_backoff, b);
+        let delays: Vec<Duration> = b.schedule().take(40).collect();
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(30)),
+            "{delays:?}"
+        );
+        assert!(delays[10..].iter().all(|d| *d >= Duration::from_secs(24)));
     }
 
     #[test]

@@ -635,11 +635,18 @@ async fn shutdown_gives_up_on_a_vanished_hub_after_the_leave_window() {
 
 #[tokio::test]
 async fn bad_options_are_refused_up_front() {
-    let mut o = options("https://hub.example:443");
+    let mut o = options("ftp://hub.example:443");
     let err = spoke_runtime::serve::run_until(probe().await, o.clone(), std::future::pending())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(err.to_string().contains("expected http://"), "{err}");
+    o.hub_url = "https://127.0.0.1:1".into();
+    o.tls.ca_pem = Some(b"not a certificate".to_vec());
+    let err = spoke_runtime::serve::run_until(probe().await, o.clone(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no certificate"), "{err}");
+    o.tls.ca_pem = None;
     o.hub_url = "http://127.0.0.1:1".into();
     o.max_in_flight = 0;
     let err = spoke_runtime::serve::run_until(probe().await, o, std::future::pending())

@@ -45,11 +45,24 @@ fn example_bin(name: &str) -> PathBuf {
 struct Connector {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// Its HOME, where its key is made (`~/.spoke/keys`).
+    home: tempfile::TempDir,
 }
 
 impl Connector {
-    /// Starts an example with a clean environment plus `env`.
+    /// Starts an example with a clean environment (HOME a new temporary
+    /// directory) plus `env`.
     fn start(example: &str, args: &[&str], env: &[(&str, &str)]) -> Connector {
+        Connector::start_in(tempfile::tempdir().unwrap(), example, args, env)
+    }
+
+    /// Starts an example with this HOME.
+    fn start_in(
+        home: tempfile::TempDir,
+        example: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Connector {
         let bin = example_bin(example);
         let mut cmd = Command::new(bin);
         cmd.env_clear();
@@ -58,8 +71,9 @@ impl Connector {
         }
         let mut child = cmd
             .args(args)
-            .envs(env.iter().copied())
+            .env("HOME", home.path())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -75,7 +89,11 @@ impl Connector {
                 s.push('\n');
             }
         });
-        Connector { child, stderr }
+        Connector {
+            child,
+            stderr,
+            home,
+        }
     }
 
     fn stderr(&self) -> String {
@@ -278,7 +296,8 @@ async fn bad_spoke_variables_and_bad_config_are_usage_errors() {
         for (var, value) in [
             ("SPOKE_MAX_IN_FLIGHT", "many"),
             ("SPOKE_SHUTDOWN_GRACE", "soon"),
-            ("SPOKE_HUB_URL", "https://hub:7700"),
+            ("SPOKE_HUB_URL", "ftp://hub:7700"),
+            ("SPOKE_TLS_CA", "/no/such/ca.pem"),
         ] {
             let mut echo = Connector::start("echo", &["serve"], &[(var, value)]);
             let status = echo.exit(STEP).await;
@@ -300,6 +319,154 @@ async fn bad_spoke_variables_and_bad_config_are_usage_errors() {
             "{}",
             files.stderr()
         );
+    })
+    .await;
+}
+
+/// The fingerprint the log line `loaded`/`generated ... instance key` shows.
+fn logged_fingerprint(log: &str) -> String {
+    let line = log
+        .lines()
+        .find(|l| l.contains("instance key"))
+        .unwrap_or_else(|| panic!("no key line in:\n{log}"));
+    let at = line.find("fingerprint=").expect("fingerprint=") + "fingerprint=".len();
+    line[at..at + 16].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_is_made_once_in_home_0600_and_proves_the_same_identity_after_a_restart() {
+    bounded(LIMIT, async {
+        let mut hub = ScriptedHub::start().await;
+        let url = hub.url.clone();
+        let env = [
+            ("SPOKE_HUB_URL", url.as_str()),
+            ("SPOKE_INSTANCE_ID", "echo/eu 1"),
+            ("SPOKE_REGISTRATION_TOKEN", "reg-8c1f-secret"),
+            ("RUST_LOG", "debug"),
+        ];
+        let mut echo = Connector::start("echo", &[], &env);
+        let (conn, register) = hub.attach(registered_pending("e-tok", 10_000)).await;
+        let first = verified(&register);
+        assert_eq!(
+            register.credentials.as_ref().unwrap().registration_token,
+            "reg-8c1f-secret"
+        );
+        let path = echo.home.path().join(".spoke/keys/echo_echo_eu_1.pem");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        echo.wait_for_log("pending approval", STEP).await;
+        let log = echo.stderr();
+        assert!(log.contains("generated a new instance key"), "{log}");
+        assert_eq!(logged_fingerprint(&log), first.fingerprint());
+        assert!(
+            log.contains("spoke approve echo/eu 1"),
+            "names the command to run:\n{log}"
+        );
+        echo.signal("TERM");
+        drop(conn);
+        assert_eq!(echo.exit(STEP).await.code(), Some(0));
+        assert!(
+            !echo.stderr().contains("reg-8c1f-secret"),
+            "the registration token is never logged:\n{}",
+            echo.stderr()
+        );
+
+        // Restarted with the same HOME: the same key, loaded.
+        let home = std::mem::replace(&mut echo.home, tempfile::tempdir().unwrap());
+        let mut echo = Connector::start_in(home, "echo", &[], &env);
+        let (conn, register) = hub.attach(registered("e-tok2", 10_000, false)).await;
+        assert_eq!(verified(&register).public_key, first.public_key);
+        echo.wait_for_log("loaded the instance key", STEP).await;
+        echo.signal("TERM");
+        drop(conn);
+        assert_eq!(echo.exit(STEP).await.code(), Some(0));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_unprotected_key_file_is_a_start_up_error_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("mounted.pem");
+        let missing_text = missing.display().to_string();
+        let mut echo = Connector::start(
+            "echo",
+            &[],
+            &[
+                ("SPOKE_HUB_URL", "http://127.0.0.1:9"),
+                ("SPOKE_KEY_PATH", &missing_text),
+            ],
+        );
+        assert_eq!(echo.exit(STEP).await.code(), Some(2), "{}", echo.stderr());
+        let err = echo.stderr();
+        assert!(
+            err.contains(&format!(
+                "error: SPOKE_KEY_PATH `{missing_text}`: cannot read"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("reconnecting"), "never dialled:\n{err}");
+
+        // A key file others may read is refused, as ssh does.
+        spoke_runtime::InstanceKey::load_or_generate(&missing).unwrap();
+        std::fs::set_permissions(&missing, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut echo = Connector::start(
+            "echo",
+            &[],
+            &[
+                ("SPOKE_HUB_URL", "http://127.0.0.1:9"),
+                ("SPOKE_KEY_PATH", &missing_text),
+            ],
+        );
+        assert_eq!(echo.exit(STEP).await.code(), Some(2), "{}", echo.stderr());
+        assert!(echo.stderr().contains("chmod 600"), "{}", echo.stderr());
+
+        // No HOME and no SPOKE_KEY_PATH: nowhere to keep a key.
+        let bin = example_bin("echo");
+        let out = Command::new(bin)
+            .env_clear()
+            .env("SPOKE_HUB_URL", "http://127.0.0.1:9")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("HOME is not set"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_instance_exits_4_with_the_hubs_message() {
+    bounded(LIMIT, async {
+        let mut hub = ScriptedHub::start().await;
+        let mut echo = Connector::start(
+            "echo",
+            &[],
+            &[
+                ("SPOKE_HUB_URL", &hub.url),
+                ("SPOKE_INSTANCE_ID", "echo-1"),
+            ],
+        );
+        let mut conn = hub.next_conn().await;
+        verified(&conn.register().await);
+        conn.refuse(tonic::Status::permission_denied(
+            "instance echo-1 was revoked by an administrator",
+        ))
+        .await;
+        let status = echo.exit(STEP).await;
+        let err = echo.stderr();
+        assert_eq!(status.code(), Some(4), "{err}");
+        assert!(
+            err.contains("error: the hub refused this instance: instance echo-1 was revoked by an administrator"),
+            "{err}"
+        );
+        assert!(err.contains("ERROR"), "logged as an error:\n{err}");
     })
     .await;
 }

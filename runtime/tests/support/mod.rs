@@ -21,8 +21,8 @@ use spoke_runtime::connector::{
     SearchOperatorDef,
 };
 use spoke_runtime::{
-    ActionError, ActionOutput, AttachOptions, ConfigSource, Context, Input, Instance, Mode,
-    Registry, ServeError, ServeOutcome, ValueType,
+    ActionError, ActionOutput, AttachOptions, ConfigSource, Context, Input, Instance, InstanceKey,
+    KeySource, Mode, Registry, ServeError, ServeOutcome, ValueType,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -105,6 +105,25 @@ impl ScriptedHub {
         ScriptedHub { url, conns, server }
     }
 
+    /// Listens on a free loopback port over TLS with this certificate
+    /// (chain) and key, both PEM; the URL is `https://127.0.0.1:<port>`.
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> ScriptedHub {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
+        let (tx, conns) = mpsc::channel(16);
+        let server = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .unwrap()
+                .add_service(ConnectorHubServer::new(Service { conns: tx }))
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        ScriptedHub { url, conns, server }
+    }
+
     /// The next Attach stream.
     pub async fn next_conn(&mut self) -> HubConn {
         tokio::time::timeout(STEP, self.conns.recv())
@@ -139,6 +158,37 @@ pub fn registered(token: &str, heartbeat_ms: u32, resumed: bool) -> Registered {
         status: 1,
         resumed,
     }
+}
+
+/// A Registered frame for an instance held pending approval.
+pub fn registered_pending(token: &str, heartbeat_ms: u32) -> Registered {
+    Registered {
+        status: spoke_proto::v1::RegistrationStatus::PendingApproval as i32,
+        ..registered(token, heartbeat_ms, false)
+    }
+}
+
+/// Checks a Register's credentials as a hub does first (the signature,
+/// with `spoke_runtime::identity::verify`) and that the assertion names
+/// this Register's tenant, connector and instance, and is fresh.
+pub fn verified(register: &Register) -> spoke_runtime::identity::VerifiedAssertion {
+    let credentials = register
+        .credentials
+        .as_ref()
+        .expect("Register carries credentials");
+    let verified = spoke_runtime::identity::verify(credentials).expect("a valid signature");
+    let a = &verified.assertion;
+    assert_eq!(a.tenant, register.tenant);
+    let manifest: Value = serde_json::from_str(&register.manifest_json).unwrap();
+    assert_eq!(a.connector, manifest["name"].as_str().unwrap());
+    assert_eq!(a.instance_id, register.instance.as_ref().unwrap().id);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(a.issued_at_unix_ms <= now + 1_000, "issued in the future");
+    assert!(a.expires_at_unix_ms > now, "already expired");
+    verified
 }
 
 /// One Attach stream, from the hub's side.
@@ -271,6 +321,11 @@ impl HubConn {
                 other => panic!("expected an event of {request_id}, got {other:?}"),
             }
         }
+    }
+
+    /// Ends the stream with a gRPC status, as a hub refusing the instance does.
+    pub async fn refuse(self, status: Status) {
+        let _ = self.out.send(Err(status)).await;
     }
 
     /// Ends the stream from the hub's side, as a hub that goes away does.
@@ -479,11 +534,12 @@ pub async fn probe() -> Instance {
         .with_cancel_grace(Duration::from_millis(300))
 }
 
-/// Options for a test: a stable id, fast reconnects.
+/// Options for a test: a stable id, a key in memory, fast reconnects.
 pub fn options(hub_url: &str) -> AttachOptions {
     let mut o = AttachOptions::new(&probe_manifest());
     o.hub_url = hub_url.to_owned();
     o.instance.id = "probe-1".into();
+    o.key = KeySource::Loaded(Arc::new(InstanceKey::generate().unwrap()));
     o.backoff = Backoff::builder()
         .initial(Duration::from_millis(20))
         .max(Duration::from_millis(200))
