@@ -870,3 +870,134 @@ async fn tls_clients_need_the_right_ca() {
     };
     assert!(refused.is_err(), "an untrusted certificate must fail");
 }
+
+/// Polls `spoke <args>` (with the hub's CA and operator token) until its
+/// stdout contains `needle`.
+fn wait_cli(hub: &Hub, env: &[(&str, &str)], args: &[&str], needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = hub
+            .cli()
+            .env("SPOKE_TOKEN", hub.operator_token.as_deref().unwrap())
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if stdout.contains(needle) {
+            return stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spoke {args:?} never printed {needle:?}; last: {stdout} {}; hub log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            hub.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_real_connector_over_tls_waits_for_approval_then_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let hub = Hub::start_secure(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--heartbeat-interval",
+            "500ms",
+        ],
+    );
+    let url = format!(
+        "https://localhost:{}",
+        hub.authority().rsplit(':').next().unwrap()
+    );
+    let ca = cert.to_str().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let env = [("SPOKE_HUB_URL", url.as_str()), ("SPOKE_TLS_CA", ca)];
+
+    // A real SDK connector: it makes its key, attaches over TLS, waits.
+    let mut connector = common::example("echo");
+    connector
+        .arg("serve")
+        .envs(env)
+        .env("HOME", &home)
+        .env("SPOKE_INSTANCE_ID", "echo-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _connector = common::ChildGuard {
+        child: connector.spawn().unwrap(),
+    };
+    let pending = wait_cli(&hub, &env, &["pending"], "echo-1");
+    assert!(pending.contains("\"connector\": \"echo\""), "{pending}");
+    assert!(home.join(".spoke/keys/echo_echo-1.pem").exists());
+
+    spoke_with(&hub, &env, &["approve", "echo-1"]);
+    let out = wait_cli(
+        &hub,
+        &env,
+        &["call", "echo", "echo", r#"{"text":"hi"}"#],
+        "hi",
+    );
+    assert!(out.contains("hi"), "{out}");
+
+    // A second instance with a registration token is active at once.
+    let token = spoke_with(&hub, &env, &["token", "create", "--connector", "echo"]);
+    let mut second = common::example("echo");
+    second
+        .arg("serve")
+        .envs(env)
+        .env("HOME", &home)
+        .env("SPOKE_INSTANCE_ID", "echo-2")
+        .env("SPOKE_REGISTRATION_TOKEN", &token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _second = common::ChildGuard {
+        child: second.spawn().unwrap(),
+    };
+    wait_cli(
+        &hub,
+        &env,
+        &[
+            "call",
+            "echo",
+            "echo",
+            r#"{"text":"two"}"#,
+            "--instance",
+            "echo-2",
+        ],
+        "two",
+    );
+    // No token in the log.
+    assert!(!hub.log_text().contains(&token));
+    assert!(
+        !hub.log_text()
+            .contains(hub.operator_token.as_deref().unwrap())
+    );
+}
+
+/// Runs `spoke` with extra environment and the operator token; its stdout.
+fn spoke_with(hub: &Hub, env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = hub
+        .cli()
+        .env("SPOKE_TOKEN", hub.operator_token.as_deref().unwrap())
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "spoke {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
