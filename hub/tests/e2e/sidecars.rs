@@ -310,6 +310,47 @@ async fn with_auth_a_sidecar_attaches_with_its_own_trusted_key() {
 }
 
 #[tokio::test]
+async fn with_tls_and_auth_a_sidecar_dials_the_hubs_own_listener() {
+    let dir = TempDir::new();
+    let config = dir.config(&[("py", "echo", "")]);
+    // The certificate names a host, not the loopback address dialed: the
+    // bridge checks the name in it.
+    let made = rcgen::generate_simple_self_signed(vec!["hub.internal".to_owned()]).unwrap();
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let data = dir.path("data");
+    let hub = Hub::start(&[
+        "--sidecars",
+        &config,
+        "--data",
+        &data.display().to_string(),
+        "--tls-cert",
+        &cert.display().to_string(),
+        "--tls-key",
+        &key.display().to_string(),
+    ]);
+    assert!(hub.url.starts_with("https://"), "{}", hub.url);
+    let started = Instant::now();
+    while !hub
+        .logs()
+        .contains("instance `py` of connector `py` attached")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sidecar did not attach over TLS; log:\n{}",
+            hub.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !hub.logs().contains("pending an administrator"),
+        "{}",
+        hub.logs()
+    );
+}
+
+#[tokio::test]
 async fn a_sidecar_that_ignores_shutdown_is_killed_after_the_grace() {
     let dir = TempDir::new();
     let config = dir.config(&[("stubborn", "stubborn", "")]);

@@ -33,13 +33,18 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts `spoke hub --listen 127.0.0.1:0 --insecure <args>` (and
-    /// `--no-auth` unless `args` has `--data`) and waits for its
-    /// "listening" line.
+    /// Starts `spoke hub --listen 127.0.0.1:0 <args>`, with `--insecure`
+    /// unless `args` has `--tls-cert` and `--no-auth` unless it has
+    /// `--data`, and waits for its "listening" line.
     pub fn start(args: &[&str]) -> Hub {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spoke"))
             .arg("hub")
-            .args(["--listen", "127.0.0.1:0", "--insecure"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(if args.contains(&"--tls-cert") {
+                &[][..]
+            } else {
+                &["--insecure"][..]
+            })
             // Without auth unless the test gives the hub a data directory.
             .args(if args.contains(&"--data") {
                 &[][..]
@@ -87,7 +92,10 @@ impl Hub {
         let url = line
             .strip_prefix("spoke hub listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(
+            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+            "{url}"
+        );
         assert!(!url.ends_with(":0"), "the real port is printed: {url}");
         hub.url = url.to_owned();
         hub
