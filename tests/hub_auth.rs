@@ -1001,3 +1001,42 @@ fn spoke_with(hub: &Hub, env: &[(&str, &str)], args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_survive_a_restart_and_the_data_dir_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = new_key();
+    let first_token;
+    {
+        let hub = Hub::start_secure(&data, &["--insecure"]);
+        first_token = hub.operator_token.clone().unwrap();
+        let c = approved(&hub, "", "echo", "p1", &key).await;
+        drop(c);
+        wait_log(&hub, &["serving without TLS"]);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("operator.token")), 0o600);
+    }
+    let hub = Hub::start_secure(&data, &["--insecure"]);
+    assert_eq!(
+        hub.operator_token.as_deref(),
+        Some(first_token.as_str()),
+        "kept"
+    );
+    assert!(
+        !hub.log_text().contains(&first_token),
+        "the token is never logged"
+    );
+    let (_c, registered) = attach(
+        channel(&hub).await,
+        Attach::new("echo", "p1", Some(credentials(&key, "", "echo", "p1"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(registered.status, RegistrationStatus::Active as i32);
+}
