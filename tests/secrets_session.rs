@@ -158,8 +158,12 @@ fn through_the_hub() {
         .to_owned();
 
     let connector_out = Captured::default();
+    // The connector makes its instance key under $HOME/.spoke/keys.
+    let home = std::env::temp_dir().join(format!("spoke-secrets-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
     let mut connector = Command::new(std::env::current_exe().unwrap());
     connector_env(&mut connector)
+        .env("HOME", &home)
         .arg("serve")
         .env("SPOKE_HUB_URL", &url)
         .env("SPOKE_INSTANCE_ID", "vault-1")
@@ -256,6 +260,7 @@ fn through_the_hub() {
     assert_clean("the hub's output", &hub_log);
     assert_clean("the connector's output", &connector_log);
     assert_clean("the spoke CLI's output", &cli_out);
+    let _ = std::fs::remove_dir_all(&home);
 }
 
 fn over_stdio() {

@@ -1,10 +1,14 @@
-//! Connector types by name and their live instances.
+//! Connector types by tenant and name, and their live instances.
 //!
-//! A connector type is known by its manifest's `name`; every instance of it
-//! shares one manifest (the latest registered wins, with a warning when it
-//! differs for the same version). An instance is known by its connector and
-//! its id; it holds its session (id, token), its state and the link to its
-//! current Attach stream.
+//! Everything is keyed by tenant first: a connector type is known by its
+//! tenant and its manifest's `name`, and tenants never see each other's
+//! (with `--no-auth` every instance is in tenant "default"). Every instance
+//! of a type shares one manifest (the latest registered wins, with a
+//! warning when it differs for the same version). An instance is known by
+//! its tenant, connector and id; it holds its session (id, token), its
+//! state (ready, draining, disconnected, or pending an administrator's
+//! approval, which routes nothing to it) and the link to its current
+//! Attach stream.
 //!
 //! Instance ids are unique per connector: a second stream for an attached
 //! instance id is refused unless it resumes with the session token (and then
