@@ -310,8 +310,13 @@ async fn describe(opts: &Opts, report: &mut Report) {
 
 /// Starts `echo serve` attaching to `url` as instance `id`.
 fn spawn_serve(echo: &Path, url: &str, id: &str) -> std::process::Child {
+    // A HOME of the benchmark's own: each id's instance key is made there
+    // (part of a first start, so part of the figure), not in the user's.
+    let home = crate::binaries::profile_dir().join("bench-home");
+    let _ = std::fs::create_dir_all(&home);
     Command::new(echo)
         .arg("serve")
+        .env("HOME", home)
         .env("SPOKE_HUB_URL", url)
         .env("SPOKE_INSTANCE_ID", id)
         .env("RUST_LOG", "error")

@@ -3,7 +3,7 @@
 
 pub mod proxy;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -48,17 +48,34 @@ pub fn example_bin(name: &str) -> PathBuf {
     binary("examples", name)
 }
 
-/// A command for an example with a clean environment (no inherited config vars).
+/// A command for an example with a clean environment (no inherited config
+/// vars) and a `HOME` of this test process's own, so the instance keys the
+/// SDK makes (`~/.spoke/keys`) stay under the target directory.
 pub fn example(name: &str) -> Command {
     let mut cmd = Command::new(example_bin(name));
     cmd.env_clear();
-    for keep in ["PATH", "HOME", "TMPDIR", "LANG"] {
+    for keep in ["PATH", "TMPDIR", "LANG"] {
         if let Ok(v) = std::env::var(keep) {
             cmd.env(keep, v);
         }
     }
+    cmd.env("HOME", test_home());
     cmd.stdin(Stdio::null());
     cmd
+}
+
+/// A `HOME` for the connectors this test process starts, under
+/// `CARGO_TARGET_TMPDIR`, emptied when the process first asks for it.
+pub fn test_home() -> &'static Path {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        let name = exe.file_stem().and_then(|s| s.to_str()).unwrap_or("test");
+        let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("home-{name}"));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).expect("create the test HOME");
+        home
+    })
 }
 
 /// Runs the command to completion, failing the test if it takes longer than
