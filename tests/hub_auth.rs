@@ -669,6 +669,182 @@ async fn client_tokens_grant_what_they_say() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_client_token_is_refused_from_its_next_call() {
+    let (hub, _dir) = start();
+    let _echo = approved(&hub, "", "echo", "c1", &new_key()).await;
+    let ch = channel(&hub).await;
+    let token = spoke(
+        &hub,
+        &[
+            "client-token",
+            "create",
+            "--connectors",
+            "echo",
+            "--label",
+            "leaked",
+        ],
+    );
+    let other = spoke(
+        &hub,
+        &[
+            "client-token",
+            "create",
+            "--connectors",
+            "echo",
+            "--label",
+            "kept",
+        ],
+    );
+    assert!(call(&ch, Some(&token), "echo", "echo").await.is_ok());
+
+    // Listed by id and grant, never the token itself.
+    let listed = spoke(&hub, &["client-token", "ls"]);
+    assert!(
+        !listed.contains(&token) && !listed.contains(&other),
+        "{listed}"
+    );
+    let tokens: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let entry = |label: &str| {
+        tokens["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["label"] == label)
+            .unwrap_or_else(|| panic!("no token labelled {label}: {tokens}"))
+            .clone()
+    };
+    let leaked = entry("leaked");
+    assert_eq!(leaked["connectors"], serde_json::json!(["echo"]));
+    assert_eq!(
+        (&leaked["write"], &leaked["revoked"]),
+        (&false.into(), &false.into())
+    );
+    assert_eq!(entry("kept")["revoked"], false);
+    let id = leaked["id"].as_str().unwrap().to_owned();
+    let operator = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["operator"] == true)
+        .count();
+    assert_eq!(operator, 1, "{tokens}");
+
+    let said = spoke(&hub, &["client-token", "revoke", &id]);
+    assert!(said.contains(&id) && said.contains("revoked"), "{said}");
+    wait_log(&hub, &["client token", &id, "revoked"]);
+    let err = call(&ch, Some(&token), "echo", "echo").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(call(&ch, Some(&other), "echo", "echo").await.is_ok());
+    let listed: serde_json::Value =
+        serde_json::from_str(&spoke(&hub, &["client-token", "ls"])).unwrap();
+    let now = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(now["revoked"], true);
+    let table = spoke(&hub, &["client-token", "ls", "--table"]);
+    let row = table.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(row.trim_end().ends_with("revoked"), "{table}");
+
+    // Still refused after a restart of the hub (the store keeps it).
+    let dir = _dir.path().to_owned();
+    drop(hub);
+    let hub = Hub::start_secure(&dir, &["--insecure", "--heartbeat-interval", "500ms"]);
+    let _echo = approved(&hub, "", "echo", "c2", &new_key()).await;
+    let ch = channel(&hub).await;
+    let err = call(&ch, Some(&token), "echo", "echo").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(call(&ch, Some(&other), "echo", "echo").await.is_ok());
+
+    // An unknown id, and a tenant admin revoking another tenant's token:
+    // the same not_found.
+    let out = hub
+        .cli()
+        .env("SPOKE_TOKEN", hub.operator_token.as_deref().unwrap())
+        .args(["client-token", "revoke", "c-nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let unknown = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        unknown.contains("error[not_found]: no client token `c-nosuch`"),
+        "{unknown}"
+    );
+    let acme_admin = spoke(
+        &hub,
+        &[
+            "client-token",
+            "create",
+            "--tenant",
+            "acme",
+            "--connectors",
+            "*",
+            "--admin",
+        ],
+    );
+    let out = hub
+        .cli()
+        .env("SPOKE_TOKEN", &acme_admin)
+        .args([
+            "client-token",
+            "revoke",
+            entry("kept")["id"].as_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error[not_found]: no client token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(call(&ch, Some(&other), "echo", "echo").await.is_ok());
+    // And a tenant admin lists only its tenant's tokens.
+    let out = hub
+        .cli()
+        .env("SPOKE_TOKEN", &acme_admin)
+        .args(["client-token", "ls"])
+        .output()
+        .unwrap();
+    let acme: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tenants: Vec<_> = acme["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tenant"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tenants, ["acme"], "{acme}");
+
+    // The operator revoking its own token is locked out until a restart,
+    // which writes a new operator token.
+    let listed: serde_json::Value =
+        serde_json::from_str(&spoke(&hub, &["client-token", "ls"])).unwrap();
+    let operator_id = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["operator"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old_operator = hub.operator_token.clone().unwrap();
+    spoke(&hub, &["client-token", "revoke", &operator_id]);
+    let err = call(&ch, Some(&old_operator), "echo", "echo")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    drop(hub);
+    let hub = Hub::start_secure(&dir, &["--insecure", "--heartbeat-interval", "500ms"]);
+    let new_operator = hub.operator_token.clone().unwrap();
+    assert_ne!(new_operator, old_operator);
+    assert!(spoke(&hub, &["client-token", "ls"]).contains("\"operator\": true"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_see_and_call_only_their_own() {
     let (hub, _dir) = start();
     let _acme = approved(&hub, "acme", "crm", "a1", &new_key()).await;

@@ -58,6 +58,14 @@ impl TokenCache {
             .insert(token_hash(token), Arc::new(grant));
     }
 
+    /// Forgets the token with this id (it was revoked).
+    pub(crate) fn remove(&self, id: &str) {
+        self.grants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, grant| grant.id != id);
+    }
+
     fn get(&self, token: &str) -> Option<Arc<ClientGrant>> {
         self.grants
             .read()

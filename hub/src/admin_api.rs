@@ -1,5 +1,6 @@
 //! The `spoke.v1.Admin` service: pending instances, approving, rejecting
-//! and revoking them, making registration and client tokens.
+//! and revoking them, making registration tokens, making, listing and
+//! revoking client tokens.
 //!
 //! Every call needs an admin client token; it acts on the token's tenant,
 //! the operator token on any tenant. An instance named by id alone must be
@@ -12,8 +13,9 @@ use std::time::Duration;
 
 use spoke_proto::v1::admin_server::Admin;
 use spoke_proto::v1::{
-    AdminResponse, CreateClientTokenRequest, CreateRegistrationTokenRequest, CreatedToken,
-    InstanceRef, ListPendingRequest, ListPendingResponse, PendingInstance,
+    AdminResponse, ClientTokenInfo, CreateClientTokenRequest, CreateRegistrationTokenRequest,
+    CreatedToken, InstanceRef, ListClientTokensRequest, ListClientTokensResponse,
+    ListPendingRequest, ListPendingResponse, PendingInstance, RevokeClientTokenRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -377,6 +379,71 @@ impl Admin for AdminApi {
             token: made.token,
             id: made.id,
             expires_unix_ms: made.expires_unix_ms.unwrap_or(0),
+        }))
+    }
+
+    async fn list_client_tokens(
+        &self,
+        request: Request<ListClientTokensRequest>,
+    ) -> Result<Response<ListClientTokensResponse>, Status> {
+        let (caller, trust) = self.admin(&request, "ListClientTokens")?;
+        let store = Arc::clone(&trust.store);
+        let tenant = (!caller.is_operator()).then(|| caller.tenant().to_owned());
+        let records = blocking(move || store.list_client_tokens(tenant.as_deref())).await?;
+        let tokens = records
+            .into_iter()
+            .map(|r| ClientTokenInfo {
+                connectors: r.grant.connectors.names(),
+                id: r.grant.id,
+                tenant: r.grant.tenant,
+                write: r.grant.write,
+                admin: r.grant.admin,
+                operator: r.grant.operator,
+                label: r.grant.label,
+                created_unix_ms: r.created_unix_ms,
+                expires_unix_ms: r.grant.expires_unix_ms.unwrap_or(0),
+                revoked: r.grant.revoked,
+            })
+            .collect();
+        Ok(Response::new(ListClientTokensResponse { tokens }))
+    }
+
+    async fn revoke_client_token(
+        &self,
+        request: Request<RevokeClientTokenRequest>,
+    ) -> Result<Response<AdminResponse>, Status> {
+        let (caller, trust) = self.admin(&request, "RevokeClientToken")?;
+        let id = request.into_inner().id.trim().to_owned();
+        if id.is_empty() {
+            return Err(Status::invalid_argument(
+                "RevokeClientTokenRequest.id is empty: give the token's id (`spoke client-token ls` lists them)",
+            ));
+        }
+        let store = Arc::clone(&trust.store);
+        let tenant = (!caller.is_operator()).then(|| caller.tenant().to_owned());
+        let wanted = id.clone();
+        let revoked =
+            blocking(move || store.revoke_client_token(&wanted, tenant.as_deref())).await?;
+        // Another tenant's token is reported like one that does not exist.
+        let Some(grant) = revoked else {
+            return Err(Status::not_found(format!(
+                "no client token `{id}`; `spoke client-token ls` lists them"
+            )));
+        };
+        if let Some(cache) = self.state.access.tokens() {
+            cache.remove(&grant.id);
+        }
+        tracing::info!(
+            "admin: client token {id} of tenant `{}` revoked (by client token {})",
+            grant.tenant,
+            caller.id()
+        );
+        Ok(Response::new(AdminResponse {
+            message: format!(
+                "client token {id} of tenant `{}` revoked: it is refused from now on",
+                grant.tenant
+            ),
+            instance: None,
         }))
     }
 }

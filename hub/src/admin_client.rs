@@ -1,6 +1,6 @@
 //! The admin commands of the `spoke` CLI, calling the hub's Admin service:
 //! `pending`, `approve`, `reject`, `revoke`, `token create` and
-//! `client-token create`.
+//! `client-token create|ls|revoke`.
 //!
 //! Output: `pending` prints JSON (`{"instances": [{"tenant", "connector",
 //! "instance", "display_name", "key_fingerprint", "first_seen_unix_ms",
@@ -14,7 +14,8 @@ use std::time::Duration;
 use serde_json::json;
 use spoke_proto::v1::admin_client::AdminClient;
 use spoke_proto::v1::{
-    CreateClientTokenRequest, CreateRegistrationTokenRequest, InstanceRef, ListPendingRequest,
+    CreateClientTokenRequest, CreateRegistrationTokenRequest, InstanceRef, ListClientTokensRequest,
+    ListPendingRequest, RevokeClientTokenRequest,
 };
 
 use crate::client::{EXIT_OK, Failure, HubTarget, authorized_channel, columns};
@@ -219,6 +220,103 @@ pub async fn create_client_token(hub: &HubTarget, options: ClientTokenOptions) -
                 );
             }
             Ok(made.token)
+        }
+        .await,
+    )
+}
+
+/// `spoke client-token ls [--table]`.
+pub async fn list_client_tokens(hub: &HubTarget, table: bool) -> u8 {
+    finish(
+        async {
+            let mut client = admin(hub).await?;
+            let tokens = client
+                .list_client_tokens(request(ListClientTokensRequest {}))
+                .await
+                .map_err(|s| Failure::from_status(&s))?
+                .into_inner()
+                .tokens;
+            if !table {
+                let list: Vec<_> = tokens
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "id": t.id, "tenant": t.tenant, "connectors": t.connectors,
+                            "write": t.write, "admin": t.admin, "operator": t.operator,
+                            "label": t.label, "created_unix_ms": t.created_unix_ms,
+                            "expires_unix_ms": t.expires_unix_ms, "revoked": t.revoked,
+                        })
+                    })
+                    .collect();
+                return Ok(
+                    serde_json::to_string_pretty(&json!({ "tokens": list })).unwrap_or_default()
+                );
+            }
+            if tokens.is_empty() {
+                return Ok("no client tokens".to_owned());
+            }
+            let mut cells = vec![
+                [
+                    "ID",
+                    "TENANT",
+                    "CONNECTORS",
+                    "GRANTS",
+                    "LABEL",
+                    "EXPIRES",
+                    "STATE",
+                ]
+                .map(str::to_owned),
+            ];
+            let now = crate::request_id::unix_ms();
+            for t in tokens {
+                let grants = [
+                    Some("read"),
+                    t.write.then_some("write"),
+                    t.admin.then_some("admin"),
+                    t.operator.then_some("operator"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(",");
+                let expired = t.expires_unix_ms != 0 && t.expires_unix_ms <= now;
+                cells.push([
+                    t.id,
+                    t.tenant,
+                    t.connectors.join(","),
+                    grants,
+                    t.label,
+                    if t.expires_unix_ms == 0 {
+                        "never".to_owned()
+                    } else {
+                        format!("unix ms {}", t.expires_unix_ms)
+                    },
+                    if t.revoked {
+                        "revoked"
+                    } else if expired {
+                        "expired"
+                    } else {
+                        "active"
+                    }
+                    .to_owned(),
+                ]);
+            }
+            Ok(columns(&cells).join("\n"))
+        }
+        .await,
+    )
+}
+
+/// `spoke client-token revoke <id>`.
+pub async fn revoke_client_token(hub: &HubTarget, id: String) -> u8 {
+    finish(
+        async {
+            let mut client = admin(hub).await?;
+            let answer = client
+                .revoke_client_token(request(RevokeClientTokenRequest { id }))
+                .await
+                .map_err(|s| Failure::from_status(&s))?;
+            Ok(answer.into_inner().message)
         }
         .await,
     )

@@ -12,6 +12,8 @@
 //! spoke approve|reject|revoke <instance> [--connector C] [--tenant T]
 //! spoke token create --connector NAME [--tenant T] [--ttl D]
 //! spoke client-token create --connectors a,b|* [--tenant T] [--write] [--admin] [--label L] [--ttl D]
+//! spoke client-token ls [--table]          client tokens (JSON; never the tokens)
+//! spoke client-token revoke <ID>           refuse a client token from now on
 //! ```
 //!
 //! The client commands take `--hub URL` (env `SPOKE_HUB_URL`, default
@@ -137,6 +139,21 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum ClientTokenCommand {
+    /// List the client tokens (what each grants; never the tokens), as JSON.
+    Ls {
+        /// Print a table for people instead of JSON.
+        #[arg(long, short = 't')]
+        table: bool,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+    /// Revoke a client token by its id: it is refused from its next call on.
+    Revoke {
+        /// The token's id (`c-...`, as `create` and `ls` show it), not the token.
+        id: String,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
     /// Make a client token; prints the token alone.
     Create {
         /// The tenant [default: the token's].
@@ -422,6 +439,12 @@ fn run_client(command: Command) -> ExitCode {
             } => {
                 admin_client::create_registration_token(&hub.target(), tenant, connector, ttl).await
             }
+            Command::ClientToken {
+                command: ClientTokenCommand::Ls { table, hub },
+            } => admin_client::list_client_tokens(&hub.target(), table).await,
+            Command::ClientToken {
+                command: ClientTokenCommand::Revoke { id, hub },
+            } => admin_client::revoke_client_token(&hub.target(), id).await,
             Command::ClientToken {
                 command:
                     ClientTokenCommand::Create {

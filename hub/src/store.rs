@@ -203,6 +203,14 @@ impl Scope {
         }
     }
 
+    /// The connector names, or `["*"]` for all.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Scope::All => vec!["*".to_owned()],
+            Scope::Only(names) => names.clone(),
+        }
+    }
+
     fn to_text(&self) -> String {
         match self {
             Scope::All => "*".to_owned(),
@@ -240,6 +248,15 @@ pub struct ClientGrant {
     pub expires_unix_ms: Option<u64>,
     /// Whether it was revoked.
     pub revoked: bool,
+}
+
+/// A client token as listed: what it grants, and when it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTokenRecord {
+    /// What it grants (and whether it is revoked).
+    pub grant: ClientGrant,
+    /// When it was made.
+    pub created_unix_ms: u64,
 }
 
 /// A token just made: the secret (shown once) and what it is. Its `Debug`
@@ -633,37 +650,69 @@ impl Store {
     pub fn client_tokens(&self) -> Result<Vec<([u8; 32], ClientGrant)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare(
-                "SELECT hash, id, tenant, connectors, can_write, admin, operator, label, expires_unix_ms, revoked
-                 FROM client_tokens WHERE revoked = 0",
-            )
+            .prepare(&format!(
+                "SELECT {CLIENT_TOKEN_COLUMNS} FROM client_tokens WHERE revoked = 0"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                let hash: Vec<u8> = r.get(0)?;
-                let mut key = [0u8; 32];
-                if hash.len() == 32 {
-                    key.copy_from_slice(&hash);
-                }
-                let connectors: String = r.get(3)?;
-                let expires: Option<i64> = r.get(8)?;
-                Ok((
-                    key,
-                    ClientGrant {
-                        id: r.get(1)?,
-                        tenant: r.get(2)?,
-                        connectors: Scope::parse(&connectors),
-                        write: r.get(4)?,
-                        admin: r.get(5)?,
-                        operator: r.get(6)?,
-                        label: r.get(7)?,
-                        expires_unix_ms: expires.map(|e| e.max(0) as u64),
-                        revoked: r.get(9)?,
-                    },
-                ))
+                let (hash, record) = client_token_row(r)?;
+                Ok((hash, record.grant))
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The client tokens of one tenant or (`None`) of all, revoked ones
+    /// included, oldest first.
+    pub fn list_client_tokens(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<ClientTokenRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {CLIENT_TOKEN_COLUMNS} FROM client_tokens WHERE (?1 IS NULL OR tenant = ?1)
+                 ORDER BY created_unix_ms, id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![tenant], |r| Ok(client_token_row(r)?.1))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Revokes the client token `id` if it belongs to `tenant` (`None`: to
+    /// any tenant); returns what it granted, or `None` when there is no
+    /// such token there. Revoking a revoked token changes nothing.
+    pub fn revoke_client_token(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<ClientGrant>, StoreError> {
+        self.write(|tx| {
+            let found = tx
+                .query_row(
+                    &format!(
+                        "SELECT {CLIENT_TOKEN_COLUMNS} FROM client_tokens
+                         WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
+                    ),
+                    params![id, tenant],
+                    |r| Ok(client_token_row(r)?.1),
+                )
+                .optional()?;
+            let Some(record) = found else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE client_tokens SET revoked = 1 WHERE id = ?1",
+                params![id],
+            )?;
+            Ok(Some(ClientGrant {
+                revoked: true,
+                ..record.grant
+            }))
+        })
     }
 
     /// Whether an operator token that is not revoked exists.
@@ -676,6 +725,39 @@ impl Store {
             )
             .map_err(|e| self.err(e))
     }
+}
+
+/// The columns `client_token_row` reads, in its order.
+const CLIENT_TOKEN_COLUMNS: &str = "hash, id, tenant, connectors, can_write, admin, operator, label, expires_unix_ms, revoked, created_unix_ms";
+
+/// One `client_tokens` row selected with `CLIENT_TOKEN_COLUMNS`: its hash
+/// and what it is.
+fn client_token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<([u8; 32], ClientTokenRecord)> {
+    let hash: Vec<u8> = r.get(0)?;
+    let mut key = [0u8; 32];
+    if hash.len() == 32 {
+        key.copy_from_slice(&hash);
+    }
+    let connectors: String = r.get(3)?;
+    let expires: Option<i64> = r.get(8)?;
+    let created: i64 = r.get(10)?;
+    Ok((
+        key,
+        ClientTokenRecord {
+            grant: ClientGrant {
+                id: r.get(1)?,
+                tenant: r.get(2)?,
+                connectors: Scope::parse(&connectors),
+                write: r.get(4)?,
+                admin: r.get(5)?,
+                operator: r.get(6)?,
+                label: r.get(7)?,
+                expires_unix_ms: expires.map(|e| e.max(0) as u64),
+                revoked: r.get(9)?,
+            },
+            created_unix_ms: created.max(0) as u64,
+        },
+    ))
 }
 
 fn clamp(ms: u64) -> i64 {
