@@ -204,6 +204,18 @@ async fn attach(channel: Channel, how: Attach<'_>) -> Result<(Connector, Registe
     ))
 }
 
+/// Attaches with `how` and asserts the hub refuses: the gRPC `code`, a
+/// message containing `says`, and a hub log line with every one of `logged`.
+async fn refused(hub: &Hub, how: Attach<'_>, code: Code, says: &str, logged: &[&str]) {
+    let err = attach(channel(hub).await, how)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), code, "{err:?}");
+    assert!(err.message().contains(says), "{}", err.message());
+    wait_log(hub, logged);
+}
+
 async fn channel(hub: &Hub) -> Channel {
     Endpoint::from_shared(hub.url.clone())
         .unwrap()
@@ -389,16 +401,14 @@ async fn a_rejected_instance_is_cut_and_refused_later() {
     );
     wait_log(&hub, &["instance `r1`", "rejected by an administrator"]);
 
-    let err = attach(
-        channel(&hub).await,
+    refused(
+        &hub,
         Attach::new("echo", "r1", Some(credentials(&key, "", "echo", "r1"))),
+        Code::PermissionDenied,
+        "was rejected",
+        &["refused instance `r1`", "permission_denied"],
     )
-    .await
-    .err()
-    .expect("refused");
-    assert_eq!(err.code(), Code::PermissionDenied);
-    assert!(err.message().contains("was rejected"), "{}", err.message());
-    wait_log(&hub, &["refused instance `r1`", "permission_denied"]);
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,31 +419,22 @@ async fn bad_proofs_are_unauthenticated() {
     drop(live);
 
     // A key other than the recorded one.
-    let err = attach(
-        channel(&hub).await,
+    refused(
+        &hub,
         Attach::new(
             "echo",
             "k1",
             Some(credentials(&new_key(), "", "echo", "k1")),
         ),
-    )
-    .await
-    .err()
-    .expect("refused");
-    assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(
-        err.message().contains("recorded with another public key"),
-        "{}",
-        err.message()
-    );
-    wait_log(
-        &hub,
+        Code::Unauthenticated,
+        "recorded with another public key",
         &[
             "refused instance `k1`",
             "unauthenticated",
             "another public key",
         ],
-    );
+    )
+    .await;
 
     // A replayed assertion.
     let creds = credentials(&key, "", "echo", "k2");
@@ -443,53 +444,50 @@ async fn bad_proofs_are_unauthenticated() {
         .await
         .unwrap();
     drop(c);
-    let err = attach(channel(&hub).await, Attach::new("echo", "k2", Some(creds)))
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(err.message().contains("replayed"), "{}", err.message());
-    wait_log(&hub, &["refused instance `k2`", "replayed"]);
+    refused(
+        &hub,
+        Attach::new("echo", "k2", Some(creds)),
+        Code::Unauthenticated,
+        "replayed",
+        &["refused instance `k2`", "replayed"],
+    )
+    .await;
 
     // An expired assertion.
     let old = now_ms() - 400_000;
     let stale = credentials_at(&key, "", "echo", "k1", old, old + 60_000);
-    let err = attach(channel(&hub).await, Attach::new("echo", "k1", Some(stale)))
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(err.message().contains("expired"), "{}", err.message());
-    wait_log(&hub, &["refused instance `k1`", "expired"]);
+    refused(
+        &hub,
+        Attach::new("echo", "k1", Some(stale)),
+        Code::Unauthenticated,
+        "expired",
+        &["refused instance `k1`", "expired"],
+    )
+    .await;
 
     // A forged signature.
     let mut forged = credentials(&key, "", "echo", "k1");
     let mut sig = forged.signature.to_vec();
     sig[0] ^= 1;
     forged.signature = sig.into();
-    let err = attach(channel(&hub).await, Attach::new("echo", "k1", Some(forged)))
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(
-        err.message().contains("does not verify"),
-        "{}",
-        err.message()
-    );
+    refused(
+        &hub,
+        Attach::new("echo", "k1", Some(forged)),
+        Code::Unauthenticated,
+        "does not verify",
+        &["refused instance `k1`", "does not verify"],
+    )
+    .await;
 
     // No credentials at all.
-    let err = attach(channel(&hub).await, Attach::new("echo", "k3", None))
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(
-        err.message().contains("credentials is missing"),
-        "{}",
-        err.message()
-    );
-    wait_log(&hub, &["refused instance `k3`", "credentials is missing"]);
+    refused(
+        &hub,
+        Attach::new("echo", "k3", None),
+        Code::Unauthenticated,
+        "credentials is missing",
+        &["refused instance `k3`", "credentials is missing"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,16 +508,14 @@ async fn revoking_cuts_the_live_session_and_its_token() {
     // Resuming with the old session token and a valid assertion: refused.
     let mut how = Attach::new("echo", "v1", Some(credentials(&key, "", "echo", "v1")));
     how.session_token = registered.session_token;
-    let err = attach(channel(&hub).await, how)
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(err.code(), Code::PermissionDenied);
-    assert!(err.message().contains("was revoked"), "{}", err.message());
-    wait_log(
+    refused(
         &hub,
+        how,
+        Code::PermissionDenied,
+        "was revoked",
         &["refused instance `v1`", "permission_denied", "revoked"],
-    );
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -541,13 +537,14 @@ async fn a_registration_token_approves_once() {
     assert_eq!(first.status, RegistrationStatus::Active as i32);
     let mut again = credentials(&new_key(), "", "echo", "t2");
     again.registration_token = token;
-    let err = attach(channel(&hub).await, Attach::new("echo", "t2", Some(again)))
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(err.message().contains("already used"), "{}", err.message());
-    wait_log(&hub, &["refused instance `t2`", "already used"]);
+    refused(
+        &hub,
+        Attach::new("echo", "t2", Some(again)),
+        Code::Unauthenticated,
+        "already used",
+        &["refused instance `t2`", "already used"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
