@@ -330,6 +330,67 @@ async fn approved(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_instance_comes_back_with_a_new_key_as_pending() {
+    let (hub, _dir) = start();
+    let old_key = new_key();
+    let live = approved(&hub, "", "echo", "n1", &old_key).await;
+    let new = new_key();
+    refused(
+        &hub,
+        Attach::new("echo", "n1", Some(credentials(&new, "", "echo", "n1"))),
+        Code::Unauthenticated,
+        "recorded with another public key",
+        &["refused instance `n1`", "another public key"],
+    )
+    .await;
+
+    // The old key's live session ends; the record is gone.
+    let said = spoke(&hub, &["forget", "n1"]);
+    assert!(
+        said.starts_with("forgot instance `n1` of connector `echo`")
+            && said.contains("live session was ended"),
+        "{said}"
+    );
+    let status = ended(live).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    wait_log(&hub, &["admin: forgot instance `n1`"]);
+
+    // The new key attaches as a new, pending instance, and is approved live.
+    let (c, first) = attach(
+        channel(&hub).await,
+        Attach::new("echo", "n1", Some(credentials(&new, "", "echo", "n1"))),
+    )
+    .await
+    .expect("a forgotten instance attaches again");
+    assert_eq!(first.status, RegistrationStatus::PendingApproval as i32);
+    let pending = spoke(&hub, &["pending"]);
+    assert!(pending.contains("\"n1\""), "{pending}");
+    spoke(&hub, &["approve", "n1"]);
+    let ch = channel(&hub).await;
+    let op = hub.operator_token.clone().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while call(&ch, Some(&op), "echo", "echo").await.is_err() {
+        assert!(Instant::now() < deadline, "never routed after approval");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(c);
+
+    // Forgetting what is not recorded.
+    let out = hub
+        .cli()
+        .env("SPOKE_TOKEN", &op)
+        .args(["forget", "nobody"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error[not_found]: no instance `nobody`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_instance_waits_for_approval_and_is_approved_live() {
     let (hub, _dir) = start();
     let ch = channel(&hub).await;

@@ -297,6 +297,42 @@ impl Admin for AdminApi {
         .await
     }
 
+    async fn forget(
+        &self,
+        request: Request<InstanceRef>,
+    ) -> Result<Response<AdminResponse>, Status> {
+        let (caller, trust) = self.admin(&request, "Forget")?;
+        let target = request.into_inner();
+        let record = self.resolve(&caller, &trust, &target).await?;
+        let key = InstanceKey {
+            tenant: record.tenant.clone(),
+            connector: record.connector.clone(),
+            id: record.instance_id.clone(),
+        };
+        let store = Arc::clone(&trust.store);
+        let (t, c, i) = (key.tenant.clone(), key.connector.clone(), key.id.clone());
+        blocking(move || store.forget(&t, &c, &i)).await?;
+        let live = self.state.deny_live(&key, "forgotten");
+        let message = format!(
+            "forgot {key} (key fingerprint {}){}; its next attach is a new instance pending approval",
+            trust::fingerprint(&record.public_key),
+            if live {
+                "; its live session was ended"
+            } else {
+                ""
+            }
+        );
+        tracing::info!("admin: {message} (by client token {})", caller.id());
+        Ok(Response::new(AdminResponse {
+            message,
+            instance: Some(InstanceRef {
+                instance_id: key.id,
+                connector: key.connector,
+                tenant: key.tenant,
+            }),
+        }))
+    }
+
     async fn create_registration_token(
         &self,
         request: Request<CreateRegistrationTokenRequest>,

@@ -1,10 +1,10 @@
 //! The admin commands of the `spoke` CLI, calling the hub's Admin service:
-//! `pending`, `approve`, `reject`, `revoke`, `token create` and
+//! `pending`, `approve`, `reject`, `revoke`, `forget`, `token create` and
 //! `client-token create|ls|revoke`.
 //!
 //! Output: `pending` prints JSON (`{"instances": [{"tenant", "connector",
 //! "instance", "display_name", "key_fingerprint", "first_seen_unix_ms",
-//! "attached", "peer"}]}`) or with `--table` a table; `approve`, `reject`
+//! "attached", "peer"}]}`) or with `--table` a table; `approve`, `reject`, `forget`
 //! and `revoke` print what was done, one line on stdout; the token
 //! commands print the token alone on stdout (its id and expiry on stderr).
 //! Errors and exit codes as for the other client commands.
@@ -23,7 +23,7 @@ use crate::client::{EXIT_OK, Failure, HubTarget, authorized_channel, columns};
 /// How long an admin call waits for the hub.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What `approve`, `reject` and `revoke` do.
+/// What `approve`, `reject`, `revoke` and `forget` do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// `spoke approve`.
@@ -32,6 +32,8 @@ pub enum Decision {
     Reject,
     /// `spoke revoke`.
     Revoke,
+    /// `spoke forget`.
+    Forget,
 }
 
 /// What `spoke client-token create` makes.
@@ -147,7 +149,7 @@ pub async fn pending(hub: &HubTarget, table: bool) -> u8 {
     )
 }
 
-/// `spoke approve|reject|revoke <instance> [--connector C] [--tenant T]`.
+/// `spoke approve|reject|revoke|forget <instance> [--connector C] [--tenant T]`.
 pub async fn decide(hub: &HubTarget, decision: Decision, target: InstanceRef) -> u8 {
     finish(
         async {
@@ -156,6 +158,7 @@ pub async fn decide(hub: &HubTarget, decision: Decision, target: InstanceRef) ->
                 Decision::Approve => client.approve(request(target)).await,
                 Decision::Reject => client.reject(request(target)).await,
                 Decision::Revoke => client.revoke(request(target)).await,
+                Decision::Forget => client.forget(request(target)).await,
             }
             .map_err(|s| Failure::from_status(&s))?;
             Ok(answer.into_inner().message)

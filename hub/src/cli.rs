@@ -9,7 +9,7 @@
 //! spoke call <connector> <action> [JSON|-]  call an action through the hub
 //!     [--instance ID | --name NAME | --tag TAG] [--timeout D] [--operator]
 //! spoke pending [--table]                   instances awaiting approval
-//! spoke approve|reject|revoke <instance> [--connector C] [--tenant T]
+//! spoke approve|reject|revoke|forget <instance> [--connector C] [--tenant T]
 //! spoke token create --connector NAME [--tenant T] [--ttl D]
 //! spoke client-token create --connectors a,b|* [--tenant T] [--write] [--admin] [--label L] [--ttl D]
 //! spoke client-token ls [--table]          client tokens (JSON; never the tokens)
@@ -91,6 +91,9 @@ enum Command {
     Reject(InstanceArgs),
     /// Revoke an instance: its live session ends, it attaches no more.
     Revoke(InstanceArgs),
+    /// Forget an instance (its key and any decision), e.g. after its key was
+    /// lost or replaced: its next attach is a new instance pending approval.
+    Forget(InstanceArgs),
     /// Registration tokens (one-time approval of a new instance).
     Token {
         #[command(subcommand)]
@@ -428,6 +431,7 @@ fn run_client(command: Command) -> ExitCode {
             Command::Approve(args) => decide(Decision::Approve, args).await,
             Command::Reject(args) => decide(Decision::Reject, args).await,
             Command::Revoke(args) => decide(Decision::Revoke, args).await,
+            Command::Forget(args) => decide(Decision::Forget, args).await,
             Command::Token {
                 command:
                     TokenCommand::Create {

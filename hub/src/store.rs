@@ -503,6 +503,22 @@ impl Store {
         Ok(record)
     }
 
+    /// Deletes an instance's record (key and decision); whether there was one.
+    pub fn forget(
+        &self,
+        tenant: &str,
+        connector: &str,
+        instance_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let deleted = tx.execute(
+                "DELETE FROM instances WHERE tenant = ?1 AND connector = ?2 AND instance_id = ?3",
+                params![tenant, connector, instance_id],
+            )?;
+            Ok(deleted > 0)
+        })
+    }
+
     /// Sets an instance's approval; `None` if it is not recorded.
     pub fn decide(
         &self,
