@@ -403,7 +403,18 @@ async fn stdio(
         Ok(i) => i,
         Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
     };
-    match crate::stdio::run(instance, tokio::io::stdin(), tokio::io::stdout(), options).await {
+    let pipes = crate::stdio_threads::stdout()
+        .and_then(|output| Ok((crate::stdio_threads::stdin()?, output)));
+    let (input, output) = match pipes {
+        Ok(pipes) => pipes,
+        Err(e) => {
+            return fail(
+                EXIT_ACTION_ERROR,
+                format_args!("cannot start the threads that serve stdin and stdout: {e}"),
+            );
+        }
+    };
+    match crate::stdio::run(instance, input, output, options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(EXIT_ACTION_ERROR, format_args!("{e}")),
     }

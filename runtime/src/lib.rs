@@ -50,6 +50,7 @@ mod stdio_line;
 mod stdio_out;
 mod stdio_request;
 mod stdio_session;
+mod stdio_threads;
 pub mod suggest;
 
 #[doc(hidden)]
