@@ -261,18 +261,21 @@ async fn call(
 
 /// Runs a `spoke` admin command with the operator token; its stdout.
 fn spoke(hub: &Hub, args: &[&str]) -> String {
+    spoke_with(hub, &[], args)
+}
+
+/// Runs a `spoke` command with `token` that the hub refuses: asserts exit
+/// code 3 and returns its stderr.
+fn spoke_refused(hub: &Hub, token: &str, args: &[&str]) -> String {
     let out = hub
         .cli()
-        .env("SPOKE_TOKEN", hub.operator_token.as_deref().unwrap())
+        .env("SPOKE_TOKEN", token)
         .args(args)
         .output()
         .expect("run spoke");
-    assert!(
-        out.status.success(),
-        "spoke {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "spoke {args:?}: {stderr}");
+    stderr
 }
 
 /// Waits until the hub's log has a line containing every needle.
@@ -376,17 +379,11 @@ async fn a_forgotten_instance_comes_back_with_a_new_key_as_pending() {
     drop(c);
 
     // Forgetting what is not recorded.
-    let out = hub
-        .cli()
-        .env("SPOKE_TOKEN", &op)
-        .args(["forget", "nobody"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
+    let stderr = spoke_refused(&hub, &op, &["forget", "nobody"]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("error[not_found]: no instance `nobody`"),
+        stderr.contains("error[not_found]: no instance `nobody`"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr
     );
 }
 
@@ -715,14 +712,8 @@ async fn client_tokens_grant_what_they_say() {
     assert!(call(&ch, Some(&admin), "echo", "secret").await.is_ok());
 
     // An admin command without an admin token.
-    let out = hub
-        .cli()
-        .env("SPOKE_TOKEN", &writer)
-        .args(["pending"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("error[permission_denied]"));
+    let stderr = spoke_refused(&hub, &writer, &["pending"]);
+    assert!(stderr.contains("error[permission_denied]"));
     wait_log(&hub, &["admin ListPending refused", "permission_denied"]);
 }
 
@@ -819,14 +810,8 @@ async fn a_revoked_client_token_is_refused_from_its_next_call() {
 
     // An unknown id, and a tenant admin revoking another tenant's token:
     // the same not_found.
-    let out = hub
-        .cli()
-        .env("SPOKE_TOKEN", hub.operator_token.as_deref().unwrap())
-        .args(["client-token", "revoke", "c-nosuch"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    let unknown = String::from_utf8_lossy(&out.stderr).into_owned();
+    let op = hub.operator_token.clone().unwrap();
+    let unknown = spoke_refused(&hub, &op, &["client-token", "revoke", "c-nosuch"]);
     assert!(
         unknown.contains("error[not_found]: no client token `c-nosuch`"),
         "{unknown}"
@@ -843,21 +828,19 @@ async fn a_revoked_client_token_is_refused_from_its_next_call() {
             "--admin",
         ],
     );
-    let out = hub
-        .cli()
-        .env("SPOKE_TOKEN", &acme_admin)
-        .args([
+    let stderr = spoke_refused(
+        &hub,
+        &acme_admin,
+        &[
             "client-token",
             "revoke",
             entry("kept")["id"].as_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
+        ],
+    );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("error[not_found]: no client token"),
+        stderr.contains("error[not_found]: no client token"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr
     );
     assert!(call(&ch, Some(&other), "echo", "echo").await.is_ok());
     // And a tenant admin lists only its tenant's tokens.
@@ -970,14 +953,8 @@ async fn tenants_see_and_call_only_their_own() {
             "--admin",
         ],
     );
-    let out = hub
-        .cli()
-        .env("SPOKE_TOKEN", &beta_admin)
-        .args(["revoke", "a1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("error[not_found]"));
+    let stderr = spoke_refused(&hub, &beta_admin, &["revoke", "a1"]);
+    assert!(stderr.contains("error[not_found]"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1003,14 +980,8 @@ async fn an_ambiguous_instance_id_lists_its_matches() {
     )
     .await
     .unwrap();
-    let out = hub
-        .cli()
-        .env("SPOKE_TOKEN", hub.operator_token.as_deref().unwrap())
-        .args(["approve", "same"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let op = hub.operator_token.clone().unwrap();
+    let stderr = spoke_refused(&hub, &op, &["approve", "same"]);
     assert!(
         stderr.contains("ambiguous") && stderr.contains("`echo`") && stderr.contains("`files`"),
         "{stderr}"

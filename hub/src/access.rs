@@ -104,6 +104,12 @@ impl Caller {
         &self.grant.tenant
     }
 
+    /// The tenant its listings and lookups are narrowed to: its own, or
+    /// `None` (every tenant) for the operator.
+    pub(crate) fn tenant_scope(&self) -> Option<String> {
+        (!self.is_operator()).then(|| self.tenant().to_owned())
+    }
+
     /// The token's id, for logs and `decided_by`.
     pub(crate) fn id(&self) -> &str {
         &self.grant.id

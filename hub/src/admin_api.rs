@@ -17,6 +17,7 @@ use spoke_proto::v1::{
     CreatedToken, InstanceRef, ListClientTokensRequest, ListClientTokensResponse,
     ListPendingRequest, ListPendingResponse, PendingInstance, RevokeClientTokenRequest,
 };
+use spoke_runtime::identity::fingerprint;
 use tonic::{Request, Response, Status};
 
 use crate::access::Caller;
@@ -24,8 +25,7 @@ use crate::approval::Trust;
 use crate::register::tenant_name;
 use crate::registry::InstanceKey;
 use crate::state::HubState;
-use crate::store::{Approval, ClientGrant, InstanceRecord, Scope};
-use crate::trust;
+use crate::store::{Approval, ClientGrant, InstanceRecord, NewToken, Scope};
 
 /// How long a registration token stays usable when no TTL is given.
 const DEFAULT_REGISTRATION_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -79,7 +79,7 @@ impl AdminApi {
             return Err(Status::invalid_argument("InstanceRef.instance_id is empty"));
         }
         let tenant = if target.tenant.is_empty() {
-            (!caller.is_operator()).then(|| caller.tenant().to_owned())
+            caller.tenant_scope()
         } else {
             Some(tenant_name(&target.tenant).to_owned())
         };
@@ -129,6 +129,23 @@ impl AdminApi {
         }
     }
 
+    /// The admin caller, the trust store, and the one recorded instance the
+    /// request names, with its key.
+    async fn target(
+        &self,
+        request: Request<InstanceRef>,
+        what: &str,
+    ) -> Result<(Caller, Arc<Trust>, InstanceRecord, InstanceKey), Status> {
+        let (caller, trust) = self.admin(&request, what)?;
+        let record = self.resolve(&caller, &trust, request.get_ref()).await?;
+        let key = InstanceKey {
+            tenant: record.tenant.clone(),
+            connector: record.connector.clone(),
+            id: record.instance_id.clone(),
+        };
+        Ok((caller, trust, record, key))
+    }
+
     /// Records a decision on the instance `target` names, then applies it
     /// to its live session.
     async fn decide(
@@ -138,14 +155,7 @@ impl AdminApi {
         to: Approval,
         allowed_from: &[Approval],
     ) -> Result<Response<AdminResponse>, Status> {
-        let (caller, trust) = self.admin(&request, what)?;
-        let target = request.into_inner();
-        let record = self.resolve(&caller, &trust, &target).await?;
-        let key = InstanceKey {
-            tenant: record.tenant.clone(),
-            connector: record.connector.clone(),
-            id: record.instance_id.clone(),
-        };
+        let (caller, trust, record, key) = self.target(request, what).await?;
         if !allowed_from.contains(&record.status) {
             return Err(Status::failed_precondition(format!(
                 "{key} is {}; {what} applies to an instance that is {}",
@@ -159,8 +169,8 @@ impl AdminApi {
         }
         let store = Arc::clone(&trust.store);
         let by = format!("client token {}", caller.id());
-        let (t, c, i) = (key.tenant.clone(), key.connector.clone(), key.id.clone());
-        blocking(move || store.decide(&t, &c, &i, to, &by)).await?;
+        let k = key.clone();
+        blocking(move || store.decide(&k.tenant, &k.connector, &k.id, to, &by)).await?;
         let message = match to {
             Approval::Approved => {
                 if self.state.approve_live(&key) {
@@ -180,15 +190,7 @@ impl AdminApi {
                 }
             }
         };
-        tracing::info!("admin: {message} (by client token {})", caller.id());
-        Ok(Response::new(AdminResponse {
-            message,
-            instance: Some(InstanceRef {
-                instance_id: key.id,
-                connector: key.connector,
-                tenant: key.tenant,
-            }),
-        }))
+        Ok(answered(&caller, key, message))
     }
 
     /// The tenant a token-making request acts on.
@@ -223,6 +225,29 @@ fn ttl_of(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
 
+/// Logs what an instance decision did and answers with it.
+fn answered(caller: &Caller, key: InstanceKey, message: String) -> Response<AdminResponse> {
+    tracing::info!("admin: {message} (by client token {})", caller.id());
+    Response::new(AdminResponse {
+        message,
+        instance: Some(InstanceRef {
+            instance_id: key.id,
+            connector: key.connector,
+            tenant: key.tenant,
+        }),
+    })
+}
+
+impl From<NewToken> for CreatedToken {
+    fn from(made: NewToken) -> Self {
+        CreatedToken {
+            token: made.token,
+            id: made.id,
+            expires_unix_ms: made.expires_unix_ms.unwrap_or(0),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Admin for AdminApi {
     async fn list_pending(
@@ -231,7 +256,7 @@ impl Admin for AdminApi {
     ) -> Result<Response<ListPendingResponse>, Status> {
         let (caller, trust) = self.admin(&request, "ListPending")?;
         let store = Arc::clone(&trust.store);
-        let tenant = (!caller.is_operator()).then(|| caller.tenant().to_owned());
+        let tenant = caller.tenant_scope();
         let records = blocking(move || store.pending(tenant.as_deref())).await?;
         let tables = self.state.lock();
         let instances = records
@@ -247,7 +272,7 @@ impl Admin for AdminApi {
                     .instance(&key)
                     .is_some_and(|i| i.link.is_some());
                 PendingInstance {
-                    key_fingerprint: trust::fingerprint(&r.public_key),
+                    key_fingerprint: fingerprint(&r.public_key),
                     display_name: r.display_name,
                     first_seen_unix_ms: r.first_seen_unix_ms,
                     attached,
@@ -301,36 +326,21 @@ impl Admin for AdminApi {
         &self,
         request: Request<InstanceRef>,
     ) -> Result<Response<AdminResponse>, Status> {
-        let (caller, trust) = self.admin(&request, "Forget")?;
-        let target = request.into_inner();
-        let record = self.resolve(&caller, &trust, &target).await?;
-        let key = InstanceKey {
-            tenant: record.tenant.clone(),
-            connector: record.connector.clone(),
-            id: record.instance_id.clone(),
-        };
+        let (caller, trust, record, key) = self.target(request, "Forget").await?;
         let store = Arc::clone(&trust.store);
-        let (t, c, i) = (key.tenant.clone(), key.connector.clone(), key.id.clone());
-        blocking(move || store.forget(&t, &c, &i)).await?;
+        let k = key.clone();
+        blocking(move || store.forget(&k.tenant, &k.connector, &k.id)).await?;
         let live = self.state.deny_live(&key, "forgotten");
         let message = format!(
             "forgot {key} (key fingerprint {}){}; its next attach is a new instance pending approval",
-            trust::fingerprint(&record.public_key),
+            fingerprint(&record.public_key),
             if live {
                 "; its live session was ended"
             } else {
                 ""
             }
         );
-        tracing::info!("admin: {message} (by client token {})", caller.id());
-        Ok(Response::new(AdminResponse {
-            message,
-            instance: Some(InstanceRef {
-                instance_id: key.id,
-                connector: key.connector,
-                tenant: key.tenant,
-            }),
-        }))
+        Ok(answered(&caller, key, message))
     }
 
     async fn create_registration_token(
@@ -356,11 +366,7 @@ impl Admin for AdminApi {
             request.connector,
             caller.id()
         );
-        Ok(Response::new(CreatedToken {
-            token: made.token,
-            id: made.id,
-            expires_unix_ms: made.expires_unix_ms.unwrap_or(0),
-        }))
+        Ok(Response::new(made.into()))
     }
 
     async fn create_client_token(
@@ -411,11 +417,7 @@ impl Admin for AdminApi {
             made.id,
             caller.id()
         );
-        Ok(Response::new(CreatedToken {
-            token: made.token,
-            id: made.id,
-            expires_unix_ms: made.expires_unix_ms.unwrap_or(0),
-        }))
+        Ok(Response::new(made.into()))
     }
 
     async fn list_client_tokens(
@@ -424,7 +426,7 @@ impl Admin for AdminApi {
     ) -> Result<Response<ListClientTokensResponse>, Status> {
         let (caller, trust) = self.admin(&request, "ListClientTokens")?;
         let store = Arc::clone(&trust.store);
-        let tenant = (!caller.is_operator()).then(|| caller.tenant().to_owned());
+        let tenant = caller.tenant_scope();
         let records = blocking(move || store.list_client_tokens(tenant.as_deref())).await?;
         let tokens = records
             .into_iter()
@@ -456,7 +458,7 @@ impl Admin for AdminApi {
             ));
         }
         let store = Arc::clone(&trust.store);
-        let tenant = (!caller.is_operator()).then(|| caller.tenant().to_owned());
+        let tenant = caller.tenant_scope();
         let wanted = id.clone();
         let revoked =
             blocking(move || store.revoke_client_token(&wanted, tenant.as_deref())).await?;

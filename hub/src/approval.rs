@@ -16,6 +16,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use spoke_runtime::identity::fingerprint;
 use tonic::Status;
 
 use crate::register::Registration;
@@ -120,8 +121,8 @@ impl Trust {
                 return Err(Status::unauthenticated(format!(
                     "{key} is recorded with another public key (fingerprint {}); this one is {}: \
                      use the instance's own key, or another instance id",
-                    trust::fingerprint(&record.public_key),
-                    trust::fingerprint(seen.public_key)
+                    fingerprint(&record.public_key),
+                    fingerprint(seen.public_key)
                 )));
             }
             match record.status {

@@ -145,11 +145,6 @@ pub(crate) fn verify(
     })
 }
 
-/// The first 16 hex digits of the SHA-256 of a public key.
-pub(crate) fn fingerprint(public_key: &[u8]) -> String {
-    spoke_runtime::identity::fingerprint(public_key)
-}
-
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::{Signer, SigningKey};
