@@ -4,7 +4,10 @@
 //! to its stdin. Each reply an agent `send`s is answered with a `message`
 //! event in the same chat (and thread): the user "says" the text back,
 //! prefixed with `echo: `. A streamed reply (`stream_start`,
-//! `stream_delta`..., `stream_end`) is collected and echoed once, whole.
+//! `stream_delta`..., `stream_end`) is collected and echoed once, whole; an
+//! empty reply is not echoed. A
+//! file sent whole is not echoed back: the user says what arrived, e.g.
+//! `echo: file `notes.pdf` (2621440 bytes, application/pdf)`.
 //!
 //! ```text
 //! cargo build --example echo_channel
@@ -20,7 +23,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use spoke::librefang::{
-    LibreFangEmit, MessageBuilder, SendParams, StreamDeltaParams, StreamEndParams,
+    Content, LibreFangEmit, MessageBuilder, SendParams, StreamDeltaParams, StreamEndParams,
     StreamStartParams, TypingParams,
 };
 use spoke::prelude::*;
@@ -61,6 +64,10 @@ impl EchoChannel {
         thread_id: Option<&str>,
         text: &str,
     ) -> Result<(), ActionError> {
+        if text.is_empty() {
+            // Nothing was said (an agent's empty reply): nothing to echo.
+            return Ok(());
+        }
         if self.echoes.fetch_add(1, Ordering::SeqCst) >= self.max_echoes {
             return Err(ActionError::failed_precondition(format!(
                 "echoed {} times already; not echoing any more",
@@ -89,21 +96,25 @@ impl EchoChannel {
 
 #[connector]
 impl EchoChannel {
-    /// Deliver a reply: echo it back as the user's next message.
+    /// Deliver a reply: echo it back as the user's next message (for a
+    /// file, what arrived).
     #[action]
     async fn send(&self, ctx: &Context, #[input] cmd: SendParams) -> Result<(), ActionError> {
         let user = (
             cmd.user.platform_id.as_str(),
             cmd.user.display_name.as_str(),
         );
-        self.echo(
-            ctx,
-            user,
-            &cmd.channel_id,
-            cmd.thread_id.as_deref(),
-            &cmd.text,
-        )
-        .await
+        let text = match &cmd.content {
+            Some(Content::FileData(file)) => format!(
+                "file `{}` ({} bytes, {})",
+                file.filename,
+                file.data.len(),
+                file.mime_type
+            ),
+            _ => cmd.text,
+        };
+        self.echo(ctx, user, &cmd.channel_id, cmd.thread_id.as_deref(), &text)
+            .await
     }
 
     /// Show a typing indicator (the echo has none to show).

@@ -313,7 +313,7 @@ fn echo_describe_prints_the_manifest() {
     // LibreFang's config form, from the `#[config_field]`s.
     assert_eq!(
         m["fields"],
-        json!([{"key": "prefix", "label": "Prefix", "type": "text", "required": false, "placeholder": "", "advanced": false}])
+        json!([{"key": "ECHO_PREFIX", "label": "Prefix", "type": "text", "required": false, "placeholder": "", "advanced": false}])
     );
     assert_eq!(m["spoke"], json!(1));
     assert_eq!(m["name"], "echo");

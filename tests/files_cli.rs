@@ -276,8 +276,8 @@ fn describe_lists_every_action_operator_and_config_field() {
     assert_eq!(
         manifest["fields"],
         json!([
-            {"key": "root", "label": "Root directory", "type": "text", "required": true, "placeholder": "/path/to/served/dir", "advanced": false},
-            {"key": "max_bytes", "label": "Max Bytes", "type": "number", "required": false, "placeholder": "", "advanced": true},
+            {"key": "FILES_ROOT", "label": "Root directory", "type": "text", "required": true, "placeholder": "/path/to/served/dir", "advanced": false},
+            {"key": "FILES_MAX_BYTES", "label": "Max Bytes", "type": "number", "required": false, "placeholder": "1048576", "advanced": true},
         ])
     );
 

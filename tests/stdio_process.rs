@@ -4,186 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{ChildStdin, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, example};
+use common::example;
+use common::sidecar::{Sidecar, error_code, fixture, invoke, result_ok};
 use serde_json::{Value, json};
-
-/// The longest a test waits for one frame or for an exit.
-const LIMIT: Duration = Duration::from_secs(20);
-
-/// A connector binary running `stdio`, seen from its host.
-struct Sidecar {
-    process: ChildGuard,
-    stdin: Option<ChildStdin>,
-    frames: Receiver<(Instant, Value)>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Sidecar {
-    fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Sidecar {
-        let mut cmd = example(name);
-        cmd.arg("stdio")
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start the sidecar");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        let mut err_pipe = child.stderr.take().expect("stderr");
-        let (tx, frames) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let frame =
-                    serde_json::from_str(&line).unwrap_or_else(|_| json!({"not json": line}));
-                if tx.send((Instant::now(), frame)).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Sidecar {
-            process: ChildGuard { child },
-            stdin,
-            frames,
-            stderr,
-        }
-    }
-
-    /// Starts it and reads its `ready` frame.
-    fn ready(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Sidecar, Value) {
-        let mut sidecar = Sidecar::start(name, args, env);
-        let ready = sidecar.frame();
-        assert_eq!(ready["method"], "ready", "first frame: {ready}");
-        (sidecar, ready)
-    }
-
-    /// Starts it, reads `ready` and acknowledges it.
-    fn acked(name: &str) -> Sidecar {
-        let (mut sidecar, _) = Sidecar::ready(name, &[], &[]);
-        sidecar.send(&json!({"method": "ready_ack"}));
-        sidecar
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(bytes).expect("write stdin");
-        stdin.flush().expect("flush stdin");
-    }
-
-    fn send(&mut self, frame: &Value) {
-        let mut line = serde_json::to_vec(frame).unwrap();
-        line.push(b'\n');
-        self.write(&line);
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// The next frame with when it arrived; fails after [`LIMIT`].
-    fn timed_frame(&mut self) -> (Instant, Value) {
-        match self.frames.recv_timeout(LIMIT) {
-            Ok(frame) => frame,
-            Err(RecvTimeoutError::Timeout) => {
-                panic!("no frame within {LIMIT:?}; stderr:\n{}", self.stderr())
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                panic!(
-                    "stdout ended while a frame was expected; stderr:\n{}",
-                    self.stderr()
-                )
-            }
-        }
-    }
-
-    fn frame(&mut self) -> Value {
-        self.timed_frame().1
-    }
-
-    /// The next frame if one comes within `wait`.
-    fn frame_within(&mut self, wait: Duration) -> Option<Value> {
-        self.frames.recv_timeout(wait).ok().map(|(_, f)| f)
-    }
-
-    /// Waits for the exit; returns its status and every frame not read yet.
-    fn exit(mut self) -> (ExitStatus, Vec<Value>) {
-        let status = self
-            .process
-            .wait_for(LIMIT)
-            .unwrap_or_else(|| panic!("did not exit within {LIMIT:?}; stderr:\n{}", self.stderr()));
-        let mut rest = Vec::new();
-        while let Ok((_, frame)) = self.frames.recv_timeout(Duration::from_secs(5)) {
-            rest.push(frame);
-        }
-        (status, rest)
-    }
-
-    /// Closes stdin and expects exit code 0; returns the frames not read yet.
-    fn finish(mut self) -> Vec<Value> {
-        self.close_stdin();
-        let stderr = Arc::clone(&self.stderr);
-        let (status, rest) = self.exit();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "exit status {status:?}; stderr:\n{}",
-            stderr.lock().unwrap()
-        );
-        rest
-    }
-}
-
-fn invoke(id: &str, action: &str, input: Value) -> Value {
-    json!({"method": "invoke", "params": {"id": id, "action": action, "input": input}})
-}
-
-fn result_ok(id: &str, output: Value) -> Value {
-    json!({"method": "result", "params": {"id": id, "output": output}})
-}
-
-#[track_caller]
-fn error_code(frame: &Value, id: &str) -> String {
-    assert_eq!(frame["method"], "result", "{frame}");
-    assert_eq!(frame["params"]["id"], id, "{frame}");
-    frame["params"]["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an error result: {frame}"))
-        .to_owned()
-}
-
-fn fixture(kind: &str, name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/librefang/{kind}/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path} is missing: {e}"));
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
 
 // -------------------------------------------------------------------- echo
 
@@ -227,24 +53,34 @@ fn the_environment_configures_the_session() {
         let stderr = Arc::clone(&sidecar.stderr);
         let (status, frames) = sidecar.exit();
         assert_eq!(status.code(), Some(2), "{var}={value}");
-        assert!(frames.is_empty(), "nothing on stdout: {frames:?}");
+        // One frame, the reason, and no `ready`: the host's last error says why.
+        let [frame] = &frames[..] else {
+            panic!("one error frame: {frames:?}")
+        };
+        assert_eq!(frame["method"], "error", "{frame}");
+        let message = frame["params"]["message"].as_str().unwrap();
+        assert!(message.contains(var), "{var}: {message}");
         assert!(
-            stderr.lock().unwrap().contains(var),
-            "{var}: {}",
+            stderr.lock().unwrap().contains(message),
+            "{var}: the same message on stderr: {}",
             stderr.lock().unwrap()
         );
     }
 }
 
 #[test]
-fn a_config_error_exits_2_before_any_frame() {
+fn a_config_error_exits_2_after_one_error_frame_and_no_ready() {
     let sidecar = Sidecar::start("files", &[], &[]);
     let stderr = Arc::clone(&sidecar.stderr);
     let (status, frames) = sidecar.exit();
     assert_eq!(status.code(), Some(2));
-    assert!(frames.is_empty(), "{frames:?}");
+    let message = "invalid configuration for connector `files` (1 problem):\n  - `root` (env FILES_ROOT): required but not set";
+    assert_eq!(
+        frames,
+        [json!({"method": "error", "params": {"message": message}})]
+    );
     assert!(
-        stderr.lock().unwrap().contains("FILES_ROOT"),
+        stderr.lock().unwrap().contains(message),
         "{}",
         stderr.lock().unwrap()
     );
@@ -483,8 +319,8 @@ fn echo_channel_describes_itself_with_stdin_closed() {
         assert_eq!(
             doc["fields"],
             json!([
-                {"key": "prefix", "label": "Prefix", "type": "text", "required": false, "placeholder": "echo: ", "advanced": false},
-                {"key": "max_echoes", "label": "Max Echoes", "type": "number", "required": false, "placeholder": "", "advanced": true},
+                {"key": "ECHO_CHANNEL_PREFIX", "label": "Prefix", "type": "text", "required": false, "placeholder": "echo: ", "advanced": false},
+                {"key": "ECHO_CHANNEL_MAX_ECHOES", "label": "Max Echoes", "type": "number", "required": false, "placeholder": "100", "advanced": true},
             ])
         );
     }

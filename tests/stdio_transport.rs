@@ -599,7 +599,9 @@ async fn librefang_commands_answer_only_with_events_and_errors() {
         .await;
     assert_eq!(
         host.frame().await,
-        error_frame("send: $.user: missing field `user`")
+        // As for every input decoded from its text: the path, then where
+        // in the params.
+        error_frame("send: $.user: missing field `user` at line 1 column 30")
     );
     host.send(&json!({"method": "reaction", "params": {"channel_id": "c1", "message_id": "1", "reaction": "👍"}}))
         .await;

@@ -167,12 +167,15 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
                 show_duration(spec.ready_timeout)
             );
         }
-        Ok(Ready::Ended(status)) => {
+        Ok(Ready::Ended { status, error }) => {
             let status = match status {
                 Some(status) => status,
                 None => reap(&mut child).await,
             };
-            return format!("exited ({status}) before sending ready");
+            return match error {
+                Some(error) => format!("exited ({status}) before sending ready: {error}"),
+                None => format!("exited ({status}) before sending ready"),
+            };
         }
         Ok(Ready::Params(params)) => params,
     };
@@ -315,9 +318,15 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
 enum Ready {
     /// The `ready` frame's params.
     Params(Value),
-    /// Stdout ended first, or the process exited (with this status) and its
-    /// stdout did not bring `ready` soon after.
-    Ended(Option<String>),
+    /// Stdout ended first, or the process exited and its stdout did not
+    /// bring `ready` soon after.
+    Ended {
+        /// How it exited, when it did.
+        status: Option<String>,
+        /// The message of the last `error` frame it wrote (a connector that
+        /// cannot start says why in one).
+        error: Option<String>,
+    },
 }
 
 /// Reads stdout until a `ready` frame (its params), the end of stdout, or a
@@ -325,6 +334,7 @@ enum Ready {
 async fn wait_ready(lines: &mut LineReader<ChildStdout>, child: &mut Child, name: &str) -> Ready {
     let mut exited = None;
     let mut until = None;
+    let mut error = None;
     loop {
         tokio::select! {
             biased;
@@ -335,6 +345,12 @@ async fn wait_ready(lines: &mut LineReader<ChildStdout>, child: &mut Child, name
                         Ok(v) if v.get("method").and_then(Value::as_str) == Some("ready") => {
                             return Ready::Params(v.get("params").cloned().unwrap_or(Value::Null));
                         }
+                        Ok(v) if v.get("method").and_then(Value::as_str) == Some("error") => {
+                            let message = v.pointer("/params/message").and_then(Value::as_str);
+                            let message = message.map_or_else(|| shorten(&line), str::to_owned);
+                            tracing::warn!(sidecar = %name, "sidecar error before ready: {message}");
+                            error = Some(message);
+                        }
                         _ => tracing::debug!(sidecar = %name, "before ready, ignoring: {}", shorten(&line)),
                     }
                 }
@@ -342,10 +358,10 @@ async fn wait_ready(lines: &mut LineReader<ChildStdout>, child: &mut Child, name
                     sidecar = %name,
                     "a stdout line is longer than {MAX_LINE} bytes; skipped"
                 ),
-                Ok(None) => return Ready::Ended(exited),
+                Ok(None) => return Ready::Ended { status: exited, error },
                 Err(e) => {
                     tracing::warn!(sidecar = %name, "cannot read the sidecar's stdout: {e}");
-                    return Ready::Ended(exited);
+                    return Ready::Ended { status: exited, error };
                 }
             },
             status = child.wait(), if exited.is_none() => {
@@ -355,7 +371,7 @@ async fn wait_ready(lines: &mut LineReader<ChildStdout>, child: &mut Child, name
                 });
                 until = Some(Instant::now() + STDOUT_AFTER_EXIT);
             }
-            () = sleep_until_opt(until) => return Ready::Ended(exited),
+            () = sleep_until_opt(until) => return Ready::Ended { status: exited, error },
         }
     }
 }

@@ -190,6 +190,17 @@ fn config_field(
         }
         None => names::default_env(connector, &key),
     };
+    let required = types::option_inner(&field.ty).is_none() && args.default.is_none();
+    if required && args.advanced.is_present() {
+        errors.at(
+            args.advanced.span(),
+            format!(
+                "config field `{key}` is required, so it cannot be `advanced`: forms hide advanced fields, \
+                 and an operator could not fill in what they cannot see; \
+                 give it a `default = ...`, make it `Option<_>`, or remove `advanced`"
+            ),
+        );
+    }
     // A secret may have a default: it stays out of manifests (see `expand`).
     ConfigField {
         ty: field.ty.clone(),

@@ -12,8 +12,9 @@
 //!
 //! Exit codes: 0 success, 1 the action returned an error (`stdio`: stdout
 //! or stdin failed), 2 usage, config or start-up error (including an
-//! unusable instance key or `SPOKE_TLS_CA`), 4 (`serve`) the hub refused
-//! this instance: an administrator rejected or revoked it.
+//! unusable instance key or `SPOKE_TLS_CA`; under `stdio` the message is
+//! also written to stdout as a LibreFang `error` frame), 4 (`serve`) the hub
+//! refused this instance: an administrator rejected or revoked it.
 //!
 //! `serve` reads the `SPOKE_*` variables described in
 //! [`hub_env`](crate::hub_env) (hub URL and TLS, instance identity and key,
@@ -87,9 +88,10 @@ enum Command {
     /// For hosts that run the connector as a child process: the Spoke hub's
     /// supervisor, or LibreFang as a channel sidecar. Runs until a `shutdown`
     /// frame or the end of stdin, finishes in-flight work and exits 0.
-    /// Configured by SPOKE_STDIO_MAX_LINE (default 16 MiB), SPOKE_ACCOUNT_ID
+    /// Configured by SPOKE_STDIO_MAX_LINE (default 64 MiB), SPOKE_ACCOUNT_ID
     /// (default the connector's name), SPOKE_MAX_IN_FLIGHT (default 64) and
-    /// SPOKE_SHUTDOWN_GRACE (default 10s).
+    /// SPOKE_SHUTDOWN_GRACE (default 10s). When it cannot start, it writes
+    /// the reason as a LibreFang `error` frame and exits 2.
     Stdio {
         /// The longest input line, in bytes; longer lines are skipped with an
         /// error frame. Overrides SPOKE_STDIO_MAX_LINE.
@@ -173,10 +175,42 @@ fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// A start-up failure of `stdio`: the message on stderr, and also as the one
+/// LibreFang `error` frame on stdout, so the host's "last error" names the
+/// cause rather than a bare exit code.
+fn fail_on_wire(message: &str) -> ExitCode {
+    let line = crate::stdio_out::line_of(&crate::librefang::error(message));
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+        tracing::debug!(error = %e, "cannot write the error frame to stdout");
+    }
+    fail(EXIT_USAGE, format_args!("{message}"))
+}
+
+/// A connector that could not start: its error with the values of its
+/// secret fields masked (should connector code have put one in a message).
+fn start_failed(
+    ty: &ConnectorType,
+    source: &ConfigSource,
+    error: &crate::connector::StartError,
+) -> String {
+    let secrets = source.secret_values(ty.registration().config_fields);
+    crate::config::mask_secrets(&error.to_string(), &secrets)
+}
+
 async fn run(cli: Cli) -> ExitCode {
+    // Under `stdio`, a host reads stdout: a failure to start is said there too.
+    let on_wire = !cli.describe && matches!(cli.command, Some(Command::Stdio { .. }));
+    let usage = |message: String| {
+        if on_wire {
+            fail_on_wire(&message)
+        } else {
+            fail(EXIT_USAGE, format_args!("{message}"))
+        }
+    };
     let registry = match Registry::from_inventory() {
         Ok(r) => r,
-        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+        Err(e) => return usage(e.to_string()),
     };
     if registry.is_empty() {
         tracing::warn!(
@@ -186,7 +220,7 @@ async fn run(cli: Cli) -> ExitCode {
     }
     let ty = match pick(&registry, cli.connector.as_deref()) {
         Ok(ty) => ty,
-        Err(message) => return fail(EXIT_USAGE, format_args!("{message}")),
+        Err(message) => return usage(message),
     };
     let command = match (cli.describe, cli.command) {
         (true, _) | (false, Some(Command::Describe)) => return describe(&ty),
@@ -195,7 +229,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let source = match config_source(cli.config.as_deref()) {
         Ok(s) => s,
-        Err(message) => return fail(EXIT_USAGE, format_args!("{message}")),
+        Err(message) => return usage(message),
     };
     match command {
         Command::Serve => serve(ty, source).await,
@@ -207,12 +241,15 @@ async fn run(cli: Cli) -> ExitCode {
             if !init || code != ExitCode::SUCCESS {
                 return code;
             }
-            match Instance::start(ty, source).await {
+            match Instance::start(Arc::clone(&ty), source.clone()).await {
                 Ok(_) => {
                     println!("init ok");
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
+                Err(e) => fail(
+                    EXIT_USAGE,
+                    format_args!("{}", start_failed(&ty, &source, &e)),
+                ),
             }
         }
         Command::Call {
@@ -370,9 +407,14 @@ async fn serve(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
     };
-    let instance = match Instance::start(ty, source).await {
+    let instance = match Instance::start(Arc::clone(&ty), source.clone()).await {
         Ok(i) => i,
-        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+        Err(e) => {
+            return fail(
+                EXIT_USAGE,
+                format_args!("{}", start_failed(&ty, &source, &e)),
+            );
+        }
     };
     match crate::serve::run(instance, options).await {
         Ok(outcome) => {
@@ -394,14 +436,14 @@ async fn stdio(
 ) -> ExitCode {
     let mut options = match crate::stdio::StdioOptions::from_env() {
         Ok(o) => o,
-        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+        Err(e) => return fail_on_wire(&e.to_string()),
     };
     if let Some(limit) = max_line_bytes {
         options.max_line_bytes = usize::try_from(limit).unwrap_or(usize::MAX);
     }
-    let instance = match Instance::start(ty, source).await {
+    let instance = match Instance::start(Arc::clone(&ty), source.clone()).await {
         Ok(i) => i,
-        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+        Err(e) => return fail_on_wire(&start_failed(&ty, &source, &e)),
     };
     let pipes = crate::stdio_threads::stdout()
         .and_then(|output| Ok((crate::stdio_threads::stdin()?, output)));
@@ -432,9 +474,14 @@ async fn invoke(
     target: Target<'_>,
     timeout: Option<Duration>,
 ) -> ExitCode {
-    let instance = match Instance::start(ty, source).await {
+    let instance = match Instance::start(Arc::clone(&ty), source.clone()).await {
         Ok(i) => i,
-        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+        Err(e) => {
+            return fail(
+                EXIT_USAGE,
+                format_args!("{}", start_failed(&ty, &source, &e)),
+            );
+        }
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let printer = tokio::spawn(async move {

@@ -4,7 +4,9 @@
 //! The `#[connector]` macro describes each `#[config_field]` with a static
 //! [`ConfigFieldDef`] and generates a constructor that reads every field
 //! through a [`ConfigLoader`]. Scalars (anything `FromStr`) parse from their
-//! text; other types (lists, maps, structs) parse from JSON. Values come from
+//! text (booleans also from `yes`/`no`, `on`/`off`, `1`/`0`, any case); other
+//! types parse from JSON, and lists also from comma-separated text (`a, b`),
+//! as LibreFang's forms and `.env` files write them. Values come from
 //! the environment ([`ConfigSource::from_env`]) or from a JSON object passed by
 //! a host ([`ConfigSource::from_json`]).
 
@@ -108,6 +110,20 @@ impl ConfigSource {
         }
     }
 
+    /// The values given to the secret fields among `fields`, as text, so
+    /// that messages can be scrubbed of them ([`mask_secrets`]).
+    pub fn secret_values(&self, fields: &[ConfigFieldDef]) -> Vec<String> {
+        fields
+            .iter()
+            .filter(|def| def.secret)
+            .filter_map(|def| match self.lookup(def)? {
+                RawConfig::Text(text) => Some(text.to_owned()),
+                RawConfig::Json(Value::String(text)) => Some(text.clone()),
+                RawConfig::Json(other) => Some(other.to_string()),
+            })
+            .collect()
+    }
+
     fn lookup<'a>(&'a self, def: &ConfigFieldDef) -> Option<RawConfig<'a>> {
         match self {
             ConfigSource::Env(vars) => vars.get(def.env).map(|v| RawConfig::Text(v)),
@@ -180,7 +196,29 @@ where
                 return Err(format!("expected a single value, got {}", json_kind(other)));
             }
         };
-        T::from_str(&text).map_err(|e| e.to_string())
+        T::from_str(&text).or_else(|e| {
+            // Forms and `.env` files write booleans many ways; `bool` reads
+            // only `true` and `false`.
+            match bool_word(&text) {
+                Some(word) => T::from_str(word).map_err(|_| e.to_string()),
+                None => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+/// `true` or `false` for the words people type for them (any case):
+/// `yes`/`no`, `on`/`off`, `1`/`0`, `y`/`n`, `true`/`false`.
+fn bool_word(text: &str) -> Option<&'static str> {
+    const TRUE: [&str; 5] = ["true", "yes", "on", "1", "y"];
+    const FALSE: [&str; 5] = ["false", "no", "off", "0", "n"];
+    let text = text.trim();
+    if TRUE.iter().any(|w| text.eq_ignore_ascii_case(w)) {
+        Some("true")
+    } else if FALSE.iter().any(|w| text.eq_ignore_ascii_case(w)) {
+        Some("false")
+    } else {
+        None
     }
 }
 
@@ -199,16 +237,37 @@ impl<T: DeserializeOwned> ParseViaJson<T> for &ConfigParse<T> {
         match raw {
             RawConfig::Json(v) => at(v.clone()),
             RawConfig::Text(s) => {
-                // A bare word ("info", a URL) first, then the text as a JSON document.
+                // A bare word ("info", a URL) first, then the text as a JSON
+                // document, then as a comma-separated list (`a, b`: how
+                // LibreFang's forms and `.env` files write lists).
                 let as_string = at::<T>(Value::String(s.to_owned()));
                 if as_string.is_ok() {
                     return as_string;
                 }
-                match serde_json::from_str::<Value>(s) {
-                    Ok(doc) => at(doc),
-                    Err(_) if !looks_like_json(s) => as_string,
-                    Err(e) => Err(format!("not valid JSON: {e}")),
+                let first_error = match serde_json::from_str::<Value>(s) {
+                    Ok(doc @ (Value::Array(_) | Value::Object(_))) => return at(doc),
+                    Ok(doc) => match at(doc) {
+                        Ok(value) => return Ok(value),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) if looks_like_json(s) => return Err(format!("not valid JSON: {e}")),
+                    Err(_) => as_string,
+                };
+                let items: Vec<&str> = s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .collect();
+                // Each item as text (`["a", "1"]`), then each as JSON where
+                // it parses (`[1, 2]`, `[true]`).
+                let texts = items.iter().map(|&item| Value::String(item.to_owned()));
+                if let Ok(list) = at(Value::Array(texts.collect())) {
+                    return Ok(list);
                 }
+                let values = items.iter().map(|&item| {
+                    serde_json::from_str(item).unwrap_or_else(|_| Value::String(item.to_owned()))
+                });
+                at(Value::Array(values.collect())).or(first_error)
             }
         }
     }
@@ -216,6 +275,29 @@ impl<T: DeserializeOwned> ParseViaJson<T> for &ConfigParse<T> {
 
 fn looks_like_json(s: &str) -> bool {
     matches!(s.trim_start().chars().next(), Some('[' | '{' | '"'))
+}
+
+/// `message` with every occurrence of one of `secrets` (of 4 characters or
+/// more: shorter ones would blot out ordinary words) replaced by
+/// `[redacted]`. The runtime never prints a secret itself; this catches one
+/// that connector code put in an error message.
+///
+/// ```
+/// use spoke_runtime::config::mask_secrets;
+/// let secrets = ["hunter22".to_owned()];
+/// assert_eq!(
+///     mask_secrets("login with hunter22 refused", &secrets),
+///     "login with [redacted] refused"
+/// );
+/// ```
+pub fn mask_secrets(message: &str, secrets: &[String]) -> String {
+    let mut masked = message.to_owned();
+    for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
+        if masked.contains(secret.as_str()) {
+            masked = masked.replace(secret.as_str(), crate::secret::REDACTED);
+        }
+    }
+    masked
 }
 
 /// What was wrong with one field.
@@ -500,6 +582,54 @@ mod tests {
         assert_eq!(level, Ok(Level::Info));
         let bad = (&ConfigParse::<Vec<u32>>::new()).parse_config(RawConfig::Text("[1, \"x\"]"));
         assert!(bad.unwrap_err().contains("[1]"), "error names the element");
+    }
+
+    #[test]
+    fn lists_parse_from_comma_separated_text_as_forms_write_them() {
+        let parse = |s| (&ConfigParse::<Vec<String>>::new()).parse_config(RawConfig::Text(s));
+        assert_eq!(
+            parse("a, b c ,d"),
+            Ok(vec!["a".into(), "b c".into(), "d".into()])
+        );
+        assert_eq!(parse("123, 456"), Ok(vec!["123".into(), "456".into()]));
+        assert_eq!(parse("solo"), Ok(vec!["solo".into()]));
+        assert_eq!(parse("[\"x\", \"y\"]"), Ok(vec!["x".into(), "y".into()]));
+        let numbers = |s| (&ConfigParse::<Vec<u32>>::new()).parse_config(RawConfig::Text(s));
+        assert_eq!(numbers("1, 2,3"), Ok(vec![1, 2, 3]));
+        assert_eq!(numbers("7"), Ok(vec![7]));
+        let bad = numbers("1, x").unwrap_err();
+        assert!(bad.contains("expected a sequence"), "{bad}");
+        // Not a list: the error is about the value, not about lists.
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(rename_all = "lowercase")]
+        enum Level {
+            Info,
+        }
+        let level = (&ConfigParse::<Level>::new()).parse_config(RawConfig::Text("loud"));
+        assert!(level.unwrap_err().contains("unknown variant `loud`"));
+    }
+
+    #[test]
+    fn booleans_read_the_words_people_type() {
+        for (text, expected) in [
+            ("true", true),
+            ("TRUE", true),
+            ("yes", true),
+            ("On", true),
+            ("1", true),
+            ("false", false),
+            ("no", false),
+            ("OFF", false),
+            ("0", false),
+        ] {
+            assert_eq!(parse::<bool>(RawConfig::Text(text)), Ok(expected), "{text}");
+        }
+        assert_eq!(
+            parse::<bool>(RawConfig::Text("maybe")),
+            Err("provided string was not `true` or `false`".to_owned())
+        );
+        // Other types are not touched by the boolean words.
+        assert!(parse::<u8>(RawConfig::Text("yes")).is_err());
     }
 
     #[test]

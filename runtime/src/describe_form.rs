@@ -1,18 +1,28 @@
 //! What `describe` prints: the manifest plus LibreFang's `fields` form.
 //!
 //! LibreFang's dashboard renders a configuration form for a sidecar from the
-//! `fields` array of its `--describe` output. Spoke builds it from the
+//! `fields` array of its `--describe` output, and stores each value an
+//! operator enters as an environment variable **named by the field's `key`**
+//! (secrets in its `secrets.env`, the rest in the channel's
+//! `[sidecar_channels.env]`), which the sidecar reads when it is spawned. So
+//! `key` is the environment variable the connector reads the field from.
+//! Every input but `select` is a text box, and a field left blank is not set
+//! at all (the connector's default applies). Spoke builds the form from the
 //! connector's `#[config_field]`s, in declaration order:
 //!
 //! | form key | from the field |
 //! |---|---|
-//! | `key` | its key |
-//! | `label` | its `label`, else the key in Title Case (`api_token` is `Api Token`) |
-//! | `type` | `secret` for secret fields; else `select` when its schema has an `enum` (`options` lists the values as strings); else `bool` (boolean), `number` (integer or number), `list` (array) or `text` |
-//! | `required` | required (not `Option`, no default) |
-//! | `placeholder` | its `placeholder`, `""` when unset |
-//! | `advanced` | marked `advanced` |
+//! | `key` | its environment variable: `env = "..."`, else `<CONNECTOR>_<FIELD>` |
+//! | `label` | its `label`, else the field's name in Title Case (`api_token` is `Api Token`) |
+//! | `type` | `secret` for secret fields (a password box; LibreFang keeps the value in `secrets.env`); else `select` when its schema has an `enum` (`options` lists the values as strings); else `bool` (boolean), `number` (integer or number), `list` (array: typed as `a, b, c`) or `text` |
+//! | `required` | required (not `Option`, no default): LibreFang refuses to save the form while it is blank |
+//! | `placeholder` | its `placeholder`, else its default as it would be typed (`100`, `a, b`; never a secret's), else its `example`, else `""` |
+//! | `advanced` | marked `advanced` (shown under "Show advanced"; a required field cannot be) |
 //! | `options` | `select` only |
+//!
+//! The values typed into such a form parse as the environment's values do
+//! (see [`config`](crate::config)): `true`/`yes`/`on`/`1` for booleans, a
+//! comma-separated list or a JSON array for lists.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,16 +55,18 @@ pub enum FieldType {
 /// One entry of LibreFang's `fields` form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FormField {
-    /// The config key.
+    /// The environment variable the field is read from: LibreFang stores
+    /// the value entered in the form under this name.
     pub key: String,
-    /// What the form calls it.
+    /// What the form calls it: its `label`, else the field's name in Title Case.
     pub label: String,
     /// The input to show.
     #[serde(rename = "type")]
     pub kind: FieldType,
     /// Whether it must be filled.
     pub required: bool,
-    /// Placeholder text (`""` when unset).
+    /// What an empty box shows: the placeholder, else the default as typed,
+    /// else the example (`""` when none).
     pub placeholder: String,
     /// Shown under "advanced".
     pub advanced: bool,
@@ -75,16 +87,42 @@ pub fn fields(defs: &[ConfigFieldDef]) -> Vec<FormField> {
                 kind_of(&schema)
             };
             FormField {
-                key: def.key.to_owned(),
+                key: def.env.to_owned(),
                 label: def.label.map_or_else(|| title_case(def.key), str::to_owned),
                 kind,
                 required: def.required,
-                placeholder: def.placeholder.unwrap_or("").to_owned(),
+                placeholder: placeholder(def),
                 advanced: def.advanced,
                 options,
             }
         })
         .collect()
+}
+
+/// What an empty box shows: the field's placeholder, else its default as an
+/// operator would type it, else its example.
+fn placeholder(def: &ConfigFieldDef) -> String {
+    if let Some(placeholder) = def.placeholder {
+        return placeholder.to_owned();
+    }
+    // `default` is never given for secrets.
+    if let Some(default) = (def.default)() {
+        return as_typed(&default);
+    }
+    def.example.unwrap_or("").to_owned()
+}
+
+/// A value as it is typed into a form or an environment variable: strings
+/// bare, lists comma-separated, anything else as JSON.
+fn as_typed(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|v| !v.is_array() && !v.is_object()) => {
+            items.iter().map(as_typed).collect::<Vec<_>>().join(", ")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The `describe` document: every key of the manifest, in order, then
@@ -228,35 +266,57 @@ mod tests {
     fn every_kind_of_field() {
         let defs = [
             ConfigFieldDef {
+                env: "SLACK_API_TOKEN",
                 required: true,
                 secret: true,
                 placeholder: Some("xoxb-..."),
                 ..def("api_token", |g| g.subschema_for::<String>())
             },
-            def("verbose", |g| g.subschema_for::<bool>()),
-            def("max_items", |g| g.subschema_for::<u32>()),
-            def("ratio", |g| g.subschema_for::<f64>()),
             ConfigFieldDef {
+                env: "SLACK_VERBOSE",
+                default: || Some(json!(false)),
+                ..def("verbose", |g| g.subschema_for::<bool>())
+            },
+            ConfigFieldDef {
+                env: "SLACK_MAX_ITEMS",
+                default: || Some(json!(100)),
+                ..def("max_items", |g| g.subschema_for::<u32>())
+            },
+            ConfigFieldDef {
+                env: "RATIO",
+                example: Some("0.5"),
+                ..def("ratio", |g| g.subschema_for::<f64>())
+            },
+            ConfigFieldDef {
+                env: "SLACK_TAGS",
                 advanced: true,
                 label: Some("Tags"),
+                default: || Some(json!(["a", "b c", 3])),
                 ..def("tag-list", |g| g.subschema_for::<Vec<String>>())
             },
-            def("level", |g| g.subschema_for::<Level>()),
+            ConfigFieldDef {
+                env: "SLACK_LEVEL",
+                default: || Some(json!("info")),
+                ..def("level", |g| g.subschema_for::<Level>())
+            },
             def("plain", |g| g.subschema_for::<Plain>()),
-            def("root", |g| g.subschema_for::<std::path::PathBuf>()),
+            ConfigFieldDef {
+                default: || Some(json!({"a": [1]})),
+                ..def("root", |g| g.subschema_for::<std::path::PathBuf>())
+            },
         ];
         let form = serde_json::to_value(fields(&defs)).unwrap();
         assert_eq!(
             form,
             json!([
-                {"key": "api_token", "label": "Api Token", "type": "secret", "required": true, "placeholder": "xoxb-...", "advanced": false},
-                {"key": "verbose", "label": "Verbose", "type": "bool", "required": false, "placeholder": "", "advanced": false},
-                {"key": "max_items", "label": "Max Items", "type": "number", "required": false, "placeholder": "", "advanced": false},
-                {"key": "ratio", "label": "Ratio", "type": "number", "required": false, "placeholder": "", "advanced": false},
-                {"key": "tag-list", "label": "Tags", "type": "list", "required": false, "placeholder": "", "advanced": true},
-                {"key": "level", "label": "Level", "type": "select", "required": false, "placeholder": "", "advanced": false, "options": ["debug", "info"]},
-                {"key": "plain", "label": "Plain", "type": "select", "required": false, "placeholder": "", "advanced": false, "options": ["A", "B"]},
-                {"key": "root", "label": "Root", "type": "text", "required": false, "placeholder": "", "advanced": false},
+                {"key": "SLACK_API_TOKEN", "label": "Api Token", "type": "secret", "required": true, "placeholder": "xoxb-...", "advanced": false},
+                {"key": "SLACK_VERBOSE", "label": "Verbose", "type": "bool", "required": false, "placeholder": "false", "advanced": false},
+                {"key": "SLACK_MAX_ITEMS", "label": "Max Items", "type": "number", "required": false, "placeholder": "100", "advanced": false},
+                {"key": "RATIO", "label": "Ratio", "type": "number", "required": false, "placeholder": "0.5", "advanced": false},
+                {"key": "SLACK_TAGS", "label": "Tags", "type": "list", "required": false, "placeholder": "a, b c, 3", "advanced": true},
+                {"key": "SLACK_LEVEL", "label": "Level", "type": "select", "required": false, "placeholder": "info", "advanced": false, "options": ["debug", "info"]},
+                {"key": "X", "label": "Plain", "type": "select", "required": false, "placeholder": "", "advanced": false, "options": ["A", "B"]},
+                {"key": "X", "label": "Root", "type": "text", "required": false, "placeholder": "{\"a\":[1]}", "advanced": false},
             ])
         );
     }

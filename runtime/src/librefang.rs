@@ -49,12 +49,15 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::de::Error as _;
+
+use serde::de::value::SeqAccessDeserializer;
+use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::context::{Context, EmitError};
 use crate::manifest::Manifest;
@@ -91,16 +94,44 @@ fn is_false(b: &bool) -> bool {
 
 /// A message's content: LibreFang's `ChannelContent`, externally tagged.
 ///
-/// `{"Text": "hello"}` is [`Content::Text`]; every other variant (`Image`,
-/// `File`, `Voice`, ...) is kept as its JSON in [`Content::Other`], so
-/// nothing is lost when a newer LibreFang sends a variant Spoke does not
-/// model.
+/// `{"Text": "hello"}` is [`Content::Text`]; `{"FileData": {"data": [...],
+/// "filename": "...", "mime_type": "..."}}` (a file LibreFang sends whole,
+/// its bytes as a JSON array of numbers) is [`Content::FileData`], decoded
+/// straight into bytes; every other variant (`Image`, `File`, `Voice`, ...)
+/// is kept as its JSON in [`Content::Other`], so nothing is lost when a newer
+/// LibreFang sends a variant Spoke does not model.
+///
+/// ```
+/// use spoke_runtime::librefang::{Content, FileData};
+/// let content: Content = serde_json::from_str(
+///     r#"{"FileData": {"data": [104, 105], "filename": "hi.txt", "mime_type": "text/plain"}}"#,
+/// )?;
+/// let Content::FileData(file) = content else { unreachable!() };
+/// assert_eq!(file.data, b"hi");
+/// assert_eq!(file.filename, "hi.txt");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
     /// Plain text.
     Text(String),
+    /// A file sent whole.
+    FileData(FileData),
     /// Any other variant, as JSON.
     Other(Value),
+}
+
+/// A file LibreFang sends whole (`ChannelContent::FileData`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FileData {
+    /// Its bytes (on the wire, a JSON array of numbers 0-255).
+    pub data: Vec<u8>,
+    /// Its name.
+    #[serde(default)]
+    pub filename: String,
+    /// Its MIME type, e.g. `application/pdf`.
+    #[serde(default)]
+    pub mime_type: String,
 }
 
 impl Content {
@@ -108,7 +139,7 @@ impl Content {
     pub fn text(&self) -> Option<&str> {
         match self {
             Content::Text(t) => Some(t),
-            Content::Other(_) => None,
+            Content::FileData(_) | Content::Other(_) => None,
         }
     }
 }
@@ -117,6 +148,7 @@ impl Serialize for Content {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Content::Text(text) => BTreeMap::from([("Text", text)]).serialize(serializer),
+            Content::FileData(file) => BTreeMap::from([("FileData", file)]).serialize(serializer),
             Content::Other(value) => value.serialize(serializer),
         }
     }
@@ -124,14 +156,87 @@ impl Serialize for Content {
 
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        if let Value::Object(map) = &value
-            && map.len() == 1
-            && let Some(Value::String(text)) = map.get("Text")
-        {
-            return Ok(Content::Text(text.clone()));
+        deserializer.deserialize_any(ContentVisitor)
+    }
+}
+
+/// Reads a [`Content`] in one pass: a `FileData`'s bytes go straight into a
+/// `Vec<u8>` (a [`Value`] would take some 32 bytes for each of them).
+struct ContentVisitor;
+
+impl<'de> Visitor<'de> for ContentVisitor {
+    type Value = Content;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LibreFang content, such as {\"Text\": \"hello\"}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Content, A::Error> {
+        let Some(tag) = map.next_key::<String>()? else {
+            return Ok(Content::Other(Value::Object(Map::new())));
+        };
+        let mut file = None;
+        let first = if tag == "FileData" {
+            file = Some(map.next_value::<FileData>()?);
+            Value::Null
+        } else {
+            map.next_value::<Value>()?
+        };
+        let mut rest = Map::new();
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            rest.insert(key, value);
         }
-        Ok(Content::Other(value))
+        match (file, first) {
+            (Some(file), _) if rest.is_empty() => Ok(Content::FileData(file)),
+            (None, Value::String(text)) if rest.is_empty() && tag == "Text" => {
+                Ok(Content::Text(text))
+            }
+            // Not one known variant after all: an unusual object, kept whole.
+            (file, first) => {
+                let first = match file {
+                    Some(file) => serde_json::to_value(file).map_err(A::Error::custom)?,
+                    None => first,
+                };
+                rest.insert(tag, first);
+                Ok(Content::Other(Value::Object(rest)))
+            }
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Content::Other)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Content, E> {
+        Ok(Content::Other(Value::String(v.to_owned())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Content, E> {
+        Ok(Content::Other(Value::String(v)))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Content, E> {
+        Ok(Content::Other(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Content, E> {
+        Ok(Content::Other(v.into()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Content, E> {
+        Ok(Content::Other(v.into()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Content, E> {
+        Ok(Content::Other(v.into()))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Content, E> {
+        Ok(Content::Other(Value::Null))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Content, E> {
+        Ok(Content::Other(Value::Null))
     }
 }
 
@@ -146,9 +251,20 @@ impl JsonSchema for Content {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "LibreFang `ChannelContent`, externally tagged: `{\"Text\": \"hello\"}`, or another variant such as `{\"Image\": {\"url\": \"...\", \"caption\": null}}`.",
+            "description": "LibreFang `ChannelContent`, externally tagged: `{\"Text\": \"hello\"}`, `{\"FileData\": {\"data\": [104, 105], \"filename\": \"hi.txt\", \"mime_type\": \"text/plain\"}}`, or another variant such as `{\"Image\": {\"url\": \"...\", \"caption\": null}}`.",
             "type": "object",
-            "properties": { "Text": { "type": "string" } },
+            "properties": {
+                "Text": { "type": "string" },
+                "FileData": {
+                    "type": "object",
+                    "properties": {
+                        "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } },
+                        "filename": { "type": "string" },
+                        "mime_type": { "type": "string" }
+                    },
+                    "required": ["data"]
+                }
+            },
             "minProperties": 1,
             "maxProperties": 1
         })
@@ -930,6 +1046,48 @@ mod tests {
         let m = MessageBuilder::new("1", "Bob", "hi").content_text().build();
         assert_eq!(m.content, Some(Content::Text("hi".into())));
         assert_eq!(m.text.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn content_reads_every_shape_and_writes_it_back() {
+        let file = json!({"FileData": {"data": [0, 1, 255], "filename": "b.bin", "mime_type": "application/octet-stream"}});
+        let content: Content = serde_json::from_value(file.clone()).unwrap();
+        assert_eq!(
+            content,
+            Content::FileData(FileData {
+                data: vec![0, 1, 255],
+                filename: "b.bin".into(),
+                mime_type: "application/octet-stream".into(),
+            })
+        );
+        assert_eq!(serde_json::to_value(&content).unwrap(), file);
+        // From text too (the stdio transport decodes straight from the line).
+        let from_text: Content = serde_json::from_str(&file.to_string()).unwrap();
+        assert_eq!(from_text, content);
+        for other in [
+            json!({"Image": {"url": "https://x/y.png", "caption": null}}),
+            json!({"Text": "a", "extra": 1}),
+            json!({"Text": 5}),
+            json!({"FileData": {"data": [1]}, "extra": true}),
+            json!({}),
+            json!(["a"]),
+            json!("plain"),
+            json!(null),
+        ] {
+            let content: Content = serde_json::from_str(&other.to_string()).unwrap();
+            let expected = if other.get("extra") == Some(&json!(true)) {
+                json!({"FileData": {"data": [1], "filename": "", "mime_type": ""}, "extra": true})
+            } else {
+                other.clone()
+            };
+            assert_eq!(content, Content::Other(expected), "{other}");
+        }
+        assert_eq!(
+            serde_json::from_str::<Content>(r#"{"Text": "hi"}"#).unwrap(),
+            Content::Text("hi".into())
+        );
+        let bad = serde_json::from_str::<Content>(r#"{"FileData": {"data": [256]}}"#).unwrap_err();
+        assert!(bad.to_string().contains("256"), "{bad}");
     }
 
     #[test]

@@ -43,9 +43,16 @@
 //!   `id`/`action`, or an id already in flight →
 //!   `{"method":"error","params":{"message":"line <n>: <what was wrong>"}}`
 //!   and skipped. A line longer than the limit (`SPOKE_STDIO_MAX_LINE` bytes,
-//!   default 16 MiB; flag `--max-line-bytes`) → error frame
-//!   `line <n>: longer than <limit> bytes; skipped` and the rest of that line
-//!   is discarded WITHOUT buffering it. Never a crash.
+//!   default 64 MiB, as LibreFang's host reads; flag `--max-line-bytes`) →
+//!   error frame `line <n>: longer than <limit> bytes; skipped` and the rest
+//!   of that line is discarded WITHOUT buffering it. Never a crash.
+//! - Memory: a line is read whole (up to the limit), then an `invoke`'s
+//!   `input` or a LibreFang command's `params` is decoded straight from it
+//!   into the action's input type (a file LibreFang sends whole becomes a
+//!   [`librefang::FileData`](crate::librefang::FileData) of bytes), and the
+//!   line is freed. Lines not yet decoded (queued commands, invocations
+//!   waiting for a slot) hold at most one limit's worth of bytes in all;
+//!   beyond that stdin is not read until they are.
 //!
 //! ## Connector to host (stdout)
 //!
@@ -53,8 +60,8 @@
 //!   capabilities the connector supports: "typing" if it has a typing action,
 //!   "reaction" for reaction, "interactive" for interactive, "streaming" if it
 //!   has stream_start+stream_delta+stream_end, "thread" if its send input has
-//!   a thread_id property], "account_id": <SPOKE_ACCOUNT_ID, default the
-//!   connector name>, "suppress_error_responses": false,
+//!   a thread_id property], "account_id": <see [account_id](#account_id)>,
+//!   "suppress_error_responses": false,
 //!   "notification_recipients": [], "header_rules": [], "spoke": {"name",
 //!   "version", "display_name", "actions": [names], "search_operators":
 //!   [names], "capabilities": [manifest capabilities], "max_in_flight":
@@ -92,12 +99,14 @@
 //! closed, well under 5 s) prints ONE JSON object: the Spoke manifest's keys
 //! (`spoke`, `name`, `version`, `display_name`, `description`, `config`,
 //! `actions`, `search_operators`, `capabilities`) PLUS LibreFang's `fields`:
-//! `[{key, label (label or key in Title Case), type: "secret" (secret fields)
-//! | "bool" | "number" (integer/number) | "list" (array) | "select" (schema
-//! has enum; then options: the enum values as strings) | "text", required,
-//! placeholder (string, "" when unset), advanced, options? (select only)}]`
-//! from the `#[config_field]`s in declaration order; see
-//! [`describe_form`](crate::describe_form).
+//! `[{key (the environment variable the field is read from: LibreFang
+//! stores the value typed into its form under that name), label (label, or
+//! the field's name in Title Case), type: "secret" (secret fields) | "bool" |
+//! "number" (integer/number) | "list" (array) | "select" (schema has enum;
+//! then options: the enum values as strings) | "text", required, placeholder
+//! (placeholder, else the default as typed, else the example, else ""),
+//! advanced, options? (select only)}]` from the `#[config_field]`s in
+//! declaration order; see [`describe_form`](crate::describe_form).
 //!
 //! ## Details the contract leaves open
 //!
@@ -133,15 +142,35 @@
 //! - `spoke.actions` lists the visible (not `hidden`) actions; the manifest
 //!   lists them all.
 //! - Exit codes of `<bin> stdio`: 0 after shutdown or EOF; 2 for usage,
-//!   configuration and start-up errors (nothing is written to stdout); 1
-//!   when stdout or stdin fails (the host has gone away).
+//!   configuration and start-up errors; 1 when stdout or stdin fails (the
+//!   host has gone away).
+//! - A connector that cannot start (a bad `SPOKE_*` variable, invalid
+//!   configuration, its init hook failing or panicking) writes ONE frame
+//!   before it exits 2: `{"method":"error","params":{"message":"<what is
+//!   wrong>"}}`, the same message as on stderr (every config problem, with
+//!   its field and variable; secrets' values never shown), so a supervisor
+//!   that keeps a sidecar's last error (LibreFang's channel status, the
+//!   Spoke hub's `spoke ls`) names the cause. No `ready` precedes it.
+//!
+//! # `account_id`
+//!
+//! LibreFang keys approvals and agent routing of a sidecar channel by the
+//! `name` it is configured under (`[[sidecar_channels]] name = "..."`), so
+//! `account_id` must be that name. LibreFang does not tell the child its name
+//! (it passes the configured `args`, the inherited environment, `secrets.env`
+//! and the channel's `env` table, nothing else), so the first of these wins:
+//!
+//! 1. `SPOKE_ACCOUNT_ID`, set in the channel's `env` to its `name`;
+//! 2. the connector's name (right when the channel is named after it).
+//!
+//! The connector logs which one it used at start.
 //!
 //! # Environment
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `SPOKE_STDIO_MAX_LINE` | longest input line, in bytes (`--max-line-bytes` overrides it) | `16777216` (16 MiB) |
-//! | `SPOKE_ACCOUNT_ID` | `account_id` of the `ready` frame | the connector's name |
+//! | `SPOKE_STDIO_MAX_LINE` | longest input line, in bytes (`--max-line-bytes` overrides it) | `67108864` (64 MiB) |
+//! | `SPOKE_ACCOUNT_ID` | `account_id` of the `ready` frame (see [above](#account_id)) | the connector's name |
 //! | `SPOKE_MAX_IN_FLIGHT` | invocations run at once | `64` |
 //! | `SPOKE_SHUTDOWN_GRACE` | how long in-flight work may take after shutdown, e.g. `30s` | `10s` |
 //!
@@ -178,8 +207,9 @@ pub const MAX_LINE: &str = "SPOKE_STDIO_MAX_LINE";
 /// `SPOKE_ACCOUNT_ID`: the `account_id` of the `ready` frame.
 pub const ACCOUNT_ID: &str = "SPOKE_ACCOUNT_ID";
 
-/// The default line limit: 16 MiB.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// The default line limit: 64 MiB, the longest line LibreFang's host reads
+/// (a `send` carrying a file holds its bytes twice, as JSON numbers).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 /// How long the writer may take to flush the last frames after the session.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
@@ -345,13 +375,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_line_limit_is_16_mib() {
-        assert_eq!(DEFAULT_MAX_LINE_BYTES, 16_777_216);
-        assert_eq!(StdioOptions::default().max_line_bytes, 16 * 1024 * 1024);
+    fn the_default_line_limit_is_64_mib_as_librefangs() {
+        assert_eq!(DEFAULT_MAX_LINE_BYTES, 67_108_864);
+        assert_eq!(StdioOptions::default().max_line_bytes, 64 * 1024 * 1024);
         let from_nothing = StdioOptions::from_vars::<&str, &str>([]).unwrap();
-        assert_eq!(from_nothing.max_line_bytes, 16 * 1024 * 1024);
+        assert_eq!(from_nothing.max_line_bytes, 64 * 1024 * 1024);
         // An empty variable counts as unset.
         let empty = StdioOptions::from_vars([(MAX_LINE, "")]).unwrap();
-        assert_eq!(empty.max_line_bytes, 16 * 1024 * 1024);
+        assert_eq!(empty.max_line_bytes, 64 * 1024 * 1024);
+        let set = StdioOptions::from_vars([(MAX_LINE, "1048576")]).unwrap();
+        assert_eq!(set.max_line_bytes, 1 << 20);
     }
 }

@@ -1,11 +1,14 @@
 //! Parsing one line of the stdio transport's input into a [`Request`].
 //!
-//! An `invoke`'s `input` is not parsed here: it is kept as its JSON text
-//! (a [`RawValue`]) and decoded once, straight into the action's input type.
+//! An `invoke`'s `input` and a LibreFang command's `params` are not parsed
+//! here: they are kept as where their JSON text is in the line ([`Json`]),
+//! and decoded once, straight from the line into the action's input type, so
+//! a large frame (a file LibreFang sends whole) is never held twice.
 //! Everything else in a frame is small and parsed into a [`Value`].
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -13,6 +16,52 @@ use serde_json::{Map, Value};
 
 use crate::decode::json_kind;
 use crate::error::ActionError;
+
+/// A piece of JSON text of a line: where it is in the line, or (when it was
+/// only had as a [`Value`]) its own text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Json {
+    /// Absent or `null`: read as `{}`.
+    Absent,
+    /// These bytes of the line.
+    In(Range<usize>),
+    /// This text.
+    Copy(String),
+}
+
+impl Json {
+    /// The JSON text, given the line it was parsed from.
+    pub(crate) fn bytes<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
+        match self {
+            Json::Absent => b"{}",
+            Json::In(range) => line.get(range.clone()).unwrap_or(b"{}"),
+            Json::Copy(text) => text.as_bytes(),
+        }
+    }
+
+    /// Where `raw` (borrowed from `line`) is in it.
+    fn within(line: &[u8], raw: &RawValue) -> Json {
+        let text = raw.get();
+        if text == "null" {
+            return Json::Absent;
+        }
+        let start = (text.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+        match start.checked_add(text.len()) {
+            Some(end) if end <= line.len() && line.get(start..end) == Some(text.as_bytes()) => {
+                Json::In(start..end)
+            }
+            _ => Json::Copy(text.to_owned()),
+        }
+    }
+
+    /// A value's text.
+    fn of(value: Option<Value>) -> Json {
+        match value {
+            None | Some(Value::Null) => Json::Absent,
+            Some(value) => Json::Copy(value.to_string()),
+        }
+    }
+}
 
 /// What one input line asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,8 +102,8 @@ pub(crate) enum Request {
     Other {
         /// The method.
         method: String,
-        /// Its params (`null` when absent).
-        params: Value,
+        /// Its params.
+        params: Json,
     },
 }
 
@@ -68,7 +117,7 @@ pub(crate) enum Call {
         /// Its input: JSON text, exactly as the host sent it (`{}` when
         /// absent or `null`). Not checked to be an object: decoding it
         /// into the action's input type does that.
-        input: String,
+        input: Json,
     },
     /// A search operator with the value to resolve.
     Operator {
@@ -94,17 +143,41 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, String> {
     if bytes.trim_ascii().is_empty() {
         return Ok(None);
     }
-    // One pass that keeps an `invoke`'s input as text; whatever it cannot
-    // settle (including every bad line) is parsed again the plain way,
-    // which alone words the errors.
+    // One pass that keeps an `invoke`'s input and other methods' params as
+    // text; whatever it cannot settle (including every bad line) is parsed
+    // again the plain way, which alone words the errors.
     match serde_json::from_slice::<Frame<'_>>(bytes) {
         Ok(Frame::Invoke(params)) => {
-            return invoke(params.rest, params.input.map(text_of)).map(Some);
+            let input = params
+                .input
+                .map_or(Json::Absent, |raw| Json::within(bytes, raw));
+            return invoke(params.rest, input).map(Some);
         }
-        Ok(Frame::Parsed { method, params }) => return request(method, params).map(Some),
+        Ok(Frame::Parsed { method, params }) => {
+            return match (is_spoke(&method), params) {
+                (false, params) => Ok(Some(Request::Other {
+                    method,
+                    params: params.map_or(Json::Absent, |raw| Json::within(bytes, raw)),
+                })),
+                (true, None) => request(method, Value::Null).map(Some),
+                (true, Some(raw)) => match serde_json::from_str(raw.get()) {
+                    Ok(params) => request(method, params).map(Some),
+                    Err(_) => plain(bytes).map(Some),
+                },
+            };
+        }
         Ok(Frame::Unsettled) | Err(_) => {}
     }
     plain(bytes).map(Some)
+}
+
+/// Whether a method is one of Spoke's own (not a LibreFang command or an
+/// unknown one).
+fn is_spoke(method: &str) -> bool {
+    matches!(
+        method,
+        "invoke" | "resolve" | "cancel" | "heartbeat" | "ready_ack" | "shutdown"
+    )
 }
 
 /// Parses a non-blank line the plain way, into a [`Value`] first.
@@ -143,7 +216,7 @@ fn request(method: String, params: Value) -> Result<Request, String> {
     Ok(match method.as_str() {
         "invoke" => {
             let mut params = object(params)?;
-            let input = params.remove("input").map(|input| input.to_string());
+            let input = Json::of(params.remove("input"));
             invoke(params, input)?
         }
         "resolve" => resolve(object(params)?)?,
@@ -153,37 +226,34 @@ fn request(method: String, params: Value) -> Result<Request, String> {
         "heartbeat" => Request::Heartbeat,
         "ready_ack" => Request::ReadyAck,
         "shutdown" => Request::Shutdown,
-        _ => Request::Other { method, params },
+        _ => Request::Other {
+            method,
+            params: Json::of(Some(params)),
+        },
     })
 }
 
 /// An `invoke` from its params (without `input`) and its input's JSON text.
-fn invoke(mut params: Map<String, Value>, input: Option<String>) -> Result<Request, String> {
+fn invoke(mut params: Map<String, Value>, input: Json) -> Result<Request, String> {
     let id = id_of("invoke", &params)?;
     let name = match params.remove("action") {
         Some(Value::String(a)) if !a.is_empty() => a,
         _ => return Err("`invoke` needs a string `action`".to_owned()),
     };
-    let input = match input {
-        Some(text) if text != "null" => text,
-        _ => "{}".to_owned(),
-    };
     Ok(start(id, Call::Action { name, input }, &params))
-}
-
-/// The text of a raw value, which has no surrounding whitespace.
-fn text_of(raw: &RawValue) -> String {
-    raw.get().to_owned()
 }
 
 /// A line as the single pass in [`parse`] sees it.
 enum Frame<'a> {
     /// An `invoke` whose params are an object.
     Invoke(InvokeParams<'a>),
-    /// Any other string `method`, with its params (`null` when absent).
-    Parsed { method: String, params: Value },
-    /// What that pass leaves to the plain parse: no string `method`, or
-    /// `params` before a `method` other than `invoke`.
+    /// Any other string `method`, with its params as text.
+    Parsed {
+        method: String,
+        params: Option<&'a RawValue>,
+    },
+    /// What that pass leaves to the plain parse: no string `method`, or an
+    /// `invoke` whose params are not an object.
     Unsettled,
 }
 
@@ -197,9 +267,7 @@ struct InvokeParams<'a> {
 enum Params<'a> {
     /// After `"method": "invoke"`.
     Invoke(InvokeParams<'a>),
-    /// After another `method`.
-    Value(Value),
-    /// Before any `method`: kept as text until it is known.
+    /// After another `method`, or before any: kept as text.
     Raw(&'a RawValue),
 }
 
@@ -231,8 +299,7 @@ impl<'de> Visitor<'de> for FrameVisitor {
                         Some(Value::String(m)) if m == "invoke" => {
                             Params::Invoke(map.next_value()?)
                         }
-                        Some(_) => Params::Value(map.next_value()?),
-                        None => Params::Raw(map.next_value()?),
+                        _ => Params::Raw(map.next_value()?),
                     });
                 }
                 _ => {
@@ -248,12 +315,17 @@ impl<'de> Visitor<'de> for FrameVisitor {
             (true, Some(Params::Raw(raw))) => {
                 serde_json::from_str(raw.get()).map_or(Frame::Unsettled, Frame::Invoke)
             }
-            (false, Some(Params::Value(params))) => Frame::Parsed { method, params },
+            (true, None) => Frame::Unsettled,
+            (false, Some(Params::Raw(raw))) => Frame::Parsed {
+                method,
+                params: Some(raw),
+            },
             (false, None) => Frame::Parsed {
                 method,
-                params: Value::Null,
+                params: None,
             },
-            _ => Frame::Unsettled,
+            // Params read as an invoke's, then a later `method` that is not.
+            (false, Some(Params::Invoke(_))) => Frame::Unsettled,
         })
     }
 }
@@ -367,10 +439,70 @@ fn metadata_of(params: &Map<String, Value>) -> Result<BTreeMap<String, String>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
+    /// Parses a line, with every piece of JSON text copied out of it.
     fn p(s: &str) -> Result<Option<Request>, String> {
-        parse(s.as_bytes())
+        parse(s.as_bytes()).map(|r| r.map(|r| copied(r, s.as_bytes())))
+    }
+
+    fn copied(request: Request, line: &[u8]) -> Request {
+        let copy = |json: Json| match json {
+            Json::In(_) => Json::Copy(String::from_utf8(json.bytes(line).to_vec()).unwrap()),
+            other => other,
+        };
+        match request {
+            Request::Start {
+                id,
+                call: Call::Action { name, input },
+                deadline_ms,
+                metadata,
+            } => Request::Start {
+                id,
+                call: Call::Action {
+                    name,
+                    input: copy(input),
+                },
+                deadline_ms,
+                metadata,
+            },
+            Request::Other { method, params } => Request::Other {
+                method,
+                params: copy(params),
+            },
+            other => other,
+        }
+    }
+
+    impl From<&str> for Json {
+        fn from(text: &str) -> Json {
+            Json::Copy(text.to_owned())
+        }
+    }
+
+    #[test]
+    fn json_text_is_found_in_the_line_without_a_copy() {
+        let line = br#"{"method":"send","params": {"text":"x"} }"#;
+        let Ok(Some(Request::Other { method, params })) = parse(line) else {
+            panic!("a send")
+        };
+        assert_eq!(method, "send");
+        assert_eq!(params, Json::In(27..39));
+        assert_eq!(params.bytes(line), br#"{"text":"x"}"#);
+        // A string with escapes is still the line's own text.
+        let line =
+            br#"{"method":"invoke","params":{"id":"1","action":"a","input":{"s":"\"\u00e9"}}}"#;
+        let Ok(Some(Request::Start {
+            call: Call::Action { input, .. },
+            ..
+        })) = parse(line)
+        else {
+            panic!("an invoke")
+        };
+        assert!(matches!(input, Json::In(_)), "{input:?}");
+        assert_eq!(input.bytes(line), br#"{"s":"\"\u00e9"}"#);
+        // Text not in the line (it cannot be: a guard) is copied.
+        let raw = RawValue::from_string("[1]".to_owned()).unwrap();
+        assert_eq!(Json::within(line, &raw), Json::Copy("[1]".into()));
     }
 
     #[test]
@@ -395,7 +527,7 @@ mod tests {
                 id: "1".into(),
                 call: Call::Action {
                     name: "echo".into(),
-                    input: "{}".into()
+                    input: Json::Absent
                 },
                 deadline_ms: None,
                 metadata: BTreeMap::new(),
@@ -493,7 +625,7 @@ mod tests {
             p(r#"{"method":"send","params":{"text":"x"}}"#),
             Ok(Some(Request::Other {
                 method: "send".into(),
-                params: json!({"text": "x"})
+                params: r#"{"text":"x"}"#.into()
             }))
         );
     }
@@ -504,7 +636,7 @@ mod tests {
             Ok(Some(Request::Start {
                 call: Call::Action { name, input },
                 ..
-            })) => (name, input),
+            })) => (name, String::from_utf8(input.bytes(b"").to_vec()).unwrap()),
             other => panic!("{line} starts an action: {other:?}"),
         }
     }
@@ -647,14 +779,14 @@ mod tests {
             p(r#"{"params":{"text":"x"},"method":"send"}"#),
             Ok(Some(Request::Other {
                 method: "send".into(),
-                params: json!({"text": "x"})
+                params: r#"{"text":"x"}"#.into()
             }))
         );
         assert_eq!(
             p(r#"{"method":"send"}"#),
             Ok(Some(Request::Other {
                 method: "send".into(),
-                params: Value::Null
+                params: Json::Absent
             }))
         );
     }
@@ -675,7 +807,13 @@ mod tests {
 
     #[test]
     fn one_pass_and_plain_parsing_agree() {
-        // The input text, as a `Value` would have it.
+        // JSON text, as a `Value` would have it.
+        let same = |json: Json| match json {
+            Json::Copy(text) => {
+                Json::Copy(serde_json::from_str::<Value>(&text).unwrap().to_string())
+            }
+            other => other,
+        };
         let normal = |r: Result<Request, String>| match r {
             Ok(Request::Start {
                 id,
@@ -686,10 +824,14 @@ mod tests {
                 id,
                 call: Call::Action {
                     name,
-                    input: serde_json::from_str::<Value>(&input).unwrap().to_string(),
+                    input: same(input),
                 },
                 deadline_ms,
                 metadata,
+            }),
+            Ok(Request::Other { method, params }) => Ok(Request::Other {
+                method,
+                params: same(params),
             }),
             other => other,
         };
@@ -711,6 +853,8 @@ mod tests {
             r#"{"method":"cancel","params":{"id":"3"}}"#,
             r#"{"method":"cancel","params":5}"#,
             r#"{"method":"send","params":[1]}"#,
+            r#"{"params":{"text":"x","n":1.50},"method":"send"}"#,
+            r#"{"method":"send","params":null}"#,
             r#"{"method":"shutdown","params":{"id":"1","action":"a"}}"#,
             "[]",
             "5",

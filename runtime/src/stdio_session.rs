@@ -8,9 +8,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::io::AsyncRead;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +22,7 @@ use crate::librefang::{self, Ready, SpokeSummary};
 use crate::stdio::{StdioError, StdioOptions};
 use crate::stdio_line::{Line, LineReader};
 use crate::stdio_out::{Frames, line_of};
-use crate::stdio_request::{Call, Request, parse};
+use crate::stdio_request::{Call, Json, Request, parse};
 
 /// Events an invocation may queue before emitting waits.
 const EVENTS: usize = 16;
@@ -40,7 +39,11 @@ type Outcome = Result<ActionOutput, ActionError>;
 struct Queued {
     number: u64,
     method: String,
-    params: Value,
+    /// The line it came in, which holds its params.
+    line: Vec<u8>,
+    params: Json,
+    /// Its line's share of the input budget, given back once it is decoded.
+    held: OwnedSemaphorePermit,
 }
 
 pub(crate) struct Session {
@@ -49,6 +52,10 @@ pub(crate) struct Session {
     frames: Frames,
     in_flight: InFlight,
     permits: Arc<Semaphore>,
+    /// Bytes of input lines (invocations' inputs and LibreFang commands'
+    /// params, not yet decoded) held at once: at most one line's limit.
+    /// While it is spent, stdin is not read.
+    budget: Arc<Semaphore>,
     /// Parent of every invocation's token: cancelled when the shutdown grace
     /// ends or stdout fails.
     root: CancellationToken,
@@ -69,12 +76,14 @@ impl Session {
         let permits = Arc::new(Semaphore::new(
             options.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
         ));
+        let budget = Arc::new(Semaphore::new(budget_of(options.max_line_bytes)));
         Session {
             instance,
             options,
             frames,
             in_flight: InFlight::default(),
             permits,
+            budget,
             root: CancellationToken::new(),
             stop_ready: CancellationToken::new(),
             stop_producers: CancellationToken::new(),
@@ -110,7 +119,22 @@ impl Session {
             self.root.clone(),
         ));
         self.start_producers();
-        tracing::info!(connector = %self.instance.manifest().name, "serving on stdin/stdout");
+        let connector = &self.instance.manifest().name;
+        match &self.options.account_id {
+            Some(account_id) => tracing::info!(
+                %connector,
+                %account_id,
+                "serving on stdin/stdout (account_id from {})",
+                crate::stdio::ACCOUNT_ID
+            ),
+            None => tracing::info!(
+                %connector,
+                account_id = %connector,
+                "serving on stdin/stdout (account_id is the connector's name; LibreFang routes \
+                 approvals by the channel's configured name: set {} to it if they differ)",
+                crate::stdio::ACCOUNT_ID
+            ),
+        }
 
         let broken = self.frames.broken().clone();
         let mut input_error = None;
@@ -311,7 +335,8 @@ impl Session {
                 metadata,
             } => {
                 let ctx = Context::builder(id.clone(), call.name()).metadata(metadata);
-                self.start(number, id, call, deadline_ms, ctx).await;
+                self.start(number, id, (call, bytes), deadline_ms, ctx)
+                    .await;
             }
             Request::Reject { id, error } => {
                 if self.is_in_flight(&id) {
@@ -338,7 +363,9 @@ impl Session {
                 self.stop_ready.cancel();
             }
             Request::Shutdown => self.drain("shutdown requested"),
-            Request::Other { method, params } => self.command(number, method, params).await,
+            Request::Other { method, params } => {
+                self.command(number, method, params, bytes).await;
+            }
         }
     }
 
@@ -348,13 +375,24 @@ impl Session {
         self.frames.error(message).await;
     }
 
+    /// Takes `len` bytes of the input budget (all of it for a line as long
+    /// as the limit), waiting while it is spent; `None` once stdout is gone.
+    async fn hold(&self, len: usize) -> Option<OwnedSemaphorePermit> {
+        let all = budget_of(self.options.max_line_bytes);
+        let n = u32::try_from(len.clamp(1, all)).unwrap_or(u32::MAX);
+        tokio::select! {
+            held = Arc::clone(&self.budget).acquire_many_owned(n) => held.ok(),
+            () = self.frames.broken().cancelled() => None,
+        }
+    }
+
     /// `invoke` and `resolve`; `ctx` has the request id, the name and the
-    /// metadata, the rest is added here.
+    /// metadata, the rest is added here. The call's input is in `line`.
     async fn start(
         &mut self,
         number: u64,
         id: String,
-        call: Call,
+        (call, line): (Call, Vec<u8>),
         deadline_ms: Option<u64>,
         ctx: ContextBuilder,
     ) {
@@ -370,7 +408,11 @@ impl Session {
         // The deadline counts from receipt, before any wait for a permit.
         let deadline =
             deadline_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-        // Backpressure: while every permit is taken, stdin is not read.
+        // Backpressure: while the budget or every permit is taken, stdin is
+        // not read.
+        let Some(held) = self.hold(line.len()).await else {
+            return;
+        };
         let permit = tokio::select! {
             permit = Arc::clone(&self.permits).acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -395,10 +437,12 @@ impl Session {
         self.tasks.spawn(async move {
             let future: Pin<Box<dyn Future<Output = Outcome> + Send>> = match &call {
                 Call::Action { name, input } => {
-                    Box::pin(instance.invoke(name, Input::Bytes(input.as_bytes()), ctx))
+                    Box::pin(instance.invoke(name, Input::Bytes(input.bytes(&line)), ctx))
                 }
                 Call::Operator { name, value } => Box::pin(instance.resolve(name, value, ctx)),
             };
+            // Decoded: the line is not needed any more.
+            drop((line, held));
             let outcome = forward_events(future, received, &frames, Some(&id)).await;
             // Room for the result first (this may wait while stdout is slow;
             // the id is still in flight, so `give_up` answers it should this
@@ -417,8 +461,8 @@ impl Session {
     }
 
     /// A method that is not Spoke's: a LibreFang action method when the
-    /// connector has that action, else unknown.
-    async fn command(&mut self, number: u64, method: String, params: Value) {
+    /// connector has that action, else unknown. Its params are in `line`.
+    async fn command(&mut self, number: u64, method: String, params: Json, line: Vec<u8>) {
         let is_action = librefang::ACTION_METHODS.contains(&method.as_str())
             && self.instance.connector_type().action(&method).is_some();
         if !is_action {
@@ -431,10 +475,15 @@ impl Session {
                 .await;
             return;
         };
+        let Some(held) = self.hold(line.len()).await else {
+            return;
+        };
         let job = Queued {
             number,
             method,
+            line,
             params,
+            held,
         };
         tokio::select! {
             sent = queue.send(job) => {
@@ -458,7 +507,9 @@ async fn run_queue(
     while let Some(Queued {
         number,
         method,
+        line,
         params,
+        held,
     }) = jobs.recv().await
     {
         if root.is_cancelled() {
@@ -472,7 +523,9 @@ async fn run_queue(
             .cancellation(root.child_token())
             .events(events)
             .build();
-        let future = instance.invoke(&method, Input::Value(&params), ctx);
+        let future = instance.invoke(&method, Input::Bytes(params.bytes(&line)), ctx);
+        // Decoded: the line is not needed any more.
+        drop((line, held));
         if let Err(error) = forward_events(future, received, &frames, None).await {
             tracing::debug!(%method, %error, "LibreFang command failed");
             frames.error(format!("{method}: {}", error.message())).await;
@@ -526,6 +579,11 @@ async fn resend_ready(
         }
         tracing::debug!("ready re-sent (no ready_ack yet)");
     }
+}
+
+/// The input budget, in bytes: one line as long as the limit.
+fn budget_of(max_line_bytes: usize) -> usize {
+    max_line_bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod sidecar;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

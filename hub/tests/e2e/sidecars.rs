@@ -432,6 +432,36 @@ async fn a_sidecar_that_never_says_ready_times_out_and_is_reported() {
 }
 
 #[tokio::test]
+async fn a_sidecar_that_cannot_start_is_reported_with_its_reason() {
+    let echo_channel = example_bin("echo_channel").await;
+    let dir = TempDir::new();
+    let config = binary_config(
+        &dir,
+        "chan",
+        &echo_channel,
+        "ECHO_CHANNEL_MAX_ECHOES = \"lots\"",
+    );
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap() + "max_failures = 1\n",
+    )
+    .unwrap();
+    let hub = Hub::start(&["--sidecars", &config]);
+    let instance = wait_instance(&hub, "chan", Duration::from_secs(15), |i| {
+        i["state"] == "broken"
+    })
+    .await;
+    // The connector's own `error` frame, not just its exit code.
+    assert_eq!(
+        instance["metadata"]["last_error"],
+        "exited (exit status: 2) before sending ready: invalid configuration for connector \
+         `echo_channel` (1 problem):\n  - `max_echoes` (env ECHO_CHANNEL_MAX_ECHOES): \
+         invalid value \"lots\": invalid digit found in string",
+        "{instance}"
+    );
+}
+
+#[tokio::test]
 async fn a_call_in_flight_when_its_sidecar_exits_fails_promptly() {
     let dir = TempDir::new();
     let config = dir.config(&[("dies", "die_on_invoke", "")]);
