@@ -247,7 +247,7 @@ fn a_thousand_concurrent_calls_are_each_answered_exactly_once() {
         &[
             ("SPOKE_INSTANCE_ID", "busy"),
             ("SPOKE_MAX_IN_FLIGHT", "128"),
-            ("RUST_LOG", "warn,spoke_runtime::dispatch=debug"),
+            ("RUST_LOG", "warn,spoke_runtime::grpc::dispatch=debug"),
         ],
     );
     hub.wait_for_instances("echo", 1, READY);
@@ -525,7 +525,7 @@ fn cancellation_and_deadlines_reach_the_action_through_the_hub() {
         "faults",
         &[
             ("SPOKE_INSTANCE_ID", "f1"),
-            ("RUST_LOG", "warn,spoke_runtime::dispatch=debug"),
+            ("RUST_LOG", "warn,spoke_runtime::grpc::dispatch=debug"),
         ],
     );
     hub.wait_for_instances("faults", 1, READY);

@@ -129,7 +129,7 @@ pub async fn run(opts: &Opts, report: &mut Report) {
     options.hub_url = format!("http://{addr}");
     options.instance.id = "bench".into();
     options.max_in_flight = 64;
-    tokio::spawn(spoke::serve::run_until(
+    tokio::spawn(spoke::grpc::serve::run_until(
         instance,
         options,
         std::future::pending(),

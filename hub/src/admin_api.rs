@@ -17,7 +17,7 @@ use spoke_proto::v1::{
     CreatedToken, InstanceRef, ListClientTokensRequest, ListClientTokensResponse,
     ListPendingRequest, ListPendingResponse, PendingInstance, RevokeClientTokenRequest,
 };
-use spoke_runtime::identity::fingerprint;
+use spoke_runtime::grpc::identity::fingerprint;
 use tonic::{Request, Response, Status};
 
 use crate::access::Caller;

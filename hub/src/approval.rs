@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use spoke_runtime::identity::fingerprint;
+use spoke_runtime::grpc::identity::fingerprint;
 use tonic::Status;
 
 use crate::register::Registration;

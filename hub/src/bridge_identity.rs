@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use spoke_proto::v1::Credentials;
-use spoke_runtime::identity::{InstanceKey, file_name_part};
+use spoke_runtime::grpc::identity::{InstanceKey, file_name_part};
 
 /// The key file of sidecar `name` under `data_dir`.
 pub(crate) fn key_path(data_dir: &Path, name: &str) -> PathBuf {

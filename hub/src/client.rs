@@ -398,9 +398,9 @@ pub(crate) async fn authorized_channel(hub: &HubTarget) -> Result<Authorized, Fa
 }
 
 /// Dials the hub at `url` (`https://` over TLS, trusting `SPOKE_TLS_CA` or
-/// the system's roots; see `spoke_runtime::hub_tls`).
+/// the system's roots; see `spoke_runtime::grpc::tls`).
 async fn dial(url: &str) -> Result<Channel, Failure> {
-    use spoke_runtime::hub_tls::{HubTls, connect_error, hub_endpoint};
+    use spoke_runtime::grpc::tls::{HubTls, connect_error, hub_endpoint};
     let tls = HubTls::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
     let endpoint = hub_endpoint(url, &tls, CONNECT_TIMEOUT)
         .map_err(|e| Failure::Usage(format!("invalid hub URL `{url}`: {e}")))?;

@@ -236,8 +236,10 @@ fn sidecar_keys(
     trust: &Trust,
     dir: &std::path::Path,
     sidecars: &[SidecarSpec],
-) -> Result<std::collections::HashMap<String, Arc<spoke_runtime::identity::InstanceKey>>, ServeError>
-{
+) -> Result<
+    std::collections::HashMap<String, Arc<spoke_runtime::grpc::identity::InstanceKey>>,
+    ServeError,
+> {
     let mut keys = std::collections::HashMap::new();
     for spec in sidecars {
         let path = crate::bridge_identity::key_path(dir, &spec.name);

@@ -43,7 +43,7 @@ use spoke_proto::v1::{
     ConnectorFrame, Encoding, Error as WireError, Event, Goodbye, HubFrame, InstanceInfo, Invoke,
     InvokeKind, Pong, Register, Result as WireResult, connector_frame, hub_frame, result,
 };
-use spoke_runtime::hub_tls::{HubTls, connect_error, hub_endpoint};
+use spoke_runtime::grpc::tls::{HubTls, connect_error, hub_endpoint};
 use spoke_runtime::manifest::{ActionManifest, MANIFEST_VERSION};
 use spoke_runtime::{Event as SpokeEvent, EventKind, Manifest, Mode, librefang};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -89,7 +89,7 @@ pub(crate) struct RunContext {
     /// Where the run reports its state.
     pub(crate) statuses: StatusMap,
     /// With auth: the key the bridge proves its identity with.
-    pub(crate) key: Option<std::sync::Arc<spoke_runtime::identity::InstanceKey>>,
+    pub(crate) key: Option<std::sync::Arc<spoke_runtime::grpc::identity::InstanceKey>>,
     /// With TLS on the hub: how the bridge checks the hub's certificate.
     pub(crate) tls: Option<std::sync::Arc<HubTls>>,
 }
@@ -706,7 +706,7 @@ async fn attach(
     name: &str,
     manifest_json: String,
     max_in_flight: u32,
-    key: Option<&spoke_runtime::identity::InstanceKey>,
+    key: Option<&spoke_runtime::grpc::identity::InstanceKey>,
 ) -> Result<(mpsc::Sender<ConnectorFrame>, Streaming<HubFrame>), String> {
     let credentials = match key {
         None => None,

@@ -62,9 +62,9 @@ impl Supervisor {
         statuses: StatusMap,
         keys: &std::collections::HashMap<
             String,
-            std::sync::Arc<spoke_runtime::identity::InstanceKey>,
+            std::sync::Arc<spoke_runtime::grpc::identity::InstanceKey>,
         >,
-        tls: Option<std::sync::Arc<spoke_runtime::hub_tls::HubTls>>,
+        tls: Option<std::sync::Arc<spoke_runtime::grpc::tls::HubTls>>,
     ) -> Supervisor {
         let stopping = CancellationToken::new();
         let hub = loopback(hub);

@@ -20,9 +20,9 @@ pub(crate) fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, String>
 /// How a sidecar bridge dials this hub over TLS: trusting the hub's own
 /// certificate, checking the first DNS name in it (or, with only IP
 /// addresses in it, the address dialed).
-pub(crate) fn bridge_tls(files: &TlsFiles) -> Result<spoke_runtime::hub_tls::HubTls, String> {
+pub(crate) fn bridge_tls(files: &TlsFiles) -> Result<spoke_runtime::grpc::tls::HubTls, String> {
     let cert = read_pem(&files.cert, "--tls-cert", "CERTIFICATE")?;
-    Ok(spoke_runtime::hub_tls::HubTls {
+    Ok(spoke_runtime::grpc::tls::HubTls {
         server_name: dns_name(&cert),
         ca_pem: Some(cert),
     })

@@ -1,7 +1,7 @@
 //! Checking an instance's proof of its key (`Register.credentials`), per the
 //! "Trust." contract of `proto/spoke/v1/spoke.proto`: an Ed25519 signature
 //! over `"spoke.v1.Assertion\n"` and the encoded `Assertion` (checked by
-//! the SDK's own `spoke_runtime::identity::verify`, so both sides share one
+//! the SDK's own `spoke_runtime::grpc::identity::verify`, so both sides share one
 //! reading of the contract), whose tenant, connector and instance id match
 //! the Register's, inside its time window (60 s of clock skew, at most
 //! 300 s long), with a nonce not seen before from that key.
@@ -99,7 +99,7 @@ pub(crate) fn verify(
     let credentials = credentials.ok_or(
         "Register.credentials is missing: this hub requires each instance to prove its key (see the \"Trust.\" section of spoke.proto)",
     )?;
-    let verified = spoke_runtime::identity::verify(credentials).map_err(|e| e.to_string())?;
+    let verified = spoke_runtime::grpc::identity::verify(credentials).map_err(|e| e.to_string())?;
     let (key_bytes, assertion) = (verified.public_key, verified.assertion);
     let tenant = if assertion.tenant.is_empty() {
         crate::store::DEFAULT_TENANT
@@ -152,7 +152,7 @@ mod tests {
     use spoke_proto::v1::Assertion;
 
     use super::*;
-    use spoke_runtime::identity::SIGNING_CONTEXT;
+    use spoke_runtime::grpc::identity::SIGNING_CONTEXT;
 
     const NOW: u64 = 1_800_000_000_000;
 

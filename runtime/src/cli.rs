@@ -17,11 +17,11 @@
 //! refused this instance: an administrator rejected or revoked it.
 //!
 //! `serve` reads the `SPOKE_*` variables described in
-//! [`hub_env`](crate::hub_env) (hub URL and TLS, instance identity and key,
+//! [`hub_env`](crate::grpc::env) (hub URL and TLS, instance identity and key,
 //! registration token, tenant, `max_in_flight`, shutdown grace); a bad value
 //! is a usage error. It runs
 //! until SIGINT/SIGTERM or a Drain from the hub, then finishes in-flight work,
-//! says Goodbye and exits 0; see [`serve`](crate::serve).
+//! says Goodbye and exits 0; see [`serve`](crate::grpc::serve).
 //!
 //! `stdio` serves the Spoke stdio protocol (which includes LibreFang's
 //! sidecar protocol) until `shutdown` or the end of stdin, then exits 0; see
@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::ConfigSource;
 use crate::connector::Input;
@@ -71,6 +71,8 @@ struct Cli {
 enum Command {
     /// Attach to a Spoke hub and serve its calls (the default command).
     ///
+    /// Needs the `grpc` feature.
+    ///
     /// Runs until SIGINT/SIGTERM or a Drain from the hub, then finishes
     /// in-flight calls and exits 0. Configured by SPOKE_HUB_URL (default
     /// http://127.0.0.1:7700; https:// for TLS), SPOKE_TLS_CA (a PEM CA
@@ -82,6 +84,7 @@ enum Command {
     ///
     /// Exits 2 on a bad setting or key file, and 4 when the hub refuses
     /// this instance (rejected or revoked by an administrator).
+    #[cfg_attr(not(feature = "grpc"), command(hide = true))]
     Serve,
     /// Serve the stdio sidecar protocol: JSON lines on stdin and stdout.
     ///
@@ -92,6 +95,7 @@ enum Command {
     /// (default the connector's name), SPOKE_MAX_IN_FLIGHT (default 64) and
     /// SPOKE_SHUTDOWN_GRACE (default 10s). When it cannot start, it writes
     /// the reason as a LibreFang `error` frame and exits 2.
+    #[cfg_attr(not(feature = "stdio"), command(hide = true))]
     Stdio {
         /// The longest input line, in bytes; longer lines are skipped with an
         /// error frame. Overrides SPOKE_STDIO_MAX_LINE.
@@ -143,7 +147,13 @@ enum Command {
 /// }
 /// ```
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .after_help(transports_compiled_in())
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // `serve` is a long-running service: its session log lines are info.
     let serving = !cli.describe
         && matches!(
@@ -175,11 +185,61 @@ fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The transports this binary was built with, for `--help`.
+fn transports_compiled_in() -> String {
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for (feature, compiled, what) in TRANSPORTS {
+        if compiled {
+            on.push(format!("{feature} (`{what}`)"));
+        } else {
+            off.push(feature);
+        }
+    }
+    let mut text = format!(
+        "Transports compiled in: {}.",
+        if on.is_empty() {
+            "none".to_owned()
+        } else {
+            on.join(", ")
+        }
+    );
+    if !off.is_empty() {
+        text.push_str(&format!(
+            " Not compiled in: {} (enable the cargo feature of that name on `spoke`).",
+            off.join(", ")
+        ));
+    }
+    text
+}
+
+/// Each transport: its cargo feature, whether it is compiled in, its command.
+const TRANSPORTS: [(&str, bool, &str); 2] = [
+    ("grpc", cfg!(feature = "grpc"), "serve"),
+    ("stdio", cfg!(feature = "stdio"), "stdio"),
+];
+
+/// A command whose transport is not compiled in: a usage error naming the
+/// feature to enable.
+#[cfg(any(not(feature = "grpc"), not(feature = "stdio")))]
+fn not_compiled_in(command: &str, feature: &str) -> ExitCode {
+    fail(
+        EXIT_USAGE,
+        format_args!(
+            "`{command}` is not available: this connector was built without the `{feature}` \
+             feature; enable it (`spoke = {{ version = \"...\", features = [\"{feature}\"] }}`) \
+             and rebuild. {}",
+            transports_compiled_in()
+        ),
+    )
+}
+
 /// A start-up failure of `stdio`: the message on stderr, and also as the one
 /// LibreFang `error` frame on stdout, so the host's "last error" names the
 /// cause rather than a bare exit code.
+#[cfg(feature = "stdio")]
 fn fail_on_wire(message: &str) -> ExitCode {
-    let line = crate::stdio_out::line_of(&crate::librefang::error(message));
+    let line = crate::stdio::output::line_of(&crate::stdio::librefang::error(message));
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
         tracing::debug!(error = %e, "cannot write the error frame to stdout");
@@ -202,11 +262,12 @@ async fn run(cli: Cli) -> ExitCode {
     // Under `stdio`, a host reads stdout: a failure to start is said there too.
     let on_wire = !cli.describe && matches!(cli.command, Some(Command::Stdio { .. }));
     let usage = |message: String| {
+        #[cfg(feature = "stdio")]
         if on_wire {
-            fail_on_wire(&message)
-        } else {
-            fail(EXIT_USAGE, format_args!("{message}"))
+            return fail_on_wire(&message);
         }
+        let _ = on_wire;
+        fail(EXIT_USAGE, format_args!("{message}"))
     };
     let registry = match Registry::from_inventory() {
         Ok(r) => r,
@@ -225,7 +286,20 @@ async fn run(cli: Cli) -> ExitCode {
     let command = match (cli.describe, cli.command) {
         (true, _) | (false, Some(Command::Describe)) => return describe(&ty),
         (false, Some(command)) => command,
-        (false, None) => Command::Serve,
+        (false, None) => {
+            if cfg!(feature = "grpc") {
+                Command::Serve
+            } else {
+                return fail(
+                    EXIT_USAGE,
+                    format_args!(
+                        "no command given, and the default one, `serve`, needs the `grpc` \
+                         feature; see --help. {}",
+                        transports_compiled_in()
+                    ),
+                );
+            }
+        }
     };
     let source = match config_source(cli.config.as_deref()) {
         Ok(s) => s,
@@ -325,8 +399,12 @@ fn print_json(value: &impl serde::Serialize) -> ExitCode {
     }
 }
 
+/// The manifest, plus LibreFang's `fields` form when `stdio` is compiled in.
 fn describe(ty: &ConnectorType) -> ExitCode {
-    print_json(&crate::describe_form::describe(ty))
+    #[cfg(feature = "stdio")]
+    return print_json(&crate::stdio::describe_form::describe(ty));
+    #[cfg(not(feature = "stdio"))]
+    return print_json(ty.manifest());
 }
 
 fn first_line(s: &str) -> &str {
@@ -402,8 +480,16 @@ fn check(ty: &ConnectorType, source: &ConfigSource) -> ExitCode {
 
 /// Attaches to the hub named by the `SPOKE_*` variables and serves until
 /// a signal or a Drain.
+#[cfg(not(feature = "grpc"))]
+async fn serve(_: Arc<ConnectorType>, _: ConfigSource) -> ExitCode {
+    not_compiled_in("serve", "grpc")
+}
+
+/// Attaches to the hub named by the `SPOKE_*` variables and serves until
+/// a signal or a Drain.
+#[cfg(feature = "grpc")]
 async fn serve(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
-    let options = match crate::serve::AttachOptions::from_env(ty.manifest()) {
+    let options = match crate::grpc::serve::AttachOptions::from_env(ty.manifest()) {
         Ok(o) => o,
         Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
     };
@@ -416,12 +502,12 @@ async fn serve(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
             );
         }
     };
-    match crate::serve::run(instance, options).await {
+    match crate::grpc::serve::run(instance, options).await {
         Ok(outcome) => {
             tracing::info!(?outcome, "serve stopped");
             ExitCode::SUCCESS
         }
-        Err(e @ crate::serve::ServeError::Refused { .. }) => {
+        Err(e @ crate::grpc::serve::ServeError::Refused { .. }) => {
             fail(EXIT_REFUSED, format_args!("{e}"))
         }
         Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
@@ -429,6 +515,13 @@ async fn serve(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
 }
 
 /// Serves the stdio protocol on this process's stdin and stdout.
+#[cfg(not(feature = "stdio"))]
+async fn stdio(_: Arc<ConnectorType>, _: ConfigSource, _: Option<u64>) -> ExitCode {
+    not_compiled_in("stdio", "stdio")
+}
+
+/// Serves the stdio protocol on this process's stdin and stdout.
+#[cfg(feature = "stdio")]
 async fn stdio(
     ty: Arc<ConnectorType>,
     source: ConfigSource,
@@ -445,8 +538,8 @@ async fn stdio(
         Ok(i) => i,
         Err(e) => return fail_on_wire(&start_failed(&ty, &source, &e)),
     };
-    let pipes = crate::stdio_threads::stdout()
-        .and_then(|output| Ok((crate::stdio_threads::stdin()?, output)));
+    let pipes = crate::stdio::threads::stdout()
+        .and_then(|output| Ok((crate::stdio::threads::stdin()?, output)));
     let (input, output) = match pipes {
         Ok(pipes) => pipes,
         Err(e) => {

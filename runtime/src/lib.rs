@@ -1,60 +1,55 @@
 //! The runtime of the Spoke connector SDK.
 //!
 //! Connector authors use it through the `spoke` facade crate; the macros in
-//! `spoke-macros` generate code against [`__private`]. The pieces:
+//! `spoke-macros` generate code against [`__private`]. It is one core and a
+//! folder per transport, each behind a cargo feature:
 //!
-//! - [`registry`]: every connector type registered in this binary;
-//! - [`instance`]: a running connector and the one invoke interface all
-//!   transports share, with panic isolation, deadlines and cancellation;
-//! - [`manifest`], [`schema`], [`config`]: what a connector declares;
-//! - [`context`], [`error`]: what an action sees and returns;
-//! - [`backoff`](mod@backoff), [`retry`](mod@retry): retry policies for connector code and transports;
-//! - [`cli`]: the command line of every connector binary;
-//! - [`serve`], [`hub_env`]: attaching to a Spoke hub over gRPC (the
-//!   default command), configured by `SPOKE_*` variables;
-//! - [`identity`], [`hub_tls`]: the instance's key and the signed
-//!   assertions that prove it, and dialing the hub over TLS (shared with
-//!   the `spoke` command line and the hub's sidecar bridge);
-//! - [`stdio`], [`librefang`], [`describe_form`]: serving over stdin/stdout
-//!   as a sidecar of the hub's supervisor or of LibreFang.
+//! | where | what | feature |
+//! |---|---|---|
+//! | [`core`] | the connector model, and the interface every transport uses (its docs say how) | always |
+//! | [`grpc`] | attached to a Spoke hub over gRPC: `serve`, the instance's key, TLS | `grpc` (default) |
+//! | [`stdio`] | a sidecar over stdin/stdout, for the hub's supervisor and LibreFang; LibreFang's protocol types and `--describe` form | `stdio` (default) |
+//! | [`cli`] | the command line of every connector binary: the commands of the transports compiled in | always |
+//! | [`env`] | the `SPOKE_*` variables every transport reads | always |
+//! | [`backoff`](mod@backoff), [`retry`](mod@retry), [`duration`], [`suggest`], [`logging`] | shared pieces: retry policies, `30s`-style durations, did-you-mean, the log format | always |
+//!
+//! The core's modules are also at the top (`spoke_runtime::config`,
+//! `spoke_runtime::context`, ...), as are the types connector code uses.
+//! Imports point one way: transports and the CLI use the core; the core
+//! uses no transport; no transport uses another.
+//!
+//! **Adding a transport**: a folder `src/<name>/` whose `mod.rs` says what it
+//! speaks and guarantees, behind a feature of that name (its heavy
+//! dependencies optional, enabled by the feature), using only [`core`]'s
+//! interface and the shared pieces; a command in [`cli`] under the same
+//! `cfg`; the feature re-exported by the `spoke` facade; a CI step that
+//! builds it alone.
 
 #![warn(missing_docs)]
 
-mod attach;
+pub mod core;
+#[cfg(feature = "grpc")]
+pub mod grpc;
+#[cfg(feature = "stdio")]
+pub mod stdio;
+
 pub mod backoff;
 pub mod cli;
-pub mod config;
-pub mod connector;
-pub mod context;
-pub mod decode;
-pub mod describe_form;
-mod dispatch;
 pub mod duration;
-pub mod error;
-pub mod hub_env;
-pub mod hub_tls;
-pub mod identity;
-pub mod instance;
-pub mod librefang;
+pub mod env;
 pub mod logging;
-pub mod manifest;
-mod outbox;
-pub mod producer;
-pub mod registry;
 pub mod retry;
-pub mod schema;
-pub mod secret;
-pub mod serve;
-pub mod stdio;
-mod stdio_line;
-mod stdio_out;
-mod stdio_request;
-mod stdio_session;
-mod stdio_threads;
 pub mod suggest;
 
 #[doc(hidden)]
 pub mod __private;
+
+pub use self::core::{
+    config, connector, context, decode, error, instance, manifest, producer, registry, schema,
+    secret,
+};
+#[cfg(feature = "stdio")]
+pub use stdio::{describe_form, librefang};
 
 pub use backoff::{Backoff, BackoffError};
 pub use cli::main;
@@ -62,15 +57,20 @@ pub use config::{ConfigErrors, ConfigSource};
 pub use connector::{ActionOutput, Connector, Input, StartError};
 pub use context::{Context, EmitError, Event, EventKind};
 pub use error::{ActionError, ErrorCode};
-pub use hub_tls::{HubTls, hub_endpoint};
-pub use identity::{InstanceKey, KeySource};
+#[cfg(feature = "grpc")]
+pub use grpc::identity::{InstanceKey, KeySource};
+#[cfg(feature = "grpc")]
+pub use grpc::serve::{AttachOptions, InstanceIdentity, ServeError, ServeOutcome};
+#[cfg(feature = "grpc")]
+pub use grpc::tls::{HubTls, hub_endpoint};
 pub use instance::Instance;
-pub use librefang::LibreFangEmit;
 pub use manifest::{Manifest, Mode, ValueType};
 pub use producer::spawn_producers;
 pub use registry::{Registry, RegistryError};
 pub use retry::{retry, retry_if};
 pub use secret::Secret;
-pub use serve::{AttachOptions, InstanceIdentity, ServeError, ServeOutcome};
+#[cfg(feature = "stdio")]
+pub use stdio::librefang::LibreFangEmit;
+#[cfg(feature = "stdio")]
 pub use stdio::{StdioError, StdioOptions};
 pub use tokio_util::sync::CancellationToken;

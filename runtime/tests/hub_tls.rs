@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::json;
-use spoke_runtime::hub_tls::{HubTls, connect_error, hub_endpoint};
+use spoke_runtime::grpc::tls::{HubTls, connect_error, hub_endpoint};
 use support::*;
 
 const LIMIT: Duration = Duration::from_secs(30);

@@ -623,7 +623,7 @@ async fn shutdown_gives_up_on_a_vanished_hub_after_the_leave_window() {
         // The call finishes; its result cannot be delivered; serve still returns.
         assert_eq!(running.finished().await, Ok(ServeOutcome::Shutdown));
         let took = asked.elapsed();
-        let window = spoke_runtime::serve::LEAVE_WINDOW;
+        let window = spoke_runtime::grpc::serve::LEAVE_WINDOW;
         assert!(took >= window, "gave up after {took:?}");
         assert!(
             took < window + Duration::from_secs(3),
@@ -636,20 +636,22 @@ async fn shutdown_gives_up_on_a_vanished_hub_after_the_leave_window() {
 #[tokio::test]
 async fn bad_options_are_refused_up_front() {
     let mut o = options("ftp://hub.example:443");
-    let err = spoke_runtime::serve::run_until(probe().await, o.clone(), std::future::pending())
-        .await
-        .unwrap_err();
+    let err =
+        spoke_runtime::grpc::serve::run_until(probe().await, o.clone(), std::future::pending())
+            .await
+            .unwrap_err();
     assert!(err.to_string().contains("expected http://"), "{err}");
     o.hub_url = "https://127.0.0.1:1".into();
     o.tls.ca_pem = Some(b"not a certificate".to_vec());
-    let err = spoke_runtime::serve::run_until(probe().await, o.clone(), std::future::pending())
-        .await
-        .unwrap_err();
+    let err =
+        spoke_runtime::grpc::serve::run_until(probe().await, o.clone(), std::future::pending())
+            .await
+            .unwrap_err();
     assert!(err.to_string().contains("no certificate"), "{err}");
     o.tls.ca_pem = None;
     o.hub_url = "http://127.0.0.1:1".into();
     o.max_in_flight = 0;
-    let err = spoke_runtime::serve::run_until(probe().await, o, std::future::pending())
+    let err = spoke_runtime::grpc::serve::run_until(probe().await, o, std::future::pending())
         .await
         .unwrap_err();
     assert_eq!(err, spoke_runtime::ServeError::ZeroMaxInFlight);
@@ -823,7 +825,7 @@ async fn the_default_backoff_re_registers_within_a_second_of_a_long_outage() {
         let addr = listener.local_addr().unwrap();
         let mut hub = ScriptedHub::on(listener);
         let mut options = options(&hub.url);
-        options.backoff = spoke_runtime::serve::default_backoff();
+        options.backoff = spoke_runtime::grpc::serve::default_backoff();
         let running = serve(options).await;
         let (conn, _) = hub.attach(registered("t1", 10_000, false)).await;
 

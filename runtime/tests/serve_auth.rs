@@ -1,6 +1,6 @@
 //! `serve` and the hub's trust rules, against a scripted hub on a real
 //! loopback gRPC connection that checks every Register's credentials with
-//! `spoke_runtime::identity::verify`: signed assertions, registration
+//! `spoke_runtime::grpc::identity::verify`: signed assertions, registration
 //! tokens, pending approval, approval on a live stream, refusals.
 
 mod support;
@@ -261,7 +261,7 @@ async fn a_missing_key_file_stops_serve_before_dialing() {
     let path = dir.path().join("absent.pem");
     let mut o = options("http://127.0.0.1:1");
     o.key = KeySource::File(path.clone());
-    let err = spoke_runtime::serve::run_until(probe().await, o, std::future::pending())
+    let err = spoke_runtime::grpc::serve::run_until(probe().await, o, std::future::pending())
         .await
         .unwrap_err();
     assert!(matches!(err, ServeError::Key(_)), "{err:?}");

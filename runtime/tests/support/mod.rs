@@ -169,14 +169,14 @@ pub fn registered_pending(token: &str, heartbeat_ms: u32) -> Registered {
 }
 
 /// Checks a Register's credentials as a hub does first (the signature,
-/// with `spoke_runtime::identity::verify`) and that the assertion names
+/// with `spoke_runtime::grpc::identity::verify`) and that the assertion names
 /// this Register's tenant, connector and instance, and is fresh.
-pub fn verified(register: &Register) -> spoke_runtime::identity::VerifiedAssertion {
+pub fn verified(register: &Register) -> spoke_runtime::grpc::identity::VerifiedAssertion {
     let credentials = register
         .credentials
         .as_ref()
         .expect("Register carries credentials");
-    let verified = spoke_runtime::identity::verify(credentials).expect("a valid signature");
+    let verified = spoke_runtime::grpc::identity::verify(credentials).expect("a valid signature");
     let a = &verified.assertion;
     assert_eq!(a.tenant, register.tenant);
     let manifest: Value = serde_json::from_str(&register.manifest_json).unwrap();
@@ -584,7 +584,7 @@ impl Running {
 pub async fn serve(options: AttachOptions) -> Running {
     let instance = probe().await;
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(spoke_runtime::serve::run_until(
+    let task = tokio::spawn(spoke_runtime::grpc::serve::run_until(
         instance,
         options,
         shutdown.clone().cancelled_owned(),

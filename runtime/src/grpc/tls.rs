@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use spoke_runtime::hub_tls::{HubTls, hub_endpoint};
+//! use spoke_runtime::grpc::tls::{HubTls, hub_endpoint};
 //!
 //! let endpoint = hub_endpoint("http://127.0.0.1:7700", &HubTls::default(), Duration::from_secs(5))?;
 //! assert_eq!(endpoint.uri().port_u16(), Some(7700));
@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Uri};
 
-use crate::hub_env::EnvError;
+use crate::env::EnvError;
 
 /// `SPOKE_TLS_CA`: a PEM file of the CA certificates that sign the hub's
 /// certificate (instead of the system's roots).
@@ -157,7 +157,7 @@ pub fn hub_endpoint(
         config = config.domain_name(name.clone());
     }
     endpoint.tls_config(config).map_err(|e| {
-        let text = crate::serve::error_chain(&e);
+        let text = crate::grpc::error_chain(&e);
         if text.contains("no native certs") {
             format!(
                 "no trusted root certificates found on this system; set {TLS_CA} to the PEM file of the CA that signs the hub's certificate"
@@ -193,7 +193,7 @@ pub fn connect_error(url: &str, error: &(dyn std::error::Error + 'static)) -> St
     }
     format!(
         "cannot connect to the hub at {url}: {}",
-        crate::serve::error_chain(error)
+        crate::grpc::error_chain(error)
     )
 }
 

@@ -18,11 +18,11 @@ use crate::connector::{ActionOutput, Input};
 use crate::context::{Context, ContextBuilder, Event, EventKind};
 use crate::error::ActionError;
 use crate::instance::Instance;
-use crate::librefang::{self, Ready, SpokeSummary};
+use crate::stdio::librefang::{self, Ready, SpokeSummary};
+use crate::stdio::line_reader::{Line, LineReader};
+use crate::stdio::output::{Frames, line_of};
+use crate::stdio::request::{Call, Json, Request, parse};
 use crate::stdio::{StdioError, StdioOptions};
-use crate::stdio_line::{Line, LineReader};
-use crate::stdio_out::{Frames, line_of};
-use crate::stdio_request::{Call, Json, Request, parse};
 
 /// Events an invocation may queue before emitting waits.
 const EVENTS: usize = 16;

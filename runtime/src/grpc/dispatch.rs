@@ -1,6 +1,6 @@
 //! Dispatch: the hub's Invokes become running invocations of the
 //! [`Instance`], at most `max_in_flight` at once, and every accepted Invoke
-//! gets exactly one Result in the [`Outbox`](crate::outbox).
+//! gets exactly one Result in the [`Outbox`](crate::grpc::outbox).
 //!
 //! The session's reader hands each Invoke to [`Dispatch::accept`], which never
 //! blocks: the reader must stay free to answer heartbeats and to deliver
@@ -48,8 +48,8 @@ use tracing::Instrument;
 use crate::connector::{ActionOutput, Input};
 use crate::context::{Context, Event, EventKind};
 use crate::error::ActionError;
+use crate::grpc::outbox::Outbox;
 use crate::instance::Instance;
-use crate::outbox::Outbox;
 
 /// Events an invocation may emit before it waits for them to be forwarded.
 const EVENT_BUFFER: usize = 32;

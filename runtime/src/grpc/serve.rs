@@ -3,7 +3,7 @@
 //!
 //! This is the default command of every connector binary (`<bin>` or
 //! `<bin> serve`); it reads its settings from `SPOKE_*` variables (see
-//! [`hub_env`](crate::hub_env)). Embedders and tests call [`run`] or
+//! [`hub_env`](crate::grpc::env)). Embedders and tests call [`run`] or
 //! [`run_until`] with [`AttachOptions`] directly.
 //!
 //! What it does, following the protocol in `proto/spoke/v1/spoke.proto`:
@@ -20,11 +20,11 @@
 //!   connector re-registers within about a second of the hub's return,
 //!   however long the hub was gone.
 //! - **Identity.** Before the first dial, the instance's Ed25519 key is
-//!   loaded or made ([`AttachOptions::key`], see [`identity`](crate::identity))
+//!   loaded or made ([`AttachOptions::key`], see [`identity`](crate::grpc::identity))
 //!   and its fingerprint logged; every Register carries fresh credentials
 //!   signed with it, plus [`AttachOptions::registration_token`] until the
 //!   hub first answers ACTIVE. `https://` hub URLs are dialed over TLS
-//!   ([`AttachOptions::tls`], see [`hub_tls`](crate::hub_tls)).
+//!   ([`AttachOptions::tls`], see [`hub_tls`](crate::grpc::tls)).
 //! - **Approval.** `Registered{PENDING_APPROVAL}` is logged as a warning
 //!   naming the command an administrator runs (`spoke approve <instance>`)
 //!   and the key's fingerprint; the stream stays up (heartbeats) and no
@@ -93,169 +93,34 @@
 //!   non-zero) as the grace period, and returns [`ServeOutcome::Drained`]:
 //!   the process exits 0 and its supervisor decides whether to restart it.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::attach::{Link, SessionEnd};
-use crate::backoff::Backoff;
-use crate::dispatch::Dispatch;
-use crate::hub_tls::{HubTls, hub_endpoint};
-use crate::identity::{KeyError, KeySource};
+pub use crate::grpc::options::{
+    AttachOptions, DEFAULT_HUB_URL, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SHUTDOWN_GRACE,
+    InstanceIdentity, default_auth_backoff, default_backoff,
+};
+
+use crate::grpc::attach::{DrainRequest, Link, Phase, SessionEnd};
+use crate::grpc::dispatch::Dispatch;
+use crate::grpc::identity::KeyError;
+use crate::grpc::outbox::{DEFAULT_EVENT_CAPACITY, Outbox};
+use crate::grpc::tls::hub_endpoint;
 use crate::instance::Instance;
-use crate::manifest::Manifest;
-use crate::outbox::{DEFAULT_CAPACITY, DEFAULT_EVENT_CAPACITY, Outbox};
-use crate::secret::Secret;
 
 #[cfg(doc)]
 use crate::context::Context;
 
-/// The hub `serve` dials when `SPOKE_HUB_URL` is not set.
-pub const DEFAULT_HUB_URL: &str = "http://127.0.0.1:7700";
-/// Invocations run at once when `SPOKE_MAX_IN_FLIGHT` is not set.
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
-/// How long running calls may take to finish on shutdown, when `SPOKE_SHUTDOWN_GRACE` is not set.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// On shutdown, how long `serve` keeps trying to reach the hub to deliver
 /// results still in the outbox.
 pub const LEAVE_WINDOW: Duration = Duration::from_secs(5);
 /// After the grace period, how long cancelled calls get to answer before
 /// they are answered `cancelled` by `serve` itself.
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
-
-/// Who this connector instance is, as shown to the hub and its clients.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InstanceIdentity {
-    /// Unique among the connector's instances, and stable across restarts
-    /// (the hub resumes sessions by it and its token).
-    pub id: String,
-    /// A human-friendly name; clients may route by it.
-    pub display_name: String,
-    /// Free-form tags; clients may broadcast to every instance with a tag.
-    pub tags: Vec<String>,
-    /// Free-form key-value metadata.
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// How [`run`] attaches to a hub. [`AttachOptions::new`] gives the defaults;
-/// [`AttachOptions::from_env`] reads the `SPOKE_*` variables.
-#[derive(Debug, Clone)]
-pub struct AttachOptions {
-    /// The hub's gRPC address, `https://host:port` or `http://host:port`.
-    pub hub_url: String,
-    /// How an `https://` hub's certificate is checked.
-    pub tls: HubTls,
-    /// Where the instance's key comes from.
-    pub key: KeySource,
-    /// A one-time registration token that approves this instance; sent
-    /// until the hub first registers it ACTIVE. `Debug` shows `[redacted]`.
-    pub registration_token: Option<Secret<String>>,
-    /// This instance's identity.
-    pub instance: InstanceIdentity,
-    /// The tenant the instance serves; empty for none.
-    pub tenant: String,
-    /// How many invocations run at once (at least 1).
-    pub max_in_flight: u32,
-    /// On shutdown or Drain, how long running invocations may take to finish.
-    pub shutdown_grace: Duration,
-    /// The delays between attach attempts.
-    pub backoff: Backoff,
-    /// The delays between attach attempts after the hub refused the
-    /// instance's proof (UNAUTHENTICATED).
-    pub auth_backoff: Backoff,
-    /// How many undelivered results the outbox keeps (the oldest is dropped beyond).
-    pub outbox_capacity: usize,
-    /// How long to wait for the TCP connection, and then for Registered.
-    pub connect_timeout: Duration,
-}
-
-impl AttachOptions {
-    /// The defaults for a connector: hub [`DEFAULT_HUB_URL`] (the system's
-    /// TLS roots for `https://`), the key in `~/.spoke/keys`
-    /// ([`KeySource::Default`]), no registration token, instance id
-    /// `<connector name>-<unix millis>` (not stable across restarts: set one
-    /// so a restarted instance takes its own place again), the manifest's display name, no tags,
-    /// metadata or tenant, [`DEFAULT_MAX_IN_FLIGHT`],
-    /// [`DEFAULT_SHUTDOWN_GRACE`], [`default_backoff`] (200 ms to 1 s with
-    /// jitter), [`default_auth_backoff`] (1 s to 30 s), an outbox of 10,000
-    /// results and a 5 s connect timeout.
-    pub fn new(manifest: &Manifest) -> Self {
-        AttachOptions {
-            hub_url: DEFAULT_HUB_URL.to_owned(),
-            tls: HubTls::default(),
-            key: KeySource::Default,
-            registration_token: None,
-            instance: InstanceIdentity {
-                id: generated_instance_id(&manifest.name),
-                display_name: manifest.display_name.clone(),
-                tags: Vec::new(),
-                metadata: BTreeMap::new(),
-            },
-            tenant: String::new(),
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            backoff: default_backoff(),
-            auth_backoff: default_auth_backoff(),
-            outbox_capacity: DEFAULT_CAPACITY,
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// `<name>-<unix millis>`.
-pub(crate) fn generated_instance_id(name: &str) -> String {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    format!("{name}-{millis}")
-}
-
-/// Attach backoff: 200 ms doubling to at most 1 s, jitter 0.2 (each delay
-/// is 80 to 100 % of its step), forever.
-///
-/// The cap is low on purpose: reconnecting costs a refused TCP connection
-/// per second while the hub is away, and it bounds the time from the hub's
-/// return to this connector's re-registration to about a second, however
-/// long the hub was down.
-///
-/// ```
-/// use std::time::Duration;
-/// let backoff = spoke_runtime::serve::default_backoff();
-/// assert_eq!(backoff.initial(), Duration::from_millis(200));
-/// assert_eq!(backoff.max(), Duration::from_secs(1));
-/// assert!(backoff.schedule().take(50).all(|d| d <= Duration::from_secs(1)));
-/// ```
-pub fn default_backoff() -> Backoff {
-    Backoff::builder()
-        .initial(Duration::from_millis(200))
-        .max(Duration::from_secs(1))
-        .jitter(0.2)
-        .build()
-        .unwrap_or_default()
-}
-
-/// Attach backoff after the hub refused the instance's proof
-/// (UNAUTHENTICATED): 1 s doubling to at most 30 s, jitter 0.2, forever.
-/// Slow, since retrying helps only once something changes (a clock is
-/// fixed, an administrator acts), and each attempt is logged as an error.
-///
-/// ```
-/// use std::time::Duration;
-/// let backoff = spoke_runtime::serve::default_auth_backoff();
-/// assert_eq!(backoff.max(), Duration::from_secs(30));
-/// ```
-pub fn default_auth_backoff() -> Backoff {
-    Backoff::builder()
-        .initial(Duration::from_secs(1))
-        .max(Duration::from_secs(30))
-        .jitter(0.2)
-        .build()
-        .unwrap_or_default()
-}
 
 /// Why [`run`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,39 +157,6 @@ pub enum ServeError {
         /// The hub's message.
         message: String,
     },
-}
-
-/// An error and its sources, joined with `: `.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
-}
-
-/// Where a `serve` is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Taking work.
-    Serving,
-    /// Taking no new work; waiting for running calls.
-    Closing,
-    /// Every call is answered: flush, say Goodbye (with this reason), close.
-    Leaving(String),
-}
-
-/// A Drain from the hub.
-#[derive(Debug)]
-pub(crate) struct DrainRequest {
-    pub(crate) reason: String,
-    pub(crate) grace: Option<Duration>,
 }
 
 /// Serves until SIGINT or SIGTERM (Ctrl-C only, off Unix), then shuts down
@@ -601,54 +433,5 @@ impl Signals {
                 std::future::pending().await
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_auth_backoff_is_slow_and_capped_at_30s() {
-        let b = default_auth_backoff();
-        assert_eq!(b.initial(), Duration::from_secs(1));
-        assert_eq!(b.max(), Duration::from_secs(30));
-        assert_eq!(AttachOptions::new(&manifest()).auth_backoff, b);
-        let delays: Vec<Duration> = b.schedule().take(40).collect();
-        assert!(
-            delays.iter().all(|d| *d <= Duration::from_secs(30)),
-            "{delays:?}"
-        );
-        assert!(delays[10..].iter().all(|d| *d >= Duration::from_secs(24)));
-    }
-
-    #[test]
-    fn the_default_backoff_is_200ms_to_1s_with_jitter() {
-        let b = default_backoff();
-        assert_eq!(b.initial(), Duration::from_millis(200));
-        assert_eq!(b.max(), Duration::from_secs(1));
-        assert!((b.jitter() - 0.2).abs() < f64::EPSILON);
-        assert_eq!(AttachOptions::new(&manifest()).backoff, b);
-        // However many attempts failed, the next one is at most 1 s away.
-        let delays: Vec<Duration> = b.schedule().take(40).collect();
-        assert!(
-            delays.iter().all(|d| *d <= Duration::from_secs(1)),
-            "{delays:?}"
-        );
-        assert!(
-            delays[10..]
-                .iter()
-                .all(|d| *d >= Duration::from_millis(800)),
-            "{delays:?}"
-        );
-    }
-
-    fn manifest() -> Manifest {
-        serde_json::from_value(serde_json::json!({
-            "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
-            "description": "", "config": {}, "actions": [], "search_operators": [],
-            "capabilities": []
-        }))
-        .unwrap()
     }
 }

@@ -49,7 +49,7 @@
 //! - Memory: a line is read whole (up to the limit), then an `invoke`'s
 //!   `input` or a LibreFang command's `params` is decoded straight from it
 //!   into the action's input type (a file LibreFang sends whole becomes a
-//!   [`librefang::FileData`](crate::librefang::FileData) of bytes), and the
+//!   [`librefang::FileData`](crate::stdio::librefang::FileData) of bytes), and the
 //!   line is freed. Lines not yet decoded (queued commands, invocations
 //!   waiting for a slot) hold at most one limit's worth of bytes in all;
 //!   beyond that stdin is not read until they are.
@@ -77,7 +77,7 @@
 //!   send `invoke`, and they relay events to the caller.
 //! - LibreFang events of producers and LibreFang commands (which have no id)
 //!   as their own methods, built by the typed builders of
-//!   [`librefang`](crate::librefang): `message` `{user_id, user_name, text,
+//!   [`librefang`](crate::stdio::librefang): `message` `{user_id, user_name, text,
 //!   content?: {"Text": text}` (`MessageBuilder` fills `content` and mirrors
 //!   `text`), `channel_id?, platform?, thread_id?...}`, `typing` `{user_id,
 //!   user_name, is_typing}`, `qr_ready` `{qr_code, qr_url?, message?,
@@ -106,7 +106,7 @@
 //! then options: the enum values as strings) | "text", required, placeholder
 //! (placeholder, else the default as typed, else the example, else ""),
 //! advanced, options? (select only)}]` from the `#[config_field]`s in
-//! declaration order; see [`describe_form`](crate::describe_form).
+//! declaration order; see [`describe_form`](crate::stdio::describe_form).
 //!
 //! ## Details the contract leaves open
 //!
@@ -128,7 +128,7 @@
 //!   `<action>: connector is shutting down`.
 //! - `event` frames of LibreFang commands carry no `id` (LibreFang gave
 //!   none). From a producer or a LibreFang command, a custom event named
-//!   [`librefang::EVENT_NAME`](crate::librefang::EVENT_NAME) whose data is a
+//!   [`librefang::EVENT_NAME`](crate::stdio::librefang::EVENT_NAME) whose data is a
 //!   frame with a method a connector may send (`message`, `typing`,
 //!   `qr_ready`, `qr_status`, `error`) and object `params` is written as that
 //!   frame; any other (e.g. a forged `result`) is written as an ordinary
@@ -193,14 +193,22 @@
 //! # }
 //! ```
 
+pub mod describe_form;
+pub mod librefang;
+mod line_reader;
+pub(crate) mod output;
+mod request;
+mod session;
+pub(crate) mod threads;
+
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::hub_env::{EnvError, MAX_IN_FLIGHT, SHUTDOWN_GRACE};
+use crate::env::{self, EnvError, MAX_IN_FLIGHT, SHUTDOWN_GRACE};
 use crate::instance::Instance;
-use crate::stdio_session::Session;
+use session::Session;
 
 /// `SPOKE_STDIO_MAX_LINE`: the longest input line, in bytes.
 pub const MAX_LINE: &str = "SPOKE_STDIO_MAX_LINE";
@@ -236,8 +244,8 @@ impl Default for StdioOptions {
     fn default() -> Self {
         StdioOptions {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            max_in_flight: 64,
-            shutdown_grace: Duration::from_secs(10),
+            max_in_flight: env::DEFAULT_MAX_IN_FLIGHT,
+            shutdown_grace: env::DEFAULT_SHUTDOWN_GRACE,
             account_id: None,
             ready_interval: Duration::from_secs(2),
             ready_max_sends: 5,
@@ -249,17 +257,12 @@ impl StdioOptions {
     /// The defaults, overridden by this process's variables; see the
     /// [module docs](self#environment).
     pub fn from_env() -> Result<Self, EnvError> {
-        let mut vars = Vec::new();
-        for name in [MAX_LINE, ACCOUNT_ID, MAX_IN_FLIGHT, SHUTDOWN_GRACE] {
-            match std::env::var(name) {
-                Ok(value) => vars.push((name, value)),
-                Err(std::env::VarError::NotPresent) => {}
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(env_error(name, "the value is not valid UTF-8"));
-                }
-            }
-        }
-        Self::from_vars(vars)
+        Self::from_vars(env::read(&[
+            MAX_LINE,
+            ACCOUNT_ID,
+            MAX_IN_FLIGHT,
+            SHUTDOWN_GRACE,
+        ])?)
     }
 
     /// The defaults, overridden by the variables among `vars` (others are
@@ -278,7 +281,7 @@ impl StdioOptions {
     /// assert_eq!(o.account_id.as_deref(), Some("bot-1"));
     /// assert_eq!(o.max_in_flight, 64);
     /// assert!(StdioOptions::from_vars([("SPOKE_MAX_IN_FLIGHT", "0")]).is_err());
-    /// # Ok::<(), spoke_runtime::hub_env::EnvError>(())
+    /// # Ok::<(), spoke_runtime::env::EnvError>(())
     /// ```
     pub fn from_vars<K: AsRef<str>, V: AsRef<str>>(
         vars: impl IntoIterator<Item = (K, V)>,
@@ -290,34 +293,14 @@ impl StdioOptions {
                 continue;
             }
             match name {
-                MAX_LINE => options.max_line_bytes = positive(name, value)?,
-                MAX_IN_FLIGHT => options.max_in_flight = positive(name, value)?,
-                SHUTDOWN_GRACE => {
-                    options.shutdown_grace =
-                        crate::duration::parse(value).map_err(|e| env_error(name, e))?;
-                }
+                MAX_LINE => options.max_line_bytes = env::positive(name, value)?,
+                MAX_IN_FLIGHT => options.max_in_flight = env::positive(name, value)?,
+                SHUTDOWN_GRACE => options.shutdown_grace = env::duration(name, value)?,
                 ACCOUNT_ID => options.account_id = Some(value.to_owned()),
                 _ => {}
             }
         }
         Ok(options)
-    }
-}
-
-fn positive(name: &str, value: &str) -> Result<usize, EnvError> {
-    match value.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(env_error(
-            name,
-            format!("expected a positive integer, got `{value}`"),
-        )),
-    }
-}
-
-fn env_error(variable: &str, message: impl Into<String>) -> EnvError {
-    EnvError {
-        variable: variable.to_owned(),
-        message: message.into(),
     }
 }
 
@@ -347,7 +330,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (frames, writer) = crate::stdio_out::channel();
+    let (frames, writer) = output::channel();
     let failure = writer.failure();
     let finish = CancellationToken::new();
     let mut writer = tokio::spawn(writer.run(output, finish.clone()));

@@ -44,11 +44,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 use tonic::transport::Endpoint;
 
-use crate::dispatch::Dispatch;
-use crate::hub_tls::connect_error;
-use crate::identity::InstanceKey;
-use crate::outbox::Outbox;
-use crate::serve::{AttachOptions, DrainRequest, Phase, error_chain};
+use crate::grpc::dispatch::Dispatch;
+use crate::grpc::error_chain;
+use crate::grpc::identity::InstanceKey;
+use crate::grpc::options::AttachOptions;
+use crate::grpc::outbox::Outbox;
+use crate::grpc::tls::connect_error;
 
 /// The heartbeat interval when Registered says 0.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -601,6 +602,24 @@ fn frame_name(frame: &hub_frame::Frame) -> &'static str {
         hub_frame::Frame::Drain(_) => "Drain",
         hub_frame::Frame::Goodbye(_) => "Goodbye",
     }
+}
+
+/// Where a `serve` is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Taking work.
+    Serving,
+    /// Taking no new work; waiting for running calls.
+    Closing,
+    /// Every call is answered: flush, say Goodbye (with this reason), close.
+    Leaving(String),
+}
+
+/// A Drain from the hub.
+#[derive(Debug)]
+pub(crate) struct DrainRequest {
+    pub(crate) reason: String,
+    pub(crate) grace: Option<Duration>,
 }
 
 #[cfg(test)]

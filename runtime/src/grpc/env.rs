@@ -1,10 +1,11 @@
-//! The environment variables `serve` reads to attach to a hub.
+//! The environment variables `serve` reads to attach to a hub (the shared
+//! ones are [`env`](crate::env)'s).
 //!
 //! | Variable | Meaning | Default |
 //! |---|---|---|
-//! | `SPOKE_HUB_URL` | the hub's gRPC address, `https://host:port` (TLS) or `http://host:port` (plain text; a warning unless the host is loopback); see [`hub_tls`](crate::hub_tls) | `http://127.0.0.1:7700` |
+//! | `SPOKE_HUB_URL` | the hub's gRPC address, `https://host:port` (TLS) or `http://host:port` (plain text; a warning unless the host is loopback); see [`hub_tls`](crate::grpc::tls) | `http://127.0.0.1:7700` |
 //! | `SPOKE_TLS_CA` | a PEM file of the CA certificates that sign the hub's certificate, trusted instead of the system's roots; must exist and hold a certificate | the system's roots |
-//! | `SPOKE_KEY_PATH` | this instance's private key, a PKCS#8 PEM Ed25519 key accessible to its owner only (mode 0600 or 0400), e.g. a mounted secret; the file must exist (see [`identity`](crate::identity)) | `~/.spoke/keys/<connector>_<instance>.pem`, made on first use |
+//! | `SPOKE_KEY_PATH` | this instance's private key, a PKCS#8 PEM Ed25519 key accessible to its owner only (mode 0600 or 0400), e.g. a mounted secret; the file must exist (see [`identity`](crate::grpc::identity)) | `~/.spoke/keys/<connector>_<instance>.pem`, made on first use |
 //! | `SPOKE_REGISTRATION_TOKEN` | a one-time token from `spoke token create --connector NAME` that approves this instance when it first attaches (never logged) | none: the instance waits for `spoke approve <instance>` |
 //! | `SPOKE_INSTANCE_ID` | this instance's id, unique among the connector's instances; keep it stable across restarts, so that a restarted instance takes its old place at once (the old session ends and its calls fail over right away) and routes by instance keep working; on a hub with approval the id names the key file and the approval, so a new id is a new instance to approve | `<connector name>-<unix millis>`, with a warning |
 //! | `SPOKE_DISPLAY_NAME` | a human-friendly name for this instance | the connector's display name |
@@ -21,7 +22,7 @@
 //! loads the key before it first dials the hub.
 //!
 //! ```
-//! use spoke_runtime::serve::AttachOptions;
+//! use spoke_runtime::grpc::serve::AttachOptions;
 //! # let manifest: spoke_runtime::Manifest = serde_json::from_value(serde_json::json!({
 //! #     "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
 //! #     "description": "", "config": {}, "actions": [], "search_operators": [], "capabilities": []
@@ -40,18 +41,19 @@
 //! assert_eq!(options.instance.tags, ["eu", "blue"]);
 //! assert_eq!(options.instance.metadata["region"], "eu-west-1");
 //! assert_eq!(options.max_in_flight, 8);
-//! # Ok::<(), spoke_runtime::hub_env::EnvError>(())
+//! # Ok::<(), spoke_runtime::env::EnvError>(())
 //! ```
 
 use std::collections::BTreeMap;
 
 use std::path::{Path, PathBuf};
 
-use crate::hub_tls::{HubTls, check_hub_url};
-use crate::identity::KeySource;
+pub use crate::env::{EnvError, MAX_IN_FLIGHT, SHUTDOWN_GRACE};
+use crate::grpc::identity::KeySource;
+use crate::grpc::options::{AttachOptions, generated_instance_id};
+use crate::grpc::tls::{HubTls, check_hub_url};
 use crate::manifest::Manifest;
 use crate::secret::Secret;
-use crate::serve::{AttachOptions, generated_instance_id};
 
 /// `SPOKE_HUB_URL`: the hub's gRPC address.
 pub const HUB_URL: &str = "SPOKE_HUB_URL";
@@ -65,14 +67,10 @@ pub const TAGS: &str = "SPOKE_TAGS";
 pub const METADATA_PREFIX: &str = "SPOKE_METADATA_";
 /// `SPOKE_TENANT`: the tenant served.
 pub const TENANT: &str = "SPOKE_TENANT";
-/// `SPOKE_MAX_IN_FLIGHT`: invocations run at once.
-pub const MAX_IN_FLIGHT: &str = "SPOKE_MAX_IN_FLIGHT";
-/// `SPOKE_SHUTDOWN_GRACE`: how long running invocations get on shutdown.
-pub const SHUTDOWN_GRACE: &str = "SPOKE_SHUTDOWN_GRACE";
 /// `SPOKE_TLS_CA`: the CA certificates that sign the hub's certificate.
-pub const TLS_CA: &str = crate::hub_tls::TLS_CA;
+pub const TLS_CA: &str = crate::grpc::tls::TLS_CA;
 /// `SPOKE_KEY_PATH`: this instance's private key file.
-pub const KEY_PATH: &str = crate::identity::KEY_PATH_VAR;
+pub const KEY_PATH: &str = crate::grpc::identity::KEY_PATH_VAR;
 /// `SPOKE_REGISTRATION_TOKEN`: a one-time token approving this instance.
 pub const REGISTRATION_TOKEN: &str = "SPOKE_REGISTRATION_TOKEN";
 
@@ -88,25 +86,6 @@ const KNOWN: [&str; 10] = [
     KEY_PATH,
     REGISTRATION_TOKEN,
 ];
-
-/// A `SPOKE_*` variable whose value is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {message}")]
-pub struct EnvError {
-    /// The variable, e.g. `SPOKE_MAX_IN_FLIGHT`.
-    pub variable: String,
-    /// What is wrong with its value.
-    pub message: String,
-}
-
-impl EnvError {
-    pub(crate) fn new(variable: impl Into<String>, message: impl Into<String>) -> Self {
-        EnvError {
-            variable: variable.into(),
-            message: message.into(),
-        }
-    }
-}
 
 impl AttachOptions {
     /// Reads the `SPOKE_*` variables of this process; see the [module docs](self).
@@ -163,21 +142,8 @@ impl AttachOptions {
                         .collect();
                 }
                 TENANT => options.tenant = value.trim().to_owned(),
-                MAX_IN_FLIGHT => {
-                    options.max_in_flight = match value.trim().parse::<u32>() {
-                        Ok(n) if n > 0 => n,
-                        _ => {
-                            return Err(EnvError::new(
-                                key,
-                                format!("expected a positive whole number, got `{value}`"),
-                            ));
-                        }
-                    };
-                }
-                SHUTDOWN_GRACE => {
-                    options.shutdown_grace =
-                        crate::duration::parse(value).map_err(|e| EnvError::new(key, e))?;
-                }
+                MAX_IN_FLIGHT => options.max_in_flight = crate::env::positive(key, value)?,
+                SHUTDOWN_GRACE => options.shutdown_grace = crate::env::duration(key, value)?,
                 _ => {
                     if let Some(name) = key.strip_prefix(METADATA_PREFIX) {
                         if name.is_empty() {

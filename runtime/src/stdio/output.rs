@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connector::ActionOutput;
 use crate::context::{Event, EventKind};
 use crate::error::ActionError;
-use crate::librefang;
+use crate::stdio::librefang;
 
 /// Frames waiting for the writer.
 const CAPACITY: usize = 256;

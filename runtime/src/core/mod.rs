@@ -1,0 +1,63 @@
+//! The connector model: what a connector is and how it is run, knowing no
+//! transport.
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`connector`] | the [`Connector`](connector::Connector) trait the macros implement, inputs and outputs |
+//! | [`registry`] | every connector type registered in this binary |
+//! | [`instance`] | a running connector and the one invoke interface |
+//! | [`context`] | what an action sees: deadline, cancellation, metadata, events |
+//! | [`error`] | what an action returns when it fails |
+//! | [`manifest`], [`schema`] | what a connector declares, and its JSON Schemas |
+//! | [`config`], [`secret`] | its configuration, every problem reported at once; secrets never shown |
+//! | [`producer`] | long-running producers, restarted with backoff |
+//! | [`decode`] | decoding an input into the action's type, with the path of a bad field |
+//!
+//! # The interface every transport uses
+//!
+//! A transport (gRPC, stdio, and those to come: HTTP, NATS, MCP) turns its
+//! wire into calls of this interface and their results back into its wire,
+//! and uses nothing else of the core:
+//!
+//! 1. **Start** an [`Instance`](instance::Instance) once, with
+//!    [`Instance::start`](instance::Instance::start)`(connector type,
+//!    `[`ConfigSource`](config::ConfigSource)`)`: it loads the config
+//!    (every problem at once, in a
+//!    [`StartError`](connector::StartError)) and runs the init hook.
+//! 2. **Build a [`Context`](context::Context)** per call with
+//!    [`Context::builder`](context::Context::builder)`(request id, name)`:
+//!    its deadline (`.deadline(at)` / `.timeout(d)`), its cancellation token
+//!    (`.cancellation(token)`: the transport cancels it when its peer
+//!    cancels or goes away), the caller's metadata (`.metadata(map)`), and
+//!    an event sender (`.events(tx)`) through which progress, logs and
+//!    custom events come out while the call runs.
+//! 3. **Invoke** an action by name with its input as bytes or a JSON value
+//!    ([`Instance::invoke`](instance::Instance::invoke)`(name,
+//!    `[`Input`](connector::Input)`, ctx)`), or **resolve** a search
+//!    operator's value ([`Instance::resolve`](instance::Instance::resolve)).
+//!    Decoding happens before the returned future is polled; the future
+//!    owns what it needs, so it can be spawned, and it isolates panics,
+//!    enforces the deadline and answers cancellation (within
+//!    [`Instance::with_cancel_grace`](instance::Instance::with_cancel_grace)).
+//! 4. **Answer** with what the future returns: an
+//!    [`ActionOutput`](connector::ActionOutput) (already JSON), or an
+//!    [`ActionError`](error::ActionError) with its code, message and
+//!    details. Exactly one answer per accepted call is the transport's duty.
+//! 5. **Producers** run beside calls: [`spawn_producers`](producer::spawn_producers)
+//!    gives their events to the transport until its token is cancelled.
+//!
+//! The manifest ([`Instance::manifest`](instance::Instance::manifest)) is
+//! what a transport advertises: actions with their input and output
+//! schemas, search operators, capabilities, the config schema.
+
+pub mod config;
+pub mod connector;
+pub mod context;
+pub mod decode;
+pub mod error;
+pub mod instance;
+pub mod manifest;
+pub mod producer;
+pub mod registry;
+pub mod schema;
+pub mod secret;
