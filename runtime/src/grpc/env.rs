@@ -182,14 +182,7 @@ mod tests {
 
     use super::*;
 
-    fn manifest() -> Manifest {
-        serde_json::from_value(serde_json::json!({
-            "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
-            "description": "", "config": {}, "actions": [], "search_operators": [],
-            "capabilities": []
-        }))
-        .unwrap()
-    }
+    use crate::grpc::options::tests::manifest;
 
     fn parse(vars: &[(&str, &str)]) -> Result<AttachOptions, EnvError> {
         AttachOptions::from_vars(vars.iter().copied(), &manifest())

@@ -151,7 +151,7 @@ pub fn default_auth_backoff() -> Backoff {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -189,7 +189,8 @@ mod tests {
         );
     }
 
-    fn manifest() -> Manifest {
+    /// A minimal manifest, for tests of attach options.
+    pub(crate) fn manifest() -> Manifest {
         serde_json::from_value(serde_json::json!({
             "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
             "description": "", "config": {}, "actions": [], "search_operators": [],
