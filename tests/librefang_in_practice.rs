@@ -269,6 +269,12 @@ fn a_connector_that_cannot_start_says_why_on_the_wire() {
     // A bad setting of the transport itself.
     let message = start_failure("echo_channel", &[], &[("SPOKE_MAX_IN_FLIGHT", "many")]);
     assert!(message.contains("SPOKE_MAX_IN_FLIGHT"), "{message}");
+    // Arguments the command line refuses.
+    let message = start_failure("echo_channel", &["--max-line-bytes", "0"], &[]);
+    assert!(
+        message.starts_with("invalid value '0' for '--max-line-bytes <BYTES>'"),
+        "{message}"
+    );
     // A config file that cannot be read.
     let message = start_failure(
         "echo_channel",

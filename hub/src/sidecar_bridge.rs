@@ -346,8 +346,10 @@ async fn wait_ready(lines: &mut LineReader<ChildStdout>, child: &mut Child, name
                             return Ready::Params(v.get("params").cloned().unwrap_or(Value::Null));
                         }
                         Ok(v) if v.get("method").and_then(Value::as_str) == Some("error") => {
+                            // Kept as the sidecar's last error: whole (a connector's
+                            // config problems), within reason.
                             let message = v.pointer("/params/message").and_then(Value::as_str);
-                            let message = message.map_or_else(|| shorten(&line), str::to_owned);
+                            let message = message.map_or_else(|| shorten(&line), |m| shorten_to(m, 4000));
                             tracing::warn!(sidecar = %name, "sidecar error before ready: {message}");
                             error = Some(message);
                         }
@@ -623,10 +625,14 @@ fn decode<'a>(sidecar: &str, bytes: &'a [u8]) -> Cow<'a, str> {
 
 /// At most the first 200 characters of a line, for the log.
 fn shorten(line: &str) -> String {
-    const MAX: usize = 200;
-    match line.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}... ({} bytes)", &line[..at], line.len()),
-        None => line.to_owned(),
+    shorten_to(line, 200)
+}
+
+/// `text` cut to `max` characters, saying how long it was.
+fn shorten_to(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}... ({} bytes)", &text[..at], text.len()),
+        None => text.to_owned(),
     }
 }
 

@@ -147,12 +147,22 @@ enum Command {
 /// }
 /// ```
 pub fn main() -> ExitCode {
-    let matches = Cli::command()
+    // Under `stdio`, a host reads stdout: a failure to start is said there
+    // too, from the first argument on.
+    let stdio_args = cfg!(feature = "stdio") && std::env::args().skip(1).any(|a| a == "stdio");
+    let parsed = Cli::command()
         .after_help(transports_compiled_in())
-        .get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => {
+            #[cfg(feature = "stdio")]
+            if stdio_args && e.use_stderr() {
+                write_error_frame(e.to_string().trim().trim_start_matches("error: "));
+            }
+            e.exit()
+        }
     };
     // `serve` is a long-running service: its session log lines are info.
     let serving = !cli.describe
@@ -167,10 +177,13 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            return fail(
-                EXIT_USAGE,
-                format_args!("cannot start the async runtime: {e}"),
-            );
+            let message = format!("cannot start the async runtime: {e}");
+            #[cfg(feature = "stdio")]
+            if stdio_args && !cli.describe {
+                return fail_on_wire(&message);
+            }
+            let _ = stdio_args;
+            return fail(EXIT_USAGE, format_args!("{message}"));
         }
     };
     let code = runtime.block_on(run(cli));
@@ -239,12 +252,18 @@ fn not_compiled_in(command: &str, feature: &str) -> ExitCode {
 /// cause rather than a bare exit code.
 #[cfg(feature = "stdio")]
 fn fail_on_wire(message: &str) -> ExitCode {
+    write_error_frame(message);
+    fail(EXIT_USAGE, format_args!("{message}"))
+}
+
+/// Writes `message` to stdout as one LibreFang `error` frame.
+#[cfg(feature = "stdio")]
+fn write_error_frame(message: &str) {
     let line = crate::stdio::output::line_of(&crate::stdio::librefang::error(message));
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
         tracing::debug!(error = %e, "cannot write the error frame to stdout");
     }
-    fail(EXIT_USAGE, format_args!("{message}"))
 }
 
 /// A connector that could not start: its error with the values of its
@@ -543,6 +562,9 @@ async fn stdio(
     let (input, output) = match pipes {
         Ok(pipes) => pipes,
         Err(e) => {
+            write_error_frame(&format!(
+                "cannot start the threads that serve stdin and stdout: {e}"
+            ));
             return fail(
                 EXIT_ACTION_ERROR,
                 format_args!("cannot start the threads that serve stdin and stdout: {e}"),

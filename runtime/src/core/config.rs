@@ -289,10 +289,16 @@ fn looks_like_json(s: &str) -> bool {
 ///     mask_secrets("login with hunter22 refused", &secrets),
 ///     "login with [redacted] refused"
 /// );
+/// // A secret that holds another is masked whole.
+/// let secrets = ["abcd".to_owned(), "abcdefgh".to_owned()];
+/// assert_eq!(mask_secrets("key abcdefgh", &secrets), "key [redacted]");
 /// ```
 pub fn mask_secrets(message: &str, secrets: &[String]) -> String {
     let mut masked = message.to_owned();
-    for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
+    // Longest first: a secret inside a longer one must not leave the rest.
+    let mut secrets: Vec<&String> = secrets.iter().filter(|s| s.chars().count() >= 4).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for secret in secrets {
         if masked.contains(secret.as_str()) {
             masked = masked.replace(secret.as_str(), crate::secret::REDACTED);
         }

@@ -97,9 +97,11 @@ fn is_false(b: &bool) -> bool {
 /// `{"Text": "hello"}` is [`Content::Text`]; `{"FileData": {"data": [...],
 /// "filename": "...", "mime_type": "..."}}` (a file LibreFang sends whole,
 /// its bytes as a JSON array of numbers) is [`Content::FileData`], decoded
-/// straight into bytes; every other variant (`Image`, `File`, `Voice`, ...)
-/// is kept as its JSON in [`Content::Other`], so nothing is lost when a newer
-/// LibreFang sends a variant Spoke does not model.
+/// straight into bytes (a `FileData` of another shape, e.g. without `data`,
+/// is an error that names it: LibreFang never sends one); every other
+/// variant (`Image`, `File`, `Voice`, ...) is kept as its JSON in
+/// [`Content::Other`], so nothing is lost when a newer LibreFang sends a
+/// variant Spoke does not model.
 ///
 /// ```
 /// use spoke_runtime::librefang::{Content, FileData};
@@ -175,32 +177,37 @@ impl<'de> Visitor<'de> for ContentVisitor {
         let Some(tag) = map.next_key::<String>()? else {
             return Ok(Content::Other(Value::Object(Map::new())));
         };
-        let mut file = None;
+        // The usual shape, one key: a `FileData` read straight into bytes.
         let first = if tag == "FileData" {
-            file = Some(map.next_value::<FileData>()?);
-            Value::Null
+            Err(map.next_value::<FileData>()?)
         } else {
-            map.next_value::<Value>()?
+            Ok(map.next_value::<Value>()?)
         };
         let mut rest = Map::new();
         while let Some((key, value)) = map.next_entry::<String, Value>()? {
             rest.insert(key, value);
         }
-        match (file, first) {
-            (Some(file), _) if rest.is_empty() => Ok(Content::FileData(file)),
-            (None, Value::String(text)) if rest.is_empty() && tag == "Text" => {
-                Ok(Content::Text(text))
-            }
-            // Not one known variant after all: an unusual object, kept whole.
-            (file, first) => {
-                let first = match file {
-                    Some(file) => serde_json::to_value(file).map_err(A::Error::custom)?,
-                    None => first,
-                };
-                rest.insert(tag, first);
-                Ok(Content::Other(Value::Object(rest)))
-            }
+        if rest.is_empty() {
+            return Ok(match first {
+                Err(file) => Content::FileData(file),
+                Ok(Value::String(text)) if tag == "Text" => Content::Text(text),
+                Ok(value) => Content::Other(Value::Object(Map::from_iter([(tag, value)]))),
+            });
         }
+        // Anything else is kept whole as JSON (a repeated key: the last
+        // counts, as in a `Value`).
+        if !rest.contains_key(&tag) {
+            let first = match first {
+                Err(file) => serde_json::to_value(file).map_err(A::Error::custom)?,
+                Ok(value) => value,
+            };
+            rest.insert(tag, first);
+        }
+        if rest.len() == 1 {
+            // Only the repeated key: read it again as one variant.
+            return Content::deserialize(Value::Object(rest)).map_err(A::Error::custom);
+        }
+        Ok(Content::Other(Value::Object(rest)))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
@@ -1086,6 +1093,23 @@ mod tests {
             serde_json::from_str::<Content>(r#"{"Text": "hi"}"#).unwrap(),
             Content::Text("hi".into())
         );
+        // A repeated key: the last counts.
+        assert_eq!(
+            serde_json::from_str::<Content>(r#"{"Text": "a", "Text": "b"}"#).unwrap(),
+            Content::Text("b".into())
+        );
+        // From a `Value` as from text.
+        let content = Content::deserialize(json!({"FileData": {"data": [1, 2]}})).unwrap();
+        assert_eq!(
+            content,
+            Content::FileData(FileData {
+                data: vec![1, 2],
+                ..FileData::default()
+            })
+        );
+        // A `FileData` of another shape is an error that says so.
+        let bad = serde_json::from_str::<Content>(r#"{"FileData": {"data": "aGk="}}"#).unwrap_err();
+        assert!(bad.to_string().contains("expected a sequence"), "{bad}");
         let bad = serde_json::from_str::<Content>(r#"{"FileData": {"data": [256]}}"#).unwrap_err();
         assert!(bad.to_string().contains("256"), "{bad}");
     }

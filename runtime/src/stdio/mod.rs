@@ -52,7 +52,9 @@
 //!   [`librefang::FileData`](crate::stdio::librefang::FileData) of bytes), and the
 //!   line is freed. Lines not yet decoded (queued commands, invocations
 //!   waiting for a slot) hold at most one limit's worth of bytes in all;
-//!   beyond that stdin is not read until they are.
+//!   beyond that stdin is not read until they are. So the input held at once
+//!   is at most about twice the limit (those lines and the one being read),
+//!   besides what running actions decoded.
 //!
 //! ## Connector to host (stdout)
 //!
