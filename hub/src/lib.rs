@@ -3,62 +3,41 @@
 //! command line that runs a hub ([`cli`]) and talks to one ([`client`]).
 //!
 //! The wire contract, including the session, heartbeat, resume, cancel and
-//! drain semantics, is `proto/spoke/v1/spoke.proto`. The pieces:
+//! drain semantics, is `proto/spoke/v1/spoke.proto`. A folder per role:
 //!
-//! - [`server`]: the gRPC server (ConnectorHub, Hub, `grpc.health.v1`,
-//!   reflection v1 and v1alpha) and its graceful shutdown;
-//! - `attach`: one task per Attach stream (register, relay, heartbeats),
-//!   with `register` (checking a Register frame) and `outbound` (the
-//!   hub-to-connector queue, closable gracefully or at once);
-//! - `client_api`: the Hub service (checks, routing, deadlines);
-//! - `registry`, `session`, `routing`, `pending`, `invoke`: connector types
-//!   and instances, session tokens and the resume window, instance
-//!   selection, in-flight calls (each with the Invoke it sent, sent again
-//!   when its instance resumes), and one call's life with cancel and retry
-//!   (once, elsewhere: a lost `read`, or any call refused as never started);
-//!   `call_log`: the one log line of every call;
-//! - `state`: the registry and pending calls behind one lock; `deadline`:
-//!   `grpc-timeout`; `request_id`;
-//! - [`config`]: the hub's settings;
-//! - `supervisor`, `sidecar_bridge`, [`sidecars_config`]: `spoke hub
-//!   --sidecars FILE.toml`, stdio sidecars run, restarted and bridged to
-//!   the hub as connectors;
-//! - auth (see "Trust." in the proto): `store` (the durable SQLite store
-//!   under `--data`), `trust` (checking an instance's signed assertion),
-//!   `approval` (pending, approved, rejected, revoked on Attach), `access`
-//!   (client bearer tokens and what they grant), `admin_api` (the Admin
-//!   service), `tls` (the listener's certificate).
+//! | where | what |
+//! |---|---|
+//! | `api/` | the services clients call: Hub (checks, routing, deadlines, one call's life with cancel and retry, the call log) and Admin |
+//! | `sessions/` | the ConnectorHub service: one Attach stream per instance (register, relay, heartbeats, the outbound queue), the pending calls, the hub's shared state |
+//! | `routing/` | the registry of connector types and instances, and which instance(s) serve a call |
+//! | `trust/` | the durable store, instances' signed assertions, approval on Attach, client tokens' access, the listener's TLS |
+//! | `sidecars/` | `--sidecars FILE.toml` ([`sidecars_config`]): stdio sidecars supervised, restarted and bridged to the hub as connectors |
+//! | [`cli`] | the `spoke` command line: [`client`] and [`admin_client`] commands, and `spoke hub` |
+//! | [`server`] | the gRPC server (ConnectorHub, Hub, Admin, `grpc.health.v1`, reflection v1 and v1alpha) and its graceful shutdown |
+//! | [`config`] | the hub's settings |
+//! | `ids`, `wire`, `deadline` | shared pieces: request and session ids, tokens, the clock, the default tenant; the caller header and status code names; `grpc-timeout` |
+//!
+//! Imports point one way, and no two folders import each other:
+//! `cli → server → api → sessions → trust → routing → shared pieces`, and
+//! `sidecars` (used by the server, the CLI and the Hub service) imports
+//! nothing else of the hub. The store needs only the shared ids; the
+//! registry does not know the routing rules.
 
 #![warn(missing_docs)]
 
-mod access;
-mod admin_api;
-pub mod admin_client;
-mod approval;
-mod attach;
-mod bridge_identity;
-mod call_log;
+mod api;
 pub mod cli;
-pub mod client;
-mod client_api;
 pub mod config;
 mod deadline;
-mod invoke;
-mod outbound;
-mod pending;
-mod register;
-mod registry;
-mod request_id;
+mod ids;
 mod routing;
 pub mod server;
-mod session;
-mod sidecar_bridge;
-pub mod sidecars_config;
-mod state;
-mod store;
-mod supervisor;
-mod tls;
+mod sessions;
+mod sidecars;
 mod trust;
+mod wire;
 
+pub use cli::{admin_client, client};
 pub use config::HubConfig;
 pub use server::{ServeError, run, run_supervised, run_until, run_until_supervised};
+pub use sidecars::config as sidecars_config;

@@ -18,16 +18,18 @@ use tonic_health::server::HealthReporter;
 
 use spoke_proto::{MAX_ASSEMBLED_BYTES, MAX_MESSAGE_BYTES, RESPONSE_SLACK_BYTES};
 
-use crate::access::{Access, TokenCache};
-use crate::admin_api::AdminApi;
-use crate::approval::Trust;
-use crate::attach::AttachService;
-use crate::client_api::ClientApi;
+use crate::api::admin_api::AdminApi;
+use crate::api::client_api::ClientApi;
 use crate::config::{self, HubConfig};
-use crate::sidecars_config::SidecarSpec;
-use crate::state::HubState;
-use crate::store::{ClientGrant, DEFAULT_TENANT, Scope, Store, StoreError};
-use crate::supervisor::{StatusMap, Supervisor};
+use crate::ids::DEFAULT_TENANT;
+use crate::sessions::attach::AttachService;
+use crate::sessions::state::HubState;
+use crate::sidecars::config::SidecarSpec;
+use crate::sidecars::status::StatusMap;
+use crate::sidecars::supervisor::Supervisor;
+use crate::trust::access::{Access, TokenCache};
+use crate::trust::approval::Trust;
+use crate::trust::store::{ClientGrant, Scope, Store, StoreError};
 
 /// How long the hub waits, beyond the shutdown grace, for connections to
 /// close before it exits anyway.
@@ -146,12 +148,12 @@ pub async fn run_until_supervised(
     }
     let bridge_tls = match &config.tls {
         Some(files) if !sidecars.is_empty() => Some(Arc::new(
-            crate::tls::bridge_tls(files).map_err(ServeError::Tls)?,
+            crate::trust::tls::bridge_tls(files).map_err(ServeError::Tls)?,
         )),
         _ => None,
     };
     let tls = match &config.tls {
-        Some(files) => Some(crate::tls::server_config(files).map_err(ServeError::Tls)?),
+        Some(files) => Some(crate::trust::tls::server_config(files).map_err(ServeError::Tls)?),
         None => {
             tracing::warn!("serving without TLS: traffic to and from this hub is not encrypted");
             None
@@ -242,8 +244,9 @@ fn sidecar_keys(
 > {
     let mut keys = std::collections::HashMap::new();
     for spec in sidecars {
-        let path = crate::bridge_identity::key_path(dir, &spec.name);
-        let key = crate::bridge_identity::load_or_create(&path).map_err(ServeError::SidecarKey)?;
+        let path = crate::sidecars::identity::key_path(dir, &spec.name);
+        let key =
+            crate::sidecars::identity::load_or_create(&path).map_err(ServeError::SidecarKey)?;
         trust.trust_key(key.public_key());
         keys.insert(spec.name.clone(), Arc::new(key));
     }

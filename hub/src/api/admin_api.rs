@@ -20,12 +20,12 @@ use spoke_proto::v1::{
 use spoke_runtime::grpc::identity::fingerprint;
 use tonic::{Request, Response, Status};
 
-use crate::access::Caller;
-use crate::approval::Trust;
-use crate::register::tenant_name;
-use crate::registry::InstanceKey;
-use crate::state::HubState;
-use crate::store::{Approval, ClientGrant, InstanceRecord, NewToken, Scope};
+use crate::routing::registry::InstanceKey;
+use crate::sessions::register::tenant_name;
+use crate::sessions::state::HubState;
+use crate::trust::access::Caller;
+use crate::trust::approval::Trust;
+use crate::trust::store::{Approval, ClientGrant, InstanceRecord, NewToken, Scope};
 
 /// How long a registration token stays usable when no TTL is given.
 const DEFAULT_REGISTRATION_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -61,7 +61,7 @@ impl AdminApi {
         if let Err(status) = &checked {
             tracing::warn!(
                 "admin {what} refused: {}: {}",
-                crate::client::code_name(status.code()),
+                crate::wire::code_name(status.code()),
                 status.message()
             );
         }
@@ -212,7 +212,7 @@ impl AdminApi {
 
 /// Runs a store call off the async threads.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, crate::trust::store::StoreError> + Send + 'static,
 ) -> Result<T, Status> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(value)) => Ok(value),
@@ -393,8 +393,7 @@ impl Admin for AdminApi {
             Scope::Only(names)
         };
         let expires = ttl_of(request.ttl_ms).map(|ttl| {
-            crate::request_id::unix_ms()
-                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            crate::ids::unix_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
         });
         let grant = ClientGrant {
             id: String::new(),

@@ -1,5 +1,5 @@
 //! The approval flow on Attach (see "Trust." in `spoke.proto`): the
-//! instance proves its key (`trust::verify`), then the store decides:
+//! instance proves its key (`assertion::verify`), then the store decides:
 //!
 //! - an instance the hub trusts itself (a supervised sidecar's bridge key)
 //!   is recorded approved;
@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use spoke_runtime::grpc::identity::fingerprint;
 use tonic::Status;
 
-use crate::register::Registration;
-use crate::request_id::unix_ms;
-use crate::store::{Approval, RedeemError, Sighting, Store};
-use crate::trust::{self, Claim, ReplayCache};
+use crate::ids::unix_ms;
+use crate::routing::registry::{InstanceKey, Registration};
+use crate::trust::assertion::{self, Claim, ReplayCache};
+use crate::trust::store::{Approval, RedeemError, Sighting, Store, StoreError};
 
 /// What a hub with auth keeps for checking instances.
 #[derive(Debug)]
@@ -72,7 +72,7 @@ impl Trust {
             connector: &reg.manifest.name,
             instance_id: &reg.info.id,
         };
-        let proven = trust::verify(reg.credentials.as_ref(), claim, unix_ms(), &self.replays)
+        let proven = assertion::verify(reg.credentials.as_ref(), claim, unix_ms(), &self.replays)
             .map_err(Status::unauthenticated)?;
         let registration_token = reg
             .credentials
@@ -100,11 +100,11 @@ impl Trust {
 
     fn decide(
         &self,
-        key: &crate::registry::InstanceKey,
+        key: &InstanceKey,
         seen: &Sighting<'_>,
         registration_token: &str,
     ) -> Result<bool, Status> {
-        let store_error = |e: crate::store::StoreError| Status::internal(e.to_string());
+        let store_error = |e: StoreError| Status::internal(e.to_string());
         let public_key: [u8; 32] = seen.public_key.try_into().unwrap_or([0; 32]);
         if self.is_trusted(&public_key) {
             self.store

@@ -29,23 +29,21 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::access::Caller;
-use crate::call_log::CallLog;
+use crate::api::call_log::CallLog;
+use crate::api::invoke::{self, Call};
 use crate::deadline;
-use crate::invoke::{self, Call};
-use crate::pending::ItemSender;
-use crate::registry::Registry;
-use crate::routing::{self, Selection, Target};
-use crate::state::HubState;
-use crate::supervisor::StatusMap;
+use crate::routing::registry::Registry;
+use crate::routing::route::{self, Selection, Target};
+use crate::sessions::pending::ItemSender;
+use crate::sessions::state::HubState;
+use crate::sidecars::status::StatusMap;
+use crate::trust::access::Caller;
+use crate::wire::CALLER_HEADER;
 use spoke_runtime::suggest;
 
 /// How many items may wait for a streaming caller.
 const STREAM_ITEMS: usize = 1024;
 
-/// The request header a client names itself in; it becomes the Invoke's
-/// `caller` metadata.
-pub(crate) const CALLER_HEADER: &str = "x-spoke-caller";
 /// The Invoke metadata key naming the caller.
 const CALLER: &str = "caller";
 /// The W3C trace context headers, forwarded unchanged as Invoke metadata.
@@ -157,7 +155,7 @@ impl ClientApi {
             &request.action,
             kind,
         )?;
-        let selection = routing::select(
+        let selection = route::select(
             &mut tables.registry,
             tenant,
             &request.connector,
@@ -357,7 +355,7 @@ impl Hub for ClientApi {
             })
             .collect();
         drop(tables);
-        let connectors = if caller.may_act_on(crate::store::DEFAULT_TENANT) {
+        let connectors = if caller.may_act_on(crate::ids::DEFAULT_TENANT) {
             add_detached_sidecars(connectors, &self.sidecars)
         } else {
             connectors

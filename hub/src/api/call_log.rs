@@ -15,8 +15,8 @@ use spoke_proto::v1::{InstanceResult, instance_result};
 use tokio::time::Instant;
 use tonic::Status;
 
-use crate::client::code_name;
-use crate::registry::InstanceKey;
+use crate::routing::registry::InstanceKey;
+use crate::wire::code_name;
 
 /// A call's log line, written once when dropped; see the module docs.
 #[derive(Debug)]

@@ -1,28 +1,5 @@
-//! The `spoke` command line.
-//!
-//! ```text
-//! spoke hub [--listen ADDR] [--heartbeat-interval D] [--resume-window D] [--shutdown-grace D]
-//!           [--sidecars FILE.toml] [--data DIR] (--tls-cert FILE --tls-key FILE | --insecure)
-//!           [--no-auth]
-//! spoke ls [--table]                        connector types and their instances (JSON)
-//! spoke describe <connector>                a connector's manifest (pretty JSON)
-//! spoke call <connector> <action> [JSON|-]  call an action through the hub
-//!     [--instance ID | --name NAME | --tag TAG] [--timeout D] [--operator]
-//! spoke pending [--table]                   instances awaiting approval
-//! spoke approve|reject|revoke|forget <instance> [--connector C] [--tenant T]
-//! spoke token create --connector NAME [--tenant T] [--ttl D]
-//! spoke client-token create --connectors a,b|* [--tenant T] [--write] [--admin] [--label L] [--ttl D]
-//! spoke client-token ls [--table]          client tokens (JSON; never the tokens)
-//! spoke client-token revoke <ID>           refuse a client token from now on
-//! ```
-//!
-//! The client commands take `--hub URL` (env `SPOKE_HUB_URL`, default
-//! `http://127.0.0.1:7700`) and send a client token: `--token` (env
-//! `SPOKE_TOKEN`), else the operator token in `<data>/operator.token` if it
-//! is readable (`--data DIR`, default the user's data directory). Exit codes: 0 success, 1 the action returned an
-//! error (or a broadcast had one), 2 usage error, 3 hub or transport error.
-//! `spoke hub` exits 0 after a signal-driven shutdown, 1 if it cannot run,
-//! 2 on a usage error (among them: neither TLS flags nor `--insecure`).
+//! The `spoke` command line's arguments (clap) and [`main`], which runs the
+//! command they name.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -32,10 +9,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use spoke_runtime::duration;
 
-use crate::admin_client::{self, ClientTokenOptions, Decision};
-use crate::client::{self, CallOptions, EXIT_USAGE, HubTarget, RouteFlag};
+use crate::cli::admin_client::{self, ClientTokenOptions, Decision};
+use crate::cli::client::{self, CallOptions, EXIT_USAGE, HubTarget, RouteFlag};
 use crate::config::{self, DEFAULT_LISTEN, HubConfig, TlsFiles};
-use crate::{server, sidecars_config};
+use crate::{server, sidecars};
 use spoke_proto::v1::InstanceRef;
 
 /// The hub URL the client commands use unless told otherwise.
@@ -330,7 +307,7 @@ fn run_hub(args: HubArgs) -> ExitCode {
     spoke_runtime::logging::init("info");
     let sidecars = match &args.sidecars {
         None => Vec::new(),
-        Some(path) => match sidecars_config::load(path) {
+        Some(path) => match sidecars::config::load(path) {
             Ok(sidecars) => sidecars,
             Err(err) => {
                 eprintln!("error: {err}");

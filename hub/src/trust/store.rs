@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
-use crate::request_id::unix_ms;
+use crate::ids::{hex, random_bytes, unix_ms};
 
 /// The file name of the database inside the data directory.
 pub const DB_FILE: &str = "hub.db";
@@ -29,8 +29,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CLIENT_TOKEN_PREFIX: &str = "spk_";
 /// The prefix of registration tokens.
 pub const REGISTRATION_TOKEN_PREFIX: &str = "spr_";
-/// The tenant "" stands for.
-pub const DEFAULT_TENANT: &str = "default";
 
 /// The schema, one entry per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[r"
@@ -314,10 +312,7 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 
 /// Makes a fresh token: `prefix` and 64 hex digits of OS randomness.
 pub fn new_secret(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        crate::session::hex(&crate::session::random_bytes::<32>())
-    )
+    format!("{prefix}{}", hex(&random_bytes::<32>()))
 }
 
 /// The hub's database.
@@ -592,10 +587,7 @@ impl Store {
         ttl: Duration,
     ) -> Result<NewToken, StoreError> {
         let token = new_secret(REGISTRATION_TOKEN_PREFIX);
-        let id = format!(
-            "r-{}",
-            crate::session::hex(&crate::session::random_bytes::<6>())
-        );
+        let id = format!("r-{}", hex(&random_bytes::<6>()));
         let now = unix_ms();
         let expires = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
         self.write(|tx| {
@@ -622,10 +614,7 @@ impl Store {
         grant: &ClientGrant,
     ) -> Result<(NewToken, ClientGrant), StoreError> {
         let token = new_secret(CLIENT_TOKEN_PREFIX);
-        let id = format!(
-            "c-{}",
-            crate::session::hex(&crate::session::random_bytes::<6>())
-        );
+        let id = format!("c-{}", hex(&random_bytes::<6>()));
         self.write(|tx| {
             ensure_tenant(tx, &grant.tenant)?;
             tx.execute(

@@ -1,13 +1,48 @@
-//! Sessions: opaque ids and tokens, and the resume window that keeps a lost
-//! instance's session (and its in-flight calls) for a while.
+//! What every part of the hub names things with, and imports nothing of the
+//! hub: request ids (unique per hub: `<hub start, unix ms>-<counter>`),
+//! session ids and tokens from the operating system's random source, the
+//! clock in Unix milliseconds, and the default tenant.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::registry::InstanceKey;
-use crate::state::HubState;
+/// The tenant "" stands for.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Hands out request ids. The start time keeps ids of a restarted hub apart
+/// from the ids of its previous run, which a resuming connector may still
+/// answer.
+#[derive(Debug)]
+pub(crate) struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    /// Ids prefixed with the current time.
+    pub(crate) fn new() -> Self {
+        RequestIds {
+            prefix: unix_ms(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The next id.
+    pub(crate) fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}-{n}", self.prefix)
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
 
 /// A fresh session token: 128 random bits as 32 lowercase hex digits.
 /// Whoever holds it can resume the session, so it comes from the operating
@@ -50,20 +85,19 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// After the resume window, ends the session of an instance whose stream
-/// (`generation`) ended, unless it resumed in the meantime.
-pub(crate) fn expire_after_window(state: &Arc<HubState>, key: InstanceKey, generation: u64) {
-    let window = state.config.resume_window;
-    let state = Arc::clone(state);
-    tokio::spawn(async move {
-        tokio::time::sleep(window).await;
-        state.expire(&key, generation);
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_unique_and_prefixed() {
+        let ids = RequestIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        assert_ne!(a, b);
+        assert!(a.ends_with("-1"), "{a}");
+        assert_eq!(a.split('-').next(), b.split('-').next());
+    }
 
     #[test]
     fn tokens_are_128_bit_hex_and_distinct() {

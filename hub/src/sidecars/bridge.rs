@@ -54,8 +54,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 
-use crate::sidecars_config::SidecarSpec;
-use crate::supervisor::StatusMap;
+use crate::sidecars::config::SidecarSpec;
+use crate::sidecars::status::StatusMap;
 
 /// How long the hub has to answer Register.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -721,7 +721,9 @@ async fn attach(
                 .ok()
                 .and_then(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_default();
-            Some(crate::bridge_identity::credentials(key, &connector, name)?)
+            Some(crate::sidecars::identity::credentials(
+                key, &connector, name,
+            )?)
         }
     };
     let (url, tls) = match tls {

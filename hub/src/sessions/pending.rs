@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::deadline;
-use crate::registry::InstanceKey;
+use crate::routing::registry::InstanceKey;
 
 /// The most a unary caller's chunked result may add up to.
 pub(crate) use spoke_proto::MAX_ASSEMBLED_BYTES;

@@ -22,8 +22,8 @@ use spoke_runtime::Mode;
 use spoke_runtime::manifest::ActionManifest;
 use tonic::Status;
 
-use crate::request_id::unix_ms;
-use crate::store::{ClientGrant, DEFAULT_TENANT, Scope, Store, StoreError, token_hash};
+use crate::ids::{DEFAULT_TENANT, unix_ms};
+use crate::trust::store::{ClientGrant, Scope, Store, StoreError, token_hash};
 
 /// The client tokens, by hash.
 #[derive(Debug, Default)]

@@ -102,7 +102,7 @@ pub(crate) fn verify(
     let verified = spoke_runtime::grpc::identity::verify(credentials).map_err(|e| e.to_string())?;
     let (key_bytes, assertion) = (verified.public_key, verified.assertion);
     let tenant = if assertion.tenant.is_empty() {
-        crate::store::DEFAULT_TENANT
+        crate::ids::DEFAULT_TENANT
     } else {
         assertion.tenant.as_str()
     };

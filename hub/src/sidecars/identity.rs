@@ -37,8 +37,8 @@ pub(crate) fn credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request_id::unix_ms;
-    use crate::trust::{Claim, ReplayCache, verify};
+    use crate::ids::unix_ms;
+    use crate::trust::assertion::{Claim, ReplayCache, verify};
 
     #[test]
     fn a_key_is_made_once_and_its_credentials_verify() {

@@ -18,7 +18,7 @@ use spoke_proto::v1::{
     ListPendingRequest, RevokeClientTokenRequest,
 };
 
-use crate::client::{EXIT_OK, Failure, HubTarget, authorized_channel, columns};
+use crate::cli::client::{EXIT_OK, Failure, HubTarget, authorized_channel, columns};
 
 /// How long an admin call waits for the hub.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,7 +53,7 @@ pub struct ClientTokenOptions {
     pub ttl: Option<Duration>,
 }
 
-async fn admin(hub: &HubTarget) -> Result<AdminClient<crate::client::Authorized>, Failure> {
+async fn admin(hub: &HubTarget) -> Result<AdminClient<crate::cli::client::Authorized>, Failure> {
     Ok(AdminClient::new(authorized_channel(hub).await?))
 }
 
@@ -270,7 +270,7 @@ pub async fn list_client_tokens(hub: &HubTarget, table: bool) -> u8 {
                 ]
                 .map(str::to_owned),
             ];
-            let now = crate::request_id::unix_ms();
+            let now = crate::ids::unix_ms();
             for t in tokens {
                 let grants = [
                     Some("read"),

@@ -25,12 +25,12 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
-use crate::call_log::CallLog;
+use crate::api::call_log::CallLog;
 use crate::deadline;
-use crate::pending::{Answer, Caller, ItemSender, TakeBack};
-use crate::registry::{InstanceKey, InstanceStatus};
-use crate::routing::{self, Selection, Target};
-use crate::state::HubState;
+use crate::routing::registry::{InstanceKey, InstanceStatus};
+use crate::routing::route::{self, Selection, Target};
+use crate::sessions::pending::{Answer, Caller, ItemSender, TakeBack};
+use crate::sessions::state::HubState;
 
 /// How often an Invoke that never reached its instance (the stream closed
 /// under it) is routed again before the call fails.
@@ -206,7 +206,7 @@ fn reselect(
     exclude: Option<&str>,
 ) -> Result<InstanceKey, Status> {
     let mut tables = state.lock();
-    match routing::select(
+    match route::select(
         &mut tables.registry,
         &call.tenant,
         &call.connector,

@@ -1,6 +1,7 @@
 //! The hub's shared state: the registry and the pending calls behind one
 //! lock (so an instance leaving and its calls failing happen together),
-//! request ids, and the shutdown signal.
+//! request ids, and the shutdown signal; and a session's life across them
+//! (admitted, approved or denied, lost and resumed or expired, ended).
 //!
 //! The lock is a plain mutex held only for map updates, never across an
 //! `await`; frames to connectors are sent outside it.
@@ -11,14 +12,12 @@ use spoke_proto::v1::{Cancel, HubFrame, Registered, RegistrationStatus, hub_fram
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::Access;
-use crate::approval::Trust;
 use crate::config::HubConfig;
-use crate::pending::Pending;
-use crate::register::Registration;
-use crate::registry::{Admitted, InstanceKey, Registry};
-use crate::request_id::RequestIds;
-use crate::session;
+use crate::ids::RequestIds;
+use crate::routing::registry::{Admitted, InstanceKey, Registration, Registry};
+use crate::sessions::pending::Pending;
+use crate::trust::access::Access;
+use crate::trust::approval::Trust;
 
 /// The maps behind the hub's lock.
 #[derive(Debug, Default)]
@@ -187,7 +186,7 @@ impl HubState {
                 "{key}: stream lost ({why}); keeping its session for {:?} to resume",
                 self.config.resume_window
             );
-            session::expire_after_window(self, key.clone(), generation);
+            expire_after_window(self, key.clone(), generation);
         }
     }
 
@@ -245,6 +244,17 @@ impl HubState {
             send_soon(tx, frame);
         }
     }
+}
+
+/// After the resume window, ends the session of an instance whose stream
+/// (`generation`) ended, unless it resumed in the meantime.
+fn expire_after_window(state: &Arc<HubState>, key: InstanceKey, generation: u64) {
+    let window = state.config.resume_window;
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        tokio::time::sleep(window).await;
+        state.expire(&key, generation);
+    });
 }
 
 /// Sends a frame without waiting: at once if the stream's queue has room,

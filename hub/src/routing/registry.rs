@@ -22,15 +22,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use spoke_proto::v1::{HubFrame, InstanceInfo};
+use spoke_proto::v1::{Credentials, HubFrame, InstanceInfo};
 use spoke_runtime::Manifest;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::register::Registration;
-use crate::request_id::unix_ms;
-use crate::routing::Target;
-use crate::session;
+use crate::ids::{DEFAULT_TENANT, new_session_id, new_token, unix_ms};
 
 /// Names one instance: its tenant, its connector and its id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,10 +47,45 @@ impl fmt::Display for InstanceKey {
             "instance `{}` of connector `{}`",
             self.id, self.connector
         )?;
-        if self.tenant != crate::store::DEFAULT_TENANT {
+        if self.tenant != DEFAULT_TENANT {
             write!(f, " (tenant `{}`)", self.tenant)?;
         }
         Ok(())
+    }
+}
+
+/// A checked `Register`.
+#[derive(Debug, Clone)]
+pub(crate) struct Registration {
+    /// The parsed manifest.
+    pub(crate) manifest: Manifest,
+    /// The manifest exactly as sent, served back by `Describe`.
+    pub(crate) manifest_json: String,
+    /// Who the instance is (non-empty id).
+    pub(crate) info: InstanceInfo,
+    /// The tenant it says it serves, as shown in listings.
+    pub(crate) tenant: String,
+    /// The tenant it is isolated in: its tenant ("" is "default"), or
+    /// "default" for every instance of a hub without auth.
+    pub(crate) scope: String,
+    /// Its proof of identity, if sent.
+    pub(crate) credentials: Option<Credentials>,
+    /// The SDK version it reports.
+    pub(crate) sdk_version: String,
+    /// The token of the session it wants to resume; empty for a new one.
+    pub(crate) session_token: String,
+    /// How many invocations it runs at once; 0 means it declared no limit.
+    pub(crate) max_in_flight: u32,
+}
+
+impl Registration {
+    /// The instance it registers.
+    pub(crate) fn key(&self) -> InstanceKey {
+        InstanceKey {
+            tenant: self.scope.clone(),
+            connector: self.manifest.name.clone(),
+            id: self.info.id.clone(),
+        }
     }
 }
 
@@ -263,8 +295,8 @@ impl Registry {
             ended_previous = true;
         }
 
-        let session_id = session::new_session_id();
-        let token = session::new_token();
+        let session_id = new_session_id();
+        let token = new_token();
         let slots =
             (reg.max_in_flight > 0).then(|| Arc::new(Semaphore::new(reg.max_in_flight as usize)));
         self.tokens.insert(token.clone(), key.clone());
@@ -418,8 +450,15 @@ impl Registry {
             .map(|l| l.tx.clone())
     }
 
-    /// The next round-robin position for calls to `connector` along `target`.
-    pub(crate) fn next_cursor(&mut self, tenant: &str, connector: &str, target: &Target) -> usize {
+    /// The next round-robin position for calls to `connector`: of its
+    /// unrouted calls, or with `display_name` of the calls routed by that
+    /// name (a route's `Target::cursor_name`).
+    pub(crate) fn next_cursor(
+        &mut self,
+        tenant: &str,
+        connector: &str,
+        display_name: Option<&str>,
+    ) -> usize {
         let Some(ty) = self
             .types
             .get_mut(tenant)
@@ -427,7 +466,7 @@ impl Registry {
         else {
             return 0;
         };
-        let cursor = match target.cursor_name() {
+        let cursor = match display_name {
             None => &mut ty.cursor,
             Some(name) => match ty.name_cursors.get_mut(name) {
                 Some(cursor) => cursor,

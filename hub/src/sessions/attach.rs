@@ -25,11 +25,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::outbound::{Close, Outbound};
-use crate::pending::Delivery;
-use crate::register;
-use crate::registry::{Admitted, InstanceKey};
-use crate::state::HubState;
+use crate::routing::registry::{Admitted, InstanceKey};
+use crate::sessions::outbound::{Close, Outbound};
+use crate::sessions::pending::Delivery;
+use crate::sessions::register;
+use crate::sessions::state::HubState;
 
 /// While the hub shuts down, how often a stream checks whether its calls
 /// are all answered.
@@ -132,7 +132,7 @@ impl StreamTask {
                 tracing::warn!(
                     "refused {who} attaching from {}: {}: {}",
                     self.peer,
-                    crate::client::code_name(status.code()),
+                    crate::wire::code_name(status.code()),
                     status.message()
                 );
                 self.close(Close::Abort(status));
@@ -412,7 +412,7 @@ impl StreamTask {
     }
 
     fn send(&self, frame: hub_frame::Frame) {
-        crate::state::send_soon(self.tx.clone(), frame_of(frame));
+        crate::sessions::state::send_soon(self.tx.clone(), frame_of(frame));
     }
 
     /// Sends a Goodbye and closes the stream gracefully.

@@ -41,6 +41,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+pub use crate::wire::code_name;
+
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the action returned an error (or a broadcast had one).
@@ -151,29 +153,6 @@ impl Failure {
                 EXIT_HUB_ERROR
             }
         }
-    }
-}
-
-/// The snake_case name of a gRPC status code (`not_found`, `unavailable`, ...).
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "ok",
-        Code::Cancelled => "cancelled",
-        Code::Unknown => "unknown",
-        Code::InvalidArgument => "invalid_argument",
-        Code::DeadlineExceeded => "deadline_exceeded",
-        Code::NotFound => "not_found",
-        Code::AlreadyExists => "already_exists",
-        Code::PermissionDenied => "permission_denied",
-        Code::ResourceExhausted => "resource_exhausted",
-        Code::FailedPrecondition => "failed_precondition",
-        Code::Aborted => "aborted",
-        Code::OutOfRange => "out_of_range",
-        Code::Unimplemented => "unimplemented",
-        Code::Internal => "internal",
-        Code::Unavailable => "unavailable",
-        Code::DataLoss => "data_loss",
-        Code::Unauthenticated => "unauthenticated",
     }
 }
 
@@ -308,7 +287,7 @@ async fn invoke(hub: &HubTarget, options: &CallOptions) -> Result<Vec<InstanceRe
     request.set_timeout(options.timeout);
     // The hub passes it to the action as its `caller` metadata.
     request.metadata_mut().insert(
-        crate::client_api::CALLER_HEADER,
+        crate::wire::CALLER_HEADER,
         tonic::metadata::MetadataValue::from_static(CLI_CALLER),
     );
     let timed_out = || Failure::Hub {
@@ -621,13 +600,6 @@ mod tests {
         assert_eq!(operator_input("\"rs\""), json!({"value": "rs"}));
         assert_eq!(operator_input("42"), json!({"value": 42}));
         assert_eq!(operator_input("{\"value\": \"x\"}"), json!({"value": "x"}));
-    }
-
-    #[test]
-    fn status_codes_are_snake_case() {
-        assert_eq!(code_name(Code::NotFound), "not_found");
-        assert_eq!(code_name(Code::DeadlineExceeded), "deadline_exceeded");
-        assert_eq!(code_name(Code::Unavailable), "unavailable");
     }
 
     #[test]

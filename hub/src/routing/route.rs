@@ -12,7 +12,7 @@
 use spoke_proto::v1::{Route, route};
 use tonic::Status;
 
-use crate::registry::{Instance, InstanceKey, InstanceStatus, Registry};
+use crate::routing::registry::{Instance, InstanceKey, InstanceStatus, Registry};
 use spoke_runtime::suggest;
 
 /// A call's route, checked.
@@ -150,7 +150,7 @@ pub(crate) fn select(
                     Some(_) => none_ready(registry, tenant, connector, target),
                 });
             }
-            let at = registry.next_cursor(tenant, connector, target) % count;
+            let at = registry.next_cursor(tenant, connector, target.cursor_name()) % count;
             let ready = registry
                 .connector(tenant, connector)
                 .map_or(&[][..], |ty| ty.ready());
@@ -183,7 +183,7 @@ pub(crate) fn select(
             if ready == 0 {
                 return Err(none_ready(registry, tenant, connector, target));
             }
-            let at = registry.next_cursor(tenant, connector, target) % ready;
+            let at = registry.next_cursor(tenant, connector, target.cursor_name()) % ready;
             registry
                 .instances_of(tenant, connector)
                 .filter(|(key, i)| target.matches(i) && eligible(key, i))
@@ -270,7 +270,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::register::Registration;
+    use crate::routing::registry::Registration;
 
     fn registration(id: &str, name: &str, tags: &[&str]) -> Registration {
         let manifest_json = serde_json::json!({

@@ -1,52 +1,20 @@
 //! Checking a connector's `Register` frame before it joins the registry.
 
 use spoke_proto::PROTOCOL_VERSION;
-use spoke_proto::v1::{Credentials, InstanceInfo, Register};
+use spoke_proto::v1::Register;
 use spoke_runtime::Manifest;
 use spoke_runtime::manifest::MANIFEST_VERSION;
+
+use crate::ids::DEFAULT_TENANT;
+use crate::routing::registry::Registration;
 
 /// The longest instance id accepted.
 const MAX_INSTANCE_ID_LEN: usize = 256;
 
-/// A checked `Register`.
-#[derive(Debug, Clone)]
-pub(crate) struct Registration {
-    /// The parsed manifest.
-    pub(crate) manifest: Manifest,
-    /// The manifest exactly as sent, served back by `Describe`.
-    pub(crate) manifest_json: String,
-    /// Who the instance is (non-empty id).
-    pub(crate) info: InstanceInfo,
-    /// The tenant it says it serves, as shown in listings.
-    pub(crate) tenant: String,
-    /// The tenant it is isolated in: its tenant ("" is "default"), or
-    /// "default" for every instance of a hub without auth.
-    pub(crate) scope: String,
-    /// Its proof of identity, if sent.
-    pub(crate) credentials: Option<Credentials>,
-    /// The SDK version it reports.
-    pub(crate) sdk_version: String,
-    /// The token of the session it wants to resume; empty for a new one.
-    pub(crate) session_token: String,
-    /// How many invocations it runs at once; 0 means it declared no limit.
-    pub(crate) max_in_flight: u32,
-}
-
-impl Registration {
-    /// The instance it registers.
-    pub(crate) fn key(&self) -> crate::registry::InstanceKey {
-        crate::registry::InstanceKey {
-            tenant: self.scope.clone(),
-            connector: self.manifest.name.clone(),
-            id: self.info.id.clone(),
-        }
-    }
-}
-
 /// The tenant "" stands for: "default".
 pub(crate) fn tenant_name(tenant: &str) -> &str {
     if tenant.is_empty() {
-        crate::store::DEFAULT_TENANT
+        DEFAULT_TENANT
     } else {
         tenant
     }
@@ -76,7 +44,7 @@ pub(crate) fn check(register: Register, isolate: bool) -> Result<Registration, S
         let name = tenant_name(&register.tenant).to_owned();
         (name.clone(), name)
     } else {
-        (register.tenant, crate::store::DEFAULT_TENANT.to_owned())
+        (register.tenant, DEFAULT_TENANT.to_owned())
     };
     Ok(Registration {
         manifest,
@@ -147,6 +115,8 @@ fn valid_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use spoke_proto::v1::InstanceInfo;
+
     use super::*;
 
     fn manifest() -> serde_json::Value {

@@ -1,51 +1,23 @@
 //! The sidecar supervisor (`spoke hub --sidecars FILE.toml`): one task per
-//! sidecar runs it ([`sidecar_bridge`]), restarts it
+//! sidecar runs it ([`bridge`]), restarts it
 //! with backoff when it exits, and stops restarting it after `max_failures`
 //! consecutive failures (the circuit breaker). Sidecars that are not
 //! attached (starting, restarting or broken) are listed by `ListConnectors`
-//! from the shared [`StatusMap`].
+//! from the shared [`StatusMap`] (in [`status`](crate::sidecars::status)).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use spoke_runtime::backoff::{Backoff, BackoffSchedule};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::sidecar_bridge::{self, RunContext};
-use crate::sidecars_config::SidecarSpec;
+use crate::sidecars::bridge::{self, RunContext};
+use crate::sidecars::config::SidecarSpec;
+use crate::sidecars::status::{SidecarStatus, StatusMap};
 
 /// Uptime after which a sidecar's restart schedule and failure count reset.
 const HEALTHY_UPTIME: Duration = Duration::from_secs(60);
-
-/// What the supervisor knows about one sidecar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SidecarStatus {
-    /// The connector name it registered (or its sidecar name until it has).
-    pub(crate) connector: String,
-    /// `starting`, `attached` or `broken`.
-    pub(crate) state: &'static str,
-    /// Why it last failed.
-    pub(crate) last_error: Option<String>,
-}
-
-/// The status of every supervised sidecar, by sidecar name.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct StatusMap(Arc<Mutex<BTreeMap<String, SidecarStatus>>>);
-
-impl StatusMap {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, SidecarStatus>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn update(&self, name: &str, f: impl FnOnce(&mut SidecarStatus)) {
-        if let Some(status) = self.lock().get_mut(name) {
-            f(status);
-        }
-    }
-}
 
 /// The running supervisor.
 pub(crate) struct Supervisor {
@@ -178,7 +150,7 @@ async fn supervise(spec: SidecarSpec, ctx: RunContext) {
     let mut policy = RestartPolicy::new(spec.max_failures);
     loop {
         ctx.statuses.update(&name, |s| s.state = "starting");
-        let outcome = sidecar_bridge::run_once(&spec, &ctx).await;
+        let outcome = bridge::run_once(&spec, &ctx).await;
         if ctx.stopping.is_cancelled() {
             ctx.statuses.update(&name, |s| s.state = "stopped");
             return;

@@ -1,0 +1,45 @@
+//! What the hub's services and the `spoke` CLI agree on beyond
+//! `spoke.proto`: the header a client names itself in, and the names the
+//! hub's logs and the CLI give gRPC status codes. Imports nothing of the
+//! hub.
+
+use tonic::Code;
+
+/// The request header a client names itself in; it becomes the Invoke's
+/// `caller` metadata.
+pub(crate) const CALLER_HEADER: &str = "x-spoke-caller";
+
+/// The snake_case name of a gRPC status code (`not_found`, `unavailable`, ...).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_are_snake_case() {
+        assert_eq!(code_name(Code::NotFound), "not_found");
+        assert_eq!(code_name(Code::DeadlineExceeded), "deadline_exceeded");
+        assert_eq!(code_name(Code::Unavailable), "unavailable");
+    }
+}
