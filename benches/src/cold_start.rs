@@ -192,6 +192,13 @@ fn traced_peak_rss(program: &Path, args: &[&str]) -> Result<f64, std::io::Error>
     Ok(peak_kib / 1024.0)
 }
 
+/// The peak RSS (MiB) of one run of `program args` to its exit: traced when
+/// this machine allows it, else from `wait4` (which may count the spawning
+/// process's own peak; see [`traced_peak_rss`]).
+pub(crate) fn peak_rss(program: &Path, args: &[&str]) -> f64 {
+    traced_peak_rss(program, args).unwrap_or_else(|_| run_once(program, args).1)
+}
+
 /// A process's VmHWM (peak resident set size) in KiB.
 fn vm_hwm_kib(pid: libc::pid_t) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

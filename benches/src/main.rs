@@ -8,7 +8,7 @@
 //!
 //! Paths (see BENCHMARKS.md): 1 dispatch over the Attach stream, 2 end to
 //! end through the hub, 3 stdio, 4 in-process call, 5 cold start, 6 hub
-//! scale, 7 compile cost.
+//! scale, 7 compile cost and transport features.
 
 mod attach_dispatch;
 mod baseline;
@@ -25,6 +25,7 @@ mod payload;
 mod report;
 mod stats;
 mod stdio_pipes;
+mod transport_features;
 mod window;
 
 use std::collections::BTreeSet;
@@ -131,7 +132,10 @@ fn main() -> ExitCode {
                 4 => in_process::run(&opts, &mut report).await,
                 5 => cold_start::run(&opts, &mut report).await,
                 6 => hub_scale::run(&opts, &mut report).await,
-                7 => compile_cost::run(&opts, &mut report).await,
+                7 => {
+                    compile_cost::run(&opts, &mut report).await;
+                    transport_features::run(&opts, &mut report).await;
+                }
                 _ => eprintln!("path {path}: not built yet"),
             }
         }

@@ -30,10 +30,8 @@ fn generate(out: &Path) {
 #[test]
 fn the_shipped_code_is_generated_from_the_proto() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/generated");
-    let fresh: PathBuf = std::env::temp_dir().join(format!(
-        "spoke-proto-generated-{}",
-        std::process::id()
-    ));
+    let fresh: PathBuf =
+        std::env::temp_dir().join(format!("spoke-proto-generated-{}", std::process::id()));
     std::fs::create_dir_all(&fresh).unwrap();
     generate(&fresh);
     let bless = std::env::var_os("SPOKE_PROTO_BLESS").is_some();

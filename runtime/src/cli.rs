@@ -171,10 +171,15 @@ pub fn main() -> ExitCode {
             None | Some(Command::Serve | Command::Stdio { .. })
         );
     crate::logging::init(if serving { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `stdio` runs on one thread (stdin and stdout have a thread each, plain
+    // `fn` actions the blocking pool): a sidecar stays small and starts
+    // fast. The rest use a worker per core.
+    let mut builder = if !cli.describe && matches!(cli.command, Some(Command::Stdio { .. })) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             let message = format!("cannot start the async runtime: {e}");
