@@ -31,7 +31,7 @@ const PACKAGE: &str = "spoke-echo-stdio";
 const BINARY: &str = "echo-stdio";
 
 /// The last commit before issue 12's changes to the layout and features.
-const BEFORE: &str = "7456bbc";
+const BEFORE: &str = "7456bbc8aad53d371100aee32d6a05e05de76be4";
 
 /// A build of the package: its case, its cargo features.
 #[derive(Clone, Copy)]

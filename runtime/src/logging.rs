@@ -37,18 +37,32 @@ pub fn init(default_filter: &str) {
 /// was wrong with it when it did not parse.
 fn filter(rust_log: Option<&str>, default_filter: &str) -> (Targets, Option<String>) {
     let default = || Targets::from_str(default_filter).unwrap_or_default();
-    match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
-        None => (default(), None),
-        Some(value) => match Targets::from_str(value) {
-            Ok(targets) => (targets, None),
-            Err(e) => (
-                default(),
-                Some(format!(
-                    "RUST_LOG={value:?} is not a list of `target=level` directives ({e}); \
-                     logging at `{default_filter}`"
-                )),
-            ),
-        },
+    let Some(value) = rust_log else {
+        return (default(), None);
+    };
+    // Directives trimmed, empty ones dropped (`warn,` is `warn`).
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return (default(), None);
+    }
+    let why = if directives.iter().any(|d| d.contains(['[', '{'])) {
+        Err("span and field filters are not supported".to_owned())
+    } else {
+        Targets::from_str(&directives.join(",")).map_err(|e| e.to_string())
+    };
+    match why {
+        Ok(targets) => (targets, None),
+        Err(e) => (
+            default(),
+            Some(format!(
+                "RUST_LOG={value:?} is not a list of `target=level` directives ({e}); \
+                 logging at `{default_filter}`"
+            )),
+        ),
     }
 }
 
@@ -77,6 +91,19 @@ mod tests {
         assert_eq!(problem, None);
         assert!(f.would_enable("my_connector::x", &Level::TRACE));
         assert!(!f.would_enable("x", &Level::ERROR));
+        // Empty directives and spaces are dropped.
+        let (f, problem) = filter(Some("warn, , my_connector=debug,"), "info");
+        assert_eq!(problem, None);
+        assert!(f.would_enable("my_connector", &Level::DEBUG));
+        assert!(!f.would_enable("h2", &Level::INFO));
+        // Span filters: the default, and why.
+        let (f, problem) = filter(Some("x[span]=debug"), "warn");
+        assert!(!f.would_enable("x", &Level::DEBUG));
+        assert!(
+            problem
+                .unwrap()
+                .contains("span and field filters are not supported")
+        );
         // A level that is none: the default, and why.
         let (f, problem) = filter(Some("x=loud"), "info");
         assert!(f.would_enable("x", &Level::INFO));
