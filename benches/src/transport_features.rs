@@ -94,10 +94,15 @@ fn before_build() -> (f64, usize) {
     )
     .expect("write the package");
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build")
-        .arg("--target-dir")
-        .arg(root.join("target"))
-        .current_dir(&package)
+    cmd.arg("build").current_dir(&package);
+    timed_build(cmd, &root.join("target"), "the build before issue 12")
+}
+
+/// Runs the `cargo build` of `cmd` into `target` (CARGO_INCREMENTAL=0):
+/// seconds and units compiled.
+fn timed_build(mut cmd: Command, target: &Path, what: &str) -> (f64, usize) {
+    cmd.arg("--target-dir")
+        .arg(target)
         .env("CARGO_INCREMENTAL", "0")
         .env("CARGO_TERM_COLOR", "never")
         .stdout(Stdio::null());
@@ -105,10 +110,7 @@ fn before_build() -> (f64, usize) {
     let out = cmd.output().expect("run cargo build");
     let secs = started.elapsed().as_secs_f64();
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the build before issue 12 failed:\n{log}"
-    );
+    assert!(out.status.success(), "{what} failed:\n{log}");
     let units = log
         .lines()
         .filter(|l| l.trim_start().starts_with("Compiling "))
@@ -167,21 +169,11 @@ fn clean_build(variant: Variant, profile_args: &[&str], dir: &str) -> (f64, usiz
     let _ = std::fs::remove_dir_all(&target);
     let mut args = vec!["build", "-p", PACKAGE];
     args.extend_from_slice(profile_args);
-    let mut cmd = cargo(&args, variant.features);
-    cmd.arg("--target-dir")
-        .arg(&target)
-        .env("CARGO_INCREMENTAL", "0")
-        .env("CARGO_TERM_COLOR", "never")
-        .stdout(Stdio::null());
-    let started = Instant::now();
-    let out = cmd.output().expect("run cargo build");
-    let secs = started.elapsed().as_secs_f64();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "cargo build {args:?} failed:\n{log}");
-    let units = log
-        .lines()
-        .filter(|l| l.trim_start().starts_with("Compiling "))
-        .count();
+    let (secs, units) = timed_build(
+        cargo(&args, variant.features),
+        &target,
+        &format!("cargo build {args:?}"),
+    );
     let bin = target
         .join(dir)
         .join(format!("{BINARY}{}", std::env::consts::EXE_SUFFIX));
