@@ -17,7 +17,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::sidecar::{Sidecar, fixture};
+use common::frames::fixture;
+use common::sidecar::Sidecar;
 use common::{example, run_with_limit, stderr, stdout, stdout_json};
 use serde_json::{Value, json};
 

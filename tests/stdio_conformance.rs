@@ -13,7 +13,6 @@
 mod stdio_support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -25,6 +24,7 @@ use spoke::librefang::{
 };
 use spoke::prelude::*;
 use spoke::stdio::StdioOptions;
+use stdio_support::frames::{fixture, fixtures_dir};
 use stdio_support::{Host, invoke};
 
 /// Records what each LibreFang command delivered: every action emits a
@@ -93,19 +93,6 @@ impl Probe {
 }
 
 // ---------------------------------------------------------------- fixtures
-
-fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/librefang")
-}
-
-/// A fixture frame; a missing or unreadable one fails the test.
-fn fixture(kind: &str, name: &str) -> Value {
-    let path = fixtures_dir().join(kind).join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("fixture {} is not JSON: {e}", path.display()))
-}
 
 /// The fixture names (without `.json`) in `kind`.
 fn fixture_names(kind: &str) -> BTreeSet<String> {

@@ -11,7 +11,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::sidecar::{Sidecar, invoke, result_ok};
+use common::frames::{invoke, result_ok};
+use common::sidecar::Sidecar;
 use common::{run_with_limit, stderr, stdout};
 use serde_json::json;
 

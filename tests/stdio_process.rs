@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::example;
-use common::sidecar::{Sidecar, error_code, fixture, invoke, result_ok};
+use common::frames::{error_code, fixture, invoke, result_ok};
+use common::sidecar::Sidecar;
 use serde_json::{Value, json};
 
 // -------------------------------------------------------------------- echo

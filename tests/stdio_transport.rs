@@ -15,6 +15,7 @@ use spoke::librefang::{
 use spoke::prelude::*;
 use spoke::producer;
 use spoke::stdio::{StdioError, StdioOptions};
+use stdio_support::frames::{error_code, error_frame, result_ok};
 use stdio_support::{Host, instance, invoke, quiet};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -183,24 +184,6 @@ impl FlakyProducers {
     async fn one(&self) -> u32 {
         1
     }
-}
-
-fn result_ok(id: &str, output: Value) -> Value {
-    json!({"method": "result", "params": {"id": id, "output": output}})
-}
-
-fn error_frame(message: &str) -> Value {
-    json!({"method": "error", "params": {"message": message}})
-}
-
-#[track_caller]
-fn error_code(frame: &Value, id: &str) -> String {
-    assert_eq!(frame["method"], "result", "{frame}");
-    assert_eq!(frame["params"]["id"], id, "{frame}");
-    frame["params"]["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an error result: {frame}"))
-        .to_owned()
 }
 
 async fn finish_ok(host: Host) -> Vec<Value> {

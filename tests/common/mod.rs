@@ -1,6 +1,8 @@
 //! Helpers for integration tests that run example binaries as real processes.
 #![allow(dead_code)]
 
+#[path = "../frames/mod.rs"]
+pub mod frames;
 pub mod proxy;
 pub mod sidecar;
 

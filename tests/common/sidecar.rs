@@ -157,31 +157,3 @@ impl Sidecar {
         rest
     }
 }
-
-pub fn invoke(id: &str, action: &str, input: Value) -> Value {
-    json!({"method": "invoke", "params": {"id": id, "action": action, "input": input}})
-}
-
-pub fn result_ok(id: &str, output: Value) -> Value {
-    json!({"method": "result", "params": {"id": id, "output": output}})
-}
-
-#[track_caller]
-pub fn error_code(frame: &Value, id: &str) -> String {
-    assert_eq!(frame["method"], "result", "{frame}");
-    assert_eq!(frame["params"]["id"], id, "{frame}");
-    frame["params"]["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an error result: {frame}"))
-        .to_owned()
-}
-
-pub fn fixture(kind: &str, name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/librefang/{kind}/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path} is missing: {e}"));
-    serde_json::from_str(&text).expect("fixture is JSON")
-}

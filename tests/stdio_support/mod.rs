@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+#[path = "../frames/mod.rs"]
+pub mod frames;
+pub use frames::invoke;
+
 use serde_json::Value;
 use spoke::stdio::{StdioError, StdioOptions};
 use spoke::{ConfigSource, Instance, Registry};
@@ -132,9 +136,4 @@ impl Host {
             .expect("the session does not panic");
         (frames, outcome)
     }
-}
-
-/// `{"method":"invoke","params":{"id","action","input"}}`.
-pub fn invoke(id: &str, action: &str, input: Value) -> Value {
-    serde_json::json!({"method": "invoke", "params": {"id": id, "action": action, "input": input}})
 }
