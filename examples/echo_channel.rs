@@ -81,9 +81,7 @@ impl EchoChannel {
         if let Some(thread) = thread_id {
             message = message.thread_id(thread);
         }
-        ctx.emit_librefang(message)
-            .await
-            .map_err(|e| ActionError::cancelled(e.to_string()))
+        Ok(ctx.emit_librefang(message).await?)
     }
 
     fn take_stream(&self, stream_id: &str) -> Result<Stream, ActionError> {

@@ -161,9 +161,7 @@ impl Faults {
     #[action(read)]
     async fn sleep(&self, ctx: &Context, ms: u64) -> Result<Slept, ActionError> {
         let started = Instant::now();
-        ctx.emit_custom("sleeping", json!({ "ms": ms }))
-            .await
-            .map_err(|e| ActionError::cancelled(e.to_string()))?;
+        ctx.emit_custom("sleeping", json!({ "ms": ms })).await?;
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(Slept { slept_ms: ms }),
             () = ctx.cancelled() => Err(ActionError::cancelled(format!(
@@ -222,9 +220,7 @@ impl Faults {
     /// it and reports `cancelled` itself.
     #[action(read)]
     async fn stubborn(&self, ctx: &Context, ms: u64) -> Result<Slept, ActionError> {
-        ctx.emit_custom("sleeping", json!({ "ms": ms }))
-            .await
-            .map_err(|e| ActionError::cancelled(e.to_string()))?;
+        ctx.emit_custom("sleeping", json!({ "ms": ms })).await?;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(Slept { slept_ms: ms })
     }
@@ -236,7 +232,6 @@ impl Faults {
     /// cancelled: treat that as cancellation.
     #[action(read)]
     async fn progress(&self, ctx: &Context, steps: u32) -> Result<u32, ActionError> {
-        let gone = |e: spoke::EmitError| ActionError::cancelled(e.to_string());
         let label = self
             .label
             .as_deref()
@@ -245,12 +240,9 @@ impl Faults {
         for i in 1..=steps {
             let message = format!("{label}step {i} of {steps}");
             ctx.progress(f64::from(i), Some(f64::from(steps)), message)
-                .await
-                .map_err(gone)?;
+                .await?;
         }
-        ctx.emit_custom("done", json!({ "steps": steps }))
-            .await
-            .map_err(gone)?;
+        ctx.emit_custom("done", json!({ "steps": steps })).await?;
         Ok(steps)
     }
 

@@ -39,8 +39,16 @@ pub use spoke_runtime::*;
 pub use spoke_runtime::__private;
 
 /// Everything a connector author usually needs: `use spoke::prelude::*;`.
+///
+/// It also brings `JsonSchema` (the trait and its derive) and the
+/// `schemars` it derives through, so a connector crate needs no
+/// `schemars` dependency of its own, and `Serialize`/`Deserialize` (whose
+/// derives need `serde = { version = "1", features = ["derive"] }` in the
+/// crate's `Cargo.toml`: serde's derive names its crate directly).
 pub mod prelude {
     pub use spoke_macros::{action, connector, producer, search_operator};
+    pub use spoke_runtime::schemars::{self, JsonSchema};
+    pub use spoke_runtime::serde::{Deserialize, Serialize};
     pub use spoke_runtime::{ActionError, Context, ErrorCode, Secret};
 }
 

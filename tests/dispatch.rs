@@ -401,17 +401,23 @@ async fn a_bad_secret_from_a_json_config_is_not_shown_either() {
     let source = ConfigSource::from_json(json!({"root": "/r", "pin": BAD_PIN})).unwrap();
     let err = Instance::start(ty.clone(), source).await.unwrap_err();
     let text = err.to_string();
+    // A JSON config is keyed by field key: the message names the key, not
+    // the environment variable.
     assert!(
-        text.contains("`pin` (env LAB_PIN): invalid value (not shown: the field is secret)"),
+        text.contains("`pin`: invalid value (not shown: the field is secret)"),
         "{text}"
     );
+    assert!(!text.contains("LAB_PIN"), "{text}");
     assert_pin_hidden(&text);
     assert_pin_hidden(&format!("{err:?}"));
     // A JSON value of the wrong kind is hidden too.
     let source =
         ConfigSource::from_json(json!({"root": "/r", "pin": {"sekrit": "deadbeef"}})).unwrap();
     let err = Instance::start(ty, source).await.unwrap_err();
-    assert!(err.to_string().contains("`pin` (env LAB_PIN)"), "{err}");
+    assert!(
+        err.to_string().contains("`pin`: invalid value (not shown"),
+        "{err}"
+    );
     assert_pin_hidden(&err.to_string());
     assert_pin_hidden(&format!("{err:?}"));
 }

@@ -58,3 +58,16 @@ fn start_up_fails_naming_both_declarations() {
         "{text}"
     );
 }
+
+#[test]
+fn check_manifest_turns_the_duplicate_into_a_failing_test() {
+    let problems = spoke::testing::check_manifest().unwrap_err();
+    let text = problems.to_string();
+    assert_eq!(problems.0.len(), 1, "{text}");
+    assert_eq!(problems.0[0].place, "registration");
+    assert!(
+        text.contains("connector `twice` has two actions named `ping`"),
+        "{text}"
+    );
+    assert!(text.contains("tests/duplicate_actions.rs"), "{text}");
+}

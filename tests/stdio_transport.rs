@@ -53,8 +53,7 @@ impl Lab {
     async fn progress(&self, ctx: &Context, steps: u32) -> Result<u32, ActionError> {
         for i in 1..=steps {
             ctx.progress(f64::from(i), Some(f64::from(steps)), None)
-                .await
-                .map_err(|e| ActionError::cancelled(e.to_string()))?;
+                .await?;
         }
         Ok(steps)
     }
@@ -143,13 +142,9 @@ impl Prod {
     /// Says hello as a LibreFang message and as a Spoke event, then waits.
     #[producer]
     async fn listen(&self, ctx: &Context) -> Result<(), ActionError> {
-        let gone = |e: spoke::EmitError| ActionError::cancelled(e.to_string());
         ctx.emit_librefang(MessageBuilder::new("u1", "Ann", "hello from the platform"))
-            .await
-            .map_err(gone)?;
-        ctx.emit_custom("listening", json!({}))
-            .await
-            .map_err(gone)?;
+            .await?;
+        ctx.emit_custom("listening", json!({})).await?;
         ctx.cancelled().await;
         Ok(())
     }

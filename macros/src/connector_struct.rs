@@ -14,6 +14,7 @@ use crate::{names, types};
 /// A parsed connector struct.
 pub struct ConnectorStruct {
     pub ident: Ident,
+    pub vis: syn::Visibility,
     pub krate: syn::Path,
     pub name: String,
     pub version: Option<LitStr>,
@@ -26,6 +27,8 @@ pub struct ConnectorStruct {
 /// One field of the struct.
 pub struct Field {
     pub ident: Ident,
+    pub vis: syn::Visibility,
+    pub ty: Type,
     pub cfg: Vec<Attribute>,
     pub kind: FieldKind,
 }
@@ -149,7 +152,13 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> syn::Result<ConnectorStruc
                 )))
             }
         };
-        fields.push(Field { ident, cfg, kind });
+        fields.push(Field {
+            ident,
+            vis: field.vis.clone(),
+            ty: field.ty.clone(),
+            cfg,
+            kind,
+        });
     }
 
     let description = args
@@ -162,6 +171,7 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> syn::Result<ConnectorStruc
         .unwrap_or_else(|| names::display_name(&name));
     errors.finish_with(ConnectorStruct {
         ident: item.ident.clone(),
+        vis: item.vis.clone(),
         krate,
         name,
         version: args.version,
@@ -200,6 +210,14 @@ fn config_field(
                  give it a `default = ...`, make it `Option<_>`, or remove `advanced`"
             ),
         );
+    }
+    let value_ty = types::option_inner(&field.ty).unwrap_or(&field.ty);
+    if let (true, Some(DefaultArg::Expr(syn::Expr::Lit(lit)))) =
+        (types::is_duration(value_ty), &args.default)
+        && let syn::Lit::Str(text) = &lit.lit
+        && let Err(why) = crate::duration::parse(&text.value())
+    {
+        errors.spanned(text, format!("invalid default for `{key}`: {why}"));
     }
     // A secret may have a default: it stays out of manifests (see `expand`).
     ConfigField {
@@ -270,7 +288,8 @@ pub fn strip_nested(item: &mut syn::Item) -> Option<String> {
     first
 }
 
-/// Generates the `Connector` impl, the config field table and the registration.
+/// Generates the config struct, the `Connector` impl, the config field
+/// table and the registration.
 pub fn expand(model: &ConnectorStruct) -> TokenStream {
     let ConnectorStruct {
         ident, krate, name, ..
@@ -281,30 +300,56 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
         None => quote!(::core::env!("CARGO_PKG_VERSION")),
     };
     let (display_name, description) = (&model.display_name, &model.description);
+    let config_ident = format_ident!("{}Config", ident);
 
-    // The `ConfigProbe` traits, once for the block: the schema and parse
-    // closures call through them.
+    // The dispatch traits, once for the block: the schema, parse, default
+    // and secret probes resolve through them.
     let config_probes = quote! {
         #[allow(unused_imports)]
-        use #p::{ConfigUnsupported as _, ConfigViaFromStr as _, ConfigViaJson as _};
+        use #p::{
+            ConfigUnsupported as _, ConfigViaFromStr as _, ConfigViaHuman as _, ConfigViaJson as _,
+            DefaultTextFrom as _, DefaultTextHuman as _, HideDefault as _, NotSecret as _,
+            ShowDefault as _, ShowHumanDefault as _,
+        };
     };
     let mut field_consts = Vec::new();
     let mut field_refs = Vec::new();
     let mut loads = Vec::new();
-    let mut inits = Vec::new();
+    let mut config_fields = Vec::new();
+    let mut config_inits = Vec::new();
+    // `field: config.field` for config fields, for every way of building.
+    let mut moves = Vec::new();
+    let mut state_defaults = Vec::new();
+    let mut state_bounds = Vec::new();
+    let mut state_values = Vec::new();
     for field in &model.fields {
-        let (fident, cfg) = (&field.ident, &field.cfg);
+        let (fident, cfg, fty) = (&field.ident, &field.cfg, &field.ty);
         let FieldKind::Config(cf) = &field.kind else {
-            inits.push(quote!(#(#cfg)* #fident: ::core::default::Default::default()));
+            // Spanned at the type: a state type without `Default` (and no
+            // init hook building it) is reported there.
+            let default = quote_spanned!(fty.span()=> #p::state_default::<#fty>());
+            state_defaults.push(quote!(#(#cfg)* #fident: #default));
+            if cfg.is_empty() {
+                state_bounds
+                    .push(quote!(#p::StateDefault<__SpokeM, #fty>: ::core::default::Default));
+                state_values.push(quote!(#fident: #p::StateDefault::<__SpokeM, #fty>::value()));
+            } else {
+                // A where clause cannot carry a `#[cfg]`: such a field needs
+                // `Default` whatever the hook.
+                state_values.push(quote!(#(#cfg)* #fident: ::core::default::Default::default()));
+            }
             continue;
         };
+        let fvis = &field.vis;
+        config_fields.push(quote!(#(#cfg)* #fvis #fident: #fty));
+        moves.push(quote!(#(#cfg)* #fident: __spoke_config.#fident));
         let key = types::unraw(fident);
         let def = format_ident!("__SPOKE_FIELD_{}", key.to_uppercase());
         let value = format_ident!("__spoke_value_{}", key);
         let value_ty = cf.optional_inner.as_ref().unwrap_or(&cf.ty);
         let env = &cf.env;
         let required = cf.optional_inner.is_none() && cf.default.is_none();
-        let secret = cf.secret.is_some();
+        let declared_secret = cf.secret.is_some();
         let fdesc = &cf.description;
         let opt = |o: &Option<String>| match o {
             Some(s) => quote!(::core::option::Option::Some(#s)),
@@ -314,11 +359,10 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
             (opt(&cf.label), opt(&cf.placeholder), opt(&cf.example));
         let advanced = cf.advanced;
         let default_value = cf.default.as_ref().map(|d| default_expr(&p, d, value_ty));
-        let shown_default = match (&default_value, secret) {
+        let shown_default = match (&default_value, declared_secret) {
             (Some(dv), false) => quote!(|| {
-                use #p::{HideDefault as _, ShowDefault as _};
                 let __spoke_default: #value_ty = #dv;
-                (&#p::DefaultProbe(&__spoke_default)).show_default()
+                (&&&#p::DefaultProbe(&__spoke_default)).show_default()
             }),
             _ => quote!(|| ::core::option::Option::None),
         };
@@ -335,13 +379,15 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
                 key: #key,
                 env: #env,
                 required: #required,
-                secret: #secret,
+                // The type alone makes a field secret: `Secret<_>`, through
+                // any alias, with or without the `secret` key.
+                secret: #declared_secret || #p::SecretProbe::<#value_ty>::IS_SECRET,
                 description: #fdesc,
                 label: #label,
                 placeholder: #placeholder,
                 example: #example,
                 advanced: #advanced,
-                schema: |__spoke_g| (&&&#p::ConfigProbe::<#value_ty>::new()).config_schema(__spoke_g),
+                schema: |__spoke_g| (&&&&#p::ConfigProbe::<#value_ty>::new()).config_schema(__spoke_g),
                 default: #shown_default,
             };
             #secret_check
@@ -349,7 +395,7 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
         field_refs.push(quote!(#(#cfg)* #def));
         // Spanned at the type: a type that cannot be a config field is
         // reported here, once, with `ConfigFieldType`'s message.
-        let parse = quote_spanned!(value_ty.span()=> |__spoke_raw| (&&&#p::ConfigProbe::<#value_ty>::new()).parse_config(__spoke_raw));
+        let parse = quote_spanned!(value_ty.span()=> |__spoke_raw| (&&&&#p::ConfigProbe::<#value_ty>::new()).parse_config(__spoke_raw));
         loads.push(quote!(#(#cfg)* let #value = __spoke_loader.field(&#def, #parse);));
         let init = match (&default_value, cf.optional_inner.is_some()) {
             (None, true) => quote!(#value),
@@ -366,16 +412,48 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
                 ::core::option::Option::None => #dv,
             })),
         };
-        inits.push(quote!(#(#cfg)* #fident: #init));
+        config_inits.push(quote!(#(#cfg)* #fident: #init));
     }
 
-    let init_hook = model.init.as_ref().map(|path| {
-        quote! {
-            fn init_hook(&mut self) -> impl ::core::future::Future<Output = ::core::result::Result<(), #p::String>> + ::core::marker::Send {
-                async move { #p::init_result(#path(self).await) }
-            }
+    let (build, default_state) = match &model.init {
+        None => (
+            quote! {
+                fn build(__spoke_config: #config_ident) -> impl ::core::future::Future<Output = ::core::result::Result<Self, #p::String>> + ::core::marker::Send {
+                    ::core::future::ready(::core::result::Result::Ok(Self { #(#moves,)* #(#state_defaults,)* }))
+                }
+            },
+            quote!(),
+        ),
+        Some(path) => {
+            // Spanned at the user's path: a hook of the wrong shape is
+            // reported there, with `InitHook`'s message.
+            let call =
+                quote_spanned!(path.span()=> #p::run_init::<Self, _, _>(#path, __spoke_config));
+            (
+                quote! {
+                    fn build(__spoke_config: #config_ident) -> impl ::core::future::Future<Output = ::core::result::Result<Self, #p::String>> + ::core::marker::Send {
+                        #call
+                    }
+                },
+                // For an `&mut self` hook: the connector with default state.
+                // The bounds mention `__SpokeM`, so they are checked only
+                // when such a hook needs them.
+                quote! {
+                    impl<__SpokeM> #p::DefaultState<__SpokeM> for #ident
+                    where #(#state_bounds,)*
+                    {
+                        fn with_default_state(__spoke_config: #config_ident) -> Self {
+                            Self { #(#moves,)* #(#state_values,)* }
+                        }
+                    }
+                },
+            )
         }
-    });
+    };
+    let vis = &model.vis;
+    let config_doc = format!(
+        "The loaded configuration of [`{ident}`]: its `#[config_field]`s. Its init hook takes it as `spoke::Config<{ident}>`."
+    );
 
     quote! {
         const _: () = {
@@ -384,6 +462,12 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
 
             #[allow(non_upper_case_globals)]
             const __SPOKE_FIELDS: &[#p::ConfigFieldDef] = &[#(#field_refs),*];
+
+            #[doc = #config_doc]
+            #[allow(dead_code)]
+            #vis struct #config_ident {
+                #(#config_fields,)*
+            }
 
             impl #p::Connector for #ident {
                 const NAME: &'static str = #name;
@@ -397,16 +481,19 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
                     check_config: #p::check_config::<#ident>,
                     location: ::core::concat!(::core::file!(), ":", ::core::line!()),
                 };
+                type Config = #config_ident;
 
-                fn from_config(__spoke_source: &#p::ConfigSource) -> ::core::result::Result<Self, #p::ConfigErrors> {
+                fn load_config(__spoke_source: &#p::ConfigSource) -> ::core::result::Result<#config_ident, #p::ConfigErrors> {
                     let mut __spoke_loader = #p::ConfigLoader::new(#name, __spoke_source, __SPOKE_FIELDS);
                     #(#loads)*
                     __spoke_loader.finish()?;
-                    ::core::result::Result::Ok(Self { #(#inits),* })
+                    ::core::result::Result::Ok(#config_ident { #(#config_inits),* })
                 }
 
-                #init_hook
+                #build
             }
+
+            #default_state
 
             #p::inventory::submit! {
                 <#ident as #p::Connector>::REGISTRATION
@@ -431,8 +518,12 @@ fn default_expr(p: &TokenStream, default: &DefaultArg, ty: &Type) -> TokenStream
         })) => {
             // Every token of the call at the string, `#p` included: a path
             // that starts at the call site would move the error there.
-            // `T` is inferred from where the default goes: the field's type.
-            respan(quote!(#p::default_from_str(#lit)), lit.span())
+            // A human format first (a `Duration` reads `"30s"`), else
+            // `From<&str>`, whose absence `DefaultFromStr` reports.
+            respan(
+                quote!((&&#p::DefaultText::<#ty>::new(#lit)).build()),
+                lit.span(),
+            )
         }
         DefaultArg::Expr(expr) => {
             quote_spanned!(expr.span()=> { let __spoke_default: #ty = #expr; __spoke_default })
@@ -482,8 +573,13 @@ pub fn fallback_impl(ident: &Ident, generics: &syn::Generics, args: TokenStream)
                 name: "invalid", version: "", display_name: "", description: "", config_fields: &[],
                 build: #p::build::<#ident>, check_config: #p::check_config::<#ident>, location: "",
             };
-            fn from_config(_: &#p::ConfigSource) -> ::core::result::Result<Self, #p::ConfigErrors> {
+            type Config = ();
+            fn load_config(_: &#p::ConfigSource) -> ::core::result::Result<(), #p::ConfigErrors> {
                 ::core::unimplemented!("this connector failed to compile")
+            }
+            fn build(_: ()) -> impl ::core::future::Future<Output = ::core::result::Result<Self, #p::String>> + ::core::marker::Send {
+                // Never built: this connector failed to compile.
+                ::core::future::pending()
             }
         }
     }

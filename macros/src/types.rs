@@ -30,6 +30,11 @@ pub fn result_args(ty: &Type) -> Option<Vec<&Type>> {
     (!tys.is_empty()).then_some(tys)
 }
 
+/// Whether `ty` is written `Duration` (any path ending in `Duration`).
+pub fn is_duration(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|seg| seg.ident == "Duration" && seg.arguments.is_none())
+}
+
 fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
     match ty {
         Type::Path(p) if p.qself.is_none() => p.path.segments.last(),

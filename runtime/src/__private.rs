@@ -13,8 +13,8 @@ pub use ::std::string::String;
 pub use ::std::sync::Arc;
 
 pub use crate::config::{
-    ConfigErrors, ConfigFieldDef, ConfigLoader, ConfigParse, ConfigSource, ParseViaFromStr,
-    ParseViaJson, RawConfig,
+    ConfigErrors, ConfigFieldDef, ConfigLoader, ConfigParse, ConfigSource, HumanConfig,
+    ParseViaFromStr, ParseViaJson, RawConfig,
 };
 pub use crate::connector::{
     ActionDef, ActionFuture, ActionOutput, ActionSet, AnyConnector, BuildFuture, Connector,
@@ -27,8 +27,10 @@ pub use crate::producer::Restart;
 pub use crate::schema::{input_schema_for, output_schema_for};
 
 use std::fmt::Display;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::str::FromStr;
 
 use futures_util::FutureExt;
@@ -62,7 +64,8 @@ pub use crate::decode::decode;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an action's output: outputs must implement `serde::Serialize` and `schemars::JsonSchema`",
     label = "this output type is not `Serialize + JsonSchema`",
-    note = "derive them: `#[derive(serde::Serialize, schemars::JsonSchema)]`"
+    note = "derive them: `#[derive(Serialize, JsonSchema)]` (both come with `use spoke::prelude::*`)",
+    note = "Spoke uses serde 1 and schemars 1: a `JsonSchema` derived with another schemars major (`schemars = \"0.8\"` in Cargo.toml) is a different trait; derive the one `use spoke::prelude::*` brings (or `spoke::schemars::JsonSchema`)"
 )]
 pub trait ActionOutputType: Serialize + JsonSchema {}
 #[diagnostic::do_not_recommend]
@@ -74,7 +77,7 @@ impl<T: Serialize + JsonSchema + ?Sized> ActionOutputType for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an action's output: outputs must implement `serde::Serialize` and `schemars::JsonSchema`",
     label = "this output type is not `Serialize + JsonSchema`",
-    note = "derive them: `#[derive(serde::Serialize, schemars::JsonSchema)]`",
+    note = "derive them: `#[derive(Serialize, JsonSchema)]` (both come with `use spoke::prelude::*`)",
     note = "returning a `Result` through an alias with another name? Spell it `Result<T, E>` (or name the alias `Result`): that name is how the macro tells a result from a value"
 )]
 pub trait ActionPlainOutputType: Serialize + JsonSchema {}
@@ -85,7 +88,8 @@ impl<T: Serialize + JsonSchema + ?Sized> ActionPlainOutputType for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an action's input: inputs must implement `serde::Deserialize` and `schemars::JsonSchema`",
     label = "this input type is not `Deserialize + JsonSchema`",
-    note = "derive them: `#[derive(serde::Deserialize, schemars::JsonSchema)]`"
+    note = "derive them: `#[derive(Deserialize, JsonSchema)]` (both come with `use spoke::prelude::*`)",
+    note = "Spoke uses serde 1 and schemars 1: a `JsonSchema` derived with another schemars major (`schemars = \"0.8\"` in Cargo.toml) is a different trait; derive the one `use spoke::prelude::*` brings (or `spoke::schemars::JsonSchema`)"
 )]
 pub trait ActionInputType: DeserializeOwned + JsonSchema {}
 #[diagnostic::do_not_recommend]
@@ -199,16 +203,17 @@ pub fn default_from_str<T: DefaultFromStr>(text: &'static str) -> T {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a config field: it must implement `FromStr` (parsed from text) or `serde::Deserialize` (parsed from JSON), and `schemars::JsonSchema`",
     label = "this config field's type",
-    note = "for a struct or an enum: `#[derive(serde::Deserialize, schemars::JsonSchema)]`",
-    note = "a `FromStr` type needs an error type that implements `Display`"
+    note = "for a struct or an enum: `#[derive(Deserialize, JsonSchema)]` (both come with `use spoke::prelude::*`)",
+    note = "a `FromStr` type needs an error type that implements `Display`",
+    note = "Spoke uses serde 1 and schemars 1: a `JsonSchema` derived with another schemars major (`schemars = \"0.8\"` in Cargo.toml) is a different trait; derive the one `use spoke::prelude::*` brings (or `spoke::schemars::JsonSchema`)"
 )]
 pub trait ConfigFieldType {}
 #[diagnostic::do_not_recommend]
 impl<T: DeserializeOwned + JsonSchema> ConfigFieldType for T {}
 
 /// Autoderef-dispatch probe for a config field's type, used by generated code
-/// as `(&&&ConfigProbe::<T>::new()).parse_config(raw)` and `.config_schema(g)`:
-/// `FromStr` types parse from their text ([`ConfigViaFromStr`]), other
+/// as `(&&&&ConfigProbe::<T>::new()).parse_config(raw)` and `.config_schema(g)`:
+/// human formats first ([`ConfigViaHuman`]: a `Duration` reads `30s`), then `FromStr` types parse from their text ([`ConfigViaFromStr`]), other
 /// `Deserialize` types from JSON ([`ConfigViaJson`]), both through
 /// [`ConfigParse`]. A type that is neither reaches [`ConfigUnsupported`],
 /// whose `parse_config` requires [`ConfigFieldType`]: one error, with its
@@ -228,7 +233,23 @@ impl<T> Default for ConfigProbe<T> {
     }
 }
 
-/// First choice of [`ConfigProbe`].
+/// First choice of [`ConfigProbe`]: values in a human format (`Duration`).
+pub trait ConfigViaHuman<T> {
+    /// Parses the raw value.
+    fn parse_config(&self, raw: RawConfig<'_>) -> Result<T, String>;
+    /// The value's schema.
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+}
+impl<T: HumanConfig> ConfigViaHuman<T> for &&&ConfigProbe<T> {
+    fn parse_config(&self, raw: RawConfig<'_>) -> Result<T, String> {
+        T::parse_raw(raw)
+    }
+    fn config_schema(&self, _: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::human_schema()
+    }
+}
+
+/// Second choice of [`ConfigProbe`].
 pub trait ConfigViaFromStr<T> {
     /// Parses the raw value.
     fn parse_config(&self, raw: RawConfig<'_>) -> Result<T, String>;
@@ -247,7 +268,7 @@ where
     }
 }
 
-/// Second choice of [`ConfigProbe`].
+/// Third choice of [`ConfigProbe`].
 pub trait ConfigViaJson<T> {
     /// Parses the raw value.
     fn parse_config(&self, raw: RawConfig<'_>) -> Result<T, String>;
@@ -459,13 +480,13 @@ pub fn blocking(
     })
 }
 
-/// Builds a connector of type `C`: loads its config, then runs its init hook
-/// with panic isolation.
+/// Builds a connector of type `C`: loads its config, then builds it (its
+/// init hook, if any) with panic isolation.
 pub fn build<C: Connector>(source: ConfigSource) -> BuildFuture {
     Box::pin(async move {
-        let mut connector = C::from_config(&source)?;
-        match AssertUnwindSafe(connector.init_hook()).catch_unwind().await {
-            Ok(Ok(())) => Ok(Arc::new(connector) as AnyConnector),
+        let config = C::load_config(&source)?;
+        match AssertUnwindSafe(C::build(config)).catch_unwind().await {
+            Ok(Ok(connector)) => Ok(Arc::new(connector) as AnyConnector),
             Ok(Err(message)) => Err(StartError::Init {
                 connector: C::NAME.to_owned(),
                 message,
@@ -482,36 +503,217 @@ pub fn build<C: Connector>(source: ConfigSource) -> BuildFuture {
 pub fn check_config<C: Connector>(
     source: &ConfigSource,
 ) -> Result<(), crate::config::ConfigErrors> {
-    C::from_config(source).map(drop)
+    C::load_config(source).map(drop)
 }
 
-/// Adapts an init hook's `Result<(), E: Display>`.
-pub fn init_result<E: std::fmt::Display>(result: Result<(), E>) -> Result<(), String> {
-    result.map_err(|e| e.to_string())
+/// The future of an init hook that builds the connector.
+pub type InitFuture<C> = Pin<Box<dyn Future<Output = Result<C, String>> + Send>>;
+
+/// Marks an init hook that takes `&mut self` (state starts from `Default`).
+pub struct InitByMut<E>(PhantomData<E>);
+/// Marks an init hook that takes the config and returns the connector.
+pub struct InitByConfig<E>(PhantomData<E>);
+
+/// The two forms an `init = ...` hook may take; the generated code calls
+/// [`run_init`] with the user's path, and the form is inferred from its type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the init hook of `{C}`",
+    label = "this init hook has the wrong signature",
+    note = "write `async fn init(config: spoke::Config<Self>) -> Result<Self, E>` (it builds the connector, state included), or `async fn init(&mut self) -> Result<(), E>` (state fields then start from `Default`); `E: Display`",
+    note = "the hook must be an `async fn` whose future is `Send`; an `&mut self` hook needs every state field to implement `Default`"
+)]
+pub trait InitHook<C: Connector, M> {
+    /// Runs the hook over the loaded config.
+    fn run_hook(self, config: C::Config) -> InitFuture<C>;
 }
 
-/// Serialises a config default for the schema when the type is `Serialize`
-/// (autoref dispatch; `Secret` is not `Serialize`, so its defaults never show).
+/// `FnOnce(&'a mut C) -> impl Future + Send + 'a`, for every `'a` (an `async
+/// fn(&mut self)` whose future borrows `self`).
+pub trait InitMutFn<'a, C: 'a>: FnOnce(&'a mut C) -> <Self as InitMutFn<'a, C>>::Fut {
+    /// Its future.
+    type Fut: std::future::Future<Output = <Self as InitMutFn<'a, C>>::Out> + Send + 'a;
+    /// Its output.
+    type Out;
+}
+impl<'a, C: 'a, F, Fut> InitMutFn<'a, C> for F
+where
+    F: FnOnce(&'a mut C) -> Fut,
+    Fut: std::future::Future + Send + 'a,
+{
+    type Fut = Fut;
+    type Out = Fut::Output;
+}
+
+impl<C, F, E> InitHook<C, InitByMut<E>> for F
+where
+    C: Connector + DefaultState<()>,
+    F: for<'a> InitMutFn<'a, C, Out = Result<(), E>> + Send + 'static,
+    E: Display,
+{
+    fn run_hook(self, config: C::Config) -> InitFuture<C> {
+        Box::pin(async move {
+            let mut connector = C::with_default_state(config);
+            self(&mut connector).await.map_err(|e| e.to_string())?;
+            Ok(connector)
+        })
+    }
+}
+
+impl<C, F, Fut, E> InitHook<C, InitByConfig<E>> for F
+where
+    C: Connector,
+    F: FnOnce(C::Config) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<C, E>> + Send + 'static,
+    E: Display,
+{
+    fn run_hook(self, config: C::Config) -> InitFuture<C> {
+        Box::pin(async move { self(config).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// Runs an init hook of either form (generated code).
+pub fn run_init<C: Connector, M, H: InitHook<C, M>>(hook: H, config: C::Config) -> InitFuture<C> {
+    hook.run_hook(config)
+}
+
+/// A connector whose state fields all start from `Default`, built from its
+/// config (generated for connectors with an init hook; `M` keeps the bounds
+/// from being checked until an `&mut self` hook needs them).
+pub trait DefaultState<M>: Connector {
+    /// The connector with its config and default state.
+    fn with_default_state(config: Self::Config) -> Self;
+}
+
+/// A state field's default, behind a bound that mentions `M` (see
+/// [`DefaultState`]).
+pub struct StateDefault<M, T>(T, PhantomData<M>);
+impl<M, T: Default> Default for StateDefault<M, T> {
+    fn default() -> Self {
+        StateDefault(T::default(), PhantomData)
+    }
+}
+impl<M, T> StateDefault<M, T> {
+    /// The default value.
+    pub fn value() -> T
+    where
+        Self: Default,
+    {
+        Self::default().0
+    }
+}
+
+/// Types a state field may have when nothing builds it.
+#[diagnostic::on_unimplemented(
+    message = "state field type `{Self}` has no `Default`, and no init hook builds the connector",
+    label = "this state field cannot start from `Default`",
+    note = "build it in an init hook: `#[connector(name = \"...\", init = Self::open)]` with `async fn open(config: spoke::Config<Self>) -> Result<Self, E>`",
+    note = "fields without `#[config_field]` are state; mark configuration with `#[config_field]`"
+)]
+pub trait StateField {
+    /// Its default.
+    fn state_default() -> Self;
+}
+#[diagnostic::do_not_recommend]
+impl<T: Default> StateField for T {
+    fn state_default() -> Self {
+        T::default()
+    }
+}
+/// A state field's default (generated code, spanned at the field's type).
+pub fn state_default<T: StateField>() -> T {
+    T::state_default()
+}
+
+/// Whether a config field's type is `Secret<_>`, at compile time, through
+/// any alias: `SecretProbe::<T>::IS_SECRET` picks the inherent constant for
+/// `Secret<_>` and [`NotSecret`]'s otherwise.
+pub struct SecretProbe<T: ?Sized>(PhantomData<fn() -> PhantomData<T>>);
+impl<T> SecretProbe<crate::Secret<T>> {
+    /// A `Secret<_>`.
+    pub const IS_SECRET: bool = true;
+}
+/// The fallback of [`SecretProbe`].
+pub trait NotSecret {
+    /// Not a `Secret<_>`.
+    const IS_SECRET: bool = false;
+}
+impl<T: ?Sized> NotSecret for SecretProbe<T> {}
+
+/// Shows a config default in the schema (autoderef dispatch, used as
+/// `(&&&DefaultProbe(&value)).show_default()`): a human format first
+/// (`"30s"` for a `Duration`), then its JSON when the type is `Serialize`;
+/// `Secret` is not `Serialize`, so its defaults never show.
 pub struct DefaultProbe<'a, T>(pub &'a T);
 
-/// High priority: the default can be shown.
+/// First choice: the default in its human format.
+pub trait ShowHumanDefault {
+    /// The default as JSON.
+    fn show_default(&self) -> Option<serde_json::Value>;
+}
+impl<T: HumanConfig> ShowHumanDefault for &&DefaultProbe<'_, T> {
+    fn show_default(&self) -> Option<serde_json::Value> {
+        Some(self.0.show_human().into())
+    }
+}
+
+/// Second choice: the default can be shown as JSON.
 pub trait ShowDefault {
     /// The default as JSON.
     fn show_default(&self) -> Option<serde_json::Value>;
 }
-impl<T: Serialize> ShowDefault for DefaultProbe<'_, T> {
+impl<T: Serialize> ShowDefault for &DefaultProbe<'_, T> {
     fn show_default(&self) -> Option<serde_json::Value> {
         serde_json::to_value(self.0).ok()
     }
 }
 
-/// Low priority: the default cannot be shown.
+/// Last choice: the default cannot be shown.
 pub trait HideDefault {
     /// Nothing.
     fn show_default(&self) -> Option<serde_json::Value>;
 }
-impl<T> HideDefault for &DefaultProbe<'_, T> {
+impl<T> HideDefault for DefaultProbe<'_, T> {
     fn show_default(&self) -> Option<serde_json::Value> {
         None
+    }
+}
+
+/// A string default (`default = "30s"`) for a field of type `T` (autoderef
+/// dispatch, used as `(&&DefaultText::<T>::new("...")).build()`): a human
+/// format first (a `Duration` parses it; the macro has checked the text),
+/// then `From<&str>`.
+pub struct DefaultText<T>(&'static str, PhantomData<fn() -> T>);
+impl<T> DefaultText<T> {
+    /// The default's text.
+    pub const fn new(text: &'static str) -> Self {
+        DefaultText(text, PhantomData)
+    }
+}
+/// First choice of [`DefaultText`].
+pub trait DefaultTextHuman<T> {
+    /// The default.
+    fn build(&self) -> T;
+}
+impl<T: HumanConfig> DefaultTextHuman<T> for &DefaultText<T> {
+    fn build(&self) -> T {
+        match T::parse_human(self.0) {
+            Ok(value) => value,
+            Err(why) => panic!("spoke: invalid default {:?}: {why}", self.0),
+        }
+    }
+}
+/// Last choice of [`DefaultText`]: `From<&str>`, or the error that says so.
+pub trait DefaultTextFrom<T> {
+    /// The default.
+    fn build(&self) -> T
+    where
+        T: DefaultFromStr;
+}
+impl<T> DefaultTextFrom<T> for DefaultText<T> {
+    fn build(&self) -> T
+    where
+        T: DefaultFromStr,
+    {
+        T::default_from_str(self.0)
     }
 }

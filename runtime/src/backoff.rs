@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use spoke_runtime::backoff::Backoff;
+//! use spoke::backoff::Backoff;
 //!
 //! let backoff = Backoff::builder()
 //!     .initial(Duration::from_millis(100))
@@ -31,7 +31,7 @@
 //!     delays,
 //!     [100, 200, 400, 800, 1000].map(Duration::from_millis),
 //! );
-//! # Ok::<(), spoke_runtime::backoff::BackoffError>(())
+//! # Ok::<(), spoke::backoff::BackoffError>(())
 //! ```
 
 use std::time::Duration;
@@ -72,7 +72,7 @@ const DEFAULT_JITTER: f64 = 0.2;
 ///
 /// ```
 /// use std::time::Duration;
-/// use spoke_runtime::backoff::Backoff;
+/// use spoke::backoff::Backoff;
 ///
 /// let backoff = Backoff::builder()
 ///     .initial(Duration::from_millis(250))
@@ -103,7 +103,7 @@ impl Default for Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::default();
     /// assert_eq!(backoff.initial(), Duration::from_millis(500));
@@ -129,7 +129,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder()
     ///     .initial(Duration::from_millis(100))
@@ -149,7 +149,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// assert_eq!(Backoff::default().initial(), Duration::from_millis(500));
     /// ```
@@ -164,7 +164,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// assert_eq!(Backoff::default().max(), Duration::from_secs(30));
     /// ```
@@ -178,7 +178,7 @@ impl Backoff {
     /// # Example
     ///
     /// ```
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// assert_eq!(Backoff::default().multiplier(), 2.0);
     /// ```
@@ -197,7 +197,7 @@ impl Backoff {
     /// # Example
     ///
     /// ```
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// assert_eq!(Backoff::default().jitter(), 0.2);
     /// ```
@@ -212,7 +212,7 @@ impl Backoff {
     /// # Example
     ///
     /// ```
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// assert_eq!(Backoff::default().max_retries(), None);
     /// let limited = Backoff::builder().max_retries(4).build().unwrap();
@@ -230,7 +230,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// assert_eq!(Backoff::default().max_elapsed(), None);
     /// let limited = Backoff::builder()
@@ -255,7 +255,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder()
     ///     .initial(Duration::from_millis(100))
@@ -292,7 +292,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder()
     ///     .initial(Duration::from_millis(10))
@@ -358,7 +358,7 @@ fn duration_from_nanos(nanos: f64) -> Duration {
 ///
 /// ```
 /// use std::time::Duration;
-/// use spoke_runtime::backoff::{Backoff, BackoffError};
+/// use spoke::backoff::{Backoff, BackoffError};
 ///
 /// let err = Backoff::builder().multiplier(0.5).build().unwrap_err();
 /// assert_eq!(err, BackoffError::InvalidMultiplier { multiplier: 0.5 });
@@ -390,7 +390,7 @@ impl Default for BackoffBuilder {
     /// # Example
     ///
     /// ```
-    /// use spoke_runtime::backoff::{Backoff, BackoffBuilder};
+    /// use spoke::backoff::{Backoff, BackoffBuilder};
     ///
     /// assert_eq!(BackoffBuilder::default(), Backoff::builder());
     /// ```
@@ -406,7 +406,7 @@ impl BackoffBuilder {
     /// # Example
     ///
     /// ```
-    /// use spoke_runtime::backoff::{Backoff, BackoffBuilder};
+    /// use spoke::backoff::{Backoff, BackoffBuilder};
     ///
     /// assert_eq!(BackoffBuilder::new().build().unwrap(), Backoff::default());
     /// ```
@@ -435,7 +435,7 @@ impl BackoffBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder()
     ///     .initial(Duration::from_millis(50))
@@ -454,7 +454,7 @@ impl BackoffBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder()
     ///     .max(Duration::from_secs(5))
@@ -474,7 +474,7 @@ impl BackoffBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let constant = Backoff::builder()
     ///     .initial(Duration::from_secs(1))
@@ -496,7 +496,7 @@ impl BackoffBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder()
     ///     .initial(Duration::from_secs(1))
@@ -518,7 +518,7 @@ impl BackoffBuilder {
     /// # Example
     ///
     /// ```
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder().max_retries(3).build().unwrap();
     /// assert_eq!(backoff.schedule().count(), 3);
@@ -539,7 +539,7 @@ impl BackoffBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder()
     ///     .max_elapsed(Duration::from_secs(120))
@@ -572,7 +572,7 @@ impl BackoffBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::{Backoff, BackoffError};
+    /// use spoke::backoff::{Backoff, BackoffError};
     ///
     /// let err = Backoff::builder().initial(Duration::ZERO).build().unwrap_err();
     /// assert!(matches!(err, BackoffError::InvalidInitial { .. }));
@@ -628,7 +628,7 @@ impl BackoffBuilder {
 ///
 /// ```
 /// use std::time::Duration;
-/// use spoke_runtime::backoff::{Backoff, BackoffError};
+/// use spoke::backoff::{Backoff, BackoffError};
 ///
 /// match Backoff::builder().jitter(1.5).build() {
 ///     Err(BackoffError::InvalidJitter { jitter }) => assert_eq!(jitter, 1.5),
@@ -702,7 +702,7 @@ pub enum BackoffError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use spoke_runtime::backoff::Backoff;
+/// use spoke::backoff::Backoff;
 ///
 /// let backoff = Backoff::builder()
 ///     .initial(Duration::from_millis(100))
@@ -747,7 +747,7 @@ impl BackoffSchedule {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder()
     ///     .initial(Duration::from_millis(100))
@@ -791,7 +791,7 @@ impl BackoffSchedule {
     /// # Example
     ///
     /// ```
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let mut schedule = Backoff::default().schedule();
     /// assert_eq!(schedule.attempt(), 0);
@@ -815,7 +815,7 @@ impl BackoffSchedule {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::builder()
     ///     .initial(Duration::from_millis(100))
@@ -840,7 +840,7 @@ impl BackoffSchedule {
     /// # Example
     ///
     /// ```
-    /// use spoke_runtime::backoff::Backoff;
+    /// use spoke::backoff::Backoff;
     ///
     /// let backoff = Backoff::default();
     /// assert_eq!(backoff.schedule().backoff(), &backoff);

@@ -6,8 +6,8 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// assert_eq!(spoke_runtime::duration::parse("1m30s"), Ok(Duration::from_secs(90)));
-/// assert!(spoke_runtime::duration::parse("10 parsecs").is_err());
+/// assert_eq!(spoke::duration::parse("1m30s"), Ok(Duration::from_secs(90)));
+/// assert!(spoke::duration::parse("10 parsecs").is_err());
 /// ```
 pub fn parse(text: &str) -> Result<Duration, String> {
     let s = text.trim();
@@ -63,6 +63,42 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
 }
 
+/// Writes a duration the way [`parse`] reads it, largest units first:
+/// `1h30m`, `250ms`, `1s500ms`, `0s`.
+///
+/// ```
+/// use std::time::Duration;
+/// use spoke::duration::{format, parse};
+/// assert_eq!(format(Duration::from_secs(5400)), "1h30m");
+/// assert_eq!(format(Duration::from_millis(1500)), "1s500ms");
+/// let d = Duration::new(3_723, 4_005_006);
+/// assert_eq!(parse(&format(d)), Ok(d));
+/// ```
+pub fn format(duration: Duration) -> String {
+    const UNITS: [(&str, u128); 6] = [
+        ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+        ("ns", 1),
+    ];
+    let mut rest = duration.as_nanos();
+    if rest == 0 {
+        return "0s".to_owned();
+    }
+    let mut text = String::new();
+    for (unit, nanos) in UNITS {
+        let n = rest / nanos;
+        if n > 0 {
+            text.push_str(&n.to_string());
+            text.push_str(unit);
+            rest -= n * nanos;
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +111,21 @@ mod tests {
         assert!(parse("30").unwrap_err().contains("missing unit"));
         assert!(parse("3x").unwrap_err().contains("unknown unit `x`"));
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        for (d, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_micros(1_500), "1ms500us"),
+            (Duration::from_secs(100 * 3600), "100h"),
+        ] {
+            assert_eq!(format(d), text);
+            assert_eq!(parse(text), Ok(d), "{text}");
+        }
     }
 }

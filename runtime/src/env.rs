@@ -62,7 +62,7 @@ pub fn read(names: &[&'static str]) -> Result<Vec<(&'static str, String)>, EnvEr
 /// A positive whole number, e.g. `SPOKE_MAX_IN_FLIGHT`.
 ///
 /// ```
-/// use spoke_runtime::env::{positive, EnvError};
+/// use spoke::env::{positive, EnvError};
 /// assert_eq!(positive::<usize>("SPOKE_MAX_IN_FLIGHT", " 8 "), Ok(8));
 /// let err = positive::<u32>("SPOKE_MAX_IN_FLIGHT", "0").unwrap_err();
 /// assert_eq!(err.to_string(), "SPOKE_MAX_IN_FLIGHT: expected a positive whole number, got `0`");

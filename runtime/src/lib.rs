@@ -9,12 +9,14 @@
 //! | [`core`] | the connector model, and the interface every transport uses (its docs say how) | always |
 //! | [`grpc`] | attached to a Spoke hub over gRPC: `serve`, the instance's key, TLS | `grpc` (default) |
 //! | [`stdio`] | a sidecar over stdin/stdout, for the hub's supervisor and LibreFang; LibreFang's protocol types and `--describe` form | `stdio` (default) |
+//! | [`testing`](crate#testing) | the test kit for connector authors: an instance in one line, calls by name, manifest rules | `testing` |
 //! | [`cli`] | the command line of every connector binary: the commands of the transports compiled in | always |
 //! | [`env`] | the `SPOKE_*` variables every transport reads | always |
 //! | [`backoff`](mod@backoff), [`retry`](mod@retry), [`duration`], [`suggest`], [`logging`] | shared pieces: retry policies, `30s`-style durations, did-you-mean, the log format | always |
 //!
-//! The core's modules are also at the top (`spoke_runtime::config`,
-//! `spoke_runtime::context`, ...), as are the types connector code uses.
+//! The core's modules are also at the top (`config`, `context`, ...), as
+//! are the types connector code uses; the `spoke` facade re-exports all of it
+//! (`spoke::config`, `spoke::Context`, ...), the paths connector crates use.
 //! Imports point one way: transports and the CLI use the core; the core
 //! uses no transport; no transport uses another.
 //!
@@ -32,6 +34,8 @@ pub mod core;
 pub mod grpc;
 #[cfg(feature = "stdio")]
 pub mod stdio;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub mod backoff;
 pub mod cli;
@@ -54,7 +58,7 @@ pub use stdio::{describe_form, librefang};
 pub use backoff::{Backoff, BackoffError};
 pub use cli::main;
 pub use config::{ConfigErrors, ConfigSource};
-pub use connector::{ActionOutput, Connector, Input, StartError};
+pub use connector::{ActionOutput, Config, Connector, Input, StartError};
 pub use context::{Context, EmitError, Event, EventKind};
 pub use error::{ActionError, ErrorCode};
 #[cfg(feature = "grpc")]
@@ -74,3 +78,10 @@ pub use stdio::librefang::LibreFangEmit;
 #[cfg(feature = "stdio")]
 pub use stdio::{StdioError, StdioOptions};
 pub use tokio_util::sync::CancellationToken;
+
+// The majors Spoke's traits come from, for connector crates: `spoke::schemars`
+// derives through `use spoke::prelude::*`, with no `schemars` dependency to
+// keep in step (schemars 0.8's `JsonSchema` is another trait).
+pub use schemars;
+pub use serde;
+pub use serde_json;

@@ -12,8 +12,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use spoke_runtime::backoff::Backoff;
-//! use spoke_runtime::retry::retry;
+//! use spoke::backoff::Backoff;
+//! use spoke::retry::retry;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -65,8 +65,8 @@ use crate::backoff::Backoff;
 ///
 /// ```
 /// use std::time::Duration;
-/// use spoke_runtime::backoff::Backoff;
-/// use spoke_runtime::retry::retry;
+/// use spoke::backoff::Backoff;
+/// use spoke::retry::retry;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -114,8 +114,8 @@ where
 ///
 /// ```
 /// use std::time::Duration;
-/// use spoke_runtime::backoff::Backoff;
-/// use spoke_runtime::retry::retry_if;
+/// use spoke::backoff::Backoff;
+/// use spoke::retry::retry_if;
 ///
 /// #[derive(Debug, PartialEq)]
 /// enum ApiError {

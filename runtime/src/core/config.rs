@@ -273,6 +273,49 @@ impl<T: DeserializeOwned> ParseViaJson<T> for &ConfigParse<T> {
     }
 }
 
+/// Config values people write in a human format rather than as their JSON
+/// form: a [`Duration`](std::time::Duration) reads `250ms`, `5s`, `1h30m`
+/// (the runtime's own [`duration::parse`](crate::duration::parse)) from an
+/// environment variable or a JSON string, and its default shows the same way
+/// in manifests and forms. Used by generated code; not for direct use.
+#[doc(hidden)]
+pub trait HumanConfig: Sized {
+    /// Parses the human text.
+    fn parse_human(text: &str) -> Result<Self, String>;
+    /// Writes the value as it would be typed.
+    fn show_human(&self) -> String;
+    /// The value's schema (a string in the human format).
+    fn human_schema() -> Schema;
+
+    /// Parses a raw config value: text, or a JSON string.
+    fn parse_raw(raw: RawConfig<'_>) -> Result<Self, String> {
+        match raw {
+            RawConfig::Text(text) => Self::parse_human(text),
+            RawConfig::Json(Value::String(text)) => Self::parse_human(text),
+            RawConfig::Json(other) => Err(format!(
+                "expected a string such as \"30s\", got {}",
+                json_kind(other)
+            )),
+        }
+    }
+}
+
+impl HumanConfig for std::time::Duration {
+    fn parse_human(text: &str) -> Result<Self, String> {
+        crate::duration::parse(text)
+    }
+    fn show_human(&self) -> String {
+        crate::duration::format(*self)
+    }
+    fn human_schema() -> Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^\\s*([0-9]+(ns|us|µs|ms|s|m|h|d))+\\s*$",
+            "description": "a duration: a number and a unit (ms, s, m, h), repeated: `250ms`, `30s`, `1h30m`",
+        })
+    }
+}
+
 fn looks_like_json(s: &str) -> bool {
     matches!(s.trim_start().chars().next(), Some('[' | '{' | '"'))
 }
@@ -283,7 +326,7 @@ fn looks_like_json(s: &str) -> bool {
 /// that connector code put in an error message.
 ///
 /// ```
-/// use spoke_runtime::config::mask_secrets;
+/// use spoke::config::mask_secrets;
 /// let secrets = ["hunter22".to_owned()];
 /// assert_eq!(
 ///     mask_secrets("login with hunter22 refused", &secrets),
@@ -314,7 +357,10 @@ pub enum ConfigProblemKind {
     /// The value did not parse; the message says why (never the value of a secret).
     Invalid(String),
     /// A JSON config key that is not a field.
-    Unknown,
+    Unknown {
+        /// The field key it is closest to, when one is close.
+        suggestion: Option<String>,
+    },
 }
 
 /// One problem with one field.
@@ -354,7 +400,12 @@ impl fmt::Display for ConfigErrors {
             match &p.kind {
                 ConfigProblemKind::Missing => write!(f, ": required but not set")?,
                 ConfigProblemKind::Invalid(why) => write!(f, ": {why}")?,
-                ConfigProblemKind::Unknown => write!(f, ": unknown config key")?,
+                ConfigProblemKind::Unknown { suggestion } => {
+                    write!(f, ": unknown config key")?;
+                    if let Some(s) = suggestion {
+                        write!(f, "; did you mean `{s}`?")?;
+                    }
+                }
             }
         }
         Ok(())
@@ -369,6 +420,7 @@ impl std::error::Error for ConfigErrors {}
 pub struct ConfigLoader<'a> {
     connector: &'static str,
     source: &'a ConfigSource,
+    fields: &'a [ConfigFieldDef],
     problems: Vec<ConfigProblem>,
 }
 
@@ -377,16 +429,19 @@ impl<'a> ConfigLoader<'a> {
     pub fn new(
         connector: &'static str,
         source: &'a ConfigSource,
-        fields: &[ConfigFieldDef],
+        fields: &'a [ConfigFieldDef],
     ) -> Self {
         let mut problems = Vec::new();
         if let ConfigSource::Json(map) = source {
             for key in map.keys() {
                 if !fields.iter().any(|f| f.key == key) {
+                    let suggestion =
+                        crate::suggest::did_you_mean(key, fields.iter().map(|f| f.key))
+                            .map(str::to_owned);
                     problems.push(ConfigProblem {
                         key: key.clone(),
                         env: None,
-                        kind: ConfigProblemKind::Unknown,
+                        kind: ConfigProblemKind::Unknown { suggestion },
                     });
                 }
             }
@@ -394,6 +449,7 @@ impl<'a> ConfigLoader<'a> {
         ConfigLoader {
             connector,
             source,
+            fields,
             problems,
         }
     }
@@ -424,7 +480,10 @@ impl<'a> ConfigLoader<'a> {
                 let why = if def.secret {
                     "invalid value (not shown: the field is secret)".to_owned()
                 } else {
-                    format!("invalid value {}: {why}", shown(raw))
+                    // A secret's value typed into the wrong field is still
+                    // a secret.
+                    let secrets = self.source.secret_values(self.fields);
+                    mask_secrets(&format!("invalid value {}: {why}", shown(raw)), &secrets)
                 };
                 self.problem(def, ConfigProblemKind::Invalid(why));
                 None
@@ -433,9 +492,15 @@ impl<'a> ConfigLoader<'a> {
     }
 
     fn problem(&mut self, def: &ConfigFieldDef, kind: ConfigProblemKind) {
+        // A JSON config is keyed by field key: its environment variable
+        // would only mislead.
+        let env = match self.source {
+            ConfigSource::Env(_) => Some(def.env.to_owned()),
+            ConfigSource::Json(_) => None,
+        };
         self.problems.push(ConfigProblem {
             key: def.key.to_owned(),
-            env: Some(def.env.to_owned()),
+            env,
             kind,
         });
     }
@@ -571,7 +636,10 @@ mod tests {
         let mut loader = ConfigLoader::new("f", &src, &fields);
         assert_eq!(loader.field(&fields[0], parse::<u64>), Some(7));
         let err = loader.finish().unwrap_err();
-        assert_eq!(err.problems[0].kind, ConfigProblemKind::Unknown);
+        assert_eq!(
+            err.problems[0].kind,
+            ConfigProblemKind::Unknown { suggestion: None }
+        );
         assert_eq!(err.problems[0].key, "typo");
     }
 

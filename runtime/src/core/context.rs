@@ -68,7 +68,7 @@ pub enum EmitError {
 /// The invocation context an action may take as `ctx: &Context`.
 ///
 /// ```
-/// use spoke_runtime::Context;
+/// use spoke::Context;
 /// let ctx = Context::new("req-1", "echo");
 /// assert_eq!(ctx.request_id(), "req-1");
 /// assert!(!ctx.is_cancelled());
@@ -122,7 +122,7 @@ impl Context {
     ///
     /// ```
     /// use std::collections::BTreeMap;
-    /// use spoke_runtime::Context;
+    /// use spoke::Context;
     /// let ctx = Context::builder("req-1", "echo")
     ///     .metadata(BTreeMap::from([("caller".to_owned(), "spoke-cli".to_owned())]))
     ///     .build();

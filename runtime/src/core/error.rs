@@ -84,7 +84,7 @@ impl fmt::Display for ErrorCode {
 /// optional structured details.
 ///
 /// ```
-/// use spoke_runtime::{ActionError, ErrorCode};
+/// use spoke::{ActionError, ErrorCode};
 ///
 /// let err = ActionError::not_found("no issue #42").with_details(serde_json::json!({"id": 42}));
 /// assert_eq!(err.code(), ErrorCode::NotFound);
@@ -211,6 +211,25 @@ impl From<std::io::Error> for ActionError {
     }
 }
 
+impl From<crate::context::EmitError> for ActionError {
+    /// An event that could not be emitted ends the action as
+    /// [`ErrorCode::Cancelled`]: either the call was cancelled while the
+    /// event waited for room, or whoever was receiving its events (the
+    /// caller, the transport) is gone. `?` after `ctx.emit(...)` is enough:
+    ///
+    /// ```
+    /// use spoke::prelude::*;
+    ///
+    /// async fn report(ctx: &Context) -> Result<(), ActionError> {
+    ///     ctx.progress(1.0, Some(2.0), None).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    fn from(err: crate::context::EmitError) -> Self {
+        ActionError::cancelled(err.to_string())
+    }
+}
+
 impl From<std::convert::Infallible> for ActionError {
     fn from(never: std::convert::Infallible) -> Self {
         match never {}
@@ -255,6 +274,18 @@ mod tests {
         assert_eq!(ActionError::from(nf).code(), ErrorCode::NotFound);
         let pd = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "x");
         assert_eq!(ActionError::from(pd).code(), ErrorCode::Unauthorized);
+    }
+
+    #[test]
+    fn emit_errors_end_the_action_as_cancelled() {
+        use crate::context::EmitError;
+        let closed = ActionError::from(EmitError::Closed);
+        assert_eq!(closed.code(), ErrorCode::Cancelled);
+        assert!(closed.message().contains("receiver is closed"), "{closed}");
+        assert_eq!(
+            ActionError::from(EmitError::Cancelled).code(),
+            ErrorCode::Cancelled
+        );
     }
 
     #[test]

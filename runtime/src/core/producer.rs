@@ -88,7 +88,7 @@ impl Restart {
 /// `restart = "on_failure"`).
 ///
 /// ```
-/// use spoke_runtime::{CancellationToken, Instance, producer::spawn_producers};
+/// use spoke::{CancellationToken, Instance, producer::spawn_producers};
 ///
 /// async fn run(instance: &Instance) {
 ///     let (events, mut received) = tokio::sync::mpsc::channel(64);

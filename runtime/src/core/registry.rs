@@ -6,12 +6,31 @@
 //! `inventory`. On targets where `inventory` registers nothing, build the
 //! registry by hand with [`Registry::builder`]:
 //!
-//! ```ignore
-//! // #[connector(actions = ECHO_ACTIONS)] on the impl block names its action set.
+//! ```standalone_crate
+//! use spoke::prelude::*;
+//!
+//! /// Echoes text back.
+//! #[connector(name = "echo")]
+//! pub struct Echo {}
+//!
+//! // `actions = ECHO_ACTIONS` names the impl block's action set.
+//! #[connector(actions = ECHO_ACTIONS)]
+//! impl Echo {
+//!     /// Return the text.
+//!     #[action(read)]
+//!     async fn echo(&self, text: String) -> String {
+//!         text
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), spoke::RegistryError> {
 //! let registry = spoke::Registry::builder()
 //!     .connector(&<Echo as spoke::Connector>::REGISTRATION)
 //!     .action_set(&Echo::ECHO_ACTIONS)
 //!     .build()?;
+//! assert_eq!(registry.names(), ["echo"]);
+//! # Ok(())
+//! # }
 //! ```
 
 use std::collections::HashMap;

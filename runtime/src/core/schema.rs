@@ -67,9 +67,9 @@ impl std::fmt::Display for SchemaViolation {
 ///
 /// ```
 /// let ok = serde_json::json!({"type": "object", "properties": {"a": {"type": "string"}}});
-/// assert!(spoke_runtime::schema::check_input_schema(&ok).is_empty());
+/// assert!(spoke::schema::check_input_schema(&ok).is_empty());
 /// let bad = serde_json::json!({"oneOf": [{"type": "object"}]});
-/// assert_eq!(spoke_runtime::schema::check_input_schema(&bad).len(), 2);
+/// assert_eq!(spoke::schema::check_input_schema(&bad).len(), 2);
 /// ```
 pub fn check_input_schema(schema: &Value) -> Vec<SchemaViolation> {
     let mut out = Vec::new();

@@ -17,7 +17,7 @@ pub const REDACTED: &str = "[redacted]";
 /// value deliberately with [`Secret::expose`].
 ///
 /// ```
-/// use spoke_runtime::Secret;
+/// use spoke::Secret;
 ///
 /// let token: Secret<String> = "hunter2".parse().unwrap();
 /// assert_eq!(format!("{token:?} {token}"), "[redacted] [redacted]");

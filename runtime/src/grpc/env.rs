@@ -22,8 +22,8 @@
 //! loads the key before it first dials the hub.
 //!
 //! ```
-//! use spoke_runtime::grpc::serve::AttachOptions;
-//! # let manifest: spoke_runtime::Manifest = serde_json::from_value(serde_json::json!({
+//! use spoke::grpc::serve::AttachOptions;
+//! # let manifest: spoke::Manifest = serde_json::from_value(serde_json::json!({
 //! #     "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
 //! #     "description": "", "config": {}, "actions": [], "search_operators": [], "capabilities": []
 //! # })).unwrap();
@@ -41,7 +41,7 @@
 //! assert_eq!(options.instance.tags, ["eu", "blue"]);
 //! assert_eq!(options.instance.metadata["region"], "eu-west-1");
 //! assert_eq!(options.max_in_flight, 8);
-//! # Ok::<(), spoke_runtime::env::EnvError>(())
+//! # Ok::<(), spoke::env::EnvError>(())
 //! ```
 
 use std::collections::BTreeMap;

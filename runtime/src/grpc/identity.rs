@@ -31,7 +31,7 @@
 //! recorded for the instance) needs the hub's clock and store.
 //!
 //! ```
-//! use spoke_runtime::grpc::identity::{InstanceKey, verify};
+//! use spoke::grpc::identity::{InstanceKey, verify};
 //!
 //! let key = InstanceKey::generate()?;
 //! let credentials = key.credentials("", "echo", "echo-1", "")?;
@@ -72,7 +72,7 @@ pub const KEY_PATH_VAR: &str = "SPOKE_KEY_PATH";
 /// `spoke pending`) tell keys apart.
 ///
 /// ```
-/// let fp = spoke_runtime::grpc::identity::fingerprint(&[0u8; 32]);
+/// let fp = spoke::grpc::identity::fingerprint(&[0u8; 32]);
 /// assert_eq!(fp, "66687aadf862bd77");
 /// ```
 pub fn fingerprint(public_key: &[u8]) -> String {
@@ -85,7 +85,7 @@ pub fn fingerprint(public_key: &[u8]) -> String {
 /// (so no part can be `.` or `..`).
 ///
 /// ```
-/// use spoke_runtime::grpc::identity::file_name_part;
+/// use spoke::grpc::identity::file_name_part;
 /// assert_eq!(file_name_part("eu/west 1"), "eu_west_1");
 /// assert_eq!(file_name_part("files-2.a_b"), "files-2.a_b");
 /// assert_eq!(file_name_part(".."), "_");

@@ -117,7 +117,7 @@ pub(crate) fn generated_instance_id(name: &str) -> String {
 ///
 /// ```
 /// use std::time::Duration;
-/// let backoff = spoke_runtime::grpc::serve::default_backoff();
+/// let backoff = spoke::grpc::serve::default_backoff();
 /// assert_eq!(backoff.initial(), Duration::from_millis(200));
 /// assert_eq!(backoff.max(), Duration::from_secs(1));
 /// assert!(backoff.schedule().take(50).all(|d| d <= Duration::from_secs(1)));
@@ -138,7 +138,7 @@ pub fn default_backoff() -> Backoff {
 ///
 /// ```
 /// use std::time::Duration;
-/// let backoff = spoke_runtime::grpc::serve::default_auth_backoff();
+/// let backoff = spoke::grpc::serve::default_auth_backoff();
 /// assert_eq!(backoff.max(), Duration::from_secs(30));
 /// ```
 pub fn default_auth_backoff() -> Backoff {

@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use spoke_runtime::grpc::tls::{HubTls, hub_endpoint};
+//! use spoke::grpc::tls::{HubTls, hub_endpoint};
 //!
 //! let endpoint = hub_endpoint("http://127.0.0.1:7700", &HubTls::default(), Duration::from_secs(5))?;
 //! assert_eq!(endpoint.uri().port_u16(), Some(7700));

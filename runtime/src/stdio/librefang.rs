@@ -10,10 +10,10 @@
 //! emitted from an action (or a producer) through its [`Context`]:
 //!
 //! ```
-//! use spoke_runtime::Context;
-//! use spoke_runtime::librefang::{LibreFangEmit, MessageBuilder};
+//! use spoke::Context;
+//! use spoke::librefang::{LibreFangEmit, MessageBuilder};
 //!
-//! # async fn demo(ctx: &Context) -> Result<(), spoke_runtime::EmitError> {
+//! # async fn demo(ctx: &Context) -> Result<(), spoke::EmitError> {
 //! ctx.emit_librefang(
 //!     MessageBuilder::new("42", "Alice", "hello")
 //!         .content_text()
@@ -36,9 +36,25 @@
 //! The params types here derive `Deserialize + JsonSchema`, so an action
 //! takes them whole:
 //!
-//! ```ignore
-//! #[action]
-//! async fn send(&self, ctx: &Context, #[input] cmd: librefang::SendParams) -> Result<(), ActionError> { ... }
+//! ```standalone_crate
+//! use spoke::librefang::SendParams;
+//! use spoke::prelude::*;
+//!
+//! /// A chat channel.
+//! #[connector(name = "chat")]
+//! pub struct Chat {}
+//!
+//! #[connector]
+//! impl Chat {
+//!     /// Deliver a reply to the chat.
+//!     #[action]
+//!     async fn send(&self, ctx: &Context, #[input] cmd: SendParams) -> Result<(), ActionError> {
+//!         # let _ = (ctx, cmd);
+//!         /* ... */
+//!         Ok(())
+//!     }
+//! }
+//! # fn main() {}
 //! ```
 //!
 //! LibreFang adds optional fields without bumping its protocol version, so
@@ -104,7 +120,7 @@ fn is_false(b: &bool) -> bool {
 /// variant Spoke does not model.
 ///
 /// ```
-/// use spoke_runtime::librefang::{Content, FileData};
+/// use spoke::librefang::{Content, FileData};
 /// let content: Content = serde_json::from_str(
 ///     r#"{"FileData": {"data": [104, 105], "filename": "hi.txt", "mime_type": "text/plain"}}"#,
 /// )?;
@@ -525,7 +541,7 @@ pub struct Message {
 /// Builds a [`Message`]: sender and text first, the rest optional.
 ///
 /// ```
-/// use spoke_runtime::librefang::{LibreFangEvent, MessageBuilder};
+/// use spoke::librefang::{LibreFangEvent, MessageBuilder};
 /// let frame = LibreFangEvent::from(MessageBuilder::new("1", "Bob", "hi")).to_frame();
 /// assert_eq!(frame, serde_json::json!({
 ///     "method": "message",
@@ -568,7 +584,7 @@ impl MessageBuilder {
     /// stays as the flattened text.
     ///
     /// ```
-    /// use spoke_runtime::librefang::{Content, MessageBuilder};
+    /// use spoke::librefang::{Content, MessageBuilder};
     /// let m = MessageBuilder::new("1", "Bob", "draft")
     ///     .content(Content::Text("final".into()))
     ///     .build();
@@ -663,7 +679,7 @@ pub fn typing(
 /// `qr_ready` params: a login QR code is waiting to be scanned.
 ///
 /// ```
-/// use spoke_runtime::librefang::QrReady;
+/// use spoke::librefang::QrReady;
 /// let qr = QrReady::new("wxp://code").message("Scan within 5 minutes");
 /// assert_eq!(qr.qr_url, None);
 /// ```

@@ -185,8 +185,8 @@
 //! [`tokio::io::duplex`] pipes in tests:
 //!
 //! ```no_run
-//! # async fn demo(instance: spoke_runtime::Instance) -> Result<(), spoke_runtime::stdio::StdioError> {
-//! use spoke_runtime::stdio::{StdioOptions, run};
+//! # async fn demo(instance: spoke::Instance) -> Result<(), spoke::stdio::StdioError> {
+//! use spoke::stdio::{StdioOptions, run};
 //! // The host writes to `to_connector` and reads `from_connector`.
 //! let (to_connector, connector_stdin) = tokio::io::duplex(64 * 1024);
 //! let (connector_stdout, from_connector) = tokio::io::duplex(64 * 1024);
@@ -272,7 +272,7 @@ impl StdioOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use spoke_runtime::stdio::StdioOptions;
+    /// use spoke::stdio::StdioOptions;
     /// let o = StdioOptions::from_vars([
     ///     ("SPOKE_STDIO_MAX_LINE", "1024"),
     ///     ("SPOKE_SHUTDOWN_GRACE", "3s"),
@@ -283,7 +283,7 @@ impl StdioOptions {
     /// assert_eq!(o.account_id.as_deref(), Some("bot-1"));
     /// assert_eq!(o.max_in_flight, 64);
     /// assert!(StdioOptions::from_vars([("SPOKE_MAX_IN_FLIGHT", "0")]).is_err());
-    /// # Ok::<(), spoke_runtime::env::EnvError>(())
+    /// # Ok::<(), spoke::env::EnvError>(())
     /// ```
     pub fn from_vars<K: AsRef<str>, V: AsRef<str>>(
         vars: impl IntoIterator<Item = (K, V)>,

@@ -1,0 +1,414 @@
+//! [`TestConnector`]: a connector instance in a test, one line to build and
+//! one line per call.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConfigSource;
+use crate::connector::{ActionOutput, Connector, Input, StartError};
+use crate::context::{Context, Event, EventKind};
+use crate::error::ActionError;
+use crate::instance::Instance;
+use crate::manifest::Manifest;
+use crate::registry::Registry;
+
+/// A running instance of connector `C` for tests: built from a config (its
+/// init hook run), called by action name with a typed or JSON input.
+///
+/// Every call goes through the same [`Instance`] the transports use: input
+/// decoding with its error paths, the action's own timeout, panic
+/// isolation, deadlines and cancellation.
+///
+/// ```standalone_crate
+/// use spoke::prelude::*;
+/// use spoke::testing::TestConnector;
+///
+/// /// Adds numbers.
+/// #[connector(name = "adder")]
+/// pub struct Adder {
+///     /// Added to every sum.
+///     #[config_field(default = 0)]
+///     offset: i64,
+/// }
+///
+/// #[connector]
+/// impl Adder {
+///     /// The sum of `a` and `b`, plus the offset.
+///     #[action(read)]
+///     async fn add(&self, a: i64, b: i64) -> Result<i64, ActionError> {
+///         Ok(a + b + self.offset)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let adder = TestConnector::<Adder>::start(serde_json::json!({"offset": 10})).await.unwrap();
+/// let sum: i64 = adder.call("add", serde_json::json!({"a": 1, "b": 2})).await.unwrap();
+/// assert_eq!(sum, 13);
+/// let err = adder.call::<i64>("add", serde_json::json!({"a": "one"})).await.unwrap_err();
+/// assert_eq!(err.code(), ErrorCode::InvalidInput);
+/// # }
+/// ```
+pub struct TestConnector<C> {
+    instance: Instance,
+    connector: Arc<C>,
+    _type: PhantomData<fn() -> C>,
+}
+
+impl<C> std::fmt::Debug for TestConnector<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestConnector")
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Connector> TestConnector<C> {
+    /// Builds the connector from a JSON config object keyed by field key
+    /// (`{"root": "/tmp/x", "max_bytes": 10}`; `{}` or `null` for none), as a
+    /// host would pass it, and runs its init hook.
+    ///
+    /// Fails with every config problem at once, or the init hook's error; a
+    /// problem with what was registered (two actions with one name in two
+    /// modules, a bad input schema) fails here too.
+    pub async fn start(config: impl Serialize) -> Result<Self, StartError> {
+        let value = serde_json::to_value(config).map_err(|e| init_error::<C>(e.to_string()))?;
+        let value = if value.is_null() {
+            Value::Object(Default::default())
+        } else {
+            value
+        };
+        let source = ConfigSource::from_json(value).map_err(init_error::<C>)?;
+        Self::start_with(source).await
+    }
+
+    /// Builds the connector from environment-style variables
+    /// (`[("FILES_ROOT", "/tmp/x")]`), as its binary reads them, and runs its
+    /// init hook. The process environment is not read.
+    pub async fn start_with_env<K: Into<String>, V: Into<String>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, StartError> {
+        Self::start_with(ConfigSource::from_vars(vars)).await
+    }
+
+    /// Builds the connector from any [`ConfigSource`] and runs its init hook.
+    pub async fn start_with(source: ConfigSource) -> Result<Self, StartError> {
+        let registry = Registry::from_inventory().map_err(|e| init_error::<C>(e.to_string()))?;
+        let Some(ty) = registry.get(C::NAME) else {
+            return Err(init_error::<C>(format!(
+                "connector `{}` is not registered in this binary",
+                C::NAME
+            )));
+        };
+        let instance = Instance::start(Arc::clone(ty), source).await?;
+        let connector = match Arc::clone(instance.connector_handle()).downcast::<C>() {
+            Ok(c) => c,
+            Err(_) => unreachable!("spoke: the registry built another type for `{}`", C::NAME),
+        };
+        Ok(TestConnector {
+            instance,
+            connector,
+            _type: PhantomData,
+        })
+    }
+
+    /// The connector itself, to look at its state.
+    pub fn connector(&self) -> &C {
+        &self.connector
+    }
+
+    /// The instance, as transports hold it.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// The manifest the transports advertise.
+    pub fn manifest(&self) -> &Manifest {
+        self.instance.manifest()
+    }
+
+    /// Sets how long a cancelled call may take to return on its own before
+    /// it is dropped (2 s by default).
+    pub fn with_cancel_grace(mut self, grace: Duration) -> Self {
+        self.instance = self.instance.with_cancel_grace(grace);
+        self
+    }
+
+    /// Calls `action` with `input` (a `serde_json::Value` or any
+    /// `Serialize` type) and decodes its output as `T` (a
+    /// `serde_json::Value` for the JSON). Panics, naming the action, if the
+    /// output does not decode as `T`: that is the test's mistake, not the
+    /// action's.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        action: &str,
+        input: impl Serialize,
+    ) -> Result<T, ActionError> {
+        self.run(action, input).await.output()
+    }
+
+    /// Resolves a search operator's `value` and decodes the result as `T`.
+    pub async fn resolve<T: DeserializeOwned>(
+        &self,
+        operator: &str,
+        value: &str,
+    ) -> Result<T, ActionError> {
+        let ctx = Context::new("test", operator);
+        let result = self.instance.resolve(operator, value, ctx).await;
+        Outcome {
+            action: operator.to_owned(),
+            result,
+            events: Vec::new(),
+        }
+        .output()
+    }
+
+    /// A call with options (deadline, cancellation, metadata) whose
+    /// [`Outcome`] keeps the events and progress it emitted. Await it:
+    ///
+    /// ```no_run
+    /// # use spoke::testing::TestConnector;
+    /// # async fn demo<C: spoke::Connector>(t: TestConnector<C>) {
+    /// use std::time::Duration;
+    /// let outcome = t
+    ///     .run("import", serde_json::json!({"rows": 3}))
+    ///     .timeout(Duration::from_secs(1))
+    ///     .await;
+    /// assert_eq!(outcome.progress().len(), 3);
+    /// let rows: u32 = outcome.output().unwrap();
+    /// # }
+    /// ```
+    pub fn run(&self, action: &str, input: impl Serialize) -> Call<'_> {
+        Call {
+            instance: &self.instance,
+            action: action.to_owned(),
+            input: serde_json::to_value(input).map_err(|e| e.to_string()),
+            deadline: None,
+            cancel: CancellationToken::new(),
+            cancel_after: None,
+            metadata: BTreeMap::new(),
+            event_buffer: 1024,
+        }
+    }
+}
+
+fn init_error<C: Connector>(message: impl Into<String>) -> StartError {
+    StartError::Init {
+        connector: C::NAME.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// One call being set up; `.await` runs it. See [`TestConnector::run`].
+#[must_use = "a call does nothing until it is awaited"]
+pub struct Call<'a> {
+    instance: &'a Instance,
+    action: String,
+    input: Result<Value, String>,
+    deadline: Option<Instant>,
+    cancel: CancellationToken,
+    cancel_after: Option<Duration>,
+    metadata: BTreeMap<String, String>,
+    event_buffer: usize,
+}
+
+impl std::fmt::Debug for Call<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call<'_> {
+    /// A deadline this far from now.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(Instant::now() + timeout);
+        self
+    }
+
+    /// The instant the call must finish by.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The caller's cancellation token: cancel it to cancel the call.
+    pub fn cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// Cancels the call this long after it starts, as a caller would.
+    pub fn cancel_after(mut self, after: Duration) -> Self {
+        self.cancel_after = Some(after);
+        self
+    }
+
+    /// One entry of the caller's metadata ([`Context::metadata`]).
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// How many events may wait unread before the action waits to emit
+    /// (1024 by default; the test reads them while the call runs).
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events.max(1);
+        self
+    }
+
+    async fn execute(self) -> Outcome {
+        let input = match self.input {
+            Ok(input) => input,
+            Err(why) => {
+                return Outcome {
+                    result: Err(ActionError::invalid_input(format!(
+                        "the test's input does not serialize as JSON: {why}"
+                    ))),
+                    action: self.action,
+                    events: Vec::new(),
+                };
+            }
+        };
+        let (tx, mut rx) = mpsc::channel(self.event_buffer);
+        let mut ctx = Context::builder("test", self.action.as_str())
+            .cancellation(self.cancel.clone())
+            .metadata(self.metadata)
+            .events(tx);
+        if let Some(at) = self.deadline {
+            ctx = ctx.deadline(at);
+        }
+        let call = self
+            .instance
+            .invoke(&self.action, Input::Value(&input), ctx.build());
+        if let Some(after) = self.cancel_after {
+            let token = self.cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                token.cancel();
+            });
+        }
+        tokio::pin!(call);
+        let mut events = Vec::new();
+        let result = loop {
+            tokio::select! {
+                result = &mut call => break result,
+                Some(event) = rx.recv() => events.push(event),
+            }
+        };
+        // What was emitted before the answer and not read yet.
+        while let Ok(event) = rx.try_recv() {
+            events.push(event);
+        }
+        Outcome {
+            action: self.action,
+            result,
+            events,
+        }
+    }
+}
+
+impl<'a> std::future::IntoFuture for Call<'a> {
+    type Output = Outcome;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.execute())
+    }
+}
+
+/// What one call returned, and every event it emitted, in order.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    action: String,
+    /// The action's output, or its error.
+    pub result: Result<ActionOutput, ActionError>,
+    /// Every event it emitted, in order.
+    pub events: Vec<Event>,
+}
+
+/// One progress report of a call: `progress` of `total`, with its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Work done.
+    pub progress: f64,
+    /// Total work, when known.
+    pub total: Option<f64>,
+    /// What was happening.
+    pub message: Option<String>,
+}
+
+impl Outcome {
+    /// The output decoded as `T` (a `serde_json::Value` for the JSON), or
+    /// the action's error. Panics, naming the action, if the output does
+    /// not decode as `T`.
+    pub fn output<T: DeserializeOwned>(&self) -> Result<T, ActionError> {
+        match &self.result {
+            Ok(output) => Ok(serde_json::from_str(output.json()).unwrap_or_else(|e| {
+                panic!(
+                    "the output of `{}` does not decode as `{}`: {e}; it was {}",
+                    self.action,
+                    std::any::type_name::<T>(),
+                    output.json()
+                )
+            })),
+            Err(err) => Err(err.clone()),
+        }
+    }
+
+    /// The error, if the call failed.
+    pub fn error(&self) -> Option<&ActionError> {
+        self.result.as_ref().err()
+    }
+
+    /// Its progress reports, in order.
+    pub fn progress(&self) -> Vec<Progress> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Progress {
+                    progress,
+                    total,
+                    message,
+                } => Some(Progress {
+                    progress: *progress,
+                    total: *total,
+                    message: message.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The data of its custom events named `name`, in order.
+    pub fn custom(&self, name: &str) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Custom { name: n, data } if n == name => Some(data),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Its log events, as `(level, message)`, in order.
+    pub fn logs(&self) -> Vec<(&str, &str)> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Log { level, message } => Some((level.as_str(), message.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+}
