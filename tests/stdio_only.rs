@@ -186,3 +186,21 @@ fn it_serves_over_stdio_like_the_default_build() {
     let doc = common::stdout_json(&out);
     assert_eq!(doc["fields"][0]["key"], "ECHO_PREFIX", "{doc}");
 }
+
+#[test]
+fn conformance_runs_it_through_the_transports_it_has() {
+    let report = spoke::testing::Conformance::new(echo_stdio())
+        .call("echo", serde_json::json!({"text": "hi"}))
+        .call("echo", serde_json::json!({}))
+        .run()
+        .unwrap();
+    assert_eq!(report.transports, ["in-process", "stdio"]);
+    assert_eq!(
+        report.answers[0].1,
+        spoke::testing::Answer::Output(serde_json::json!("hi"))
+    );
+    assert_eq!(
+        report.answers[1].1,
+        spoke::testing::Answer::Error("invalid_input".into())
+    );
+}

@@ -1,0 +1,375 @@
+//! [`Conformance`]: the connector's own binary, through every transport
+//! compiled into it, with the same calls; the same results and error codes
+//! everywhere.
+//!
+//! Each transport is a [`Leg`]: how to run one call through it and read
+//! back the answer as a [`Answer`]. A transport that lands (hub, HTTP,
+//! NATS, MCP) adds its leg to [`legs`] with the `--help` name it is listed
+//! under, and every connector's conformance test covers it from then on.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// One call of a conformance run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Case {
+    /// An action with its JSON input.
+    Action {
+        /// The action.
+        action: String,
+        /// Its input.
+        input: Value,
+    },
+    /// A search operator with its value.
+    Resolve {
+        /// The operator.
+        operator: String,
+        /// The value.
+        value: String,
+    },
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Case::Action { action, input } => write!(f, "call {action} {input}"),
+            Case::Resolve { operator, value } => write!(f, "resolve {operator} {value:?}"),
+        }
+    }
+}
+
+/// What one transport answered to one call: the output, or the error code.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The output, as JSON.
+    Output(Value),
+    /// The error's code (`not_found`, `invalid_input`, ...).
+    Error(String),
+}
+
+/// How one transport runs one call against the binary (a fresh instance per
+/// call, so every transport sees the same state).
+pub trait Leg {
+    /// The transport's name, as the binary's `--help` lists it
+    /// (`Transports compiled in: ...`); `in-process` for `call`/`resolve`.
+    fn name(&self) -> &'static str;
+    /// Runs `case` and reads the answer; `Err` when the transport itself
+    /// failed (no answer, a malformed one, the process died).
+    fn answer(&self, run: &Conformance, case: &Case) -> Result<Answer, String>;
+}
+
+/// The binary's own `call` and `resolve` commands.
+struct InProcess;
+
+impl Leg for InProcess {
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+
+    fn answer(&self, run: &Conformance, case: &Case) -> Result<Answer, String> {
+        let mut command = run.command();
+        match case {
+            Case::Action { action, input } => command.args(["call", action, &input.to_string()]),
+            Case::Resolve { operator, value } => command.args(["resolve", operator, value]),
+        };
+        let (status, stdout, stderr) = run.finish(command.stdin(Stdio::null()), None)?;
+        match status {
+            Some(0) => serde_json::from_str(&stdout)
+                .map(Answer::Output)
+                .map_err(|e| format!("stdout is not JSON ({e}): {stdout}")),
+            Some(1) => stderr
+                .lines()
+                .find_map(|line| line.strip_prefix("error[")?.split_once(']'))
+                .map(|(code, _)| Answer::Error(code.to_owned()))
+                .ok_or_else(|| format!("exit 1 without an `error[code]` line: {stderr}")),
+            other => Err(format!("exit {other:?}: {stderr}")),
+        }
+    }
+}
+
+/// The stdio sidecar protocol: one `invoke` frame on stdin, its `result`
+/// frame on stdout.
+struct StdioLeg;
+
+impl Leg for StdioLeg {
+    fn name(&self) -> &'static str {
+        "stdio"
+    }
+
+    fn answer(&self, run: &Conformance, case: &Case) -> Result<Answer, String> {
+        let frame = match case {
+            Case::Action { action, input } => json!({"method": "invoke",
+                "params": {"id": "c1", "action": action, "input": input}}),
+            Case::Resolve { operator, value } => json!({"method": "resolve",
+                "params": {"id": "c1", "operator": operator, "value": value}}),
+        };
+        let mut command = run.command();
+        command.arg("stdio");
+        let (_, stdout, stderr) = run.finish(&mut command, Some(format!("{frame}\n")))?;
+        let result = stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|f| f["method"] == "result" && f["params"]["id"] == "c1")
+            .ok_or_else(|| format!("no result frame; stdout: {stdout} stderr: {stderr}"))?;
+        let params = &result["params"];
+        match (params.get("output"), params["error"]["code"].as_str()) {
+            (_, Some(code)) => Ok(Answer::Error(code.to_owned())),
+            (Some(output), None) => Ok(Answer::Output(output.clone())),
+            (None, None) => Err(format!(
+                "a result frame with neither output nor error: {result}"
+            )),
+        }
+    }
+}
+
+/// Every leg Spoke knows, with the `--help` name of the transport it needs
+/// (`None`: always there).
+pub fn legs() -> Vec<(Option<&'static str>, Box<dyn Leg>)> {
+    vec![
+        (None, Box::new(InProcess)),
+        (Some("stdio"), Box::new(StdioLeg)),
+    ]
+}
+
+/// Runs a connector binary through every transport compiled into it with
+/// the same calls, and checks that every transport gives the same output
+/// (or the same error code) for each.
+///
+/// ```no_run
+/// // tests/conformance.rs of a connector crate whose binary is `tickets`:
+/// use serde_json::json;
+/// let report = spoke::testing::Conformance::new(env!("CARGO_BIN_EXE_tickets"))
+///     .env("TICKETS_PATH", ":memory:")
+///     .call("create", json!({"title": "Printer on fire"}))
+///     .call("get", json!({"id": 99}))
+///     .call("create", json!({"title": 7}))
+///     .resolve("title", "printer")
+///     .run()
+///     .unwrap();
+/// assert!(report.transports.contains(&"stdio"));
+/// ```
+pub struct Conformance {
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    cases: Vec<Case>,
+    timeout: Duration,
+    extra: Vec<Box<dyn Leg>>,
+}
+
+impl std::fmt::Debug for Conformance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conformance")
+            .field("binary", &self.binary)
+            .field("cases", &self.cases)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a passing run covered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The transports each call went through.
+    pub transports: Vec<&'static str>,
+    /// Each call with the one answer every transport gave.
+    pub answers: Vec<(Case, Answer)>,
+}
+
+impl Conformance {
+    /// A run of `binary` (in a test: `env!("CARGO_BIN_EXE_<name>")`).
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Conformance {
+            binary: binary.into(),
+            env: Vec::new(),
+            cases: Vec::new(),
+            timeout: Duration::from_secs(30),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Adds a leg of your own (a host you serve the connector to, a proxy
+    /// in front of it): its answers must match the transports' too.
+    pub fn leg(mut self, leg: impl Leg + 'static) -> Self {
+        self.extra.push(Box::new(leg));
+        self
+    }
+
+    /// A config variable for every run (the process environment is not passed on).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds a call of `action` with `input`.
+    pub fn call(mut self, action: impl Into<String>, input: Value) -> Self {
+        self.cases.push(Case::Action {
+            action: action.into(),
+            input,
+        });
+        self
+    }
+
+    /// Adds a resolution of `operator`'s `value`.
+    pub fn resolve(mut self, operator: impl Into<String>, value: impl Into<String>) -> Self {
+        self.cases.push(Case::Resolve {
+            operator: operator.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// How long one call through one transport may take (30 s by default);
+    /// past it the process is killed and the run fails.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The transports the binary lists in its `--help`.
+    pub fn compiled_transports(&self) -> Result<Vec<String>, String> {
+        let mut command = self.command();
+        command.arg("--help");
+        let (_, stdout, stderr) = self.finish(command.stdin(Stdio::null()), None)?;
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Transports compiled in:"))
+            .ok_or_else(|| format!("`--help` lists no transports: {stdout}{stderr}"))?;
+        Ok(line
+            .split(',')
+            .filter_map(|t| t.split_whitespace().next())
+            .map(|t| t.trim_end_matches('.').to_owned())
+            .filter(|t| t != "none")
+            .collect())
+    }
+
+    /// Runs every call through every leg the binary has; `Err` names the
+    /// call and the transports that disagree, or a transport that failed.
+    pub fn run(&self) -> Result<Report, String> {
+        let compiled = self.compiled_transports()?;
+        let known: Vec<Box<dyn Leg>> = legs()
+            .into_iter()
+            .filter(|(needs, _)| needs.is_none_or(|t| compiled.iter().any(|c| c == t)))
+            .map(|(_, leg)| leg)
+            .collect();
+        let legs: Vec<&dyn Leg> = known
+            .iter()
+            .chain(&self.extra)
+            .map(|leg| leg.as_ref())
+            .collect();
+        let mut answers = Vec::new();
+        let mut problems = Vec::new();
+        for case in &self.cases {
+            let mut seen: Vec<(&'static str, Answer)> = Vec::new();
+            for leg in &legs {
+                match leg.answer(self, case) {
+                    Ok(answer) => seen.push((leg.name(), answer)),
+                    Err(why) => problems.push(format!("`{case}` through {}: {why}", leg.name())),
+                }
+            }
+            if let Some((_, first)) = seen.first() {
+                if seen.iter().any(|(_, a)| a != first) {
+                    let each: Vec<String> = seen
+                        .iter()
+                        .map(|(leg, answer)| format!("{leg}: {answer:?}"))
+                        .collect();
+                    problems.push(format!(
+                        "`{case}` answered differently: {}",
+                        each.join("; ")
+                    ));
+                } else {
+                    answers.push((case.clone(), first.clone()));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(Report {
+                transports: legs.iter().map(|l| l.name()).collect(),
+                answers,
+            })
+        } else {
+            Err(format!(
+                "{} conformance problem(s):\n  - {}",
+                problems.len(),
+                problems.join("\n  - ")
+            ))
+        }
+    }
+
+    /// A command for the binary with the run's environment only (and
+    /// `PATH`), its stdout and stderr piped: for a [`Leg`] to start.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command
+    }
+
+    /// Runs `command` to its end (bounded by the run's timeout: past it the
+    /// process is killed), writing `stdin` then closing it; returns the exit
+    /// code, stdout and stderr. For a [`Leg`].
+    pub fn finish(
+        &self,
+        command: &mut Command,
+        stdin: Option<String>,
+    ) -> Result<(Option<i32>, String, String), String> {
+        if stdin.is_some() {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", display(&self.binary)))?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            let _ = pipe.write_all(text.as_bytes());
+        }
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        let status = wait(&mut child, self.timeout)?;
+        Ok((status, join(stdout), join(stderr)))
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(pipe) = pipe {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        text
+    })
+}
+
+fn join(reader: std::thread::JoinHandle<String>) -> String {
+    reader.join().unwrap_or_default()
+}
+
+fn wait(child: &mut Child, timeout: Duration) -> Result<Option<i32>, String> {
+    let until = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.code()),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer within {timeout:?}; killed"));
+            }
+            Err(e) => return Err(format!("cannot wait for the process: {e}")),
+        }
+    }
+}
