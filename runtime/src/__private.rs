@@ -192,12 +192,6 @@ pub const fn assert_result<R: ActionResultType>() {}
 /// Compile-time check used by generated code.
 pub const fn assert_producer_return<R: ProducerReturnType>() {}
 
-/// A string config default, converted to the field's type (used by generated
-/// code without a turbofish, so a wrong type is reported at the default).
-pub fn default_from_str<T: DefaultFromStr>(text: &'static str) -> T {
-    T::default_from_str(text)
-}
-
 /// Types a `#[config_field]` may have. Reached only by types that are
 /// neither `FromStr` nor `Deserialize` (with `JsonSchema`): see [`ConfigProbe`].
 #[diagnostic::on_unimplemented(
