@@ -532,6 +532,35 @@ fn help_lists_every_command() {
     }
 }
 
+#[test]
+fn help_names_the_connector_and_its_description() {
+    for (example_name, first) in [
+        (
+            "echo",
+            "Spoke connector `echo` (Echo 0.1.0): Echoes text back.",
+        ),
+        (
+            "files",
+            "Spoke connector `files` (Files 0.1.0): Files in a local directory tree.",
+        ),
+    ] {
+        for flag in ["--help", "-h"] {
+            let out = cli(example_name, &[flag]);
+            assert_exit(&out, 0);
+            let text = stdout(&out);
+            assert_eq!(
+                text.lines().next(),
+                Some(first),
+                "{example_name} {flag}: {text}"
+            );
+        }
+    }
+    // `check --help` says that the init hook runs, and how to skip it.
+    let text = stdout(&cli("files", &["check", "--help"]));
+    assert!(text.contains("and run the init hook"), "{text}");
+    assert!(text.contains("--no-init"), "{text}");
+}
+
 /// The lines of some stderr text that are log lines of this level (`INFO`, `DEBUG`...).
 fn log_lines<'a>(err: &'a str, level: &str) -> Vec<&'a str> {
     let level = format!(" {level} ");

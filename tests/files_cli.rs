@@ -358,7 +358,56 @@ fn check_passes_with_a_root() {
     );
     assert_eq!(lines[1], ["root", "FILES_ROOT", "set"]);
     assert_eq!(lines[2], ["max_bytes", "FILES_MAX_BYTES", "default"]);
-    assert_eq!(lines.len(), 3);
+    // The init hook ran too: the connector can start.
+    assert_eq!(lines[3], ["init", "ok"]);
+    assert_eq!(lines.len(), 4);
+
+    // --no-init: the configuration alone.
+    let out = run(tree.cmd().args(["check", "--no-init"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+    assert!(!stdout(&out).contains("init ok"));
+}
+
+#[test]
+fn check_runs_the_init_hook_and_fails_as_the_connector_would_start() {
+    let tree = Tree::new();
+    let missing = tree.root().join("nope");
+    // The init hook refuses a root that does not exist.
+    let check = run(tree.cmd().env("FILES_ROOT", &missing).arg("check"));
+    let start = run(tree
+        .cmd()
+        .env("FILES_ROOT", &missing)
+        .args(["call", "list"]));
+    assert_eq!(check.status.code(), Some(2), "{}", stderr(&check));
+    assert_eq!(
+        stdout(&check),
+        "",
+        "no \"config ok\" for a connector that cannot start"
+    );
+    assert_eq!(
+        stderr(&check),
+        format!(
+            "error: connector `files` failed to initialise: `root` directory `{}` cannot be opened: \
+             No such file or directory (os error 2)\n",
+            missing.display()
+        )
+    );
+    // Word for word what starting it says, with the same exit code.
+    assert_eq!(check.status.code(), start.status.code());
+    assert_eq!(stderr(&check), stderr(&start));
+
+    // --no-init checks the configuration alone, which is valid.
+    let out = run(tree
+        .cmd()
+        .env("FILES_ROOT", &missing)
+        .args(["check", "--no-init"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("config ok: connector `files`, 2 field(s)\n"));
+    // `--init`, the old opt-in, is still accepted (and is the default).
+    let out = run(tree.cmd().args(["check", "--init"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).ends_with("init ok\n"), "{}", stdout(&out));
 }
 
 #[test]
@@ -457,7 +506,7 @@ fn a_config_file_replaces_the_environment() {
     let out = run(with_file().arg("check"));
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("  - `max_byte`: unknown config key\n"),
+        stderr(&out).contains("  - `max_byte`: unknown config key; did you mean `max_bytes`?\n"),
         "{}",
         stderr(&out)
     );

@@ -614,6 +614,12 @@ fn large_results_travel_in_chunks() {
     let reply = ok_json(&call(&hub, &["files", "read", r#"{"path": "big.txt"}"#]));
     assert_eq!(reply["content"].as_str().map(str::len), Some(text.len()));
     assert!(reply["content"] == text.as_str());
+    // `spoke call --events` streams the call: the CLI joins the chunks.
+    let reply = ok_json(&call(
+        &hub,
+        &["files", "read", r#"{"path": "big.txt"}"#, "--events"],
+    ));
+    assert!(reply["content"] == text.as_str());
     // Streaming: the chunks arrive in order, then an empty result.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -655,4 +661,234 @@ fn large_results_travel_in_chunks() {
         let reply: Value = serde_json::from_slice(&joined).unwrap();
         assert!(reply["content"] == text.as_str());
     });
+}
+
+/// The `event: <json>` lines of a stderr, with each event's request id
+/// replaced by `ID` (the hub's and the connector binary's ids differ),
+/// as text: the format itself is compared, key order included.
+fn event_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .map(|json| {
+            let event: Value = serde_json::from_str(json)
+                .unwrap_or_else(|e| panic!("an event line is not JSON ({e}): {json}"));
+            let id = event["request_id"].as_str().expect("a request id");
+            assert!(!id.is_empty(), "{json}");
+            json.replacen(
+                &format!("\"request_id\":\"{id}\""),
+                "\"request_id\":\"ID\"",
+                1,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn call_events_and_progress_stream_through_the_hub_as_the_connector_binary_prints_them() {
+    let hub = Hub::start(&[]);
+    let _faults = hub.attach(
+        "faults",
+        &[("SPOKE_INSTANCE_ID", "f1"), ("FAULTS_LABEL", "batch")],
+    );
+    hub.wait_for_instances("faults", 1, READY);
+    let input = r#"{"steps": 3}"#;
+
+    // The connector binary's own `call`, for the format to mirror.
+    let local = common::run(
+        common::example("faults")
+            .env("FAULTS_LABEL", "batch")
+            .args(["call", "progress", input]),
+    );
+    assert_eq!(local.status.code(), Some(0), "{}", common::stderr(&local));
+    let expected = event_lines(&common::stderr(&local));
+    assert_eq!(expected.len(), 4, "{}", common::stderr(&local));
+
+    // --events: every event, in order, in the same format; stdout as ever.
+    let out = call(&hub, &["faults", "progress", input, "--events"]);
+    assert_eq!(ok_json(&out), json!(3));
+    let stderr = common::stderr(&out);
+    assert_eq!(event_lines(&stderr), expected, "{stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        4,
+        "nothing else on stderr: {stderr}"
+    );
+    // The events carry the hub's request id for the call.
+    let first: Value = serde_json::from_str(
+        stderr
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("event: ")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["action"], "progress");
+    assert!(!first["request_id"].as_str().unwrap().starts_with("cli-"));
+
+    // --progress: the progress events only.
+    let out = call(&hub, &["faults", "progress", input, "--progress"]);
+    assert_eq!(ok_json(&out), json!(3));
+    let progress = event_lines(&common::stderr(&out));
+    assert_eq!(progress, expected[..3], "{}", common::stderr(&out));
+    assert!(progress.iter().all(|l| l.contains(r#""type":"progress""#)));
+
+    // Without either: no events (a unary call).
+    let out = call(&hub, &["faults", "progress", input]);
+    assert_eq!(ok_json(&out), json!(3));
+    assert!(event_lines(&common::stderr(&out)).is_empty());
+
+    // An action error: the events, then the error, exit 1, as without --events.
+    let out = call(
+        &hub,
+        &[
+            "faults",
+            "sleep",
+            r#"{"ms": 20000}"#,
+            "--events",
+            "--timeout",
+            "500ms",
+        ],
+    );
+    let stderr = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let sleeping = event_lines(&stderr);
+    assert_eq!(sleeping.len(), 1, "{stderr}");
+    assert!(sleeping[0].contains(r#""name":"sleeping""#), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("error[deadline_exceeded]: "),
+        "{stderr}"
+    );
+    let out = call(
+        &hub,
+        &[
+            "faults",
+            "fail",
+            r#"{"code":"not_found","message":"gone"}"#,
+            "--events",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        common::stderr(&out),
+        "error[not_found]: gone\ndetails: {\"requested\":\"not_found\"}\n"
+    );
+
+    // A broadcast: every member's events, and the usual array.
+    let _f2 = hub.attach(
+        "faults",
+        &[("SPOKE_INSTANCE_ID", "f2"), ("SPOKE_TAGS", "all")],
+    );
+    let _f3 = hub.attach(
+        "faults",
+        &[("SPOKE_INSTANCE_ID", "f3"), ("SPOKE_TAGS", "all")],
+    );
+    hub.wait_for_instances("faults", 3, READY);
+    let out = call(
+        &hub,
+        &[
+            "faults",
+            "progress",
+            r#"{"steps": 2}"#,
+            "--tag",
+            "all",
+            "--progress",
+        ],
+    );
+    assert_eq!(
+        ok_json(&out),
+        json!([{"instance": "f2", "output": 2}, {"instance": "f3", "output": 2}])
+    );
+    let stderr = common::stderr(&out);
+    let ids: std::collections::BTreeSet<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(event_lines(&stderr).len(), 4, "{stderr}");
+    assert_eq!(ids.len(), 2, "one request id per member: {stderr}");
+}
+
+#[test]
+fn the_call_log_line_gives_duration_ms_to_the_microsecond() {
+    let hub = Hub::start(&[]);
+    let _echo = hub.attach("echo", &[("SPOKE_INSTANCE_ID", "d1")]);
+    hub.wait_for_instances("echo", 1, READY);
+    ok_json(&call(&hub, &["echo", "echo", r#"{"text":"x"}"#]));
+    let started = Instant::now();
+    let line = loop {
+        let log = hub.log_text();
+        if let Some(line) = log.lines().find(|l| {
+            l.contains(" call ") && l.contains("connector=echo") && l.contains("outcome=ok")
+        }) {
+            break line.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no call line in the hub's log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let value = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("duration_ms="))
+        .unwrap_or_else(|| panic!("no duration_ms in {line}"));
+    let (whole, fraction) = value
+        .split_once('.')
+        .unwrap_or_else(|| panic!("duration_ms={value} has no decimals: {line}"));
+    assert!(
+        !whole.is_empty()
+            && whole.bytes().all(|b| b.is_ascii_digit())
+            && fraction.len() == 3
+            && fraction.bytes().all(|b| b.is_ascii_digit()),
+        "duration_ms={value} is not milliseconds to the microsecond: {line}"
+    );
+    assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
+}
+
+#[test]
+fn describe_leaves_hidden_actions_out_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    // A hub without auth: every caller could see hidden actions.
+    let hub = Hub::start(&[]);
+    let _files = hub.attach(
+        "files",
+        &[("SPOKE_INSTANCE_ID", "h1"), ("FILES_ROOT", &root)],
+    );
+    hub.wait_for_instances("files", 1, READY);
+    let describe = |extra: &[&str]| {
+        let out = common::run(hub.cli().args(["describe", "files"]).args(extra));
+        let manifest = ok_json(&out);
+        assert_eq!(manifest["name"], "files");
+        let names: Vec<String> = manifest["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect();
+        names
+    };
+    let shown = describe(&[]);
+    assert!(shown.contains(&"list".to_owned()), "{shown:?}");
+    assert!(!shown.contains(&"delete".to_owned()), "{shown:?}");
+    for flag in ["--hidden", "--all"] {
+        let all = describe(&[flag]);
+        assert!(all.contains(&"delete".to_owned()), "{flag}: {all:?}");
+        assert_eq!(all.len(), shown.len() + 1, "{flag}: {all:?}");
+    }
+    // The hidden action can still be called on this hub.
+    let out = call(&hub, &["files", "delete", r#"{"path": "nope"}"#]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    assert!(common::stderr(&out).starts_with("error[not_found]"));
 }

@@ -122,6 +122,22 @@ fn without_connector_every_command_names_both() {
     }
 }
 
+fn help_lists_every_connector() {
+    let out = run(&["--help"], &[]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let head: Vec<&str> = text.lines().take(3).collect();
+    assert_eq!(
+        head,
+        [
+            "A binary with 2 Spoke connectors; pick one with --connector NAME:",
+            "  alpha  The first connector.",
+            "  beta   The second connector.",
+        ],
+        "{text}"
+    );
+}
+
 fn describe_prints_the_picked_connectors_manifest() {
     let alpha = stdout_json(&run(&["--connector", "alpha", "describe"], &[]));
     assert_eq!(alpha["name"], "alpha");
@@ -260,7 +276,7 @@ fn secret_values_are_never_printed() {
     let path = file.to_str().unwrap();
     let out = run(&with(&["--config", path, "check"]), &[all_logs]);
     assert!(
-        usage_error(&out).contains("`pin` (env BETA_PIN): invalid value (not shown"),
+        usage_error(&out).contains("`pin`: invalid value (not shown"),
         "{}",
         stderr(&out)
     );
@@ -271,11 +287,12 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os(CHILD).is_some() {
         return spoke::main();
     }
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
         (
             "without_connector_every_command_names_both",
             without_connector_every_command_names_both,
         ),
+        ("help_lists_every_connector", help_lists_every_connector),
         (
             "describe_prints_the_picked_connectors_manifest",
             describe_prints_the_picked_connectors_manifest,

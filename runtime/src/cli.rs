@@ -6,7 +6,7 @@
 //! <bin> describe                 print the manifest and LibreFang's `fields` form as JSON (also: --describe)
 //! <bin> call <action> [JSON|-]   run one action in-process, print its output
 //! <bin> resolve <op> <value>     resolve a search operator's value
-//! <bin> check                    validate the config and report every problem
+//! <bin> check [--no-init]        validate the config, report every problem, run the init hook
 //! <bin> actions                  list actions and search operators
 //! ```
 //!
@@ -38,7 +38,7 @@ use crate::config::ConfigSource;
 use crate::connector::Input;
 use crate::context::Context;
 use crate::instance::Instance;
-use crate::registry::{ConnectorType, Registry};
+use crate::registry::{ConnectorType, Registry, RegistryError};
 
 /// Exit code when an action returned an error.
 pub const EXIT_ACTION_ERROR: u8 = 1;
@@ -125,10 +125,19 @@ enum Command {
         #[arg(long, value_parser = crate::duration::parse)]
         timeout: Option<Duration>,
     },
-    /// Validate the configuration and report every problem.
+    /// Validate the configuration, report every problem, and run the init hook.
+    ///
+    /// Once the configuration loads, the connector is built and its init
+    /// hook run, as at start-up: "config ok" means the connector can start.
+    /// A failing (or panicking) init hook is reported as at start-up, with
+    /// exit code 2. The init hook may reach outside systems; --no-init
+    /// checks the configuration alone.
     Check {
-        /// Also build the connector and run its init hook (which may reach outside systems).
+        /// Check the configuration only; do not build the connector or run its init hook.
         #[arg(long)]
+        no_init: bool,
+        /// Run the init hook (the default; kept for scripts that ask for it).
+        #[arg(long, hide = true, conflicts_with = "no_init")]
         init: bool,
     },
     /// List actions and search operators.
@@ -143,14 +152,18 @@ enum Command {
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
-///     spoke_runtime::main()
+///     spoke::main()
 /// }
 /// ```
 pub fn main() -> ExitCode {
     // Under `stdio`, a host reads stdout: a failure to start is said there
     // too, from the first argument on.
     let stdio_args = cfg!(feature = "stdio") && std::env::args().skip(1).any(|a| a == "stdio");
+    // Built before the arguments are parsed, so that `--help` can name the
+    // connector(s); `run` reports a registry that does not build.
+    let registry = Registry::from_inventory();
     let parsed = Cli::command()
+        .about(about(registry.as_ref().ok()))
         .after_help(transports_compiled_in())
         .try_get_matches()
         .and_then(|matches| Cli::from_arg_matches(&matches));
@@ -191,11 +204,54 @@ pub fn main() -> ExitCode {
             return fail(EXIT_USAGE, format_args!("{message}"));
         }
     };
-    let code = runtime.block_on(run(cli));
+    let code = runtime.block_on(run(cli, registry));
     // An abandoned plain-`fn` action (deadline, cancellation) may still be
     // running on the blocking pool; it must not hold the process open.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
+}
+
+/// The first paragraph of `--help`: the connector this binary runs, with
+/// its description; with several, each of them on a line of its own.
+fn about(registry: Option<&Registry>) -> String {
+    const GENERIC: &str = "A Spoke connector.";
+    let Some(registry) = registry else {
+        return GENERIC.to_owned();
+    };
+    match registry.connectors() {
+        [] => GENERIC.to_owned(),
+        [only] => {
+            let r = only.registration();
+            let mut text = format!(
+                "Spoke connector `{}` ({} {})",
+                r.name, r.display_name, r.version
+            );
+            match r.description.trim() {
+                "" => text.push('.'),
+                description => {
+                    text.push_str(": ");
+                    text.push_str(description);
+                }
+            }
+            text
+        }
+        several => {
+            let width = several.iter().map(|c| c.name().len()).max().unwrap_or(0);
+            let mut text = format!(
+                "A binary with {} Spoke connectors; pick one with --connector NAME:",
+                several.len()
+            );
+            for c in several {
+                let line = format!(
+                    "\n  {:width$}  {}",
+                    c.name(),
+                    first_line(c.registration().description.trim())
+                );
+                text.push_str(line.trim_end());
+            }
+            text
+        }
+    }
 }
 
 fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
@@ -282,7 +338,7 @@ fn start_failed(
     crate::config::mask_secrets(&error.to_string(), &secrets)
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, registry: Result<Registry, RegistryError>) -> ExitCode {
     // Under `stdio`, a host reads stdout: a failure to start is said there too.
     let on_wire = !cli.describe && matches!(cli.command, Some(Command::Stdio { .. }));
     let usage = |message: String| {
@@ -293,7 +349,7 @@ async fn run(cli: Cli) -> ExitCode {
         let _ = on_wire;
         fail(EXIT_USAGE, format_args!("{message}"))
     };
-    let registry = match Registry::from_inventory() {
+    let registry = match registry {
         Ok(r) => r,
         Err(e) => return usage(e.to_string()),
     };
@@ -334,22 +390,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Stdio { max_line_bytes } => stdio(ty, source, max_line_bytes).await,
         Command::Describe => describe(&ty),
         Command::Actions { all } => actions(&ty, all),
-        Command::Check { init } => {
-            let code = check(&ty, &source);
-            if !init || code != ExitCode::SUCCESS {
-                return code;
-            }
-            match Instance::start(Arc::clone(&ty), source.clone()).await {
-                Ok(_) => {
-                    println!("init ok");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(
-                    EXIT_USAGE,
-                    format_args!("{}", start_failed(&ty, &source, &e)),
-                ),
-            }
-        }
+        Command::Check { no_init, .. } => check(&ty, &source, !no_init).await,
         Command::Call {
             action,
             input,
@@ -479,13 +520,20 @@ fn actions(ty: &ConnectorType, all: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn check(ty: &ConnectorType, source: &ConfigSource) -> ExitCode {
+/// `check`: every config problem at once; then, with `init`, the connector
+/// is built and its init hook run, as at start-up (a failure is reported
+/// exactly as `serve` or `call` would). The report is printed only when all
+/// of it passed, so "config ok" means the connector can start.
+async fn check(ty: &Arc<ConnectorType>, source: &ConfigSource, init: bool) -> ExitCode {
     let fields = ty.registration().config_fields;
     if let Err(e) = (ty.registration().check_config)(source) {
         return fail(EXIT_USAGE, format_args!("{e}"));
     }
-    println!(
-        "config ok: connector `{}`, {} field(s)",
+    if init && let Err(e) = Instance::start(Arc::clone(ty), source.clone()).await {
+        return fail(EXIT_USAGE, format_args!("{}", start_failed(ty, source, &e)));
+    }
+    let mut report = format!(
+        "config ok: connector `{}`, {} field(s)\n",
         ty.name(),
         fields.len()
     );
@@ -497,8 +545,12 @@ fn check(ty: &ConnectorType, source: &ConfigSource) -> ExitCode {
             _ => "default",
         };
         let secret = if f.secret { " (secret)" } else { "" };
-        println!("  {:20} {:28} {state}{secret}", f.key, f.env);
+        report.push_str(&format!("  {:20} {:28} {state}{secret}\n", f.key, f.env));
     }
+    if init {
+        report.push_str("init ok\n");
+    }
+    print!("{report}");
     ExitCode::SUCCESS
 }
 

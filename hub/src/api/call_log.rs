@@ -6,7 +6,8 @@
 //! (`deadline_exceeded`, `unavailable`, ...), `caller_gone` when the caller
 //! went away first, and for a broadcast one of these per instance, in
 //! instance order. A call refused before it was routed gets its line too,
-//! with instance `-`.
+//! with instance `-`. `duration_ms` is in milliseconds to the microsecond
+//! (`12.345`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -99,6 +100,18 @@ impl CallLog {
     }
 }
 
+/// A duration in milliseconds to the microsecond, for log lines:
+/// `12.345`, `0.042`, `1500.000` (always three decimals, never a long float).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Millis(pub(crate) Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.0.as_micros();
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
+}
+
 fn result_outcome(result: &InstanceResult) -> String {
     match &result.outcome {
         Some(instance_result::Outcome::Error(e)) => format!("error:{}", e.code),
@@ -114,7 +127,7 @@ impl Drop for CallLog {
             connector = %self.connector,
             instance = %instance,
             action = %self.action,
-            duration_ms = took.as_secs_f64() * 1000.0,
+            duration_ms = %Millis(took),
             outcome = %outcome,
             "call"
         );
@@ -152,6 +165,16 @@ mod tests {
             })),
             ..InstanceResult::default()
         }
+    }
+
+    #[test]
+    fn durations_are_milliseconds_to_the_microsecond() {
+        let shown = |d: Duration| Millis(d).to_string();
+        assert_eq!(shown(Duration::from_nanos(12_345_678)), "12.345");
+        assert_eq!(shown(Duration::from_micros(42)), "0.042");
+        assert_eq!(shown(Duration::from_millis(1500)), "1500.000");
+        assert_eq!(shown(Duration::ZERO), "0.000");
+        assert_eq!(shown(Duration::from_nanos(999)), "0.000");
     }
 
     #[test]

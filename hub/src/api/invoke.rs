@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
-use crate::api::call_log::CallLog;
+use crate::api::call_log::{CallLog, Millis};
 use crate::deadline;
 use crate::routing::registry::{InstanceKey, InstanceStatus};
 use crate::routing::route::{self, Selection, Target};
@@ -434,7 +434,7 @@ impl Drop for AttemptLog<'_> {
             connector = %self.key.connector,
             instance = %self.key.id,
             action = %self.action,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            duration_ms = %Millis(elapsed),
             outcome,
             "attempt"
         );

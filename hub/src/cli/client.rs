@@ -13,6 +13,10 @@
 //!   encodings as raw bytes), exit 0. An action error: stderr
 //!   `error[<code>]: <message>`, then `details: <json>` if it has details,
 //!   exit 1.
+//! - `call --events` (every event) or `--progress` (progress events only):
+//!   the call goes over `InvokeStream`, and each event is printed on stderr
+//!   as it comes, as `event: <json>` (the connector binary's own format);
+//!   stdout and the exit code are as without them.
 //! - `call --tag`: stdout a JSON array sorted by instance id of
 //!   `{"instance": id, "output": ...}` or
 //!   `{"instance": id, "error": {"code", "message", "details"}}`
@@ -24,7 +28,8 @@
 //!   or with `--json` `{"connectors": [{"name", "version", "display_name",
 //!   "description", "instances": [{"id", "display_name", "tags", "metadata",
 //!   "state", "session_id", "tenant", "connected_unix_ms", "in_flight"}]}]}`.
-//! - `describe`: the manifest, pretty-printed JSON.
+//! - `describe`: the manifest, pretty-printed JSON, without hidden actions
+//!   unless `--hidden`.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -33,8 +38,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use spoke_proto::v1::hub_client::HubClient;
 use spoke_proto::v1::{
-    ConnectorSummary, DescribeRequest, Encoding, InstanceResult, InvokeKind, InvokeRequest,
-    ListConnectorsRequest, Route, instance_result, route,
+    Chunk, ConnectorSummary, DescribeRequest, Encoding, Event, InstanceResult, InvokeKind,
+    InvokeRequest, ListConnectorsRequest, Route, instance_result, invoke_stream_item, route,
 };
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -125,6 +130,21 @@ pub struct CallOptions {
     pub timeout: Duration,
     /// Resolve a search operator.
     pub operator: bool,
+    /// Which of the call's events to print on stderr (`--events`,
+    /// `--progress`); any streams the call.
+    pub events: ShowEvents,
+}
+
+/// Which events of a call `spoke call` prints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ShowEvents {
+    /// None: the call is unary (the default).
+    #[default]
+    Off,
+    /// Progress events only (`--progress`).
+    Progress,
+    /// Every event: progress, logs, custom events (`--events`).
+    All,
 }
 
 /// A failure the CLI reports and exits on.
@@ -183,8 +203,10 @@ pub async fn ls(hub: &HubTarget, as_json: bool) -> u8 {
     }
 }
 
-/// `spoke describe`.
-pub async fn describe(hub: &HubTarget, connector: &str) -> u8 {
+/// `spoke describe`: the manifest, without its hidden actions unless
+/// `hidden`. (The hub shows hidden actions only to admins, and to everyone
+/// when it runs without auth.)
+pub async fn describe(hub: &HubTarget, connector: &str, hidden: bool) -> u8 {
     let result: Result<_, Failure> = async {
         let mut hub = connect(hub).await?;
         let mut request = tonic::Request::new(DescribeRequest {
@@ -202,11 +224,23 @@ pub async fn describe(hub: &HubTarget, connector: &str) -> u8 {
         Err(failure) => failure.report(),
         Ok(manifest) => {
             match serde_json::from_str::<Value>(&manifest) {
-                Ok(value) => print_stdout(pretty(&value).as_bytes(), true),
+                Ok(mut value) => {
+                    if !hidden {
+                        drop_hidden_actions(&mut value);
+                    }
+                    print_stdout(pretty(&value).as_bytes(), true);
+                }
                 Err(_) => print_stdout(manifest.as_bytes(), true),
             }
             EXIT_OK
         }
+    }
+}
+
+/// Removes the actions marked `"hidden": true` from a manifest.
+fn drop_hidden_actions(manifest: &mut Value) {
+    if let Some(actions) = manifest.get_mut("actions").and_then(Value::as_array_mut) {
+        actions.retain(|a| a.get("hidden") != Some(&Value::Bool(true)));
     }
 }
 
@@ -261,8 +295,57 @@ pub async fn call(hub: &HubTarget, options: CallOptions) -> u8 {
 }
 
 async fn invoke(hub: &HubTarget, options: &CallOptions) -> Result<Vec<InstanceResult>, Failure> {
-    let payload = read_input(options)?;
+    let request = invoke_request(options)?;
     let mut hub = connect(hub).await?;
+    if options.events != ShowEvents::Off {
+        return invoke_streaming(&mut hub, request, options).await;
+    }
+    match tokio::time::timeout(options.timeout + TIMEOUT_SLACK, hub.invoke(request)).await {
+        Err(_) => Err(timed_out(options)),
+        Ok(Ok(response)) => Ok(response.into_inner().results),
+        Ok(Err(status)) => Err(call_failed(&status, options)),
+    }
+}
+
+/// `spoke call --events` / `--progress`: the call over `InvokeStream`,
+/// printing its events on stderr as they come and joining the chunks of a
+/// large result.
+async fn invoke_streaming(
+    hub: &mut HubClient<Authorized>,
+    request: tonic::Request<InvokeRequest>,
+    options: &CallOptions,
+) -> Result<Vec<InstanceResult>, Failure> {
+    let broadcast = matches!(options.route, Some(RouteFlag::Tag(_)));
+    let work = async {
+        let mut stream = hub.invoke_stream(request).await?.into_inner();
+        let mut results = Vec::new();
+        let mut pieces = Pieces::default();
+        while let Some(item) = stream.message().await? {
+            match item.item {
+                Some(invoke_stream_item::Item::Event(event)) => {
+                    if let Some(line) = event_line(&event, options.events) {
+                        eprintln!("{line}");
+                    }
+                }
+                Some(invoke_stream_item::Item::Chunk(chunk)) => pieces.add(chunk, broadcast),
+                Some(invoke_stream_item::Item::Result(result)) => results.push(result),
+                None => {}
+            }
+        }
+        pieces.join_into(&mut results, broadcast);
+        Ok::<_, Status>(results)
+    };
+    match tokio::time::timeout(options.timeout + TIMEOUT_SLACK, work).await {
+        Err(_) => Err(timed_out(options)),
+        Ok(Ok(results)) => Ok(results),
+        Ok(Err(status)) => Err(call_failed(&status, options)),
+    }
+}
+
+/// The request of `spoke call`: input, route, deadline, and the
+/// `x-spoke-caller` header.
+fn invoke_request(options: &CallOptions) -> Result<tonic::Request<InvokeRequest>, Failure> {
+    let payload = read_input(options)?;
     let route = options.route.clone().map(|flag| Route {
         target: Some(match flag {
             RouteFlag::Instance(id) => route::Target::Instance(id),
@@ -290,23 +373,98 @@ async fn invoke(hub: &HubTarget, options: &CallOptions) -> Result<Vec<InstanceRe
         crate::wire::CALLER_HEADER,
         tonic::metadata::MetadataValue::from_static(CLI_CALLER),
     );
-    let timed_out = || Failure::Hub {
+    Ok(request)
+}
+
+/// No answer within the call's timeout (and some slack for the hub's own).
+fn timed_out(options: &CallOptions) -> Failure {
+    Failure::Hub {
         code: "deadline_exceeded",
         message: format!(
             "no answer within {:?} (raise it with --timeout)",
             options.timeout
         ),
+    }
+}
+
+/// A call that ended with a gRPC status.
+fn call_failed(status: &Status, options: &CallOptions) -> Failure {
+    // tonic reports its own client-side timeout as CANCELLED.
+    if status.code() == Code::Cancelled && status.message() == "Timeout expired" {
+        timed_out(options)
+    } else {
+        Failure::from_status(status)
+    }
+}
+
+/// The stderr line of a streamed event, in the connector binary's own
+/// format (`event: <json>`, the event on one line), if `show` wants it.
+fn event_line(event: &Event, show: ShowEvents) -> Option<String> {
+    if show == ShowEvents::Progress && event.kind != "progress" {
+        return None;
+    }
+    let text = event.json.trim();
+    if !text.contains(['\n', '\r']) {
+        // As the connector wrote it (the SDK: compact JSON, in its order).
+        return Some(format!("event: {text}"));
+    }
+    let json = match serde_json::from_str::<Value>(text) {
+        Ok(value) => value.to_string(),
+        // Not JSON (a foreign sidecar): its text, on one line.
+        Err(_) => text.split_whitespace().collect::<Vec<_>>().join(" "),
     };
-    match tokio::time::timeout(options.timeout + TIMEOUT_SLACK, hub.invoke(request)).await {
-        Err(_) => Err(timed_out()),
-        Ok(Ok(response)) => Ok(response.into_inner().results),
-        // tonic reports its own client-side timeout as CANCELLED.
-        Ok(Err(status))
-            if status.code() == Code::Cancelled && status.message() == "Timeout expired" =>
-        {
-            Err(timed_out())
+    Some(format!("event: {json}"))
+}
+
+/// The chunks of streamed results. A result over 1 MiB arrives as chunks
+/// (by request id), then its `InstanceResult` with an empty payload. The
+/// hub's request ids say whose chunks they are: the call's id `<id>`,
+/// `<id>.<k>` for its k-th retry; a broadcast's n-th member (in instance
+/// order, as its results) `<id>.<n>`, then `<id>.<n>.<k>`. A newer attempt's
+/// chunks replace an earlier attempt's, which was lost.
+#[derive(Debug, Default)]
+struct Pieces {
+    /// By member (0 for a call that is not a broadcast): the attempt's
+    /// request id and its bytes so far.
+    members: HashMap<usize, (String, Vec<u8>)>,
+}
+
+impl Pieces {
+    fn add(&mut self, chunk: Chunk, broadcast: bool) {
+        let member = if broadcast {
+            chunk
+                .request_id
+                .split('.')
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let (attempt, bytes) = self.members.entry(member).or_default();
+        if *attempt != chunk.request_id {
+            *attempt = chunk.request_id;
+            bytes.clear();
         }
-        Ok(Err(status)) => Err(Failure::from_status(&status)),
+        bytes.extend_from_slice(&chunk.data);
+    }
+
+    /// Puts each member's chunks into its result when that result's payload
+    /// is empty (the result of a chunked payload).
+    fn join_into(mut self, results: &mut [InstanceResult], broadcast: bool) {
+        for (i, result) in results.iter_mut().enumerate() {
+            let member = if broadcast { i + 1 } else { 0 };
+            let Some((_, bytes)) = self.members.remove(&member) else {
+                continue;
+            };
+            match &mut result.outcome {
+                Some(instance_result::Outcome::Payload(payload)) if payload.is_empty() => {
+                    *payload = bytes.into();
+                }
+                None => result.outcome = Some(instance_result::Outcome::Payload(bytes.into())),
+                Some(_) => {}
+            }
+        }
     }
 }
 
@@ -653,6 +811,106 @@ mod tests {
         assert_eq!(
             lines[2],
             "py/py-1 (broken): last error: exited (exit status: 1)"
+        );
+    }
+
+    #[test]
+    fn events_print_as_the_connector_binary_prints_them() {
+        let event = |kind: &str, json: &str| Event {
+            request_id: "r-1".into(),
+            kind: kind.into(),
+            json: json.into(),
+        };
+        let progress = event(
+            "progress",
+            "{\n  \"request_id\": \"r-1\",\n  \"type\": \"progress\",\n  \"progress\": 1.0\n}",
+        );
+        let custom = event(
+            "custom",
+            r#"{"request_id":"r-1","type":"custom","name":"done"} "#,
+        );
+        let line = r#"event: {"progress":1.0,"request_id":"r-1","type":"progress"}"#;
+        assert_eq!(
+            event_line(&progress, ShowEvents::All).as_deref(),
+            Some(line)
+        );
+        assert_eq!(
+            event_line(&progress, ShowEvents::Progress).as_deref(),
+            Some(line)
+        );
+        assert_eq!(event_line(&custom, ShowEvents::Progress), None);
+        assert_eq!(
+            event_line(&custom, ShowEvents::All).as_deref(),
+            Some(r#"event: {"request_id":"r-1","type":"custom","name":"done"}"#)
+        );
+        assert_eq!(
+            event_line(&event("custom", "not\njson"), ShowEvents::All).as_deref(),
+            Some("event: not json")
+        );
+    }
+
+    fn chunk(request_id: &str, seq: u64, data: &[u8]) -> Chunk {
+        Chunk {
+            request_id: request_id.into(),
+            seq,
+            data: data.to_vec().into(),
+        }
+    }
+
+    fn payload(instance: &str, bytes: &[u8]) -> InstanceResult {
+        InstanceResult {
+            instance_id: instance.into(),
+            outcome: Some(instance_result::Outcome::Payload(bytes.to_vec().into())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn streamed_chunks_are_joined_into_their_result() {
+        // A call retried after its first instance was lost: the retry's
+        // chunks replace the lost attempt's.
+        let mut pieces = Pieces::default();
+        pieces.add(chunk("7-1", 0, b"stale"), false);
+        pieces.add(chunk("7-1.1", 0, b"[1,"), false);
+        pieces.add(chunk("7-1.1", 1, b"2]"), false);
+        let mut results = vec![payload("b", b"")];
+        pieces.join_into(&mut results, false);
+        assert_eq!(results, vec![payload("b", b"[1,2]")]);
+
+        // A broadcast: member n is the n-th result (in instance order); a
+        // result that came whole keeps its payload.
+        let mut pieces = Pieces::default();
+        pieces.add(chunk("7-2.2", 0, b"\"tw"), true);
+        pieces.add(chunk("7-2.1", 0, b"\"o"), true);
+        pieces.add(chunk("7-2.2.1", 0, b"\"t"), true);
+        pieces.add(chunk("7-2.2.1", 1, b"wo\""), true);
+        pieces.add(chunk("7-2.1", 1, b"ne\""), true);
+        let mut results = vec![payload("a", b""), payload("b", b""), payload("c", b"3")];
+        pieces.join_into(&mut results, true);
+        assert_eq!(
+            results,
+            vec![
+                payload("a", b"\"one\""),
+                payload("b", b"\"two\""),
+                payload("c", b"3")
+            ]
+        );
+    }
+
+    #[test]
+    fn describe_leaves_hidden_actions_out() {
+        let mut manifest = json!({
+            "name": "files",
+            "actions": [
+                {"name": "list", "hidden": false},
+                {"name": "delete", "hidden": true},
+                {"name": "read"},
+            ],
+        });
+        drop_hidden_actions(&mut manifest);
+        assert_eq!(
+            manifest,
+            json!({"name": "files", "actions": [{"name": "list", "hidden": false}, {"name": "read"}]})
         );
     }
 

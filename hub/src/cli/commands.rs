@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use spoke_runtime::duration;
 
 use crate::cli::admin_client::{self, ClientTokenOptions, Decision};
-use crate::cli::client::{self, CallOptions, EXIT_USAGE, HubTarget, RouteFlag};
+use crate::cli::client::{self, CallOptions, EXIT_USAGE, HubTarget, RouteFlag, ShowEvents};
 use crate::config::{self, DEFAULT_LISTEN, HubConfig, TlsFiles};
 use crate::{server, sidecars};
 use spoke_proto::v1::InstanceRef;
@@ -45,10 +45,15 @@ enum Command {
         #[command(flatten)]
         hub: HubUrl,
     },
-    /// Print a connector's manifest as JSON.
+    /// Print a connector's manifest as JSON, without its hidden actions
+    /// unless --hidden.
     Describe {
         /// The connector's name.
         connector: String,
+        /// Include the connector's hidden actions (only a hub without auth,
+        /// or an admin token, shows them).
+        #[arg(long, alias = "all")]
+        hidden: bool,
         #[command(flatten)]
         hub: HubUrl,
     },
@@ -262,6 +267,14 @@ struct CallArgs {
     /// Resolve a search operator instead of calling an action.
     #[arg(long)]
     operator: bool,
+    /// Print the events the call emits (progress, logs, custom events) on
+    /// stderr as they come, one `event: <json>` line each.
+    #[arg(long)]
+    events: bool,
+    /// Print the call's progress events on stderr as they come (like
+    /// --events, for progress only).
+    #[arg(long)]
+    progress: bool,
     #[command(flatten)]
     hub: HubUrl,
 }
@@ -401,9 +414,11 @@ fn run_client(command: Command) -> ExitCode {
     let code = runtime.block_on(async move {
         match command {
             Command::Ls { table, hub, .. } => client::ls(&hub.target(), !table).await,
-            Command::Describe { connector, hub } => {
-                client::describe(&hub.target(), &connector).await
-            }
+            Command::Describe {
+                connector,
+                hidden,
+                hub,
+            } => client::describe(&hub.target(), &connector, hidden).await,
             Command::Pending { table, hub } => admin_client::pending(&hub.target(), table).await,
             Command::Approve(args) => decide(Decision::Approve, args).await,
             Command::Reject(args) => decide(Decision::Reject, args).await,
@@ -462,6 +477,11 @@ fn run_client(command: Command) -> ExitCode {
                     route,
                     timeout: args.timeout,
                     operator: args.operator,
+                    events: match (args.events, args.progress) {
+                        (true, _) => ShowEvents::All,
+                        (false, true) => ShowEvents::Progress,
+                        (false, false) => ShowEvents::Off,
+                    },
                 };
                 client::call(&args.hub.target(), options).await
             }
