@@ -1,5 +1,6 @@
 //! `spoke::testing::Conformance` over real connector binaries: the same
-//! calls through the in-process CLI and the stdio sidecar give the same
+//! calls through the in-process CLI, the stdio sidecar and a real hub on
+//! loopback give the same
 //! outputs and error codes, and a transport that answers differently fails
 //! the run naming the call.
 
@@ -18,9 +19,10 @@ fn tickets_answers_the_same_through_every_transport() {
         .call("lsit", json!({}))
         .call("link", json!({"id": 1}))
         .resolve("title", "printer")
+        .hub(common::spoke_bin())
         .run()
         .unwrap();
-    assert_eq!(report.transports, ["in-process", "stdio"]);
+    assert_eq!(report.transports, ["in-process", "stdio", "hub"]);
     let answers: Vec<&Answer> = report.answers.iter().map(|(_, a)| a).collect();
     assert_eq!(
         answers,

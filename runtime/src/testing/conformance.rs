@@ -77,17 +77,7 @@ impl Leg for InProcess {
             Case::Resolve { operator, value } => command.args(["resolve", operator, value]),
         };
         let (status, stdout, stderr) = run.finish(command.stdin(Stdio::null()), None)?;
-        match status {
-            Some(0) => serde_json::from_str(&stdout)
-                .map(Answer::Output)
-                .map_err(|e| format!("stdout is not JSON ({e}): {stdout}")),
-            Some(1) => stderr
-                .lines()
-                .find_map(|line| line.strip_prefix("error[")?.split_once(']'))
-                .map(|(code, _)| Answer::Error(code.to_owned()))
-                .ok_or_else(|| format!("exit 1 without an `error[code]` line: {stderr}")),
-            other => Err(format!("exit {other:?}: {stderr}")),
-        }
+        answer_of(status, &stdout, &stderr)
     }
 }
 
@@ -126,6 +116,203 @@ impl Leg for StdioLeg {
     }
 }
 
+/// The Spoke hub: for each call, the binary's `serve` attached (as a fresh
+/// instance) to a `spoke hub` on loopback, called with `spoke call`. Added
+/// by [`Conformance::hub`] with the path of the `spoke` binary.
+struct HubLeg {
+    spoke: PathBuf,
+    state: std::sync::Mutex<Option<HubState>>,
+}
+
+/// The hub of a run, and the directory its processes use as `HOME` (keys,
+/// data), removed when the run ends.
+struct HubState {
+    hub: Child,
+    url: String,
+    home: PathBuf,
+    connector: String,
+    calls: u32,
+}
+
+impl Drop for HubState {
+    fn drop(&mut self) {
+        let _ = self.hub.kill();
+        let _ = self.hub.wait();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+impl HubLeg {
+    fn start(&self, run: &Conformance) -> Result<HubState, String> {
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let home =
+            std::env::temp_dir().join(format!("spoke-conformance-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&home)
+            .map_err(|e| format!("cannot make {}: {e}", display(&home)))?;
+        let mut describe = run.command();
+        describe.arg("describe").env("HOME", &home);
+        let (_, manifest, stderr) = run.finish(describe.stdin(Stdio::null()), None)?;
+        let connector = serde_json::from_str::<Value>(&manifest)
+            .ok()
+            .and_then(|m| m["name"].as_str().map(str::to_owned))
+            .ok_or_else(|| format!("`describe` printed no manifest: {manifest}{stderr}"))?;
+        let mut hub = Command::new(&self.spoke)
+            .args(["hub", "--listen", "127.0.0.1:0", "--insecure", "--no-auth"])
+            .env_clear()
+            .env("HOME", &home)
+            .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", display(&self.spoke)))?;
+        // Its first line says where it listens.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = hub.stdout.take();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout?).lines();
+            let _ = tx.send(lines.next()?.ok()?);
+            lines.for_each(drop);
+            Some(())
+        });
+        let line = rx.recv_timeout(run.timeout);
+        let url = line.ok().and_then(|l| {
+            l.strip_prefix("spoke hub listening on ")
+                .map(|u| u.trim().to_owned())
+        });
+        match url {
+            Some(url) => Ok(HubState {
+                hub,
+                url,
+                home,
+                connector,
+                calls: 0,
+            }),
+            None => {
+                let _ = hub.kill();
+                let _ = hub.wait();
+                Err("the hub did not say where it listens".into())
+            }
+        }
+    }
+
+    fn spoke(&self, state: &HubState) -> Command {
+        let mut command = Command::new(&self.spoke);
+        command
+            .env_clear()
+            .env("HOME", &state.home)
+            .env("SPOKE_HUB_URL", &state.url)
+            .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Waits until the hub lists `instance` as ready.
+    fn wait_ready(
+        &self,
+        run: &Conformance,
+        state: &HubState,
+        instance: &str,
+    ) -> Result<(), String> {
+        let until = Instant::now() + run.timeout;
+        loop {
+            let (_, ls, _) = run.finish(self.spoke(state).args(["ls", "--json"]), None)?;
+            let ready = serde_json::from_str::<Value>(&ls).ok().is_some_and(|ls| {
+                let connectors = ls.get("connectors").unwrap_or(&ls);
+                connectors.as_array().into_iter().flatten().any(|c| {
+                    c["instances"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|i| i["id"] == instance && i["state"] == "ready")
+                })
+            });
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "instance {instance} was not ready within {:?}; ls: {ls}",
+                    run.timeout
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Leg for HubLeg {
+    fn name(&self) -> &'static str {
+        "hub"
+    }
+
+    fn answer(&self, run: &Conformance, case: &Case) -> Result<Answer, String> {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.start(run)?);
+        }
+        let Some(state) = guard.as_mut() else {
+            unreachable!("the hub was just started")
+        };
+        state.calls += 1;
+        let instance = format!("conformance-{}", state.calls);
+        let mut serve = run.command();
+        serve
+            .arg("serve")
+            .env("HOME", &state.home)
+            .env("SPOKE_HUB_URL", &state.url)
+            .env("SPOKE_INSTANCE_ID", &instance)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut connector = serve
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", display(&run.binary)))?;
+        let answer = self.wait_ready(run, state, &instance).and_then(|()| {
+            let mut call = self.spoke(state);
+            call.args(["call", &state.connector]);
+            match case {
+                Case::Action { action, input } => call.args([action.clone(), input.to_string()]),
+                Case::Resolve { operator, value } => call.args([
+                    operator.clone(),
+                    json!({"value": value}).to_string(),
+                    "--operator".into(),
+                ]),
+            };
+            call.args(["--instance", &instance, "--timeout"])
+                .arg(format!("{}ms", run.timeout.as_millis()));
+            let (status, stdout, stderr) = run.finish(&mut call, None)?;
+            answer_of(status, &stdout, &stderr)
+        });
+        let _ = connector.kill();
+        let _ = connector.wait();
+        answer
+    }
+}
+
+/// A CLI's answer: exit 0 and JSON on stdout, or an `error[code]` line on
+/// stderr (exit 1 for an action's error; `spoke call` exits 3 for an error
+/// the hub answers itself, such as an unknown action: the code is what
+/// callers act on, so it is what is compared).
+fn answer_of(status: Option<i32>, stdout: &str, stderr: &str) -> Result<Answer, String> {
+    let coded = || {
+        stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("error[")?.split_once(']'))
+            .map(|(code, _)| Answer::Error(code.to_owned()))
+    };
+    match status {
+        Some(0) => serde_json::from_str(stdout)
+            .map(Answer::Output)
+            .map_err(|e| format!("stdout is not JSON ({e}): {stdout}")),
+        Some(1 | 3) => coded().ok_or_else(|| format!("no `error[code]` line: {stderr}")),
+        other => Err(format!("exit {other:?}: {stderr}")),
+    }
+}
+
 /// Every leg Spoke knows, with the `--help` name of the transport it needs
 /// (`None`: always there).
 pub fn legs() -> Vec<(Option<&'static str>, Box<dyn Leg>)> {
@@ -148,9 +335,10 @@ pub fn legs() -> Vec<(Option<&'static str>, Box<dyn Leg>)> {
 ///     .call("get", json!({"id": 99}))
 ///     .call("create", json!({"title": 7}))
 ///     .resolve("title", "printer")
+///     .hub("target/debug/spoke") // optional: through the Spoke hub too
 ///     .run()
 ///     .unwrap();
-/// assert!(report.transports.contains(&"stdio"));
+/// assert_eq!(report.transports, ["in-process", "stdio", "hub"]);
 /// ```
 pub struct Conformance {
     binary: PathBuf,
@@ -158,6 +346,7 @@ pub struct Conformance {
     cases: Vec<Case>,
     timeout: Duration,
     extra: Vec<Box<dyn Leg>>,
+    hub: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Conformance {
@@ -187,7 +376,18 @@ impl Conformance {
             cases: Vec::new(),
             timeout: Duration::from_secs(30),
             extra: Vec::new(),
+            hub: None,
         }
+    }
+
+    /// Also runs every call through the Spoke hub (when the binary has the
+    /// `grpc` transport): `spoke` is the path of the hub's binary (package
+    /// `spoke-hub`). The hub listens on loopback without TLS or auth, in a
+    /// temporary `HOME` removed at the end; each call attaches a fresh
+    /// instance and calls it with `spoke call --instance`.
+    pub fn hub(mut self, spoke: impl Into<PathBuf>) -> Self {
+        self.hub = Some(spoke.into());
+        self
     }
 
     /// Adds a leg of your own (a host you serve the connector to, a proxy
@@ -249,11 +449,23 @@ impl Conformance {
     /// call and the transports that disagree, or a transport that failed.
     pub fn run(&self) -> Result<Report, String> {
         let compiled = self.compiled_transports()?;
-        let known: Vec<Box<dyn Leg>> = legs()
+        let mut known: Vec<Box<dyn Leg>> = legs()
             .into_iter()
             .filter(|(needs, _)| needs.is_none_or(|t| compiled.iter().any(|c| c == t)))
             .map(|(_, leg)| leg)
             .collect();
+        if let Some(spoke) = &self.hub {
+            if !compiled.iter().any(|t| t == "grpc") {
+                return Err(format!(
+                    "a hub leg was asked for, but {} has no `grpc` transport (`serve`)",
+                    display(&self.binary)
+                ));
+            }
+            known.push(Box::new(HubLeg {
+                spoke: spoke.clone(),
+                state: std::sync::Mutex::new(None),
+            }));
+        }
         let legs: Vec<&dyn Leg> = known
             .iter()
             .chain(&self.extra)
