@@ -105,33 +105,37 @@ pub fn check_input_schema(schema: &Value) -> Vec<SchemaViolation> {
 }
 
 fn find_refs(value: &Value, pointer: &mut String, out: &mut Vec<SchemaViolation>) {
+    for_each_key(value, pointer, &mut |pointer, key| {
+        if matches!(key, "$ref" | "$defs" | "definitions" | "$dynamicRef") {
+            out.push(SchemaViolation {
+                pointer: pointer.to_owned(),
+                rule: format!("`{key}` is not allowed: input schemas must be self-contained"),
+            });
+        }
+    });
+}
+
+/// Calls `f` with the path and name of every object key in `value`, at any
+/// depth, depth first. `path` starts as the caller gives it (empty for the
+/// root) and grows as a JSON pointer (`/properties/a~1b/items/0`).
+pub fn for_each_key(value: &Value, path: &mut String, f: &mut dyn FnMut(&str, &str)) {
     match value {
         Value::Object(map) => {
             for (key, child) in map {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                if matches!(
-                    key.as_str(),
-                    "$ref" | "$defs" | "definitions" | "$dynamicRef"
-                ) {
-                    out.push(SchemaViolation {
-                        pointer: pointer.clone(),
-                        rule: format!(
-                            "`{key}` is not allowed: input schemas must be self-contained"
-                        ),
-                    });
-                }
-                find_refs(child, pointer, out);
-                pointer.truncate(len);
+                let len = path.len();
+                path.push('/');
+                path.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                f(path, key);
+                for_each_key(child, path, f);
+                path.truncate(len);
             }
         }
         Value::Array(items) => {
             for (i, child) in items.iter().enumerate() {
-                let len = pointer.len();
-                pointer.push_str(&format!("/{i}"));
-                find_refs(child, pointer, out);
-                pointer.truncate(len);
+                let len = path.len();
+                path.push_str(&format!("/{i}"));
+                for_each_key(child, path, f);
+                path.truncate(len);
             }
         }
         _ => {}

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::manifest::Manifest;
 use crate::registry::Registry;
-use crate::schema::check_input_schema;
+use crate::schema::{check_input_schema, for_each_key};
 
 /// The longest MCP tool name the common LLM APIs accept.
 pub const MCP_TOOL_NAME_MAX: usize = 64;
@@ -195,38 +195,31 @@ fn collect_refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-/// Omni's keyword rule, with Omni's own path spelling (`.properties.if`).
+/// Omni's keyword rule, with Omni's own path spelling (`.properties.if`,
+/// `.items[0].not`).
 fn omni_keywords(schema: &Value) -> Vec<String> {
-    fn walk(value: &Value, path: &mut String, out: &mut Vec<String>) {
-        match value {
-            Value::Object(map) => {
-                for (key, child) in map {
-                    let len = path.len();
-                    path.push('.');
-                    path.push_str(key);
-                    if OMNI_FORBIDDEN_KEYWORDS.contains(&key.as_str()) {
-                        out.push(format!(
-                            "Omni rejects `{key}` at input_schema{path} (at any depth, a parameter's name included)"
-                        ));
-                    }
-                    walk(child, path, out);
-                    path.truncate(len);
-                }
-            }
-            Value::Array(items) => {
-                for (i, child) in items.iter().enumerate() {
-                    let len = path.len();
-                    path.push_str(&format!("[{i}]"));
-                    walk(child, path, out);
-                    path.truncate(len);
-                }
-            }
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
-    walk(schema, &mut String::new(), &mut out);
+    for_each_key(schema, &mut String::new(), &mut |pointer, key| {
+        if OMNI_FORBIDDEN_KEYWORDS.contains(&key) {
+            out.push(format!(
+                "Omni rejects `{key}` at input_schema{} (at any depth, a parameter's name included)",
+                omni_path(pointer)
+            ));
+        }
+    });
     out
+}
+
+/// A JSON pointer as Omni writes paths: `/properties/x/0` → `.properties.x[0]`.
+fn omni_path(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|part| match part.parse::<usize>() {
+            Ok(i) => format!("[{i}]"),
+            Err(_) => format!(".{}", part.replace("~1", "/").replace("~0", "~")),
+        })
+        .collect()
 }
 
 /// One broken rule: where, and what.
