@@ -9,7 +9,7 @@
 //! | [`core`] | the connector model, and the interface every transport uses (its docs say how) | always |
 //! | [`grpc`] | attached to a Spoke hub over gRPC: `serve`, the instance's key, TLS | `grpc` (default) |
 //! | [`stdio`] | a sidecar over stdin/stdout, for the hub's supervisor and LibreFang; LibreFang's protocol types and `--describe` form | `stdio` (default) |
-//! | [`testing`](crate#testing) | the test kit for connector authors: an instance in one line, calls by name, manifest rules | `testing` |
+//! | `testing` | the test kit for connector authors: an instance in one line, calls by name, manifest rules | `testing` |
 //! | [`cli`] | the command line of every connector binary: the commands of the transports compiled in | always |
 //! | [`env`] | the `SPOKE_*` variables every transport reads | always |
 //! | [`backoff`](mod@backoff), [`retry`](mod@retry), [`duration`], [`suggest`], [`logging`] | shared pieces: retry policies, `30s`-style durations, did-you-mean, the log format | always |
