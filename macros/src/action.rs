@@ -14,12 +14,14 @@
 //! error.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::{Attribute, FnArg, Ident, LitStr, Pat, ReturnType, Signature, Type};
 
 use crate::attrs::{ActionArgs, SearchOperatorArgs};
-use crate::docs::{doc_of, split_arguments};
+use crate::connector_impl::respan;
+use crate::docs::{argument_doc_attr, doc_of, split_arguments};
 use crate::errors::Errors;
+use crate::params::{self, ParamAttrs};
 use crate::{names, types};
 
 /// How the connector reaches the fn.
@@ -44,6 +46,10 @@ pub struct Param {
     pub ident: Ident,
     pub ty: Type,
     pub doc: Option<String>,
+    /// Its property in the input object: its name, or its `rename`.
+    pub key: String,
+    /// Its `#[schemars(...)]` / `#[serde(...)]`.
+    pub attrs: ParamAttrs,
 }
 
 /// What the fn returns.
@@ -317,7 +323,14 @@ fn parse_fn(
             continue;
         };
         let is_input = pt.attrs.iter().any(|a| a.path().is_ident(INPUT_ATTR));
+        let attrs = params::parse(errors, &pt.attrs);
         if let Type::Reference(r) = &*pt.ty {
+            if let Some(attr) = attrs.first() {
+                errors.spanned(
+                    attr,
+                    "`ctx` is not a property of the input object: `#[schemars(...)]` and `#[serde(...)]` go on the named parameters",
+                );
+            }
             let names_context = matches!(&*r.elem, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Context"));
             if !names_context || r.mutability.is_some() {
                 errors.spanned(
@@ -347,14 +360,51 @@ fn parse_fn(
         }
         if is_input {
             whole_input = true;
+            if let Some(attr) = attrs.first() {
+                let ty = &pt.ty;
+                let ty = quote!(#ty).to_string().replace(' ', "");
+                errors.spanned(
+                    attr,
+                    format!(
+                        "`#[input]` takes the whole input object, whose schema is `{ty}`'s own: put `#[schemars(...)]` and `#[serde(...)]` on the fields of `{ty}`"
+                    ),
+                );
+            }
         }
-        let doc = arg_docs.get(&key).cloned();
+        if let (Kind::Operator { .. }, Some(rename)) = (&kind, &attrs.rename) {
+            errors.spanned(
+                rename,
+                "a search operator's value is always the `value` property: it cannot be renamed",
+            );
+        }
+        // A search operator's one parameter is the `value` property, under
+        // either name.
+        let is_operator = matches!(kind, Kind::Operator { .. });
+        let doc = arg_docs
+            .get(&key)
+            .or_else(|| arg_docs.get("value").filter(|_| is_operator))
+            .cloned();
+        if let (Some(_), Some(description)) = (&doc, &attrs.description) {
+            errors.spanned(
+                description,
+                format!(
+                    "`{key}` is described twice, here and in the `# Arguments` section of the doc comment: keep one"
+                ),
+            );
+        }
         slots.push(Slot::Param(Param {
+            key: if is_operator {
+                "value".to_owned()
+            } else {
+                attrs.rename.as_ref().map_or(key, LitStr::value)
+            },
             ident,
             ty: (*pt.ty).clone(),
             doc,
+            attrs,
         }));
     }
+    check_argument_docs(errors, attrs, sig, &slots, whole_input, arg_docs.keys());
     let params = slots.iter().filter(|s| matches!(s, Slot::Param(_))).count();
     if whole_input && params != 1 {
         errors.at(
@@ -394,6 +444,62 @@ fn parse_fn(
     })
 }
 
+/// Every entry of the `# Arguments` section names a parameter: one that
+/// names none would describe nothing, silently. The error is at the doc
+/// comment line of the entry and lists the parameters.
+fn check_argument_docs<'a>(
+    errors: &mut Errors,
+    attrs: &[Attribute],
+    sig: &Signature,
+    slots: &[Slot],
+    whole_input: bool,
+    documented: impl Iterator<Item = &'a String>,
+) {
+    let params: Vec<(String, &str)> = slots
+        .iter()
+        .filter_map(|s| match s {
+            Slot::Param(p) => Some((types::unraw(&p.ident), p.key.as_str())),
+            Slot::Ctx => None,
+        })
+        .collect();
+    for name in documented {
+        let known = params.iter().any(|(rust, key)| rust == name || key == name);
+        if known && !whole_input {
+            continue;
+        }
+        let Some(at) = argument_doc_attr(attrs, name) else {
+            continue;
+        };
+        let fn_name = &sig.ident;
+        let message = if whole_input {
+            format!(
+                "`# Arguments` describes `{name}`, but `#[input]` takes the whole input object: describe its properties in the doc comments of its type's fields"
+            )
+        } else if params.is_empty() {
+            format!(
+                "`# Arguments` describes `{name}`, but `{fn_name}` has no input parameters: remove the entry"
+            )
+        } else {
+            let list = params
+                .iter()
+                .map(|(rust, _)| format!("`{rust}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let hint = params
+                .iter()
+                .map(|(rust, _)| (strsim::levenshtein(rust, name), rust))
+                .filter(|(d, _)| *d <= 2)
+                .min()
+                .map(|(_, rust)| format!("; did you mean `{rust}`?"))
+                .unwrap_or_default();
+            format!(
+                "`# Arguments` describes `{name}`, which is not a parameter of `{fn_name}` (its parameters: {list}){hint}"
+            )
+        };
+        errors.spanned(at, message);
+    }
+}
+
 /// The imports every block of generated actions starts with: the `Probe`
 /// traits the invoke fns and schema fns call through, and `Into` for
 /// schemars' derive, which calls `.into()` unqualified (crates with
@@ -410,11 +516,46 @@ pub fn block_imports(krate: &syn::Path) -> TokenStream {
     }
 }
 
-/// Removes `#[input]` from parameters (it is ours, not rustc's).
+/// What schemars' derive calls unqualified for the parameters' attributes
+/// of these fns (`(pattern).to_string()` for a `regex`, `Some(...)` for a
+/// serde `default`), for crates without the implicit prelude; once per
+/// block, after [`block_imports`].
+pub fn param_imports<'a>(
+    krate: &syn::Path,
+    fns: impl IntoIterator<Item = &'a ActionFn>,
+) -> TokenStream {
+    let (mut pattern, mut default) = (false, false);
+    for f in fns {
+        for p in f.params() {
+            pattern |= p.attrs.pattern.is_some();
+            default |= p.attrs.default.is_some();
+        }
+    }
+    let mut imports = TokenStream::new();
+    if pattern {
+        imports.extend(quote! {
+            #[allow(unused_imports)]
+            use #krate::__private::ToString as _;
+        });
+    }
+    if default {
+        imports.extend(quote! {
+            #[allow(unused_imports)]
+            use ::core::option::Option::Some;
+            #[allow(unused_imports)]
+            use ::core::default::Default as _;
+        });
+    }
+    imports
+}
+
+/// Removes `#[input]`, `#[schemars]` and `#[serde]` from parameters: they
+/// are ours (the last two go on the generated input struct), not rustc's.
 pub fn strip_param_attrs(sig: &mut Signature) {
     for input in sig.inputs.iter_mut() {
         if let FnArg::Typed(pt) = input {
-            pt.attrs.retain(|a| !a.path().is_ident(INPUT_ATTR));
+            pt.attrs
+                .retain(|a| !a.path().is_ident(INPUT_ATTR) && !params::is_param_attr(a));
         }
     }
 }
@@ -467,22 +608,37 @@ impl ActionFn {
             .is_operator()
             .then(|| quote!(#[serde(rename = "value")]));
         let params: Vec<&Param> = self.params().collect();
-        let type_params: Vec<Ident> = (0..params.len())
-            .map(|i| format_ident!("__SpokeT{}", i))
-            .collect();
-        let fields = params
-            .iter()
-            .zip(&type_params)
-            .map(|(Param { ident, doc, .. }, tp)| {
-                let doc = doc.as_ref().map(|d| quote!(#[doc = #d]));
-                quote!(#doc #rename #ident: #tp)
-            });
+        // A parameter with a serde `default` is a field of its own type:
+        // serde and schemars call `Default::default()` (or the user's fn)
+        // on it, which a bare type parameter would not allow.
+        let mut type_params = Vec::new();
+        let mut generic_tys = Vec::new();
+        let fields = params.iter().map(|param| {
+            let Param {
+                ident,
+                doc,
+                ty,
+                attrs,
+                ..
+            } = param;
+            let doc = doc.as_ref().map(|d| quote!(#[doc = #d]));
+            let forward = &attrs.forward;
+            let field_ty = if attrs.default.is_some() {
+                quote!(#ty)
+            } else {
+                let tp = format_ident!("__SpokeT{}", type_params.len());
+                type_params.push(tp.clone());
+                generic_tys.push(ty);
+                quote!(#tp)
+            };
+            quote!(#doc #rename #(#forward)* #ident: #field_ty)
+        });
+        let fields: Vec<TokenStream> = fields.collect();
         let idents = params.iter().map(|p| &p.ident);
-        let tys = params.iter().map(|p| &p.ty);
-        let (def_generics, use_generics) = if params.is_empty() {
+        let (def_generics, use_generics) = if type_params.is_empty() {
             (quote!(), quote!())
         } else {
-            (quote!(<#(#type_params),*>), quote!(<#(#tys),*>))
+            (quote!(<#(#type_params),*>), quote!(<#(#generic_tys),*>))
         };
         let mut items = vec![quote! {
             #[derive(#p::serde::Deserialize, #p::schemars::JsonSchema)]
@@ -545,15 +701,18 @@ impl ActionFn {
             Owner::Method(ty) => quote!(<#ty>::#fn_ident(&*__spoke_conn, #(#args),*)),
             Owner::Free(_) => quote!(#fn_ident(&*__spoke_conn, #(#args),*)),
         };
+        let checks = self.checks(&p);
         let body = if self.is_async {
             quote!(#p::Box::pin(async move {
                 #bind
+                #(#checks)*
                 let __spoke_ret = #call.await;
                 #encode
             }))
         } else {
             quote!(#p::blocking(move || {
                 #bind
+                #(#checks)*
                 let __spoke_ret = #call;
                 #encode
             }))
@@ -578,6 +737,7 @@ impl ActionFn {
             }
         };
 
+        let input_schema = self.input_schema(&p, &input_ty);
         let name = &self.name;
         let description = &self.description;
         let location = quote::quote_spanned!(self.name_span=> ::core::concat!(::core::file!(), ":", ::core::line!()));
@@ -606,7 +766,7 @@ impl ActionFn {
                         admin_only: #admin_only,
                         hidden: #hidden,
                         timeout_ms: #timeout,
-                        input_schema: || (&#p::Probe::<#input_ty>::new()).input_schema(),
+                        input_schema: || #input_schema,
                         output_schema: || (&#p::Probe::<#out_ty>::new()).output_schema(),
                         invoke: #invoke_ident,
                         location: #location,
@@ -636,6 +796,100 @@ impl ActionFn {
             }
         };
         (items, entry)
+    }
+
+    /// The checks of the parameters' `range`, `length` and `regex`, run on
+    /// the decoded values before the fn: a value the published schema
+    /// rejects is `invalid_input` at its path, and the fn never sees it.
+    /// Each is spanned at its key, so a key on a type it does not apply to
+    /// is one error there (the runtime trait's message).
+    fn checks(&self, p: &TokenStream) -> Vec<TokenStream> {
+        if self.whole_input {
+            return Vec::new();
+        }
+        let mut checks = Vec::new();
+        for param in self.params() {
+            // The value, named at the key that checks it: a key on a type
+            // it does not apply to is reported there alone.
+            let at = |span: proc_macro2::Span| {
+                let mut ident = param.ident.clone();
+                ident.set_span(span);
+                ident
+            };
+            let path = format!("$.{}", param.key);
+            let fail = quote! {
+                ::core::result::Result::Err(__spoke_e) => return ::core::result::Result::Err(__spoke_e),
+                ::core::result::Result::Ok(()) => {}
+            };
+            let opt = |v: Option<TokenStream>| match v {
+                Some(v) => quote!(::core::option::Option::Some(#v)),
+                None => quote!(::core::option::Option::None),
+            };
+            if let Some(range) = &param.attrs.range {
+                let bound = |e: &Option<syn::Expr>| {
+                    opt(e
+                        .as_ref()
+                        .map(|e| quote!(<#p::Bound as ::core::convert::From<_>>::from(#e))))
+                };
+                let (min, max) = (bound(&range.min), bound(&range.max));
+                let check = respan(quote!(#p::check_range), range.key.span());
+                let ident = at(range.key.span());
+                checks.push(quote_spanned! {range.key.span()=>
+                    match #check(&#ident, #min, #max, #path) { #fail }
+                });
+            }
+            if let Some(length) = &param.attrs.length {
+                let bound = |n: Option<u64>| {
+                    opt(n.map(|n| {
+                        let n = proc_macro2::Literal::u64_unsuffixed(n);
+                        quote!(#n)
+                    }))
+                };
+                let (min, max) = (bound(length.min), bound(length.max));
+                let check = respan(quote!(#p::check_length), length.key.span());
+                let ident = at(length.key.span());
+                checks.push(quote_spanned! {length.key.span()=>
+                    match #check(&#ident, #min, #max, #path) { #fail }
+                });
+            }
+            if let Some((key, pattern)) = &param.attrs.pattern {
+                let check = respan(quote!(#p::check_pattern), key.span());
+                let ident = at(key.span());
+                checks.push(quote_spanned! {key.span()=>
+                    {
+                        static __SPOKE_PATTERN: #p::Pattern = #p::Pattern::new(#pattern);
+                        match #check(&#ident, &__SPOKE_PATTERN, #path) { #fail }
+                    }
+                });
+            }
+        }
+        checks
+    }
+
+    /// The input schema expression: the input type's schema, plus what
+    /// schemars does not publish of the parameters' constraints (`length`
+    /// on a map, as `minProperties`/`maxProperties`).
+    fn input_schema(&self, p: &TokenStream, input_ty: &TokenStream) -> TokenStream {
+        let schema = quote!((&#p::Probe::<#input_ty>::new()).input_schema());
+        let lengths: Vec<TokenStream> = self
+            .params()
+            .filter(|_| !self.whole_input)
+            .filter_map(|param| {
+                let length = param.attrs.length.as_ref()?;
+                let key = &param.key;
+                let opt = |n: Option<u64>| match n {
+                    Some(n) => quote!(::core::option::Option::Some(#n)),
+                    None => quote!(::core::option::Option::None),
+                };
+                let (min, max) = (opt(length.min), opt(length.max));
+                Some(quote!((#key, #min, #max)))
+            })
+            .collect();
+        if lengths.is_empty() {
+            schema
+        } else {
+            quote!(#p::publish_map_lengths(#schema, &[#(#lengths),*]))
+        }
     }
 
     /// Whether this is a search operator.

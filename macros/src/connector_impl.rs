@@ -39,12 +39,6 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
             "`#[connector]` goes on the connector's own `impl` block, not on a trait impl",
         );
     }
-    if !item.generics.params.is_empty() {
-        errors.spanned(
-            &item.generics,
-            "a connector cannot be generic: the registry needs one concrete type",
-        );
-    }
     let owner = Owner::Method((*item.self_ty).clone());
     let mut fns = Vec::new();
     let mut producers = Vec::new();
@@ -174,6 +168,65 @@ fn check_unique(errors: &mut Errors, names: &[Named<'_>]) -> Vec<TokenStream> {
     conditional
 }
 
+/// A generic `#[connector]` impl block: the registry cannot take it, and
+/// there is nothing to generate. Its other errors are reported; the
+/// genericity itself is reported by the type system, through
+/// `GenericConnectorReported`, which the stand-in of a generic connector
+/// struct implements: a generic `#[connector]` struct has said it already
+/// (one error, not one per block), and any other generic block (a plain
+/// struct's, a lifetime on a concrete connector's) gets the trait's message
+/// at its generics.
+pub fn expand_generic(args: TokenStream, item: &ItemImpl) -> TokenStream {
+    let errors = match parse(args.clone(), item) {
+        Ok(_) => TokenStream::new(),
+        Err(e) => e.to_compile_error(),
+    };
+    let stripped = strip(item);
+    let krate = attrs::from_tokens::<ConnectorImplArgs>(args)
+        .ok()
+        .and_then(|a| a.krate)
+        .map_or_else(|| syn::parse_quote!(::spoke), |p| p.0);
+    let self_ty = &item.self_ty;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    // At the first generic parameter, so the error points at what to remove.
+    let at = item
+        .generics
+        .params
+        .first()
+        .map_or_else(Span::call_site, syn::spanned::Spanned::span);
+    let check = respan(
+        quote!(#krate::__private::assert_generic_connector_reported::<#self_ty>()),
+        at,
+    );
+    quote! {
+        #errors
+        #stripped
+        const _: () = {
+            #[allow(dead_code, non_snake_case)]
+            fn __spoke_generic_connector #impl_generics () #where_clause {
+                #check;
+            }
+        };
+    }
+}
+
+/// `tokens`, every one of them at `span`.
+pub fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = group.into();
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}
+
 /// The impl block as written, minus our attributes.
 pub fn strip(item: &ItemImpl) -> ItemImpl {
     let mut item = item.clone();
@@ -194,6 +247,7 @@ pub fn expand(model: &ConnectorImpl) -> TokenStream {
     let self_ty = &model.self_ty;
     let clashes = &model.conditional_clashes;
     let mut imports = action::block_imports(krate);
+    imports.extend(action::param_imports(krate, &model.fns));
     if !model.producers.is_empty() {
         imports.extend(producer::block_imports(krate));
     }

@@ -561,17 +561,32 @@ pub fn fallback(item: &ItemStruct, args: TokenStream) -> TokenStream {
 /// non-generic struct, enum or union): the impl blocks and free actions of
 /// the connector then compile, and the user sees only the first error.
 pub fn fallback_impl(ident: &Ident, generics: &syn::Generics, args: TokenStream) -> TokenStream {
-    if !generics.params.is_empty() || generics.where_clause.is_some() {
-        return TokenStream::new();
-    }
     let krate = crate_arg(args).unwrap_or_else(|| syn::parse_quote!(::spoke));
     let p = quote!(#krate::__private);
+    // A generic type gets a generic stand-in, and says its genericity was
+    // reported, so its `#[connector]` impl blocks add no error of their own.
+    let generic = !generics.params.is_empty() || generics.where_clause.is_some();
+    let mut bounded = generics.clone();
+    if generic {
+        bounded
+            .make_where_clause()
+            .predicates
+            .push(syn::parse_quote!(
+                Self: ::core::marker::Send + ::core::marker::Sync + 'static
+            ));
+    }
+    let (impl_generics, ty_generics, where_clause) = bounded.split_for_impl();
+    let reported = generic.then(|| {
+        let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+        quote!(impl #impl_generics #p::GenericConnectorReported for #ident #ty_generics #where_clause {})
+    });
     quote! {
-        impl #p::Connector for #ident {
+        #reported
+        impl #impl_generics #p::Connector for #ident #ty_generics #where_clause {
             const NAME: &'static str = "invalid";
             const REGISTRATION: #p::ConnectorRegistration = #p::ConnectorRegistration {
                 name: "invalid", version: "", display_name: "", description: "", config_fields: &[],
-                build: #p::build::<#ident>, check_config: #p::check_config::<#ident>, location: "",
+                build: #p::build::<Self>, check_config: #p::check_config::<Self>, location: "",
             };
             type Config = ();
             fn load_config(_: &#p::ConfigSource) -> ::core::result::Result<(), #p::ConfigErrors> {

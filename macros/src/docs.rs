@@ -92,6 +92,47 @@ pub fn split_arguments(doc: &str) -> (String, BTreeMap<String, String>) {
     (description.join("\n").trim().to_owned(), args)
 }
 
+/// The doc attribute (one `///` line) that holds the `# Arguments` entry of
+/// `name`, to point an error at; the first doc line if no line alone holds it.
+pub fn argument_doc_attr<'a>(attrs: &'a [Attribute], name: &str) -> Option<&'a Attribute> {
+    let docs: Vec<(&Attribute, String)> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some((a, s.value())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let entry = format!("`{name}`");
+    let mut in_args = false;
+    for (attr, text) in &docs {
+        for line in text.split('\n') {
+            let trimmed = line.trim();
+            if trimmed.starts_with('#') {
+                in_args = trimmed
+                    .trim_start_matches('#')
+                    .trim()
+                    .eq_ignore_ascii_case("arguments");
+                continue;
+            }
+            if in_args
+                && let Some(rest) = trimmed
+                    .strip_prefix("* ")
+                    .or_else(|| trimmed.strip_prefix("- "))
+                && rest.starts_with(&entry)
+            {
+                return Some(attr);
+            }
+        }
+    }
+    docs.first().map(|(attr, _)| *attr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +144,24 @@ mod tests {
         assert_eq!(desc, "List files.\n\n# Errors\nnone");
         assert_eq!(args["glob"], "Filter by a glob pattern, e.g. `*.rs`.");
         assert_eq!(args["limit"], "At most this many.");
+    }
+
+    #[test]
+    fn the_line_of_an_argument_entry_is_found() {
+        let attrs: Vec<Attribute> = vec![
+            syn::parse_quote!(#[doc = " List `dir`."]),
+            syn::parse_quote!(#[doc = " # Arguments"]),
+            syn::parse_quote!(#[doc = " * `dir` - The directory."]),
+            syn::parse_quote!(#[doc = " * `limt` - At most this many."]),
+        ];
+        assert!(std::ptr::eq(
+            argument_doc_attr(&attrs, "limt").unwrap(),
+            &attrs[3]
+        ));
+        assert!(std::ptr::eq(
+            argument_doc_attr(&attrs, "dir").unwrap(),
+            &attrs[2]
+        ));
     }
 
     #[test]

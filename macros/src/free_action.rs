@@ -11,11 +11,17 @@ use crate::action::{self, ActionFn, Owner};
 use crate::attrs::{self, ActionArgs};
 use crate::errors::Errors;
 
-/// Parses `#[action(connector = Type, ...)] fn ...`.
-pub fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<(ActionFn, syn::Path)> {
+/// Parses `#[action(connector = Type, ...)] fn ...`. `None` for a method
+/// of an impl block without `#[connector]` whose mistake an earlier method
+/// of the file reports (see [`crate::stray`]).
+pub fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Option<(ActionFn, syn::Path)>> {
     let mut errors = Errors::new();
     let args: ActionArgs = errors.handle(attrs::from_tokens(args)).unwrap_or_default();
     let Some(connector) = args.connector.clone() else {
+        let is_method = matches!(item.sig.inputs.first(), Some(FnArg::Receiver(_)));
+        if is_method && !crate::stray::report_here() {
+            return errors.finish_with(None);
+        }
         // The attribute is what to change, and the macro's call site is the
         // attribute: no narrower user token says "this needs a connector".
         errors.at(Span::call_site(), missing_connector(item));
@@ -34,7 +40,7 @@ pub fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<(ActionFn, syn::Pa
         Owner::Free(connector.0.clone()),
     );
     errors.finish_with(())?;
-    Ok((parsed.expect("no errors, so parsed"), krate))
+    Ok(Some((parsed.expect("no errors, so parsed"), krate)))
 }
 
 /// What to say when `#[action]` on a fn has no `connector = ...`.
@@ -62,7 +68,8 @@ pub fn expand(
 ) -> TokenStream {
     let p = quote!(#krate::__private);
     let (items, entry) = model.expand(krate);
-    let imports = action::block_imports(krate);
+    let mut imports = action::block_imports(krate);
+    imports.extend(action::param_imports(krate, [model]));
     let mut item = item.clone();
     action::strip_param_attrs(&mut item.sig);
     let cfg = &model.cfg;

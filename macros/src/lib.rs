@@ -33,7 +33,9 @@ mod duration {
 mod errors;
 mod free_action;
 mod names;
+mod params;
 mod producer;
+mod stray;
 mod types;
 
 #[cfg(test)]
@@ -240,7 +242,19 @@ pub fn connector(args: TokenStream, item: TokenStream) -> TokenStream {
 /// parameters: each entry, `` * `name` - text `` or `` - `name`: text ``
 /// (continued on the lines below it), becomes that input property's
 /// `description` in the schema. The section is left out of the action's
-/// description.
+/// description. An entry that names no parameter is a compile error.
+///
+/// # Parameter constraints: `#[schemars(...)]`, `#[serde(...)]`
+///
+/// On a named parameter, `#[schemars(range(min = .., max = ..))]` (numbers),
+/// `#[schemars(length(min = .., max = ..))]` (strings in characters, lists,
+/// sets and maps) and `#[schemars(regex(pattern = "..."))]` (strings) are
+/// published in the input schema and checked on every call before the fn
+/// runs: a value outside them is `invalid_input` at the parameter's path
+/// (`$.limit`). On an `Option<T>` they apply when the value is present.
+/// `#[schemars(description = "...")]`, `#[serde(rename = "...")]` and
+/// `#[serde(default)]` (or `default = "path"`) shape the schema. Any other
+/// key is a compile error at the key.
 ///
 /// # Example
 ///
@@ -386,6 +400,9 @@ pub fn action(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn search_operator(_args: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
+    if stray::is_method(&item) && !stray::report_here() {
+        return item.into();
+    }
     let error = syn::Error::new(
         proc_macro2::Span::call_site(),
         "`#[search_operator]` works only on a method in a `#[connector]` impl block: `#[connector] impl MyConnector { #[search_operator(attribute = \"...\")] fn op(&self, value: String) ... }`",
@@ -455,6 +472,9 @@ pub fn search_operator(_args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn producer(_args: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
+    if stray::is_method(&item) && !stray::report_here() {
+        return item.into();
+    }
     // The attribute itself is what is misplaced: no narrower user token.
     let error = syn::Error::new(
         proc_macro2::Span::call_site(),
@@ -479,6 +499,9 @@ pub(crate) fn expand_connector(args: TokenStream2, item: TokenStream2) -> TokenS
                 quote!(#errors #fallback)
             }
         },
+        Ok(syn::Item::Impl(i)) if !i.generics.params.is_empty() => {
+            connector_impl::expand_generic(args, &i)
+        }
         Ok(syn::Item::Impl(i)) => match connector_impl::parse(args, &i) {
             Ok(model) => {
                 let stripped = connector_impl::strip(&i);
@@ -552,7 +575,11 @@ pub(crate) fn expand_free_action(args: TokenStream2, item: TokenStream2) -> Toke
         }
     };
     match free_action::parse(args, &f) {
-        Ok((model, krate)) => {
+        Ok(None) => {
+            let stripped = free_action::strip(&f);
+            quote!(#stripped)
+        }
+        Ok(Some((model, krate))) => {
             let connector = match &model.owner {
                 action::Owner::Free(path) => path.clone(),
                 action::Owner::Method(_) => unreachable!("free actions have a free owner"),

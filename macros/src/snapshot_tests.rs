@@ -105,6 +105,33 @@ fn producers_expansion() {
     insta::assert_snapshot!("producers", expand_file(PRODUCERS));
 }
 
+/// Constraints, a description, a default and a rename on named parameters.
+const CONSTRAINTS: &str = r#"
+#[connector]
+impl Files {
+    /// List a directory.
+    ///
+    /// # Arguments
+    /// * `dir` - Directory relative to the root.
+    #[action(read)]
+    async fn list(
+        &self,
+        #[schemars(length(min = 1, max = 64), regex(pattern = "^[a-z/]+$"))] dir: String,
+        #[schemars(range(min = 1, max = 100), description = "At most this many.")] limit: Option<u32>,
+        #[serde(default, rename = "labels")]
+        #[schemars(length(max = 8))]
+        tags: std::collections::BTreeMap<String, String>,
+    ) -> Vec<String> {
+        vec![dir]
+    }
+}
+"#;
+
+#[test]
+fn constraints_expansion() {
+    insta::assert_snapshot!("constraints", expand_file(CONSTRAINTS));
+}
+
 // ------------------------------------------------------------ path hygiene
 //
 // Generated code must compile in any crate that depends on `spoke` alone: it
@@ -248,6 +275,7 @@ fn expansions_reach_dependencies_only_through_spoke_private() {
         ("files", example("files")),
         ("faults", example("faults")),
         ("producers", PRODUCERS.to_owned()),
+        ("constraints", CONSTRAINTS.to_owned()),
     ];
     for (name, source) in sources {
         for (written, expanded) in expand_items(&source) {

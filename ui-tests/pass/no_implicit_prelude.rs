@@ -43,9 +43,28 @@ use self::types::Point;
 impl Bare {
     /// Adds.
     #[action(read)]
-    fn add(&self, a: u32, b: ::std::option::Option<u32>) -> u32 {
+    fn add(
+        &self,
+        #[schemars(range(min = 1, max = 10))] a: u32,
+        b: ::std::option::Option<u32>,
+    ) -> u32 {
         let _ = (&self.label, &self.tag, &self.list, &self.token, &self.state);
         a + b.unwrap_or(self.retries)
+    }
+
+    /// Greets.
+    #[action(read)]
+    fn greet(
+        &self,
+        #[schemars(length(min = 1), regex(pattern = "^[a-z]+$"), description = "A name.")]
+        name: ::std::string::String,
+        #[serde(default, rename = "n")]
+        #[schemars(range(max = 5))]
+        times: u8,
+        #[schemars(length(max = 3))] tags: ::std::option::Option<::std::vec::Vec<u8>>,
+    ) -> ::std::string::String {
+        let _ = (times, tags);
+        name
     }
 
     #[action]
