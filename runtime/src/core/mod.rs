@@ -11,6 +11,7 @@
 //! | [`manifest`], [`schema`] | what a connector declares, and its JSON Schemas |
 //! | [`config`], [`secret`] | its configuration, every problem reported at once; secrets never shown |
 //! | [`producer`] | long-running producers, restarted with backoff |
+//! | `constraints` | the checks generated for constraints on named action parameters (`range`, `length`, `regex`) |
 //! | [`decode`] | decoding an input into the action's type, with the path of a bad field |
 //!
 //! # The interface every transport uses
@@ -52,6 +53,8 @@
 
 pub mod config;
 pub mod connector;
+#[doc(hidden)]
+pub mod constraints;
 pub mod context;
 pub mod decode;
 pub mod error;
