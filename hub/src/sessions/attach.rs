@@ -104,8 +104,9 @@ enum Exit {
 enum Refusal {
     /// A bad Register: answered with a Goodbye naming the problem.
     Goodbye(String),
-    /// The instance (named) was refused by the trust checks: the stream
-    /// ends with this status.
+    /// The instance (named) was refused by the trust checks, or the peer
+    /// (an unregistered one) did not open with a Register: the stream ends
+    /// with this status.
     Status(String, Status),
     /// The stream ended before a Register came.
     Ended,
@@ -200,6 +201,18 @@ impl StreamTask {
                     "no Register frame within {wait:?}"
                 )));
             }
+            // Bytes that are not a ConnectorFrame (tonic's codec says
+            // `failed to decode`): a refusal like any other, with its status
+            // and log line, not a silent end.
+            Ok(Err(status)) if status.code() == tonic::Code::Internal => {
+                return Err(Refusal::Status(
+                    "an unregistered peer".to_owned(),
+                    Status::invalid_argument(format!(
+                        "the first frame of an Attach stream must be a Register ConnectorFrame: {}",
+                        status.message()
+                    )),
+                ));
+            }
             Ok(Err(status)) => {
                 tracing::debug!(
                     "Attach stream from {} failed before Register: {status}",
@@ -213,10 +226,13 @@ impl StreamTask {
         let register = match frame.frame {
             Some(connector_frame::Frame::Register(register)) => register,
             other => {
-                return Err(Refusal::Goodbye(format!(
-                    "the first frame of an Attach stream must be Register, got {}",
-                    frame_name(other.as_ref())
-                )));
+                return Err(Refusal::Status(
+                    "an unregistered peer".to_owned(),
+                    Status::invalid_argument(format!(
+                        "the first frame of an Attach stream must be Register, got {}",
+                        frame_name(other.as_ref())
+                    )),
+                ));
             }
         };
         let registration =

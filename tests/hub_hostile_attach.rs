@@ -1,0 +1,147 @@
+//! An Attach stream whose first frame is not a Register (bytes that are not
+//! a `ConnectorFrame` at all, or a frame of another kind) is refused like
+//! every other refusal: `INVALID_ARGUMENT` and a hub log line, never a
+//! silent `OK`.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut};
+use common::Hub;
+use spoke_proto::v1::connector_hub_client::ConnectorHubClient;
+use spoke_proto::v1::{ConnectorFrame, Ping, connector_frame};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// Sends and receives message bodies as raw bytes: what a peer that does
+/// not speak the protocol puts on the wire.
+#[derive(Debug, Clone, Default)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n).to_vec()))
+    }
+}
+
+async fn channel(hub: &Hub) -> Channel {
+    Channel::from_shared(hub.url.clone())
+        .expect("hub url")
+        .connect()
+        .await
+        .expect("connect to the hub")
+}
+
+/// How the hub ended the stream, within a bound.
+async fn ending<T>(mut inbound: tonic::Streaming<T>) -> Result<Option<T>, Status> {
+    tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("the hub answers within 10 s")
+}
+
+/// Waits for a line of the hub's log that contains `text`.
+async fn logged(hub: &Hub, text: &str) -> String {
+    for _ in 0..200 {
+        if let Some(line) = hub.log_text().lines().find(|l| l.contains(text)) {
+            return line.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no hub log line with {text:?}; log:\n{}", hub.log_text());
+}
+
+#[tokio::test]
+async fn garbage_bytes_as_the_first_frame_are_invalid_argument_with_a_log_line() {
+    let hub = Hub::start(&[]);
+    let mut grpc = tonic::client::Grpc::new(channel(&hub).await);
+    grpc.ready().await.expect("ready");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    // Field 31 with the reserved wire type 7: no ConnectorFrame decodes it.
+    tx.send(vec![0xff, 0x01, 0x02, 0x03]).await.unwrap();
+    let response = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            "/spoke.v1.ConnectorHub/Attach".parse().unwrap(),
+            Raw,
+        )
+        .await;
+    let status = match response {
+        Err(status) => status,
+        Ok(response) => ending(response.into_inner())
+            .await
+            .expect_err("the stream ends with a status, not OK"),
+    };
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("must be a Register ConnectorFrame"),
+        "{status:?}"
+    );
+    let line = logged(
+        &hub,
+        "refused an unregistered peer attaching from 127.0.0.1:",
+    )
+    .await;
+    assert!(line.contains("invalid_argument"), "{line}");
+    drop(tx);
+}
+
+#[tokio::test]
+async fn a_first_frame_that_is_not_a_register_is_invalid_argument_with_a_log_line() {
+    let hub = Hub::start(&[]);
+    let mut client = ConnectorHubClient::new(channel(&hub).await);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(ConnectorFrame {
+        frame: Some(connector_frame::Frame::Ping(Ping { nonce: 7 })),
+    })
+    .await
+    .unwrap();
+    let response = client
+        .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    let status = match response {
+        Err(status) => status,
+        Ok(response) => ending(response.into_inner())
+            .await
+            .expect_err("the stream ends with a status, not OK"),
+    };
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("must be Register, got Ping"),
+        "{status:?}"
+    );
+    logged(
+        &hub,
+        "invalid_argument: the first frame of an Attach stream must be Register, got Ping",
+    )
+    .await;
+    drop(tx);
+}
