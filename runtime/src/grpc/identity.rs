@@ -55,6 +55,18 @@ use spoke_proto::prost::Message;
 use spoke_proto::v1::{Assertion, Credentials};
 use zeroize::Zeroizing;
 
+/// The key as PKCS#8 v1 PEM (RFC 5958 `OneAsymmetricKey` without the
+/// optional public key, as RFC 8410 writes Ed25519 keys): the form OpenSSL
+/// 3.0, Python's `cryptography` and ssh-keygen read. (`to_pkcs8_pem` writes
+/// v2, with the public key, which they refuse.)
+fn pkcs8_v1_pem(signing: &SigningKey) -> Result<Zeroizing<String>, ed25519_dalek::pkcs8::Error> {
+    ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: signing.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
+}
+
 /// What the signature covers before the encoded assertion.
 pub const SIGNING_CONTEXT: &[u8] = b"spoke.v1.Assertion\n";
 /// How long an assertion is valid after it is issued.
@@ -199,9 +211,7 @@ impl InstanceKey {
             Err(e) => return Err(KeyError::new(WHAT, path, format!("cannot inspect: {e}"))),
         }
         let key = InstanceKey::generate().map_err(|e| KeyError::new(WHAT, path, e.to_string()))?;
-        let pem = key
-            .signing
-            .to_pkcs8_pem(LineEnding::LF)
+        let pem = pkcs8_v1_pem(&key.signing)
             .map_err(|e| KeyError::new(WHAT, path, format!("cannot encode the new key: {e}")))?;
         match write_new_file(path, pem.as_bytes()) {
             Ok(true) => Ok((
@@ -237,6 +247,8 @@ impl InstanceKey {
         }
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
         let text = Zeroizing::new(text);
+        // PKCS#8 v1 (what Spoke writes) and v2 (with the public key, what
+        // Spoke wrote before; OpenSSL 3.0 cannot read it) both load.
         let signing = SigningKey::from_pkcs8_pem(&text).map_err(|e| {
             fail(format!(
                 "not an Ed25519 private key in PKCS#8 PEM (-----BEGIN PRIVATE KEY-----): {e}"
@@ -726,6 +738,35 @@ mod tests {
         assert!(err.to_string().contains("bad.pem"), "{err}");
         let err = InstanceKey::load(dir.path()).unwrap_err();
         assert!(err.to_string().contains("not a file"), "{err}");
+    }
+
+    #[test]
+    fn new_key_files_are_pkcs8_v1_and_v2_files_still_load() {
+        use ed25519_dalek::pkcs8::PrivateKeyInfo;
+        use ed25519_dalek::pkcs8::spki::der::Decode;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys").join("v1.pem");
+        let (key, created) = InstanceKey::load_or_generate(&path).unwrap();
+        assert!(created);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (label, der) =
+            ed25519_dalek::pkcs8::spki::der::pem::decode_vec(text.as_bytes()).unwrap();
+        assert_eq!(label, "PRIVATE KEY");
+        let info = PrivateKeyInfo::from_der(&der).unwrap();
+        assert!(info.public_key.is_none(), "a v1 key carries no public key");
+        assert_eq!(
+            InstanceKey::read("k", &path).unwrap().public_key(),
+            key.public_key()
+        );
+        // A key written by an earlier Spoke (v2, with the public key).
+        let old = dir.path().join("keys").join("v2.pem");
+        let v2 = key.signing.to_pkcs8_pem(LineEnding::LF).unwrap();
+        assert_eq!(write_new_file(&old, v2.as_bytes()), Ok(true));
+        let (text_v1, text_v2) = (text, std::fs::read_to_string(&old).unwrap());
+        assert_ne!(text_v1, text_v2, "the two forms differ");
+        let (loaded, created) = InstanceKey::load_or_generate(&old).unwrap();
+        assert!(!created);
+        assert_eq!(loaded.public_key(), key.public_key());
     }
 
     #[test]
