@@ -166,7 +166,7 @@ pub async fn run_until_supervised(
     let state = HubState::with_auth(config, trust, access);
     let statuses = StatusMap::default();
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (mut health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -212,6 +212,7 @@ pub async fn run_until_supervised(
 
     tracing::info!("shutting down: draining connectors (grace {grace:?})");
     set_health(&health, ServingStatus::NotServing).await;
+    end_health_watches(&mut health).await;
     let stopping_sidecars = supervisor.map(|s| tokio::spawn(s.stop(grace + CLOSE_MARGIN)));
     state.begin_shutdown();
     let _ = stopped_tx.send(());
@@ -324,14 +325,27 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
+/// The names health is reported under: the server as a whole (`""`) and
+/// each service.
+const HEALTH_NAMES: [&str; 4] = [
+    "",
+    connector_hub_server::SERVICE_NAME,
+    hub_server::SERVICE_NAME,
+    admin_server::SERVICE_NAME,
+];
+
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
-    for service in [
-        "",
-        connector_hub_server::SERVICE_NAME,
-        hub_server::SERVICE_NAME,
-        admin_server::SERVICE_NAME,
-    ] {
+    for service in HEALTH_NAMES {
         health.set_service_status(service, status).await;
+    }
+}
+
+/// Ends every `Health/Watch` stream (their watchers have seen
+/// `NOT_SERVING`): an open watch would otherwise hold its connection, and
+/// the hub's exit, until the grace ran out.
+async fn end_health_watches(health: &mut HealthReporter) {
+    for service in HEALTH_NAMES {
+        health.clear_service_status(service).await;
     }
 }
 
