@@ -51,3 +51,51 @@ async fn an_open_health_watch_ends_at_shutdown_and_does_not_hold_the_hub() {
     assert!(status.success(), "{status:?}");
     assert!(asked.elapsed() < bound, "{:?}", asked.elapsed());
 }
+
+/// A connector stopped while no hub listens leaves at once: the results
+/// it still holds belong to callers that went with the hub. It says so as
+/// a warning with the count, not as an error after waiting 5 s.
+#[test]
+fn a_connector_stopped_while_the_hub_is_gone_leaves_at_once_and_says_why() {
+    let hub = Hub::start(&[]);
+    let (mut connector, log) = hub.attach_logged("faults", &[("SPOKE_INSTANCE_ID", "f1")]);
+    hub.wait_for_instances("faults", 1, Duration::from_secs(20));
+    let mut call = hub
+        .cli()
+        .args([
+            "call",
+            "faults",
+            "sleep",
+            r#"{"ms": 1500}"#,
+            "--timeout",
+            "10s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spoke call");
+    // The call is running on the connector when the hub dies.
+    std::thread::sleep(Duration::from_millis(500));
+    hub.process.signal("KILL");
+    let _ = call.wait();
+    // It finishes with nobody to hand the result to.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let asked = Instant::now();
+    connector.signal("TERM");
+    let status = connector
+        .wait_for(Duration::from_secs(10))
+        .expect("the connector exits");
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "it waited {took:?} for nobody"
+    );
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains("leaving while no hub listens: the results of 1 call(s) are dropped"),
+        "{log}"
+    );
+    assert!(!log.contains(" ERROR "), "a false error: {log}");
+}

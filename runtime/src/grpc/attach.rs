@@ -95,6 +95,9 @@ pub(crate) enum SessionEnd {
         registered: bool,
         /// What happened, for the log.
         reason: String,
+        /// Nothing listens at the hub's address (the connection was
+        /// refused): the hub process that held the calls' callers is gone.
+        hub_gone: bool,
     },
     /// The hub did not accept the instance's proof (UNAUTHENTICATED);
     /// attach again, slowly.
@@ -125,6 +128,7 @@ impl SessionEnd {
             _ => SessionEnd::Lost {
                 registered,
                 reason: format!("{context}: {}", status_text(status)),
+                hub_gone: false,
             },
         }
     }
@@ -138,6 +142,20 @@ enum Control {
     Ping,
     /// Send Goodbye, then end the stream.
     Goodbye(String),
+}
+
+/// Whether a failed connect was refused: no process listens at the address.
+fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 impl Link {
@@ -156,6 +174,7 @@ impl Link {
                 return SessionEnd::Lost {
                     registered: false,
                     reason: connect_error(&self.options.hub_url, &e),
+                    hub_gone: refused(&e),
                 };
             }
         };
@@ -253,6 +272,7 @@ impl Link {
         let lost = |reason: String| SessionEnd::Lost {
             registered: false,
             reason,
+            hub_gone: false,
         };
         let hub = &self.options.hub_url;
         let mut client = ConnectorHubClient::new(channel)
@@ -344,6 +364,7 @@ impl Link {
         let lost = |reason: String| SessionEnd::Lost {
             registered: true,
             reason,
+            hub_gone: false,
         };
         let mut last_seen = Instant::now();
         let mut leaving: Option<(String, Instant)> =

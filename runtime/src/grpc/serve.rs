@@ -88,7 +88,10 @@
 //!   Pong proves the hub read every result), send Goodbye, close the stream
 //!   and return [`ServeOutcome::Shutdown`]. If the stream is down at that
 //!   point, results still undelivered get [`LEAVE_WINDOW`] of reconnect
-//!   attempts; then they are given up with an error log.
+//!   attempts; then they are given up with an error log. When no hub
+//!   listens at all (the connection is refused), there is nobody to wait
+//!   for: the results' callers went with the hub, so the connector leaves at
+//!   once, with a warning that counts them.
 //! - **Drain** from the hub does the same, with the Drain's `grace_ms` (when
 //!   non-zero) as the grace period, and returns [`ServeOutcome::Drained`]:
 //!   the process exits 0 and its supervisor decides whether to restart it.
@@ -274,10 +277,28 @@ async fn attach_forever(
                     Some(delay),
                 )
             }
-            SessionEnd::Lost { registered, reason } => {
+            SessionEnd::Lost {
+                registered,
+                reason,
+                hub_gone,
+            } => {
                 if registered {
                     schedule.reset();
                     auth_schedule.reset();
+                }
+                if hub_gone && matches!(*phase.borrow_and_update(), Phase::Leaving(_)) {
+                    // The callers of the calls whose results wait here were
+                    // the gone hub's; a hub that starts later cannot take
+                    // them. Nobody to wait for.
+                    let undelivered = link.outbox.undelivered();
+                    if undelivered > 0 {
+                        tracing::warn!(
+                            hub = %options.hub_url,
+                            undelivered,
+                            "leaving while no hub listens: the results of {undelivered} call(s) are dropped (their callers went with the hub)"
+                        );
+                    }
+                    return Ok(());
                 }
                 (reason, None)
             }
