@@ -23,31 +23,26 @@ async fn register_is_answered_with_a_fresh_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_first_frame_other_than_register_gets_goodbye() {
+async fn a_first_frame_other_than_register_is_invalid_argument() {
     let hub = Hub::start(&[]);
-    let ping = frame(connector_frame::Frame::Ping(Ping { nonce: 7 }));
-    let mut stream = Stream::open(&hub.url, ping).await;
-    match stream.next().await {
-        Ok(Some(f)) => match f.frame {
-            Some(hub_frame::Frame::Goodbye(g)) => {
-                assert!(
-                    g.reason.contains("must be Register, got Ping"),
-                    "{}",
-                    g.reason
-                );
+    let refusal = |first: ConnectorFrame| {
+        let url = hub.url.clone();
+        async move {
+            let mut stream = Stream::open(&url, first).await;
+            match stream.next().await {
+                Err(status) => {
+                    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+                    status.message().to_owned()
+                }
+                other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
             }
-            other => panic!("expected Goodbye, got {other:?}"),
-        },
-        other => panic!("expected Goodbye, got {other:?}"),
-    }
-    assert!(matches!(stream.next().await, Ok(None)), "the stream closes");
-
-    let empty = ConnectorFrame { frame: None };
-    let mut stream = Stream::open(&hub.url, empty).await;
-    let Some(hub_frame::Frame::Goodbye(g)) = stream.next_non_ping().await else {
-        panic!("expected Goodbye")
+        }
     };
-    assert!(g.reason.contains("an empty frame"), "{}", g.reason);
+    let ping = frame(connector_frame::Frame::Ping(Ping { nonce: 7 }));
+    let message = refusal(ping).await;
+    assert!(message.contains("must be Register, got Ping"), "{message}");
+    let message = refusal(ConnectorFrame { frame: None }).await;
+    assert!(message.contains("an empty frame"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
