@@ -329,7 +329,9 @@ pub fn legs() -> Vec<(Option<&'static str>, Box<dyn Leg>)> {
 /// ```no_run
 /// // tests/conformance.rs of a connector crate whose binary is `tickets`:
 /// use serde_json::json;
-/// let report = spoke::testing::Conformance::new(env!("CARGO_BIN_EXE_tickets"))
+/// // In a test of the crate whose binary is `tickets`, the path is
+/// // `env!("CARGO_BIN_EXE_tickets")`.
+/// let report = spoke::testing::Conformance::new("target/debug/tickets")
 ///     .env("TICKETS_PATH", ":memory:")
 ///     .call("create", json!({"title": "Printer on fire"}))
 ///     .call("get", json!({"id": 99}))
