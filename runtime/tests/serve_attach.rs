@@ -609,7 +609,7 @@ async fn shutdown_with_no_hub_returns_promptly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_gives_up_on_a_vanished_hub_after_the_leave_window() {
+async fn shutdown_leaves_at_once_when_no_hub_listens() {
     bounded(LIMIT, async {
         let mut hub = ScriptedHub::start().await;
         let running = serve(options(&hub.url)).await;
@@ -620,15 +620,13 @@ async fn shutdown_gives_up_on_a_vanished_hub_after_the_leave_window() {
         conn.hang_up();
         let asked = Instant::now();
         running.stop();
-        // The call finishes; its result cannot be delivered; serve still returns.
+        // The call finishes; its result has nobody to go to (its caller went
+        // with the hub, and nothing listens any more): serve returns without
+        // waiting out the leave window.
         assert_eq!(running.finished().await, Ok(ServeOutcome::Shutdown));
         let took = asked.elapsed();
         let window = spoke_runtime::grpc::serve::LEAVE_WINDOW;
-        assert!(took >= window, "gave up after {took:?}");
-        assert!(
-            took < window + Duration::from_secs(3),
-            "gave up after {took:?}"
-        );
+        assert!(took < window, "waited {took:?} for a hub that is gone");
     })
     .await;
 }
