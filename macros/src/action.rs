@@ -18,10 +18,10 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::{Attribute, FnArg, Ident, LitStr, Pat, ReturnType, Signature, Type};
 
 use crate::attrs::{ActionArgs, SearchOperatorArgs};
-use crate::connector_impl::respan;
 use crate::docs::{argument_doc_attr, doc_of, split_arguments};
 use crate::errors::Errors;
 use crate::params::{self, ParamAttrs};
+use crate::spans::respan;
 use crate::{names, types};
 
 /// How the connector reaches the fn.

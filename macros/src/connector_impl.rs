@@ -10,6 +10,7 @@ use crate::action::{self, ActionFn, Owner};
 use crate::attrs::{self, ActionArgs, ConnectorImplArgs, ProducerArgs, SearchOperatorArgs};
 use crate::errors::Errors;
 use crate::producer::{self, ProducerFn};
+use crate::spans::respan;
 
 /// A parsed `#[connector] impl` block.
 pub struct ConnectorImpl {
@@ -208,23 +209,6 @@ pub fn expand_generic(args: TokenStream, item: &ItemImpl) -> TokenStream {
             }
         };
     }
-}
-
-/// `tokens`, every one of them at `span`.
-pub fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut tt| {
-            if let proc_macro2::TokenTree::Group(g) = &tt {
-                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
-                group.set_span(span);
-                tt = group.into();
-            } else {
-                tt.set_span(span);
-            }
-            tt
-        })
-        .collect()
 }
 
 /// The impl block as written, minus our attributes.

@@ -9,6 +9,7 @@ use syn::{Attribute, Fields, Ident, ItemStruct, LitStr, Type};
 use crate::attrs::{self, ConfigFieldArgs, ConnectorArgs, DefaultArg};
 use crate::docs::doc_of;
 use crate::errors::Errors;
+use crate::spans::respan;
 use crate::{names, types};
 
 /// A parsed connector struct.
@@ -529,23 +530,6 @@ fn default_expr(p: &TokenStream, default: &DefaultArg, ty: &Type) -> TokenStream
             quote_spanned!(expr.span()=> { let __spoke_default: #ty = #expr; __spoke_default })
         }
     }
-}
-
-/// `tokens`, every one of them at `span`.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut tt| {
-            if let proc_macro2::TokenTree::Group(g) = &tt {
-                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
-                group.set_span(span);
-                tt = group.into();
-            } else {
-                tt.set_span(span);
-            }
-            tt
-        })
-        .collect()
 }
 
 /// What to emit when parsing failed: the item without our attributes, and

@@ -6,18 +6,8 @@ use syn::{Attribute, Expr, Lit, Meta};
 
 /// The doc comment of an item, lines joined with `\n`, common indentation removed.
 pub fn doc_of(attrs: &[Attribute]) -> String {
-    let lines: Vec<String> = attrs
-        .iter()
-        .filter(|a| a.path().is_ident("doc"))
-        .filter_map(|a| match &a.meta {
-            Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(syn::ExprLit {
-                    lit: Lit::Str(s), ..
-                }) => Some(s.value()),
-                _ => None,
-            },
-            _ => None,
-        })
+    let lines: Vec<String> = doc_attrs(attrs)
+        .map(|(_, s)| s)
         // `split`, not `lines`: an empty `///` line is a paragraph break.
         .flat_map(|s| {
             s.split('\n')
@@ -45,6 +35,44 @@ pub fn doc_of(attrs: &[Attribute]) -> String {
     joined.join("\n").trim().to_owned()
 }
 
+/// The `#[doc = "..."]` attributes (one per `///` line) with their text.
+fn doc_attrs(attrs: &[Attribute]) -> impl Iterator<Item = (&Attribute, String)> {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some((a, s.value())),
+                _ => None,
+            },
+            _ => None,
+        })
+}
+
+/// For a heading line (`# ...`), whether it opens the `# Arguments`
+/// section; `None` for any other line.
+fn arguments_heading(trimmed: &str) -> Option<bool> {
+    trimmed.starts_with('#').then(|| {
+        trimmed
+            .trim_start_matches('#')
+            .trim()
+            .eq_ignore_ascii_case("arguments")
+    })
+}
+
+/// An `# Arguments` entry line, `* `name` - text` or `- `name`: text`: the
+/// name and the rest of the line after it.
+fn argument_entry(trimmed: &str) -> Option<(&str, &str)> {
+    let rest = trimmed
+        .strip_prefix("* ")
+        .or_else(|| trimmed.strip_prefix("- "))?
+        .strip_prefix('`')?;
+    let end = rest.find('`')?;
+    Some((&rest[..end], &rest[end + 1..]))
+}
+
 /// Splits a fn's doc into its description and the entries of its
 /// `# Arguments` section (`* `name` - text` or `- `name`: text`).
 pub fn split_arguments(doc: &str) -> (String, BTreeMap<String, String>) {
@@ -54,11 +82,8 @@ pub fn split_arguments(doc: &str) -> (String, BTreeMap<String, String>) {
     let mut current: Option<String> = None;
     for line in doc.lines() {
         let trimmed = line.trim();
-        if trimmed.starts_with('#') {
-            in_args = trimmed
-                .trim_start_matches('#')
-                .trim()
-                .eq_ignore_ascii_case("arguments");
+        if let Some(opens) = arguments_heading(trimmed) {
+            in_args = opens;
             current = None;
             if in_args {
                 continue;
@@ -68,19 +93,10 @@ pub fn split_arguments(doc: &str) -> (String, BTreeMap<String, String>) {
             description.push(line);
             continue;
         }
-        if let Some(rest) = trimmed
-            .strip_prefix("* ")
-            .or_else(|| trimmed.strip_prefix("- "))
-            && let Some(rest) = rest.strip_prefix('`')
-            && let Some(end) = rest.find('`')
-        {
-            let name = rest[..end].to_owned();
-            let text = rest[end + 1..]
-                .trim_start_matches([' ', '-', ':', '—'])
-                .trim()
-                .to_owned();
-            args.insert(name.clone(), text);
-            current = Some(name);
+        if let Some((name, rest)) = argument_entry(trimmed) {
+            let text = rest.trim_start_matches([' ', '-', ':', '—']).trim();
+            args.insert(name.to_owned(), text.to_owned());
+            current = Some(name.to_owned());
             continue;
         }
         if let (Some(name), false) = (&current, trimmed.is_empty()) {
@@ -95,37 +111,16 @@ pub fn split_arguments(doc: &str) -> (String, BTreeMap<String, String>) {
 /// The doc attribute (one `///` line) that holds the `# Arguments` entry of
 /// `name`, to point an error at; the first doc line if no line alone holds it.
 pub fn argument_doc_attr<'a>(attrs: &'a [Attribute], name: &str) -> Option<&'a Attribute> {
-    let docs: Vec<(&Attribute, String)> = attrs
-        .iter()
-        .filter(|a| a.path().is_ident("doc"))
-        .filter_map(|a| match &a.meta {
-            Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(syn::ExprLit {
-                    lit: Lit::Str(s), ..
-                }) => Some((a, s.value())),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    let entry = format!("`{name}`");
+    let docs: Vec<(&Attribute, String)> = doc_attrs(attrs).collect();
     let mut in_args = false;
     for (attr, text) in &docs {
         for line in text.split('\n') {
             let trimmed = line.trim();
-            if trimmed.starts_with('#') {
-                in_args = trimmed
-                    .trim_start_matches('#')
-                    .trim()
-                    .eq_ignore_ascii_case("arguments");
+            if let Some(opens) = arguments_heading(trimmed) {
+                in_args = opens;
                 continue;
             }
-            if in_args
-                && let Some(rest) = trimmed
-                    .strip_prefix("* ")
-                    .or_else(|| trimmed.strip_prefix("- "))
-                && rest.starts_with(&entry)
-            {
+            if in_args && argument_entry(trimmed).is_some_and(|(entry, _)| entry == name) {
                 return Some(attr);
             }
         }

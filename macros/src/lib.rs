@@ -35,6 +35,7 @@ mod free_action;
 mod names;
 mod params;
 mod producer;
+mod spans;
 mod stray;
 mod types;
 

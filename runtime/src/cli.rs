@@ -526,11 +526,17 @@ fn actions(ty: &ConnectorType, all: bool) -> ExitCode {
 /// of it passed, so "config ok" means the connector can start.
 async fn check(ty: &Arc<ConnectorType>, source: &ConfigSource, init: bool) -> ExitCode {
     let fields = ty.registration().config_fields;
-    if let Err(e) = (ty.registration().check_config)(source) {
-        return fail(EXIT_USAGE, format_args!("{e}"));
-    }
-    if init && let Err(e) = Instance::start(Arc::clone(ty), source.clone()).await {
-        return fail(EXIT_USAGE, format_args!("{}", start_failed(ty, source, &e)));
+    // Starting loads the config too (with the same errors): load it once.
+    let checked = if init {
+        Instance::start(Arc::clone(ty), source.clone())
+            .await
+            .map(drop)
+            .map_err(|e| start_failed(ty, source, &e))
+    } else {
+        (ty.registration().check_config)(source).map_err(|e| e.to_string())
+    };
+    if let Err(message) = checked {
+        return fail(EXIT_USAGE, format_args!("{message}"));
     }
     let mut report = format!(
         "config ok: connector `{}`, {} field(s)\n",

@@ -15,22 +15,33 @@ fn new_key() -> (tempfile::TempDir, std::path::PathBuf, InstanceKey) {
     (dir, path, key)
 }
 
+/// Runs `tool` with `args` and the key file last; its stdout, or the test
+/// fails with what the tool said.
+fn read_with(tool: &str, args: &[&str], path: &std::path::Path) -> Vec<u8> {
+    let out = Command::new(tool)
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool} (.ci/run installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} refused the key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 #[test]
 fn openssl_reads_the_key_and_finds_its_public_key() {
     let (_dir, path, key) = new_key();
-    let out = Command::new("openssl")
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(&path)
-        .output()
-        .expect("run openssl (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "openssl refused the key: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let der = read_with(
+        "openssl",
+        &["pkey", "-pubout", "-outform", "DER", "-in"],
+        &path,
     );
     // SubjectPublicKeyInfo for Ed25519: a 12-byte header, then the key.
-    assert_eq!(out.stdout.len(), 44, "{:?}", out.stdout);
-    assert_eq!(out.stdout[12..], key.public_key());
+    assert_eq!(der.len(), 44, "{der:?}");
+    assert_eq!(der[12..], key.public_key());
 }
 
 #[test]
@@ -40,20 +51,11 @@ fn python_cryptography_reads_the_key_and_finds_its_public_key() {
 from cryptography.hazmat.primitives import serialization as s\n\
 k = s.load_pem_private_key(open(sys.argv[1], 'rb').read(), None)\n\
 print(k.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw).hex())\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(&path)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "cryptography refused the key: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = read_with("python3", &["-c", script], &path);
     let hex: String = key
         .public_key()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hex);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), hex);
 }

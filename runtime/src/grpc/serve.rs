@@ -258,7 +258,7 @@ async fn attach_forever(
     let mut session_token = String::new();
     let mut give_up_at: Option<Instant> = None;
     loop {
-        let (reason, delay) = match link.session(&mut session_token).await {
+        let (reason, delay, hub_gone) = match link.session(&mut session_token).await {
             SessionEnd::Left => return Ok(()),
             SessionEnd::Refused { message } => {
                 tracing::error!(
@@ -275,6 +275,7 @@ async fn attach_forever(
                 (
                     format!("the hub did not accept this instance's proof of identity: {message}"),
                     Some(delay),
+                    false,
                 )
             }
             SessionEnd::Lost {
@@ -286,25 +287,23 @@ async fn attach_forever(
                     schedule.reset();
                     auth_schedule.reset();
                 }
-                if hub_gone && matches!(*phase.borrow_and_update(), Phase::Leaving(_)) {
-                    // The callers of the calls whose results wait here were
-                    // the gone hub's; a hub that starts later cannot take
-                    // them. Nobody to wait for.
-                    let undelivered = link.outbox.undelivered();
-                    if undelivered > 0 {
-                        tracing::warn!(
-                            hub = %options.hub_url,
-                            undelivered,
-                            "leaving while no hub listens: the results of {undelivered} call(s) are dropped (their callers went with the hub)"
-                        );
-                    }
-                    return Ok(());
-                }
-                (reason, None)
+                (reason, None, hub_gone)
             }
         };
         if matches!(*phase.borrow_and_update(), Phase::Leaving(_)) {
             if link.outbox.is_settled() {
+                return Ok(());
+            }
+            if hub_gone {
+                // Nothing listens where the hub was: the callers of the
+                // results waiting here went with it, and a hub that starts
+                // later cannot take them. Nobody to wait for.
+                let undelivered = link.outbox.undelivered();
+                tracing::warn!(
+                    hub = %options.hub_url,
+                    undelivered,
+                    "leaving while no hub listens: the results of {undelivered} call(s) are dropped (their callers went with the hub)"
+                );
                 return Ok(());
             }
             let at = *give_up_at.get_or_insert_with(|| Instant::now() + LEAVE_WINDOW);

@@ -157,13 +157,10 @@ impl HubLeg {
             .ok()
             .and_then(|m| m["name"].as_str().map(str::to_owned))
             .ok_or_else(|| format!("`describe` printed no manifest: {manifest}{stderr}"))?;
-        let mut hub = Command::new(&self.spoke)
+        let mut hub = clean_command(&self.spoke)
             .args(["hub", "--listen", "127.0.0.1:0", "--insecure", "--no-auth"])
-            .env_clear()
             .env("HOME", &home)
-            .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", display(&self.spoke)))?;
@@ -198,15 +195,11 @@ impl HubLeg {
     }
 
     fn spoke(&self, state: &HubState) -> Command {
-        let mut command = Command::new(&self.spoke);
+        let mut command = clean_command(&self.spoke);
         command
-            .env_clear()
             .env("HOME", &state.home)
             .env("SPOKE_HUB_URL", &state.url)
-            .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdin(Stdio::null());
         command
     }
 
@@ -515,15 +508,8 @@ impl Conformance {
     /// A command for the binary with the run's environment only (and
     /// `PATH`), its stdout and stderr piped: for a [`Leg`] to start.
     pub fn command(&self) -> Command {
-        let mut command = Command::new(&self.binary);
-        command
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
+        let mut command = clean_command(&self.binary);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 
@@ -549,6 +535,17 @@ impl Conformance {
         let status = wait(&mut child, self.timeout)?;
         Ok((status, join(stdout), join(stderr)))
     }
+}
+
+/// `program` with an empty environment but `PATH`, stdout and stderr piped.
+fn clean_command(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
 fn display(path: &Path) -> String {
