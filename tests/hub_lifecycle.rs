@@ -12,7 +12,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-#[tokio::test]
+// Multi-threaded: waiting for the hub's exit blocks this thread, and the
+// client's connection must keep running meanwhile (its graceful close
+// answers the hub's GOAWAY ping).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_health_watch_ends_at_shutdown_and_does_not_hold_the_hub() {
     let mut hub = Hub::start(&["--shutdown-grace", "5s"]);
     let channel = tonic::transport::Channel::from_shared(hub.url.clone())
