@@ -213,7 +213,7 @@ async fn refused(hub: &Hub, how: Attach<'_>, code: Code, says: &str, logged: &[&
         .expect("refused");
     assert_eq!(err.code(), code, "{err:?}");
     assert!(err.message().contains(says), "{}", err.message());
-    wait_log(hub, logged);
+    hub.wait_log(logged);
 }
 
 async fn channel(hub: &Hub) -> Channel {
@@ -278,25 +278,6 @@ fn spoke_refused(hub: &Hub, token: &str, args: &[&str]) -> String {
     stderr
 }
 
-/// Waits until the hub's log has a line containing every needle.
-fn wait_log(hub: &Hub, needles: &[&str]) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let log = hub.log_text();
-        if let Some(line) = log
-            .lines()
-            .find(|line| needles.iter().all(|n| line.contains(n)))
-        {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {needles:?}; log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn start() -> (Hub, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start_secure(dir.path(), &["--insecure", "--heartbeat-interval", "500ms"]);
@@ -356,7 +337,7 @@ async fn a_forgotten_instance_comes_back_with_a_new_key_as_pending() {
     );
     let status = ended(live).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    wait_log(&hub, &["admin: forgot instance `n1`"]);
+    hub.wait_log(&["admin: forgot instance `n1`"]);
 
     // The new key attaches as a new, pending instance, and is approved live.
     let (c, first) = attach(
@@ -400,7 +381,7 @@ async fn an_unknown_instance_waits_for_approval_and_is_approved_live() {
     .await
     .expect("a pending instance attaches");
     assert_eq!(first.status, RegistrationStatus::PendingApproval as i32);
-    wait_log(&hub, &["instance `e1` of connector `echo`", "pending"]);
+    hub.wait_log(&["instance `e1` of connector `echo`", "pending"]);
 
     // Nothing is routed to it.
     let err = call(&ch, Some(&op), "echo", "echo").await.unwrap_err();
@@ -410,7 +391,7 @@ async fn an_unknown_instance_waits_for_approval_and_is_approved_live() {
         "{}",
         err.message()
     );
-    wait_log(&hub, &["call", "outcome=unavailable"]);
+    hub.wait_log(&["call", "outcome=unavailable"]);
 
     let pending: serde_json::Value = serde_json::from_str(&spoke(&hub, &["pending"])).unwrap();
     let list = pending["instances"].as_array().unwrap();
@@ -457,7 +438,7 @@ async fn a_rejected_instance_is_cut_and_refused_later() {
         "{}",
         status.message()
     );
-    wait_log(&hub, &["instance `r1`", "rejected by an administrator"]);
+    hub.wait_log(&["instance `r1`", "rejected by an administrator"]);
 
     refused(
         &hub,
@@ -561,7 +542,7 @@ async fn revoking_cuts_the_live_session_and_its_token() {
     spoke(&hub, &["revoke", "v1"]);
     let status = ended(c).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    wait_log(&hub, &["instance `v1`", "revoked by an administrator"]);
+    hub.wait_log(&["instance `v1`", "revoked by an administrator"]);
 
     // Resuming with the old session token and a valid assertion: refused.
     let mut how = Attach::new("echo", "v1", Some(credentials(&key, "", "echo", "v1")));
@@ -641,7 +622,13 @@ async fn client_tokens_grant_what_they_say() {
     // No token, an unknown one.
     let err = call(&ch, None, "echo", "echo").await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
-    wait_log(&hub, &["call", "connector=echo", "outcome=unauthenticated"]);
+    // Refused from its headers: the body (which names the connector) is
+    // never read.
+    hub.wait_log(&[
+        "call refused before its body was read",
+        "method=/spoke.v1.Hub/Invoke",
+        "outcome=unauthenticated",
+    ]);
     let err = call(&ch, Some("spk_forged"), "echo", "echo")
         .await
         .unwrap_err();
@@ -660,10 +647,7 @@ async fn client_tokens_grant_what_they_say() {
     assert_eq!(err.message(), "token does not grant connector files");
     let err = call(&ch, Some(&read), "nothing", "echo").await.unwrap_err();
     assert_eq!(err.message(), "token does not grant connector nothing");
-    wait_log(
-        &hub,
-        &["call", "connector=files", "outcome=permission_denied"],
-    );
+    hub.wait_log(&["call", "connector=files", "outcome=permission_denied"]);
 
     // Write with a read token.
     let err = call(&ch, Some(&read), "echo", "put").await.unwrap_err();
@@ -679,7 +663,7 @@ async fn client_tokens_grant_what_they_say() {
     let err = call(&ch, Some(&writer), "echo", "wipe").await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("admin-only"), "{}", err.message());
-    wait_log(&hub, &["call", "action=wipe", "outcome=permission_denied"]);
+    hub.wait_log(&["call", "action=wipe", "outcome=permission_denied"]);
     assert!(call(&ch, Some(&admin), "echo", "wipe").await.is_ok());
 
     // Hidden: not listed, and uncallable exactly like a missing action.
@@ -714,7 +698,7 @@ async fn client_tokens_grant_what_they_say() {
     // An admin command without an admin token.
     let stderr = spoke_refused(&hub, &writer, &["pending"]);
     assert!(stderr.contains("error[permission_denied]"));
-    wait_log(&hub, &["admin ListPending refused", "permission_denied"]);
+    hub.wait_log(&["admin ListPending refused", "permission_denied"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -780,7 +764,7 @@ async fn a_revoked_client_token_is_refused_from_its_next_call() {
 
     let said = spoke(&hub, &["client-token", "revoke", &id]);
     assert!(said.contains(&id) && said.contains("revoked"), "{said}");
-    wait_log(&hub, &["client token", &id, "revoked"]);
+    hub.wait_log(&["client token", &id, "revoked"]);
     let err = call(&ch, Some(&token), "echo", "echo").await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     assert!(call(&ch, Some(&other), "echo", "echo").await.is_ok());
@@ -922,7 +906,7 @@ async fn tenants_see_and_call_only_their_own() {
         theirs.message().replace("crm", "X"),
         nobody.message().replace("cra", "X")
     );
-    wait_log(&hub, &["call", "connector=crm", "outcome=not_found"]);
+    hub.wait_log(&["call", "connector=crm", "outcome=not_found"]);
     let listed = HubClient::new(ch.clone())
         .list_connectors(bearer(ListConnectorsRequest {}, Some(&beta)))
         .await
@@ -1218,7 +1202,7 @@ async fn approvals_survive_a_restart_and_the_data_dir_is_private() {
         first_token = hub.operator_token.clone().unwrap();
         let c = approved(&hub, "", "echo", "p1", &key).await;
         drop(c);
-        wait_log(&hub, &["serving without TLS"]);
+        hub.wait_log(&["serving without TLS"]);
     }
     #[cfg(unix)]
     {

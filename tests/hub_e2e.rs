@@ -151,7 +151,7 @@ fn unknown_names_are_not_found_and_name_what_exists() {
 }
 
 #[test]
-fn a_connector_killed_mid_call_gives_unavailable_promptly() {
+fn a_connector_killed_mid_read_gives_unavailable_once_no_restart_comes() {
     let hub = Hub::start(&["--heartbeat-interval", "1s"]);
     let faults = hub.attach("faults", &[("SPOKE_INSTANCE_ID", "f1")]);
     hub.wait_for_instances("faults", 1, READY);
@@ -163,10 +163,12 @@ fn a_connector_killed_mid_call_gives_unavailable_promptly() {
     faults.signal("KILL");
     let killed = Instant::now();
     let out = caller.join().unwrap();
+    // The session waits out its resume window (1 s), then the read waits
+    // up to 5 s for a restart of the instance to run on; none comes.
+    let took = killed.elapsed();
     assert!(
-        killed.elapsed() < Duration::from_secs(4),
-        "took {:?}",
-        killed.elapsed()
+        took > Duration::from_secs(5) && took < Duration::from_secs(9),
+        "took {took:?}"
     );
     assert_eq!(out.status.code(), Some(3), "{}", common::stderr(&out));
     let err = common::stderr(&out);

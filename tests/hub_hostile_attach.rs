@@ -7,49 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut};
 use common::Hub;
+use common::peer::Raw;
 use spoke_proto::v1::connector_hub_client::ConnectorHubClient;
 use spoke_proto::v1::{ConnectorFrame, Ping, connector_frame};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
-
-/// Sends and receives message bodies as raw bytes: what a peer that does
-/// not speak the protocol puts on the wire.
-#[derive(Debug, Clone, Default)]
-struct Raw;
-
-impl Codec for Raw {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let n = src.remaining();
-        Ok(Some(src.copy_to_bytes(n).to_vec()))
-    }
-}
 
 async fn channel(hub: &Hub) -> Channel {
     Channel::from_shared(hub.url.clone())
@@ -71,17 +34,6 @@ async fn refusal<T>(response: Result<tonic::Response<tonic::Streaming<T>>, Statu
         Ok(Ok(frame)) => panic!("the stream ended without a status: {:?}", frame.is_some()),
         Ok(Err(status)) => status,
     }
-}
-
-/// Waits for a line of the hub's log that contains `text`.
-async fn logged(hub: &Hub, text: &str) -> String {
-    for _ in 0..200 {
-        if let Some(line) = hub.log_text().lines().find(|l| l.contains(text)) {
-            return line.to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no hub log line with {text:?}; log:\n{}", hub.log_text());
 }
 
 #[tokio::test]
@@ -107,11 +59,9 @@ async fn garbage_bytes_as_the_first_frame_are_invalid_argument_with_a_log_line()
             .contains("must be a Register ConnectorFrame"),
         "{status:?}"
     );
-    let line = logged(
-        &hub,
-        "refused an unregistered peer attaching from 127.0.0.1:",
-    )
-    .await;
+    let line = hub
+        .logged(&["refused an unregistered peer attaching from 127.0.0.1:"])
+        .await;
     assert!(line.contains("invalid_argument"), "{line}");
     drop(tx);
 }
@@ -135,10 +85,9 @@ async fn a_first_frame_that_is_not_a_register_is_invalid_argument_with_a_log_lin
         status.message().contains("must be Register, got Ping"),
         "{status:?}"
     );
-    logged(
-        &hub,
+    hub.logged(&[
         "invalid_argument: the first frame of an Attach stream must be Register, got Ping",
-    )
+    ])
     .await;
     drop(tx);
 }

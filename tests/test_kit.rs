@@ -248,7 +248,7 @@ async fn a_secret_type_is_secret_without_the_key() {
     }
     let text = err.to_string();
     assert!(
-        text.contains("`retries`: invalid value \"[redacted]\""),
+        text.contains("`retries`: invalid value (not shown: it holds the value of a secret field)"),
         "{text}"
     );
     assert!(

@@ -39,6 +39,112 @@ pub struct HubConfig {
     pub data_dir: Option<PathBuf>,
     /// The listener's certificate and key (PEM files); `None`: no TLS.
     pub tls: Option<TlsFiles>,
+    /// How connections, and the request bytes they hold, are bounded.
+    pub connections: ConnectionLimits,
+    /// With auth: how instances pending approval, and the Attach streams
+    /// each peer address opens, are bounded.
+    pub registrations: RegistrationLimits,
+}
+
+/// How a hub with auth bounds registrations: the instances pending an
+/// administrator's approval (per tenant, overall, and how long one that is
+/// not attached is kept) and the rate at which one peer address may open
+/// Attach streams (`spoke hub --max-pending-per-tenant`, `--max-pending`,
+/// `--pending-expiry`, `--register-burst`, `--register-rate`). A hub
+/// without auth keeps no pending instances and applies none of them.
+///
+/// ```
+/// use std::time::Duration;
+/// use spoke_hub::config::RegistrationLimits;
+///
+/// let limits = RegistrationLimits {
+///     max_pending_per_tenant: 10,
+///     ..RegistrationLimits::default()
+/// };
+/// assert_eq!(limits.max_pending, 1000);
+/// assert_eq!(limits.pending_expiry, Duration::from_secs(7 * 24 * 3600));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationLimits {
+    /// The most instances pending approval in one tenant; a new instance
+    /// beyond it is refused with RESOURCE_EXHAUSTED (0: every new instance
+    /// needs a registration token).
+    pub max_pending_per_tenant: usize,
+    /// The most instances pending approval in all tenants together.
+    pub max_pending: usize,
+    /// How long after it was first seen a pending instance is forgotten,
+    /// once it is not attached.
+    pub pending_expiry: Duration,
+    /// How many Attach streams one peer address (an IPv4 address, or an
+    /// IPv6 /64) may open in a burst (0 counts as 1).
+    pub register_burst: u32,
+    /// How many Attach streams per second one peer address may open after
+    /// its burst; 0: no rate limit.
+    pub register_rate: u32,
+}
+
+impl Default for RegistrationLimits {
+    fn default() -> Self {
+        RegistrationLimits {
+            max_pending_per_tenant: 100,
+            max_pending: 1000,
+            pending_expiry: Duration::from_secs(7 * 24 * 3600),
+            register_burst: 20,
+            register_rate: 5,
+        }
+    }
+}
+
+/// How the hub bounds its connections and the request bytes they hold,
+/// before any credential is seen (`spoke hub --max-connections`,
+/// `--handshake-timeout`, `--idle-timeout`, `--keepalive`,
+/// `--keepalive-timeout`, `--connection-budget`, `--request-budget`).
+///
+/// ```
+/// use std::time::Duration;
+/// use spoke_hub::config::ConnectionLimits;
+///
+/// let limits = ConnectionLimits {
+///     idle_timeout: Duration::from_secs(60),
+///     ..ConnectionLimits::default()
+/// };
+/// assert_eq!(limits.max_connections, 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// The most connections open at once; a connection accepted beyond it
+    /// is closed at once (and counted in a warning).
+    pub max_connections: usize,
+    /// How long a new connection has, from the moment it is accepted, to
+    /// open its first request: the TLS and HTTP/2 handshakes included.
+    pub handshake_timeout: Duration,
+    /// How long a connection with no request open is kept. An attached
+    /// connector always has one open (its Attach stream).
+    pub idle_timeout: Duration,
+    /// How often the hub sends an HTTP/2 PING on each connection.
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed
+    /// (a healthy peer's HTTP/2 stack answers at once).
+    pub keepalive_timeout: Duration,
+    /// The most bytes of request messages one connection may have on their
+    /// way in (received, not yet whole) at once.
+    pub connection_budget: usize,
+    /// The most such bytes over all connections.
+    pub request_budget: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+            connection_budget: 32 * 1024 * 1024,
+            request_budget: 256 * 1024 * 1024,
+        }
+    }
 }
 
 /// The PEM files of the hub's TLS identity.
@@ -61,6 +167,8 @@ impl HubConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             data_dir: None,
             tls: None,
+            connections: ConnectionLimits::default(),
+            registrations: RegistrationLimits::default(),
         }
     }
 

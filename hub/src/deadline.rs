@@ -1,10 +1,10 @@
-//! Call deadlines: the caller's `grpc-timeout` header, and how much of it is
+//! Call deadlines: the caller's `grpc-timeout` header, counted from the
+//! moment the request arrived ([`CallDeadline`]), and how much of it is
 //! left when the hub hands an invocation to a connector.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::metadata::MetadataMap;
 
 /// The header a gRPC client sends its deadline in.
 pub(crate) const GRPC_TIMEOUT: &str = "grpc-timeout";
@@ -41,21 +41,37 @@ pub(crate) fn parse_grpc_timeout(value: &str) -> Result<Duration, String> {
     })
 }
 
-/// The deadline of a call that arrived now with these request headers:
-/// `None` without a `grpc-timeout`. A malformed header is ignored (as tonic's
-/// transport does) with a debug log line.
-pub(crate) fn from_metadata(metadata: &MetadataMap) -> Option<Instant> {
-    let value = metadata.get(GRPC_TIMEOUT)?;
+/// The deadline of a call that arrived at `arrived` with these request
+/// headers: `None` without a `grpc-timeout`. A malformed header is ignored
+/// (as tonic's transport does) with a debug log line.
+pub(crate) fn from_headers(headers: &http::HeaderMap, arrived: Instant) -> Option<Instant> {
+    let value = headers.get(GRPC_TIMEOUT)?;
     let parsed = value
         .to_str()
         .map_err(|_| format!("invalid {GRPC_TIMEOUT}: not ASCII"))
         .and_then(parse_grpc_timeout);
     match parsed {
-        Ok(timeout) => Some(Instant::now() + timeout.saturating_sub(margin(timeout))),
+        Ok(timeout) => Some(arrived + timeout.saturating_sub(margin(timeout))),
         Err(err) => {
             tracing::debug!("{err}; treating the call as having no deadline");
             None
         }
+    }
+}
+
+/// A call's deadline, computed once when its request arrives (before its
+/// body is read) and kept in the request's extensions: the hub answers
+/// `DEADLINE_EXCEEDED` by it, ahead of tonic's own timer on the same
+/// header (which would answer `CANCELLED`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallDeadline(pub(crate) Option<Instant>);
+
+/// The deadline of a call: the one fixed when it arrived, else (a request
+/// that did not come through the hub's server) from its headers, now.
+pub(crate) fn of_request<T>(request: &tonic::Request<T>) -> Option<Instant> {
+    match request.extensions().get::<CallDeadline>() {
+        Some(CallDeadline(deadline)) => *deadline,
+        None => from_headers(request.metadata().as_ref(), Instant::now()),
     }
 }
 
@@ -116,6 +132,25 @@ mod tests {
         );
         assert_eq!(margin(Duration::from_secs(10)), Duration::from_millis(25));
         assert_eq!(margin(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_counts_from_arrival_less_the_margin() {
+        let arrived = Instant::now();
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(from_headers(&headers, arrived), None);
+        headers.insert(GRPC_TIMEOUT, "300m".parse().unwrap());
+        assert_eq!(
+            from_headers(&headers, arrived),
+            Some(arrived + Duration::from_millis(285))
+        );
+        headers.insert(GRPC_TIMEOUT, "soon".parse().unwrap());
+        assert_eq!(from_headers(&headers, arrived), None);
+        // A request that came through the server keeps the deadline fixed
+        // on arrival.
+        let mut request = tonic::Request::new(());
+        request.extensions_mut().insert(CallDeadline(Some(arrived)));
+        assert_eq!(of_request(&request), Some(arrived));
     }
 
     #[tokio::test]

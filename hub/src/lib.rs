@@ -14,14 +14,20 @@
 //! | `sidecars/` | `--sidecars FILE.toml` ([`sidecars_config`]): stdio sidecars supervised, restarted and bridged to the hub as connectors |
 //! | [`cli`] | the `spoke` command line: [`client`] and [`admin_client`] commands, and `spoke hub` |
 //! | [`server`] | the gRPC server (ConnectorHub, Hub, Admin, `grpc.health.v1`, reflection v1 and v1alpha) and its graceful shutdown |
+//! | `reflection` | server reflection v1 and v1alpha for the server: tonic-reflection's lookups, with a failed lookup answered in-stream (an `ErrorResponse`) and the stream kept open |
+//! | `guard/` | what bounds a peer before any credential: the connection limit, handshake and idle timeouts, the token checked from headers before a body is read, request bytes in flight per connection and overall |
 //! | [`config`] | the hub's settings |
 //! | `ids`, `wire`, `deadline` | shared pieces: request and session ids, tokens, the clock, the default tenant; the caller header and status code names; `grpc-timeout` |
 //!
 //! Imports point one way, and no two folders import each other:
 //! `cli → server → api → sessions → trust → routing → shared pieces`, and
 //! `sidecars` (used by the server, the CLI and the Hub service) imports
-//! nothing else of the hub. The store needs only the shared ids; the
-//! registry does not know the routing rules.
+//! nothing else of the hub, nor does `reflection` (used by the server);
+//! `guard` imports only the settings and shared pieces (`deadline`; the server gives it
+//! the token check as a function; `api` and `sessions` ask it for a
+//! request's peer address). The
+//! store needs only the shared ids; the registry does not know the routing
+//! rules.
 
 #![warn(missing_docs)]
 
@@ -29,7 +35,9 @@ mod api;
 pub mod cli;
 pub mod config;
 mod deadline;
+mod guard;
 mod ids;
+mod reflection;
 mod routing;
 pub mod server;
 mod sessions;

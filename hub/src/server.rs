@@ -21,6 +21,7 @@ use spoke_proto::{MAX_ASSEMBLED_BYTES, MAX_MESSAGE_BYTES, RESPONSE_SLACK_BYTES};
 use crate::api::admin_api::AdminApi;
 use crate::api::client_api::ClientApi;
 use crate::config::{self, HubConfig};
+use crate::guard::{GuardLayer, GuardedIncoming, HeaderCheck};
 use crate::ids::DEFAULT_TENANT;
 use crate::sessions::attach::AttachService;
 use crate::sessions::state::HubState;
@@ -163,21 +164,28 @@ pub async fn run_until_supervised(
         (Some(trust), Some(dir)) => sidecar_keys(trust, dir, &sidecars)?,
         _ => std::collections::HashMap::new(),
     };
+    let limits = config.connections.clone();
     let state = HubState::with_auth(config, trust, access);
     let statuses = StatusMap::default();
 
     let (mut health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 = crate::reflection::v1::service()?;
+    let reflection_v1alpha = crate::reflection::v1alpha::service()?;
 
-    let mut builder = Server::builder();
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
             .map_err(|e| ServeError::Tls(format!("the certificate or key is not usable: {e}")))?;
     }
     let router = builder
+        .layer(GuardLayer::new(
+            header_check(Arc::clone(&state)),
+            limits.request_budget,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -199,6 +207,7 @@ pub async fn run_until_supervised(
     on_bound(addr);
 
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let incoming = GuardedIncoming::new(incoming, &limits);
     let serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stopped_rx.await;
     }));
@@ -231,6 +240,21 @@ pub async fn run_until_supervised(
             Ok(())
         }
     }
+}
+
+/// Refuses a Hub or Admin call without a valid client token from its
+/// headers, before its body is read (the services check what the token
+/// grants once they have the request).
+fn header_check(state: Arc<HubState>) -> HeaderCheck {
+    Arc::new(move |path, headers| {
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        if service == hub_server::SERVICE_NAME || service == admin_server::SERVICE_NAME {
+            let authorization = headers.get("authorization").map(|v| v.as_bytes());
+            state.access.caller_from(authorization).map(drop)
+        } else {
+            Ok(())
+        }
+    })
 }
 
 /// The keys of the supervised sidecars' bridges, made on first use under
@@ -317,12 +341,6 @@ fn finish(
             Ok(())
         }
     }
-}
-
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(spoke_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// The names health is reported under: the server as a whole (`""`) and

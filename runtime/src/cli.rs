@@ -436,7 +436,9 @@ fn pick(registry: &Registry, wanted: Option<&str>) -> Result<Arc<ConnectorType>,
     }
 }
 
-fn config_source(path: Option<&str>) -> Result<ConfigSource, String> {
+/// The config: the JSON object in the file at `path` (`-`: stdin), or the
+/// environment; an error names the file and says what is wrong with it.
+pub(crate) fn config_source(path: Option<&str>) -> Result<ConfigSource, String> {
     let Some(path) = path else {
         return Ok(ConfigSource::from_env());
     };

@@ -48,6 +48,9 @@ pub mod suggest;
 #[doc(hidden)]
 pub mod __private;
 
+#[cfg(test)]
+mod props;
+
 pub use self::core::{
     config, connector, context, decode, error, instance, manifest, producer, registry, schema,
     secret,

@@ -3,6 +3,7 @@
 
 #[path = "../frames/mod.rs"]
 pub mod frames;
+pub mod peer;
 pub mod proxy;
 pub mod sidecar;
 
@@ -201,6 +202,9 @@ impl Drop for ChildGuard {
     }
 }
 
+/// How long [`Hub::wait_log`] waits for a log line.
+pub const LOG_WAIT: Duration = Duration::from_secs(10);
+
 /// A running hub on a free loopback port.
 pub struct Hub {
     pub process: ChildGuard,
@@ -226,6 +230,20 @@ impl Hub {
         Self::spawn(listen, &args)
     }
 
+    /// Like [`Hub::start`], logging warnings and errors only (`RUST_LOG=warn`):
+    /// for load that would log a line per call.
+    pub fn start_quiet(extra: &[&str]) -> Hub {
+        let mut args = vec!["--insecure", "--no-auth"];
+        args.extend_from_slice(extra);
+        Self::spawn_with(
+            |cmd| {
+                cmd.env("RUST_LOG", "warn");
+            },
+            "127.0.0.1:0",
+            &args,
+        )
+    }
+
     /// Starts a hub with auth, keeping its store in `data` (`--data`), on a
     /// free port; `extra` must say `--insecure` or give TLS flags. Its
     /// operator token is in [`Hub::operator_token`].
@@ -245,9 +263,56 @@ impl Hub {
         self.logs.lock().unwrap().clone()
     }
 
+    /// The first line of the hub's log so far that contains every needle.
+    fn log_line(&self, needles: &[&str]) -> Option<String> {
+        self.log_text()
+            .lines()
+            .find(|line| needles.iter().all(|n| line.contains(n)))
+            .map(str::to_owned)
+    }
+
+    /// Waits, at most [`LOG_WAIT`], for a line of the hub's log that
+    /// contains every needle, and returns it (blocking this thread).
+    pub fn wait_log(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + LOG_WAIT;
+        loop {
+            if let Some(line) = self.log_line(needles) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no hub log line with {needles:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// [`Hub::wait_log`] for async tests: waits without blocking the runtime.
+    pub async fn logged(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + LOG_WAIT;
+        loop {
+            if let Some(line) = self.log_line(needles) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no hub log line with {needles:?}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn spawn(listen: &str, args: &[&str]) -> Hub {
+        Self::spawn_with(|_| {}, listen, args)
+    }
+
+    fn spawn_with(configure: impl FnOnce(&mut Command), listen: &str, args: &[&str]) -> Hub {
         use std::io::BufRead;
-        let mut child = Command::new(spoke_bin())
+        let mut command = Command::new(spoke_bin());
+        configure(&mut command);
+        let mut child = command
             .args(["hub", "--listen", listen])
             .args(args)
             .stdin(Stdio::null())

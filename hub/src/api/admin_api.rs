@@ -6,11 +6,13 @@
 //! the operator token on any tenant. An instance named by id alone must be
 //! unambiguous among the tenants the caller acts on (otherwise the error
 //! lists the matches). A hub without auth has no store: every Admin call
-//! is `FAILED_PRECONDITION`.
+//! is `FAILED_PRECONDITION`. `ListPending` answers a page at a time (100 by
+//! default, at most 500 and 1 MiB), with a token for the next.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use spoke_proto::prost::Message;
 use spoke_proto::v1::admin_server::Admin;
 use spoke_proto::v1::{
     AdminResponse, ClientTokenInfo, CreateClientTokenRequest, CreateRegistrationTokenRequest,
@@ -25,10 +27,21 @@ use crate::sessions::register::tenant_name;
 use crate::sessions::state::HubState;
 use crate::trust::access::Caller;
 use crate::trust::approval::Trust;
-use crate::trust::store::{Approval, ClientGrant, InstanceRecord, NewToken, Scope};
+use crate::trust::store::{Approval, ClientGrant, InstanceRecord, NewToken, PendingCursor, Scope};
 
 /// How long a registration token stays usable when no TTL is given.
 const DEFAULT_REGISTRATION_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The pending instances per `ListPending` page when the request says 0.
+const DEFAULT_PENDING_PAGE_SIZE: usize = 100;
+/// The most pending instances per `ListPending` page, whatever the request
+/// says.
+const MAX_PENDING_PAGE_SIZE: usize = 500;
+/// The most bytes of pending instances per `ListPending` page (at least
+/// one instance is sent): records stored before the Register limits may
+/// be large.
+const MAX_PENDING_PAGE_BYTES: usize = 1024 * 1024;
+/// The longest page token the hub reads (it gives out about 35 bytes).
+const MAX_PAGE_TOKEN_BYTES: usize = 64;
 
 /// The Admin service.
 #[derive(Debug, Clone)]
@@ -221,6 +234,33 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The page size a `ListPending` request gets: 0 is the default, and at
+/// most [`MAX_PENDING_PAGE_SIZE`].
+fn pending_page_size(requested: u32) -> usize {
+    match usize::try_from(requested).unwrap_or(usize::MAX) {
+        0 => DEFAULT_PENDING_PAGE_SIZE,
+        n => n.min(MAX_PENDING_PAGE_SIZE),
+    }
+}
+
+/// The cursor of a `ListPending` page token; `None` for the first page.
+fn parse_page_token(token: &str) -> Result<Option<PendingCursor>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if token.len() > MAX_PAGE_TOKEN_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "ListPendingRequest.page_token is {} bytes long; the hub gives out tokens of at most {MAX_PAGE_TOKEN_BYTES}: pass the next_page_token of the previous page, or none for the first",
+            token.len()
+        )));
+    }
+    token.parse().map(Some).map_err(|()| {
+        Status::invalid_argument(format!(
+            "ListPendingRequest.page_token {token:?} is not one this hub gives out: pass the next_page_token of the previous page, or none for the first"
+        ))
+    })
+}
+
 fn ttl_of(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
@@ -255,37 +295,60 @@ impl Admin for AdminApi {
         request: Request<ListPendingRequest>,
     ) -> Result<Response<ListPendingResponse>, Status> {
         let (caller, trust) = self.admin(&request, "ListPending")?;
+        let request = request.into_inner();
+        let page_size = pending_page_size(request.page_size);
+        let after = parse_page_token(&request.page_token)?;
         let store = Arc::clone(&trust.store);
         let tenant = caller.tenant_scope();
-        let records = blocking(move || store.pending(tenant.as_deref())).await?;
+        // One more than the page, to know whether another page follows.
+        let records =
+            blocking(move || store.pending_page(tenant.as_deref(), after, page_size + 1)).await?;
+        let more = records.len() > page_size;
         let tables = self.state.lock();
-        let instances = records
-            .into_iter()
-            .map(|r| {
-                let key = InstanceKey {
-                    tenant: r.tenant.clone(),
-                    connector: r.connector.clone(),
-                    id: r.instance_id.clone(),
-                };
-                let attached = tables
-                    .registry
-                    .instance(&key)
-                    .is_some_and(|i| i.link.is_some());
-                PendingInstance {
-                    key_fingerprint: fingerprint(&r.public_key),
-                    display_name: r.display_name,
-                    first_seen_unix_ms: r.first_seen_unix_ms,
-                    attached,
-                    peer: r.peer,
-                    instance: Some(InstanceRef {
-                        instance_id: r.instance_id,
-                        connector: r.connector,
-                        tenant: r.tenant,
-                    }),
-                }
-            })
-            .collect();
-        Ok(Response::new(ListPendingResponse { instances }))
+        let mut instances = Vec::new();
+        let mut bytes = 0;
+        let mut last = None;
+        let mut cut = false;
+        for (cursor, r) in records.into_iter().take(page_size) {
+            let key = InstanceKey {
+                tenant: r.tenant.clone(),
+                connector: r.connector.clone(),
+                id: r.instance_id.clone(),
+            };
+            let attached = tables
+                .registry
+                .instance(&key)
+                .is_some_and(|i| i.link.is_some());
+            let instance = PendingInstance {
+                key_fingerprint: fingerprint(&r.public_key),
+                display_name: r.display_name,
+                first_seen_unix_ms: r.first_seen_unix_ms,
+                attached,
+                peer: r.peer,
+                instance: Some(InstanceRef {
+                    instance_id: r.instance_id,
+                    connector: r.connector,
+                    tenant: r.tenant,
+                }),
+            };
+            // The entry's bytes and its tag and length prefix.
+            let size = instance.encoded_len() + 8;
+            if !instances.is_empty() && bytes + size > MAX_PENDING_PAGE_BYTES {
+                cut = true;
+                break;
+            }
+            bytes += size;
+            last = Some(cursor);
+            instances.push(instance);
+        }
+        let next_page_token = match last {
+            Some(cursor) if more || cut => cursor.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListPendingResponse {
+            instances,
+            next_page_token,
+        }))
     }
 
     async fn approve(
@@ -482,5 +545,41 @@ impl Admin for AdminApi {
             ),
             instance: None,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_default_and_are_capped() {
+        assert_eq!(pending_page_size(0), DEFAULT_PENDING_PAGE_SIZE);
+        assert_eq!(pending_page_size(7), 7);
+        assert_eq!(pending_page_size(500), 500);
+        assert_eq!(pending_page_size(501), MAX_PENDING_PAGE_SIZE);
+        assert_eq!(pending_page_size(u32::MAX), MAX_PENDING_PAGE_SIZE);
+    }
+
+    #[test]
+    fn page_tokens_are_checked_before_use() {
+        assert_eq!(parse_page_token("").unwrap(), None);
+        assert!(parse_page_token("1700000000000.42").unwrap().is_some());
+        let err = parse_page_token("not a token").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message()
+                .contains("page_token \"not a token\" is not one this hub gives out"),
+            "{}",
+            err.message()
+        );
+        let long = "1".repeat(1024 * 1024);
+        let err = parse_page_token(&long).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("is 1048576 bytes long") && err.message().len() < 300,
+            "{}",
+            err.message()
+        );
     }
 }

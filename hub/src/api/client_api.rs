@@ -64,7 +64,7 @@ pub(crate) fn invoke_metadata<T>(request: &Request<T>) -> HashMap<String, String
     let caller = header(CALLER_HEADER)
         .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty())
-        .or_else(|| request.remote_addr().map(|a| a.to_string()))
+        .or_else(|| crate::guard::peer_addr(request).map(|a| a.to_string()))
         .unwrap_or_else(|| "unknown".to_owned());
     let mut metadata = HashMap::from([(CALLER.to_owned(), caller)]);
     for name in TRACE_HEADERS {
@@ -96,7 +96,7 @@ impl ClientApi {
         &self,
         request: Request<InvokeRequest>,
     ) -> Result<(Call, Selection, CallLog), Status> {
-        let deadline = deadline::from_metadata(request.metadata());
+        let deadline = deadline::of_request(&request);
         let metadata = invoke_metadata(&request);
         let caller = self.state.access.caller(request.metadata());
         let request = request.into_inner();

@@ -6,7 +6,14 @@
 //! draining, at capacity). A retry needs a route that allows it (unrouted or
 //! by display name; never an explicit instance nor a broadcast member) and
 //! another ready instance; without one, the refusal reaches the caller as it
-//! is. A call is retried at most once, whatever the reason.
+//! is. A lost read may run again on any ready instance, the restarted
+//! instance of the same id included, and when none is ready it waits for
+//! one (at most [`RESTART_WAIT`], never past its deadline). A call is
+//! retried at most once, whatever the reason.
+//!
+//! A deadline has one outcome: gRPC `DEADLINE_EXCEEDED`, whether the hub's
+//! timer fires first or the connector's `deadline_exceeded` result for the
+//! same deadline arrives first (see [`is_callers_deadline`]).
 //!
 //! Every call logs one line at info when it ends ([`CallLog`]); every
 //! attempt of it one at debug: request id, connector, instance, action,
@@ -35,6 +42,30 @@ use crate::sessions::state::HubState;
 /// How often an Invoke that never reached its instance (the stream closed
 /// under it) is routed again before the call fails.
 const MAX_UNDELIVERED: u32 = 3;
+
+/// How long, at most, a read whose instance was lost waits for an instance
+/// to become ready to run it again (a restart of the same instance takes a
+/// moment); never past the caller's deadline.
+const RESTART_WAIT: Duration = Duration::from_secs(5);
+
+/// How close to the caller's deadline a connector's `deadline_exceeded`
+/// result may arrive and still be the caller's deadline passing (the
+/// connector's clock starts when the Invoke reaches it, and `timeout_ms` is
+/// whole milliseconds).
+const DEADLINE_SLACK: Duration = Duration::from_millis(5);
+
+/// Whether `result` is the connector reporting the caller's own deadline:
+/// its error is `deadline_exceeded` and that deadline has (nearly) passed.
+/// Such a result and the hub's own timer are the same event racing; the
+/// caller always gets the hub's `DEADLINE_EXCEEDED` for it. An action's
+/// own, shorter `timeout` stays the action's error result.
+fn is_callers_deadline(result: &v1::Result, deadline: Option<Instant>) -> bool {
+    let Some(v1::result::Outcome::Error(error)) = &result.outcome else {
+        return false;
+    };
+    error.code == "deadline_exceeded"
+        && deadline.is_some_and(|at| Instant::now() + DEADLINE_SLACK >= at)
+}
 
 /// A checked call, ready to route.
 #[derive(Debug, Clone)]
@@ -179,15 +210,20 @@ pub(crate) async fn run_one(
                 }
                 retried = true;
                 let lost = key.clone();
-                key = reselect(state, call, &lost, Some(&lost.id)).map_err(|status| {
-                    Status::unavailable(format!(
-                        "{reason} while running the read {} `{}`; it may or may not have run, \
+                key = reselect_after_loss(state, call, &lost)
+                    .await
+                    .map_err(|status| {
+                        if status.code() == Code::DeadlineExceeded {
+                            return status;
+                        }
+                        Status::unavailable(format!(
+                            "{reason} while running the read {} `{}`; it may or may not have run, \
                          and no other instance could take the retry: {}",
-                        call.what(),
-                        call.action,
-                        status.message()
-                    ))
-                })?;
+                            call.what(),
+                            call.action,
+                            status.message()
+                        ))
+                    })?;
                 tracing::warn!(
                     "{lost} was lost while running read {} `{}`; retrying once on {key}",
                     call.what(),
@@ -199,6 +235,39 @@ pub(crate) async fn run_one(
 }
 
 /// Picks another instance along the call's route.
+/// The instance to retry a lost read on: any ready one, the lost id
+/// included (ready again, it is a new session: the instance restarted). If
+/// none is ready, waits for one to be admitted or approved, until the
+/// call's deadline and at most [`RESTART_WAIT`].
+async fn reselect_after_loss(
+    state: &HubState,
+    call: &Call,
+    lost: &InstanceKey,
+) -> Result<InstanceKey, Status> {
+    let give_up = Instant::now() + RESTART_WAIT;
+    let give_up = call.deadline.map_or(give_up, |at| at.min(give_up));
+    loop {
+        let changed = state.ready_changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        match reselect(state, call, lost, None) {
+            Err(status) if status.code() == Code::Unavailable => {}
+            found => return found,
+        }
+        if tokio::time::timeout_at(give_up, changed).await.is_err() {
+            if call.deadline.is_some_and(|at| at <= Instant::now()) {
+                return Err(Status::deadline_exceeded(format!(
+                    "{lost} was lost while running {} `{}`, and no instance was ready to run it again \
+                     before the caller's deadline",
+                    call.what(),
+                    call.action
+                )));
+            }
+            return reselect(state, call, lost, None);
+        }
+    }
+}
+
 fn reselect(
     state: &HubState,
     call: &Call,
@@ -369,6 +438,11 @@ async fn attempt(
             // The entry went without an answer: only a lost session does that.
             log.finish("instance_lost", None);
             Err(Failure::Lost(format!("{key} went away")))
+        }
+        Some(Ok(Answer::Result(result))) if is_callers_deadline(&result, call.deadline) => {
+            // Answered: nothing to cancel.
+            log.finish("deadline_exceeded", None);
+            Err(Failure::Deadline)
         }
         Some(Ok(Answer::Result(result))) => {
             let outcome = match &result.outcome {

@@ -4,7 +4,8 @@
 //!
 //! Output: `pending` prints JSON (`{"instances": [{"tenant", "connector",
 //! "instance", "display_name", "key_fingerprint", "first_seen_unix_ms",
-//! "attached", "peer"}]}`) or with `--table` a table; `approve`, `reject`, `forget`
+//! "attached", "peer"}]}`) or with `--table` a table, of every pending
+//! instance (it asks the hub for page after page); `approve`, `reject`, `forget`
 //! and `revoke` print what was done, one line on stdout; the token
 //! commands print the token alone on stdout (its id and expiry on stderr).
 //! Errors and exit codes as for the other client commands.
@@ -15,7 +16,7 @@ use serde_json::json;
 use spoke_proto::v1::admin_client::AdminClient;
 use spoke_proto::v1::{
     CreateClientTokenRequest, CreateRegistrationTokenRequest, InstanceRef, ListClientTokensRequest,
-    ListPendingRequest, RevokeClientTokenRequest,
+    ListPendingRequest, PendingInstance, RevokeClientTokenRequest,
 };
 
 use crate::cli::client::{EXIT_OK, Failure, HubTarget, authorized_channel, columns};
@@ -77,18 +78,44 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `spoke pending [--table]`.
-pub async fn pending(hub: &HubTarget, table: bool) -> u8 {
+/// Every pending instance the hub lists, page after page (`page_size` per
+/// page; 0 the hub's default).
+async fn all_pending(
+    client: &mut AdminClient<crate::cli::client::Authorized>,
+    page_size: u32,
+) -> Result<Vec<PendingInstance>, Failure> {
+    let mut instances = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_pending(request(ListPendingRequest {
+                page_size,
+                page_token: page_token.clone(),
+            }))
+            .await
+            .map_err(|s| Failure::from_status(&s))?
+            .into_inner();
+        instances.extend(page.instances);
+        if page.next_page_token.is_empty() {
+            return Ok(instances);
+        }
+        if page.next_page_token == page_token {
+            return Err(Failure::Hub {
+                code: "internal",
+                message: "the hub answered ListPending with the page token it was given; stopped to avoid listing forever".to_owned(),
+            });
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// `spoke pending [--table]`: every page of the pending instances.
+pub async fn pending(hub: &HubTarget, table: bool, page_size: u32) -> u8 {
     finish(
         async {
             let mut client = admin(hub).await?;
-            let answer = client
-                .list_pending(request(ListPendingRequest {}))
-                .await
-                .map_err(|s| Failure::from_status(&s))?
-                .into_inner();
-            let rows: Vec<_> = answer
-                .instances
+            let instances = all_pending(&mut client, page_size).await?;
+            let rows: Vec<_> = instances
                 .into_iter()
                 .map(|p| {
                     let r = p.instance.unwrap_or_default();

@@ -11,6 +11,8 @@ use spoke_runtime::duration;
 
 use crate::cli::admin_client::{self, ClientTokenOptions, Decision};
 use crate::cli::client::{self, CallOptions, EXIT_USAGE, HubTarget, RouteFlag, ShowEvents};
+use crate::cli::connection_flags::ConnectionFlags;
+use crate::cli::registration_flags::RegistrationFlags;
 use crate::config::{self, DEFAULT_LISTEN, HubConfig, TlsFiles};
 use crate::{server, sidecars};
 use spoke_proto::v1::InstanceRef;
@@ -64,6 +66,10 @@ enum Command {
         /// Print a table for people instead of JSON.
         #[arg(long, short = 't')]
         table: bool,
+        /// How many instances to ask the hub for per page (0: the hub's
+        /// default); every page is fetched and printed either way.
+        #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
+        page_size: u32,
         #[command(flatten)]
         hub: HubUrl,
     },
@@ -201,6 +207,10 @@ struct HubArgs {
     /// clients call without a token, put everything in tenant "default".
     #[arg(long)]
     no_auth: bool,
+    #[command(flatten)]
+    connections: ConnectionFlags,
+    #[command(flatten)]
+    registrations: RegistrationFlags,
 }
 
 #[derive(Debug, Args)]
@@ -337,6 +347,8 @@ fn run_hub(args: HubArgs) -> ExitCode {
         shutdown_grace: args.shutdown_grace,
         data_dir: None,
         tls: None,
+        connections: args.connections.limits(),
+        registrations: args.registrations.limits(),
     };
     let config = match secure(config, &args) {
         Ok(config) => config,
@@ -419,7 +431,11 @@ fn run_client(command: Command) -> ExitCode {
                 hidden,
                 hub,
             } => client::describe(&hub.target(), &connector, hidden).await,
-            Command::Pending { table, hub } => admin_client::pending(&hub.target(), table).await,
+            Command::Pending {
+                table,
+                page_size,
+                hub,
+            } => admin_client::pending(&hub.target(), table, page_size).await,
             Command::Approve(args) => decide(Decision::Approve, args).await,
             Command::Reject(args) => decide(Decision::Reject, args).await,
             Command::Revoke(args) => decide(Decision::Revoke, args).await,

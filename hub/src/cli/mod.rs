@@ -27,6 +27,8 @@
 //! | module | what it is |
 //! |---|---|
 //! | `commands` | the arguments and [`main`]: `spoke hub` runs a [`server`](crate::server), the others call one |
+//! | `connection_flags` | `spoke hub`'s connection-limit flags (`--max-connections`, the timeouts, the budgets) |
+//! | `registration_flags` | `spoke hub`'s registration-limit flags (`--max-pending-per-tenant`, `--max-pending`, `--pending-expiry`, `--register-burst`, `--register-rate`) |
 //! | [`client`] | `ls`, `describe`, `call`: the Hub service's client, the token and TLS of `--hub` |
 //! | [`admin_client`] | `pending`, `approve`, `reject`, `revoke`, `forget`, `token`, `client-token`: the Admin service's client |
 //!
@@ -36,5 +38,7 @@
 pub mod admin_client;
 pub mod client;
 mod commands;
+mod connection_flags;
+mod registration_flags;
 
 pub use commands::{DEFAULT_HUB_URL, main};

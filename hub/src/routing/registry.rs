@@ -12,7 +12,9 @@
 //!
 //! Instance ids are unique per connector: a second stream for an attached
 //! instance id is refused unless it resumes with the session token (and then
-//! takes over the session). A stream for an instance id whose stream ended and
+//! takes over the session) or proves the key the attached session proved (a
+//! restart of the same instance, whose old stream may be half-open: the old
+//! session ends and the new one takes its place at once). A stream for an instance id whose stream ended and
 //! whose session is still in its resume window, without that token, ends the
 //! old session (its calls fail as if the window had passed) and starts a new one.
 //! Connector types stay known after their last instance leaves: calling them
@@ -147,6 +149,8 @@ pub(crate) struct Instance {
     pub(crate) link: Option<Link>,
     /// The generation of its latest stream.
     pub(crate) generation: u64,
+    /// The public key its registration proved, if it proved one.
+    pub(crate) public_key: Option<[u8; 32]>,
 }
 
 /// A connector type.
@@ -211,13 +215,15 @@ pub(crate) struct Registry {
 impl Registry {
     /// Admits a registration whose stream sends through `tx`: resumes the
     /// session its token names, or starts a new one; `approved` says
-    /// whether calls may be routed to it (otherwise it is pending). The
+    /// whether calls may be routed to it (otherwise it is pending), and
+    /// `proven_key` is the public key the registration proved, if any. The
     /// error is the reason the stream is refused.
     pub(crate) fn admit(
         &mut self,
         reg: Registration,
         tx: mpsc::Sender<HubFrame>,
         approved: bool,
+        proven_key: Option<[u8; 32]>,
     ) -> Result<Admitted, String> {
         let key = reg.key();
         let live = if approved {
@@ -254,6 +260,7 @@ impl Registry {
                 }
                 instance.status = live;
                 instance.generation = generation;
+                instance.public_key = proven_key.or(instance.public_key);
                 instance.info = reg.info;
                 instance.tenant = reg.tenant;
                 let admitted = Admitted {
@@ -279,20 +286,32 @@ impl Registry {
 
         let mut ended_previous = false;
         if let Some(existing) = self.instances.get(&key) {
-            if existing.link.is_some() {
+            let same_key = proven_key.is_some() && existing.public_key == proven_key;
+            if existing.link.is_some() && same_key {
+                tracing::warn!(
+                    "{key} registers again, proving the key of its session {}, while that session still has a \
+                     stream (half-open, or the old process is still going): the new registration takes over and \
+                     the old session ends now",
+                    existing.session_id
+                );
+                self.remove_instance(&key);
+                ended_previous = true;
+            } else if existing.link.is_some() {
                 return Err(format!(
                     "{key} is already attached (session {}); a second stream may take it over \
-                     only by resuming with that session's token, otherwise pick another instance id",
+                     only by resuming with that session's token or by proving its key, otherwise pick \
+                 another instance id",
                     existing.session_id
                 ));
+            } else {
+                tracing::warn!(
+                    "{key} registers again without the token of its session {} (still in its resume window); \
+                     that session ends now",
+                    existing.session_id
+                );
+                self.remove_instance(&key);
+                ended_previous = true;
             }
-            tracing::warn!(
-                "{key} registers again without the token of its session {} (still in its resume window); \
-                 that session ends now",
-                existing.session_id
-            );
-            self.remove_instance(&key);
-            ended_previous = true;
         }
 
         let session_id = new_session_id();
@@ -312,6 +331,7 @@ impl Registry {
                 slots,
                 link: Some(link),
                 generation,
+                public_key: proven_key,
             },
         );
         self.upsert_type(&key.tenant, reg.manifest, reg.manifest_json);

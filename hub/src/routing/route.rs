@@ -307,7 +307,7 @@ mod tests {
             let (tx, rx) = mpsc::channel(1);
             std::mem::forget(rx);
             registry
-                .admit(registration(id, name, tags), tx, true)
+                .admit(registration(id, name, tags), tx, true, None)
                 .unwrap();
         }
         registry
@@ -337,7 +337,7 @@ mod tests {
             let (tx, rx) = mpsc::channel(1);
             std::mem::forget(rx);
             generations.push(
-                r.admit(registration(id, "C", &[]), tx, true)
+                r.admit(registration(id, "C", &[]), tx, true, None)
                     .unwrap()
                     .generation,
             );

@@ -1,9 +1,15 @@
 //! The `spoke.v1.ConnectorHub` service: one Attach stream per connector
 //! instance.
 //!
-//! Each stream runs in its own task: it waits for `Register` (anything else,
-//! or a Register the hub refuses, is answered with `Goodbye` and the stream
-//! is closed), answers `Registered`, then relays frames: `Result`, `Chunk`
+//! With auth, a peer address that opens streams faster than the rate limit
+//! allows (`rate`) is refused with RESOURCE_EXHAUSTED before its stream is
+//! read at all.
+//!
+//! Each stream runs in its own task: it waits for `Register` (anything else
+//! first is INVALID_ARGUMENT; a Register over the size limits of `register`
+//! is INVALID_ARGUMENT naming the field; one the hub cannot use is answered
+//! with `Goodbye`, and the stream is closed; the trust checks end it with
+//! their status), answers `Registered`, then relays frames: `Result`, `Chunk`
 //! and `Event` go to the pending calls, `Ping` is answered with `Pong`, and
 //! the hub pings every heartbeat interval. A peer that sends nothing for two
 //! intervals is dropped. Frames to the connector go through a bounded queue
@@ -25,10 +31,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::routing::registry::{Admitted, InstanceKey};
+use crate::routing::registry::{Admitted, InstanceKey, Registration};
 use crate::sessions::outbound::{Close, Outbound};
 use crate::sessions::pending::Delivery;
-use crate::sessions::register;
+use crate::sessions::rate::PeerKey;
+use crate::sessions::register::{self, Invalid};
 use crate::sessions::state::HubState;
 
 /// While the hub shuts down, how often a stream checks whether its calls
@@ -64,9 +71,28 @@ impl ConnectorHub for AttachService {
                 "the hub is shutting down and accepts no new connectors",
             ));
         }
-        let peer = request
-            .remote_addr()
-            .map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
+        let addr = crate::guard::peer_addr(&request);
+        // Before anything of the stream is read: a flood of registrations
+        // costs no signature check, no parsing and no store work.
+        if let Some(limiter) = &self.state.register_limiter {
+            let key = PeerKey::of(addr);
+            if let Err(wait) = limiter.check(key) {
+                let refusal = limiter.refusal(key, wait);
+                if let Some(unlogged) = limiter.log_refusal() {
+                    tracing::warn!(
+                        "refused an Attach stream from {}: resource_exhausted: {refusal}{}",
+                        addr.map_or_else(|| "an unknown peer".to_owned(), |a| a.to_string()),
+                        if unlogged > 0 {
+                            format!(" ({unlogged} more refusal(s) for the rate limit not logged)")
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                return Err(Status::resource_exhausted(refusal));
+            }
+        }
+        let peer = addr.map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let (close_tx, close_rx) = oneshot::channel();
         let task = StreamTask {
@@ -213,6 +239,11 @@ impl StreamTask {
                     )),
                 ));
             }
+            // Over a message limit or the bytes-in-flight budgets (the
+            // guard's answer, made before the bytes were read).
+            Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
+                return Err(Refusal::Status("an unregistered peer".to_owned(), status));
+            }
             Ok(Err(status)) => {
                 tracing::debug!(
                     "Attach stream from {} failed before Register: {status}",
@@ -235,20 +266,28 @@ impl StreamTask {
                 ));
             }
         };
-        let registration =
-            register::check(register, self.state.trust.is_some()).map_err(Refusal::Goodbye)?;
+        let registration = register::check(register, self.state.trust.is_some()).map_err(
+            |invalid| match invalid {
+                Invalid::TooLarge(message) => Refusal::Status(
+                    "an unregistered peer".to_owned(),
+                    Status::invalid_argument(message),
+                ),
+                Invalid::Unusable(message) => Refusal::Goodbye(message),
+            },
+        )?;
         let approved = match &self.state.trust {
             None => true,
             Some(trust) => trust
-                .check_attach(&registration, &self.peer)
+                .check_attach(&registration, &self.peer, &self.state.config.registrations)
                 .await
                 .map_err(|status| Refusal::Status(registration.key().to_string(), status))?,
         };
+        let proven_key = proven_key(&registration, self.state.trust.is_some());
         let tenant = registration.tenant.clone();
         let sdk = registration.sdk_version.clone();
         let admitted = self
             .state
-            .admit(registration, self.tx.clone(), approved)
+            .admit(registration, self.tx.clone(), approved, proven_key)
             .map_err(Refusal::Goodbye)?;
         tracing::info!(
             "{} {} session {} from {} (tenant {tenant:?}, sdk {sdk:?}){}",
@@ -490,5 +529,22 @@ fn frame_name(frame: Option<&connector_frame::Frame>) -> &'static str {
         Some(Frame::Pong(_)) => "Pong",
         Some(Frame::Event(_)) => "Event",
         Some(Frame::Goodbye(_)) => "Goodbye",
+    }
+}
+
+/// The public key a registration proves: with auth, the one the approval
+/// check verified; without, the one its credentials' signature verifies
+/// under, if they are sent and sound. A restart proving the key of a live
+/// session takes that session's place (see `Registry::admit`).
+fn proven_key(registration: &Registration, verified: bool) -> Option<[u8; 32]> {
+    let credentials = registration.credentials.as_ref()?;
+    if verified {
+        credentials.public_key.as_ref().try_into().ok()
+    } else {
+        Some(
+            spoke_runtime::grpc::identity::verify(credentials)
+                .ok()?
+                .public_key,
+        )
     }
 }

@@ -6,10 +6,11 @@
 //! | module | what it is |
 //! |---|---|
 //! | `attach` | one task per Attach stream: Register, Registered, relaying frames, heartbeats, drain and Goodbye |
-//! | `register` | checking a `Register` frame (protocol, manifest, instance id, tenant) into a `Registration` |
+//! | `register` | checking a `Register` frame (its sizes against the limits, then protocol, manifest, instance id, tenant) into a `Registration` |
+//! | `rate` | the per-address rate limit on Attach streams (a bounded keyed token bucket, governor's GCRA) |
 //! | `outbound` | the hub-to-connector queue of a stream, closable gracefully or at once |
 //! | `pending` | in-flight calls by request id, each answered exactly once; resent when an instance resumes |
-//! | `state` | `HubState`: the registry and the pending calls behind one lock, request ids, trust and access, shutdown; a session's transitions |
+//! | `state` | `HubState`: the registry and the pending calls behind one lock, request ids, trust and access, the rate limit, shutdown; a session's transitions; the expiry of pending instances |
 //!
 //! It uses routing (the registry), trust (approval on Attach, access kept
 //! in the state) and the shared pieces; the client [`api`](crate::api) and
@@ -18,5 +19,8 @@
 pub(crate) mod attach;
 pub(crate) mod outbound;
 pub(crate) mod pending;
+pub(crate) mod rate;
 pub(crate) mod register;
+#[cfg(test)]
+mod register_props;
 pub(crate) mod state;

@@ -5,17 +5,25 @@
 //!
 //! The lock is a plain mutex held only for map updates, never across an
 //! `await`; frames to connectors are sent outside it.
+//!
+//! With auth, the state also holds the per-address rate limit on Attach
+//! streams, and runs the expiry of pending instances: at start, then every
+//! tenth of `--pending-expiry` (at least every 100 ms, at most every
+//! minute), the store forgets the pending instances that are not attached
+//! and were first seen longer than `--pending-expiry` ago.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use spoke_proto::v1::{Cancel, HubFrame, Registered, RegistrationStatus, hub_frame};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HubConfig;
-use crate::ids::RequestIds;
+use crate::ids::{RequestIds, unix_ms};
 use crate::routing::registry::{Admitted, InstanceKey, Registration, Registry};
 use crate::sessions::pending::Pending;
+use crate::sessions::rate::RegisterLimiter;
 use crate::trust::access::Access;
 use crate::trust::approval::Trust;
 
@@ -37,27 +45,100 @@ pub(crate) struct HubState {
     pub(crate) trust: Option<Arc<Trust>>,
     /// How clients are checked.
     pub(crate) access: Access,
+    /// With auth: the rate limit on Attach streams per peer address;
+    /// `None` without auth or with `--register-rate 0`.
+    pub(crate) register_limiter: Option<RegisterLimiter>,
     ids: RequestIds,
     tables: Mutex<Tables>,
     shutdown: CancellationToken,
+    /// Notified when an instance is admitted ready or approved.
+    ready_changed: tokio::sync::Notify,
 }
 
 impl HubState {
     /// A hub with no connectors that checks instances with `trust` (none:
-    /// every instance is approved) and clients with `access`.
+    /// every instance is approved) and clients with `access`. With `trust`,
+    /// Attach streams are rate-limited per peer address, and (inside a
+    /// tokio runtime) the expiry of pending instances starts.
     pub(crate) fn with_auth(
         config: HubConfig,
         trust: Option<Arc<Trust>>,
         access: Access,
     ) -> Arc<Self> {
-        Arc::new(HubState {
+        let register_limiter = trust
+            .as_ref()
+            .and_then(|_| RegisterLimiter::new(&config.registrations));
+        let state = Arc::new(HubState {
             config,
             trust,
             access,
+            register_limiter,
             ids: RequestIds::new(),
             tables: Mutex::new(Tables::default()),
             shutdown: CancellationToken::new(),
+            ready_changed: tokio::sync::Notify::new(),
+        });
+        start_pending_expiry(&state);
+        state
+    }
+
+    /// Whether the instance has a live stream now.
+    pub(crate) fn is_attached(&self, key: &InstanceKey) -> bool {
+        self.lock()
+            .registry
+            .instance(key)
+            .is_some_and(|i| i.link.is_some())
+    }
+
+    /// Forgets the pending instances first seen longer than
+    /// `--pending-expiry` ago that are not attached (an attached one
+    /// stays listed, to be approved or rejected, and is forgotten once it
+    /// is gone). Logs what it forgot.
+    pub(crate) async fn expire_pending(self: &Arc<Self>) {
+        let Some(trust) = &self.trust else {
+            return;
+        };
+        let store = Arc::clone(&trust.store);
+        let expiry = self.config.registrations.pending_expiry;
+        let before =
+            unix_ms().saturating_sub(u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX));
+        let state = Arc::clone(self);
+        let expired = tokio::task::spawn_blocking(move || {
+            // Asked inside the store's transaction, so an instance that
+            // attached since the last sweep is seen; one admitted between
+            // its own store write and its admission (microseconds) could
+            // still lose its record, and gets a new one when it reconnects.
+            store.expire_pending(before, &|tenant, connector, id| {
+                state.is_attached(&InstanceKey {
+                    tenant: tenant.to_owned(),
+                    connector: connector.to_owned(),
+                    id: id.to_owned(),
+                })
+            })
         })
+        .await;
+        match expired {
+            Ok(Ok(expired)) if expired.is_empty() => {}
+            Ok(Ok(expired)) => {
+                const NAMED: usize = 10;
+                let mut names: Vec<String> = expired
+                    .iter()
+                    .take(NAMED)
+                    .map(|r| format!("{}/{}/{}", r.tenant, r.connector, r.instance_id))
+                    .collect();
+                if expired.len() > NAMED {
+                    names.push(format!("and {} more", expired.len() - NAMED));
+                }
+                tracing::info!(
+                    "forgot {} pending instance(s) first seen more than {} ago and not attached (--pending-expiry): {}",
+                    expired.len(),
+                    spoke_runtime::duration::format(expiry),
+                    names.join(", ")
+                );
+            }
+            Ok(Err(err)) => tracing::warn!("could not expire pending instances: {err}"),
+            Err(err) => tracing::warn!("the expiry of pending instances failed: {err}"),
+        }
     }
 
     /// Locks the maps. A panic elsewhere while holding the lock cannot leave
@@ -98,9 +179,12 @@ impl HubState {
         reg: Registration,
         tx: mpsc::Sender<HubFrame>,
         approved: bool,
+        proven_key: Option<[u8; 32]>,
     ) -> Result<Admitted, String> {
         let mut tables = self.lock();
-        let mut admitted = tables.registry.admit(reg, tx.clone(), approved)?;
+        let mut admitted = tables
+            .registry
+            .admit(reg, tx.clone(), approved, proven_key)?;
         let interval = self.config.heartbeat_interval;
         let registered = Registered {
             session_id: admitted.session_id.clone(),
@@ -130,7 +214,20 @@ impl HubState {
             );
             tables.pending.fail_instance(&admitted.key, &reason);
         }
+        drop(tables);
+        if approved {
+            self.ready_changed.notify_waiters();
+        }
         Ok(admitted)
+    }
+
+    /// Waits until an instance may have become ready (one was admitted or
+    /// approved), at most until `until`; for a call whose instance was
+    /// lost, to retry on the next one (a restart of the same instance).
+    /// Create the future, then look for a ready instance, then await it:
+    /// an instance admitted in between still wakes it.
+    pub(crate) fn ready_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.ready_changed.notified()
     }
 
     /// An administrator approved the instance: if it is attached and
@@ -155,6 +252,7 @@ impl HubState {
             },
         );
         tracing::info!("{key} was approved; calls are routed to it from now on");
+        self.ready_changed.notify_waiters();
         true
     }
 
@@ -244,6 +342,41 @@ impl HubState {
             send_soon(tx, frame);
         }
     }
+}
+
+/// The shortest interval between two expiries of pending instances.
+const MIN_EXPIRY_SWEEP: Duration = Duration::from_millis(100);
+/// The longest interval between two expiries of pending instances.
+const MAX_EXPIRY_SWEEP: Duration = Duration::from_secs(60);
+
+/// With auth, inside a tokio runtime: expires pending instances now, then
+/// every tenth of `--pending-expiry` (between [`MIN_EXPIRY_SWEEP`] and
+/// [`MAX_EXPIRY_SWEEP`]), until the hub shuts down or its state is gone.
+fn start_pending_expiry(state: &Arc<HubState>) {
+    if state.trust.is_none() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let every =
+        (state.config.registrations.pending_expiry / 10).clamp(MIN_EXPIRY_SWEEP, MAX_EXPIRY_SWEEP);
+    let weak = Arc::downgrade(state);
+    let shutdown = state.shutdown.clone();
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let Some(state) = weak.upgrade() else {
+                return;
+            };
+            state.expire_pending().await;
+        }
+    });
 }
 
 /// After the resume window, ends the session of an instance whose stream

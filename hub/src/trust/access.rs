@@ -180,17 +180,22 @@ pub(crate) enum Access {
 impl Access {
     /// The caller of a request, from its `authorization` header.
     pub(crate) fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, Status> {
+        self.caller_from(metadata.get("authorization").map(|v| v.as_bytes()))
+    }
+
+    /// The caller presenting this `authorization` header value (`None`: no
+    /// header); the hub asks before reading a request's body.
+    pub(crate) fn caller_from(&self, authorization: Option<&[u8]>) -> Result<Caller, Status> {
         let cache = match self {
             Access::Open => return Ok(Caller::open()),
             Access::Tokens(cache) => cache,
         };
-        let header = metadata.get("authorization").ok_or_else(|| {
+        let header = authorization.ok_or_else(|| {
             Status::unauthenticated(
                 "no client token: send `authorization: Bearer <token>` (spoke: --token or SPOKE_TOKEN)",
             )
         })?;
-        let token = header
-            .to_str()
+        let token = std::str::from_utf8(header)
             .ok()
             .and_then(|v| {
                 v.strip_prefix("Bearer ")

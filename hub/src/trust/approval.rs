@@ -8,7 +8,10 @@
 //! - an unknown (or still pending) instance with a valid registration token
 //!   is approved at once and the token is consumed;
 //! - otherwise it is recorded pending: it attaches, nothing is routed to it
-//!   until an administrator approves it (`Admin.Approve`).
+//!   until an administrator approves it (`Admin.Approve`), unless its
+//!   tenant or the hub already has as many pending instances as the caps
+//!   allow (`RegistrationLimits`): then it is `RESOURCE_EXHAUSTED` and
+//!   nothing is written. An instance already pending is not new.
 //!
 //! Wrong or missing proofs and bad registration tokens are
 //! `UNAUTHENTICATED`.
@@ -16,13 +19,17 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use spoke_runtime::duration;
 use spoke_runtime::grpc::identity::fingerprint;
 use tonic::Status;
 
+use crate::config::RegistrationLimits;
 use crate::ids::unix_ms;
 use crate::routing::registry::{InstanceKey, Registration};
 use crate::trust::assertion::{self, Claim, ReplayCache};
-use crate::trust::store::{Approval, RedeemError, Sighting, Store, StoreError};
+use crate::trust::store::{
+    Approval, Observed, PendingCaps, RedeemError, Sighting, Store, StoreError,
+};
 
 /// What a hub with auth keeps for checking instances.
 #[derive(Debug)]
@@ -61,11 +68,13 @@ impl Trust {
     }
 
     /// Decides on an attaching instance: `Ok(true)` approved, `Ok(false)`
-    /// pending, `Err` the status that ends the stream.
+    /// pending, `Err` the status that ends the stream. A new pending
+    /// instance must fit under the caps of `limits`.
     pub(crate) async fn check_attach(
         self: &Arc<Self>,
         reg: &Registration,
         peer: &str,
+        limits: &RegistrationLimits,
     ) -> Result<bool, Status> {
         let claim = Claim {
             tenant: &reg.scope,
@@ -83,6 +92,7 @@ impl Trust {
         let key = reg.key();
         let display_name = reg.info.display_name.clone();
         let peer = peer.to_owned();
+        let limits = limits.clone();
         let decided = tokio::task::spawn_blocking(move || {
             let seen = Sighting {
                 tenant: &key.tenant,
@@ -92,7 +102,7 @@ impl Trust {
                 display_name: &display_name,
                 peer: &peer,
             };
-            this.decide(&key, &seen, &registration_token)
+            this.decide(&key, &seen, &registration_token, &limits)
         })
         .await;
         decided.unwrap_or_else(|e| Err(Status::internal(format!("the approval check failed: {e}"))))
@@ -103,6 +113,7 @@ impl Trust {
         key: &InstanceKey,
         seen: &Sighting<'_>,
         registration_token: &str,
+        limits: &RegistrationLimits,
     ) -> Result<bool, Status> {
         let store_error = |e: StoreError| Status::internal(e.to_string());
         let public_key: [u8; 32] = seen.public_key.try_into().unwrap_or([0; 32]);
@@ -148,7 +159,28 @@ impl Trust {
                 ))),
             };
         }
-        self.store.observe(seen).map_err(store_error)?;
-        Ok(false)
+        let caps = PendingCaps {
+            per_tenant: limits.max_pending_per_tenant,
+            overall: limits.max_pending,
+        };
+        let full = match self.store.observe(seen, caps).map_err(store_error)? {
+            Observed::Recorded(_) => return Ok(false),
+            Observed::TenantFull { per_tenant } => format!(
+                "tenant `{}` already has {per_tenant} instances pending approval, as many as this hub \
+                 allows (--max-pending-per-tenant)",
+                seen.tenant
+            ),
+            Observed::HubFull { overall } => format!(
+                "this hub already has {overall} instances pending approval, as many as it allows \
+                 (--max-pending)"
+            ),
+        };
+        Err(Status::resource_exhausted(format!(
+            "{key} is new and not recorded: {full}; an administrator approves or rejects them \
+             (spoke pending), and those not attached are forgotten {} after they were first \
+             seen (--pending-expiry); a registration token (SPOKE_REGISTRATION_TOKEN) approves \
+             an instance without waiting",
+            duration::format(limits.pending_expiry)
+        )))
     }
 }

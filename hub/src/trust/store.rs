@@ -11,6 +11,10 @@
 //! The calls block: the hub makes them from `spawn_blocking` (attach,
 //! admin calls), never once per client call (client tokens are cached in
 //! memory, see `access`).
+//!
+//! Pending instances are bounded: [`Store::observe`] records a new one only
+//! under the caps it is given, [`Store::expire_pending`] forgets old ones,
+//! and [`Store::pending_page`] lists them a page at a time.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -31,7 +35,8 @@ pub const CLIENT_TOKEN_PREFIX: &str = "spk_";
 pub const REGISTRATION_TOKEN_PREFIX: &str = "spr_";
 
 /// The schema, one entry per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE tenants (
     name TEXT PRIMARY KEY,
     created_unix_ms INTEGER NOT NULL
@@ -72,7 +77,11 @@ CREATE TABLE client_tokens (
     expires_unix_ms INTEGER,
     revoked INTEGER NOT NULL DEFAULT 0
 );
-"];
+",
+    r"
+CREATE INDEX instances_by_status ON instances (status, first_seen_unix_ms);
+",
+];
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +190,69 @@ pub struct Sighting<'a> {
     pub display_name: &'a str,
     /// Where it attached from.
     pub peer: &'a str,
+}
+
+/// The most instances that may be pending approval: a new one beyond
+/// either cap is not recorded (see [`Store::observe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCaps {
+    /// In one tenant.
+    pub per_tenant: usize,
+    /// In all tenants together.
+    pub overall: usize,
+}
+
+/// What [`Store::observe`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// The instance is recorded (new, or already pending: its display name
+    /// and peer updated), or known otherwise (its record unchanged).
+    Recorded(InstanceRecord),
+    /// A new instance was not recorded: its tenant has `per_tenant` pending
+    /// instances already.
+    TenantFull {
+        /// The cap it reached.
+        per_tenant: usize,
+    },
+    /// A new instance was not recorded: the hub has `overall` pending
+    /// instances already.
+    HubFull {
+        /// The cap it reached.
+        overall: usize,
+    },
+}
+
+/// Where a page of pending instances starts: after the instance first seen
+/// at `first_seen_unix_ms` with this row id (the listing order). As a page
+/// token it reads `<first_seen_unix_ms>.<row id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCursor {
+    first_seen_unix_ms: i64,
+    row: i64,
+}
+
+impl std::fmt::Display for PendingCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.first_seen_unix_ms, self.row)
+    }
+}
+
+impl std::str::FromStr for PendingCursor {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (first_seen, row) = text.split_once('.').ok_or(())?;
+        let number = |t: &str| {
+            (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse::<i64>().ok())
+                .flatten()
+                .ok_or(())
+        };
+        Ok(PendingCursor {
+            first_seen_unix_ms: number(first_seen)?,
+            row: number(row)?,
+        })
+    }
 }
 
 /// Which connectors a client token may use.
@@ -389,10 +461,35 @@ impl Store {
         get_instance(&self.conn(), tenant, connector, instance_id).map_err(|e| self.err(e))
     }
 
-    /// Records an instance as pending unless it is known; returns its record.
-    /// A pending instance's display name and peer are updated.
-    pub fn observe(&self, seen: &Sighting<'_>) -> Result<InstanceRecord, StoreError> {
+    /// Records an instance as pending unless it is known; returns its
+    /// record. A pending instance's display name and peer are updated. A
+    /// new instance is recorded only while its tenant has fewer than
+    /// `caps.per_tenant` pending instances and the hub fewer than
+    /// `caps.overall`; otherwise nothing is written (not even its tenant).
+    pub fn observe(&self, seen: &Sighting<'_>, caps: PendingCaps) -> Result<Observed, StoreError> {
         self.write(|tx| {
+            if get_instance(tx, seen.tenant, seen.connector, seen.instance_id)?.is_none() {
+                let in_tenant: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM instances WHERE status = 'pending' AND tenant = ?1",
+                    params![seen.tenant],
+                    |r| r.get(0),
+                )?;
+                if usize::try_from(in_tenant).unwrap_or(usize::MAX) >= caps.per_tenant {
+                    return Ok(Observed::TenantFull {
+                        per_tenant: caps.per_tenant,
+                    });
+                }
+                let overall: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM instances WHERE status = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if usize::try_from(overall).unwrap_or(usize::MAX) >= caps.overall {
+                    return Ok(Observed::HubFull {
+                        overall: caps.overall,
+                    });
+                }
+            }
             ensure_tenant(tx, seen.tenant)?;
             tx.execute(
                 "INSERT INTO instances (tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms)
@@ -403,7 +500,52 @@ impl Store {
                 params![seen.tenant, seen.connector, seen.instance_id, seen.public_key, seen.display_name, seen.peer, unix_ms() as i64],
             )?;
             get_instance(tx, seen.tenant, seen.connector, seen.instance_id)?
+                .map(Observed::Recorded)
                 .ok_or(rusqlite::Error::QueryReturnedNoRows)
+        })
+    }
+
+    /// Deletes the records of the instances still pending that were first
+    /// seen before `first_seen_before_unix_ms`, except those `keep` names
+    /// (by tenant, connector and id: the attached ones), and the tenants
+    /// that only they used; returns the deleted instances.
+    pub fn expire_pending(
+        &self,
+        first_seen_before_unix_ms: u64,
+        keep: &dyn Fn(&str, &str, &str) -> bool,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms, decided_unix_ms, decided_by
+                 FROM instances WHERE status = 'pending' AND first_seen_unix_ms < ?1",
+            )?;
+            let old = stmt
+                .query_map(params![clamp(first_seen_before_unix_ms)], instance_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut expired = Vec::new();
+            for record in old {
+                if keep(&record.tenant, &record.connector, &record.instance_id) {
+                    continue;
+                }
+                tx.execute(
+                    "DELETE FROM instances WHERE tenant = ?1 AND connector = ?2 AND instance_id = ?3 AND status = 'pending'",
+                    params![record.tenant, record.connector, record.instance_id],
+                )?;
+                expired.push(record);
+            }
+            let mut tenants: Vec<&str> = expired.iter().map(|r| r.tenant.as_str()).collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            for tenant in tenants {
+                tx.execute(
+                    "DELETE FROM tenants WHERE name = ?1
+                     AND NOT EXISTS (SELECT 1 FROM instances WHERE tenant = ?1)
+                     AND NOT EXISTS (SELECT 1 FROM registration_tokens WHERE tenant = ?1)
+                     AND NOT EXISTS (SELECT 1 FROM client_tokens WHERE tenant = ?1)",
+                    params![tenant],
+                )?;
+            }
+            Ok(expired)
         })
     }
 
@@ -562,18 +704,45 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// The pending instances, of one tenant or (`None`) of all.
-    pub fn pending(&self, tenant: Option<&str>) -> Result<Vec<InstanceRecord>, StoreError> {
+    /// Up to `limit` pending instances, of one tenant or (`None`) of all,
+    /// oldest first (by when each was first seen, then by when it was
+    /// recorded), starting after `after` (`None`: from the first); each
+    /// with the cursor that starts after it.
+    pub fn pending_page(
+        &self,
+        tenant: Option<&str>,
+        after: Option<PendingCursor>,
+        limit: usize,
+    ) -> Result<Vec<(PendingCursor, InstanceRecord)>, StoreError> {
+        let after = after.unwrap_or(PendingCursor {
+            first_seen_unix_ms: i64::MIN,
+            row: i64::MIN,
+        });
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms, decided_unix_ms, decided_by
+                "SELECT tenant, connector, instance_id, public_key, status, display_name, peer, first_seen_unix_ms, decided_unix_ms, decided_by, rowid
                  FROM instances WHERE status = 'pending' AND (?1 IS NULL OR tenant = ?1)
-                 ORDER BY first_seen_unix_ms, tenant, connector, instance_id",
+                 AND (first_seen_unix_ms, rowid) > (?2, ?3)
+                 ORDER BY first_seen_unix_ms, rowid LIMIT ?4",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![tenant], instance_row)
+            .query_map(
+                params![
+                    tenant,
+                    after.first_seen_unix_ms,
+                    after.row,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    let cursor = PendingCursor {
+                        first_seen_unix_ms: r.get(7)?,
+                        row: r.get(10)?,
+                    };
+                    Ok((cursor, instance_row(r)?))
+                },
+            )
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -860,6 +1029,30 @@ fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
 mod tests {
     use super::*;
 
+    /// No cap in the way.
+    const UNCAPPED: PendingCaps = PendingCaps {
+        per_tenant: usize::MAX,
+        overall: usize::MAX,
+    };
+
+    /// Every pending instance, of `tenant` or of all.
+    fn pending(store: &Store, tenant: Option<&str>) -> Vec<InstanceRecord> {
+        store
+            .pending_page(tenant, None, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
+    }
+
+    /// Observes `seen` with no cap; its record.
+    fn observe(store: &Store, seen: &Sighting<'_>) -> InstanceRecord {
+        match store.observe(seen, UNCAPPED).unwrap() {
+            Observed::Recorded(record) => record,
+            other => panic!("not recorded: {other:?}"),
+        }
+    }
+
     fn seen<'a>(id: &'a str, key: &'a [u8]) -> Sighting<'a> {
         Sighting {
             tenant: "default",
@@ -876,7 +1069,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.observe(&seen("a", &[1; 32])).unwrap();
+            observe(&store, &seen("a", &[1; 32]));
             store
                 .decide("default", "echo", "a", Approval::Approved, "test")
                 .unwrap();
@@ -1014,12 +1207,12 @@ mod tests {
     fn pending_find_and_decide() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.observe(&seen("a", &[1; 32])).unwrap();
+        observe(&store, &seen("a", &[1; 32]));
         let mut other = seen("a", &[2; 32]);
         other.connector = "files";
-        store.observe(&other).unwrap();
-        assert_eq!(store.pending(None).unwrap().len(), 2);
-        assert_eq!(store.pending(Some("acme")).unwrap().len(), 0);
+        observe(&store, &other);
+        assert_eq!(pending(&store, None).len(), 2);
+        assert_eq!(pending(&store, Some("acme")).len(), 0);
         assert_eq!(store.find("a", None, None).unwrap().len(), 2);
         assert_eq!(store.find("a", Some("files"), None).unwrap().len(), 1);
         let r = store
@@ -1027,9 +1220,182 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.status, Approval::Rejected);
-        assert_eq!(store.pending(None).unwrap().len(), 1);
+        assert_eq!(pending(&store, None).len(), 1);
         // A pending record keeps its first key.
-        let again = store.observe(&seen("a", &[9; 32])).unwrap();
+        let again = observe(&store, &seen("a", &[9; 32]));
         assert_eq!(again.public_key, vec![1; 32]);
+    }
+
+    #[test]
+    fn pending_caps_refuse_new_instances_but_not_known_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let caps = PendingCaps {
+            per_tenant: 2,
+            overall: 3,
+        };
+        let in_tenant = |tenant: &'static str, id: &'static str| Sighting {
+            tenant,
+            ..seen(id, &[7; 32])
+        };
+        for id in ["a", "b"] {
+            assert!(matches!(
+                store.observe(&in_tenant("acme", id), caps).unwrap(),
+                Observed::Recorded(_)
+            ));
+        }
+        assert_eq!(
+            store.observe(&in_tenant("acme", "c"), caps).unwrap(),
+            Observed::TenantFull { per_tenant: 2 }
+        );
+        // An instance already pending is not new: it attaches again.
+        let mut again = in_tenant("acme", "a");
+        again.peer = "10.0.0.9:1";
+        let Observed::Recorded(record) = store.observe(&again, caps).unwrap() else {
+            panic!("a pending instance is refused");
+        };
+        assert_eq!(record.peer, "10.0.0.9:1");
+        // Another tenant has room, until the hub as a whole is full.
+        assert!(matches!(
+            store.observe(&in_tenant("beta", "a"), caps).unwrap(),
+            Observed::Recorded(_)
+        ));
+        assert_eq!(
+            store.observe(&in_tenant("gamma", "a"), caps).unwrap(),
+            Observed::HubFull { overall: 3 }
+        );
+        // A refused instance leaves nothing behind, not even its tenant.
+        assert!(store.instance("gamma", "echo", "a").unwrap().is_none());
+        let tenants: i64 = store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM tenants WHERE name = 'gamma'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tenants, 0);
+        // A decided instance frees its place.
+        store
+            .decide("acme", "echo", "b", Approval::Approved, "t")
+            .unwrap();
+        assert!(matches!(
+            store.observe(&in_tenant("acme", "c"), caps).unwrap(),
+            Observed::Recorded(_)
+        ));
+        assert_eq!(
+            store.observe(&in_tenant("acme", "d"), caps).unwrap(),
+            Observed::TenantFull { per_tenant: 2 }
+        );
+    }
+
+    #[test]
+    fn expiry_forgets_old_pending_instances_except_the_kept_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let in_tenant = |tenant: &'static str, id: &'static str| Sighting {
+            tenant,
+            ..seen(id, &[7; 32])
+        };
+        observe(&store, &in_tenant("lone", "old"));
+        observe(&store, &in_tenant("acme", "live"));
+        observe(&store, &in_tenant("acme", "gone"));
+        observe(&store, &in_tenant("acme", "approved"));
+        store
+            .decide("acme", "echo", "approved", Approval::Approved, "t")
+            .unwrap();
+        let first_seen = store
+            .instance("acme", "echo", "gone")
+            .unwrap()
+            .map_or_else(unix_ms, |r| r.first_seen_unix_ms);
+        // Nothing was first seen before a time in the past.
+        assert!(
+            store
+                .expire_pending(first_seen - 1, &|_, _, _| false)
+                .unwrap()
+                .is_empty()
+        );
+        let expired = store
+            .expire_pending(unix_ms() + 1, &|_, _, id| id == "live")
+            .unwrap();
+        let mut ids: Vec<&str> = expired.iter().map(|r| r.instance_id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["gone", "old"]);
+        let left: Vec<String> = pending(&store, None)
+            .into_iter()
+            .map(|r| r.instance_id)
+            .collect();
+        assert_eq!(left, ["live"]);
+        assert!(
+            store
+                .instance("acme", "echo", "approved")
+                .unwrap()
+                .is_some()
+        );
+        // The tenant only the expired instance used is gone; acme stays.
+        let tenants: Vec<String> = store
+            .conn()
+            .prepare("SELECT name FROM tenants ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tenants, ["acme"]);
+    }
+
+    #[test]
+    fn pending_pages_list_every_instance_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ids: Vec<String> = (0..7).map(|n| format!("i{n}")).collect();
+        for (n, id) in ids.iter().enumerate() {
+            let tenant = if n % 2 == 0 { "acme" } else { "beta" };
+            observe(
+                &store,
+                &Sighting {
+                    tenant,
+                    ..seen(id, &[7; 32])
+                },
+            );
+        }
+        let all: Vec<String> = pending(&store, None)
+            .into_iter()
+            .map(|r| r.instance_id)
+            .collect();
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.pending_page(None, after, 3).unwrap();
+            assert!(page.len() <= 3);
+            let Some((cursor, _)) = page.last() else {
+                break;
+            };
+            // The cursor travels as text (a page token) and back.
+            let token = cursor.to_string();
+            after = Some(token.parse::<PendingCursor>().unwrap());
+            paged.extend(page.into_iter().map(|(_, r)| r.instance_id));
+        }
+        assert_eq!(paged, all);
+        assert_eq!(paged.len(), 7);
+        let acme: Vec<String> = store
+            .pending_page(Some("acme"), None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r.instance_id)
+            .collect();
+        assert_eq!(acme, ["i0", "i2", "i4", "i6"]);
+        for junk in [
+            "",
+            "12",
+            "a.b",
+            "1.",
+            ".1",
+            "-1.2",
+            "1.2.3",
+            "99999999999999999999.1",
+        ] {
+            assert!(junk.parse::<PendingCursor>().is_err(), "{junk:?}");
+        }
     }
 }

@@ -408,8 +408,20 @@ pub struct AdminResponse {
     #[prost(message, optional, tag = "2")]
     pub instance: ::core::option::Option<InstanceRef>,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct ListPendingRequest {}
+/// A page of the pending instances, oldest first (by when each was first
+/// seen). A response holds at most page_size instances, and no more than
+/// 1 MiB of them (but always one, if any is left); its next_page_token,
+/// when not empty, asks for the next page.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListPendingRequest {
+    /// The most instances to return: 0 is 100, and more than 500 is 500.
+    #[prost(uint32, tag = "1")]
+    pub page_size: u32,
+    /// Empty for the first page, else the next_page_token of the previous
+    /// response (opaque; an unreadable one is INVALID_ARGUMENT).
+    #[prost(string, tag = "2")]
+    pub page_token: ::prost::alloc::string::String,
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PendingInstance {
     #[prost(message, optional, tag = "1")]
@@ -432,6 +444,9 @@ pub struct PendingInstance {
 pub struct ListPendingResponse {
     #[prost(message, repeated, tag = "1")]
     pub instances: ::prost::alloc::vec::Vec<PendingInstance>,
+    /// Empty on the last page; otherwise the page_token of the next request.
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CreateRegistrationTokenRequest {
@@ -1544,7 +1559,7 @@ pub mod admin_client {
             self.inner = self.inner.max_encoding_message_size(limit);
             self
         }
-        /// Instances waiting for approval.
+        /// Instances waiting for approval, a page at a time.
         pub async fn list_pending(
             &mut self,
             request: impl tonic::IntoRequest<super::ListPendingRequest>,
@@ -1756,7 +1771,7 @@ pub mod admin_server {
     /// Generated trait containing gRPC methods that should be implemented for use with AdminServer.
     #[async_trait]
     pub trait Admin: std::marker::Send + std::marker::Sync + 'static {
-        /// Instances waiting for approval.
+        /// Instances waiting for approval, a page at a time.
         async fn list_pending(
             &self,
             request: tonic::Request<super::ListPendingRequest>,

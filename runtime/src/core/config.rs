@@ -322,8 +322,11 @@ fn looks_like_json(s: &str) -> bool {
 
 /// `message` with every occurrence of one of `secrets` (of 4 characters or
 /// more: shorter ones would blot out ordinary words) replaced by
-/// `[redacted]`. The runtime never prints a secret itself; this catches one
-/// that connector code put in an error message.
+/// `[redacted]`, as it is or as messages quote text: JSON-escaped (a value
+/// shown as JSON) or `{:?}`-escaped (serde's and Rust's messages). The
+/// runtime never prints a secret itself; this catches one that connector
+/// code put in an error message (and finds one typed into the wrong config
+/// field, whose value an error then does not show).
 ///
 /// ```
 /// use spoke::config::mask_secrets;
@@ -335,18 +338,39 @@ fn looks_like_json(s: &str) -> bool {
 /// // A secret that holds another is masked whole.
 /// let secrets = ["abcd".to_owned(), "abcdefgh".to_owned()];
 /// assert_eq!(mask_secrets("key abcdefgh", &secrets), "key [redacted]");
+/// // So is one quoted as JSON or by `{:?}`, its quotes escaped.
+/// let secrets = [r#"pa"ss\word"#.to_owned()];
+/// assert_eq!(
+///     mask_secrets(r#"invalid value "pa\"ss\\word""#, &secrets),
+///     r#"invalid value "[redacted]""#
+/// );
 /// ```
 pub fn mask_secrets(message: &str, secrets: &[String]) -> String {
     let mut masked = message.to_owned();
+    let mut forms: Vec<String> = secrets
+        .iter()
+        .filter(|s| s.chars().count() >= 4)
+        .flat_map(|s| quoted_forms(s))
+        .collect();
     // Longest first: a secret inside a longer one must not leave the rest.
-    let mut secrets: Vec<&String> = secrets.iter().filter(|s| s.chars().count() >= 4).collect();
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for secret in secrets {
-        if masked.contains(secret.as_str()) {
-            masked = masked.replace(secret.as_str(), crate::secret::REDACTED);
+    forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    forms.dedup();
+    for form in forms {
+        if masked.contains(form.as_str()) {
+            masked = masked.replace(form.as_str(), crate::secret::REDACTED);
         }
     }
     masked
+}
+
+/// `secret` as it is, JSON-escaped, and `{:?}`-escaped (without quotes).
+fn quoted_forms(secret: &str) -> [String; 3] {
+    let unquote = |quoted: String| quoted[1..quoted.len() - 1].to_owned();
+    [
+        secret.to_owned(),
+        unquote(Value::from(secret).to_string()),
+        unquote(format!("{secret:?}")),
+    ]
 }
 
 /// What was wrong with one field.
@@ -479,11 +503,13 @@ impl<'a> ConfigLoader<'a> {
             Err(why) => {
                 let why = if def.secret {
                     "invalid value (not shown: the field is secret)".to_owned()
-                } else {
+                } else if holds_secret(raw, &self.source.secret_values(self.fields)) {
                     // A secret's value typed into the wrong field is still
-                    // a secret.
-                    let secrets = self.source.secret_values(self.fields);
-                    mask_secrets(&format!("invalid value {}: {why}", shown(raw)), &secrets)
+                    // a secret, and what a parser says about a value may
+                    // quote any part of it.
+                    "invalid value (not shown: it holds the value of a secret field)".to_owned()
+                } else {
+                    format!("invalid value {}: {why}", shown(raw))
                 };
                 self.problem(def, ConfigProblemKind::Invalid(why));
                 None
@@ -516,6 +542,16 @@ impl<'a> ConfigLoader<'a> {
             })
         }
     }
+}
+
+/// Whether `raw` holds one of `secrets`, as it is or quoted (as
+/// [`mask_secrets`] finds them).
+fn holds_secret(raw: RawConfig<'_>, secrets: &[String]) -> bool {
+    let text = match raw {
+        RawConfig::Text(s) => s.to_owned(),
+        RawConfig::Json(v) => v.to_string(),
+    };
+    mask_secrets(&text, secrets) != text
 }
 
 fn shown(raw: RawConfig<'_>) -> String {
@@ -627,6 +663,55 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("s3cr3t"), "secret leaked: {text}");
+    }
+
+    #[test]
+    fn a_value_holding_a_secret_is_not_shown_even_in_part() {
+        let fields = [
+            def("level", "F_LEVEL", false, false),
+            def("grace", "F_GRACE", false, false),
+            def("token", "F_TOKEN", false, true),
+        ];
+        let duration = |raw: RawConfig<'_>| -> Result<std::time::Duration, String> {
+            <std::time::Duration as HumanConfig>::parse_raw(raw)
+        };
+        // Quoted (a value is shown as JSON, its quotes escaped), long (a
+        // value is shown cut to 60 characters), or a part of it quoted by
+        // the parser (a duration's unit).
+        for secret in [
+            r#"tok"en\1234"#.to_owned(),
+            "k".repeat(80),
+            "9zz-secret-unit".to_owned(),
+        ] {
+            let src = ConfigSource::from_vars([
+                ("F_LEVEL", format!("x{secret}")),
+                ("F_GRACE", secret.clone()),
+                ("F_TOKEN", secret.clone()),
+            ]);
+            let mut loader = ConfigLoader::new("f", &src, &fields);
+            assert_eq!(loader.field(&fields[0], parse::<u64>), None);
+            assert_eq!(loader.field(&fields[1], duration), None);
+            let text = loader.finish().unwrap_err().to_string();
+            for key in ["level", "grace"] {
+                assert!(
+                    text.contains(&format!(
+                        "`{key}` (env F_{}): invalid value (not shown: it holds the value of a secret field)",
+                        key.to_uppercase()
+                    )),
+                    "{text}"
+                );
+            }
+            assert!(!text.contains(&secret[2..8]), "{text}");
+        }
+        // A value that holds none is shown.
+        let src = ConfigSource::from_vars([("F_LEVEL", "lots"), ("F_TOKEN", "s3cr3t-value")]);
+        let mut loader = ConfigLoader::new("f", &src, &fields);
+        assert_eq!(loader.field(&fields[0], parse::<u64>), None);
+        let text = loader.finish().unwrap_err().to_string();
+        assert!(
+            text.contains(r#"invalid value "lots": invalid digit"#),
+            "{text}"
+        );
     }
 
     #[test]

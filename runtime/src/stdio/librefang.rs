@@ -1001,19 +1001,72 @@ impl<'a, P> FrameOut<'a, P> {
     }
 }
 
-#[derive(Deserialize)]
+/// A frame as read: its string `method` and its `params` (`None` when
+/// absent or `null`). It reads as the frame's [`Value`] would: the last of
+/// repeated keys counts (as in the stdio transport), other keys are parsed
+/// and dropped.
 struct FrameIn {
     method: String,
-    #[serde(default)]
     params: Option<Value>,
 }
 
+impl<'de> Deserialize<'de> for FrameIn {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FrameInVisitor)
+    }
+}
+
+struct FrameInVisitor;
+
+impl<'de> Visitor<'de> for FrameInVisitor {
+    type Value = FrameIn;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a LibreFang frame, an object with a string `method`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FrameIn, A::Error> {
+        let (mut method, mut params) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "method" => method = Some(map.next_value::<Value>()?),
+                "params" => params = Some(map.next_value::<Value>()?),
+                _ => {
+                    // Parsed as a `Value` would parse it (text that is not
+                    // UTF-8 is an error here too), then dropped.
+                    map.next_value::<Value>()?;
+                }
+            }
+        }
+        match method {
+            Some(Value::String(method)) => Ok(FrameIn {
+                method,
+                params: params.filter(|p| !p.is_null()),
+            }),
+            Some(other) => Err(A::Error::custom(format!(
+                "a LibreFang frame's `method` must be a string, got {}",
+                crate::decode::json_kind(&other)
+            ))),
+            None => Err(A::Error::custom(
+                "a LibreFang frame needs a string `method`",
+            )),
+        }
+    }
+}
+
+/// A frame's params as `T`; an error names the frame and the bad field.
 fn params_of<T: serde::de::DeserializeOwned, E: serde::de::Error>(
     method: &str,
     params: Option<Value>,
 ) -> Result<T, E> {
     let params = params.ok_or_else(|| E::custom(format!("a `{method}` frame needs `params`")))?;
-    serde_json::from_value(params).map_err(|e| E::custom(format!("`{method}` params: {e}")))
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        E::custom(match path.as_str() {
+            "." => format!("`{method}` params: {}", e.into_inner()),
+            _ => format!("`{method}` params: at {path}: {}", e.into_inner()),
+        })
+    })
 }
 
 // ---------------------------------------------------------------- emitting

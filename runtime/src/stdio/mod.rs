@@ -199,6 +199,8 @@ pub mod describe_form;
 pub mod librefang;
 mod line_reader;
 pub(crate) mod output;
+#[cfg(test)]
+mod props;
 mod request;
 mod session;
 pub(crate) mod threads;

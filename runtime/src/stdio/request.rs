@@ -181,7 +181,7 @@ fn is_spoke(method: &str) -> bool {
 }
 
 /// Parses a non-blank line the plain way, into a [`Value`] first.
-fn plain(bytes: &[u8]) -> Result<Request, String> {
+pub(super) fn plain(bytes: &[u8]) -> Result<Request, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(mut frame) = value else {
         return Err(format!("expected a JSON object, got {}", json_kind(&value)));
