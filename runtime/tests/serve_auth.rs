@@ -201,8 +201,10 @@ async fn a_revoked_live_session_stops_serve() {
     .await;
 }
 
+/// A refusal that is not final (a bad proof, too many registrations, a
+/// Register the hub cannot take) is retried with the slow backoff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unauthenticated_is_retried_with_the_slow_backoff() {
+async fn registrations_not_accepted_are_retried_with_the_slow_backoff() {
     bounded(LIMIT, async {
         let mut hub = ScriptedHub::start().await;
         let mut options = options(&hub.url);
@@ -221,7 +223,12 @@ async fn unauthenticated_is_retried_with_the_slow_backoff() {
             .unwrap();
         let running = serve(options).await;
         let mut previous = None;
-        for _ in 0..2 {
+        let refusals = [
+            Status::unauthenticated("the key differs from the one recorded for probe-1"),
+            Status::resource_exhausted("too many registrations from this address"),
+            Status::invalid_argument("Register.instance.display_name is 300 bytes long"),
+        ];
+        for refusal in refusals {
             let mut conn = hub.next_conn().await;
             let at = Instant::now();
             if let Some(previous) = previous {
@@ -230,13 +237,13 @@ async fn unauthenticated_is_retried_with_the_slow_backoff() {
             }
             previous = Some(at);
             verified(&conn.register().await);
-            conn.refuse(Status::unauthenticated(
-                "the key differs from the one recorded for probe-1",
-            ))
-            .await;
+            conn.refuse(refusal).await;
         }
-        // Still trying: once the hub accepts, it serves.
+        // Still trying, slowly after the last refusal too: once the hub
+        // accepts, it serves.
         let (mut conn, _) = hub.attach(registered("t1", 10_000, false)).await;
+        let gap = previous.expect("three attempts").elapsed();
+        assert!(gap >= Duration::from_millis(350), "retried after {gap:?}");
         conn.invoke("r1", "echo", json!({"ok": true}), 0).await;
         assert_eq!(ok_json(&conn.result().await), json!({"ok": true}));
         // A lost stream afterwards is retried at the fast pace again.

@@ -19,8 +19,9 @@
 //! The reader also follows the instance's approval: a session that starts
 //! `PENDING_APPROVAL` gets a second Registered (`ACTIVE`) on the same stream
 //! once an administrator approves it. A stream the hub ends with
-//! PERMISSION_DENIED or UNAUTHENTICATED ends the session as
-//! [`SessionEnd::Refused`] or [`SessionEnd::Unauthenticated`].
+//! PERMISSION_DENIED ends the session as [`SessionEnd::Refused`]; with
+//! UNAUTHENTICATED, RESOURCE_EXHAUSTED, or INVALID_ARGUMENT before
+//! Registered, as [`SessionEnd::NotAccepted`] (retried slowly).
 //!
 //! Because the reader never blocks on a slot, a connector whose every slot
 //! is busy still answers heartbeats and still receives Cancels; the hub is
@@ -99,9 +100,13 @@ pub(crate) enum SessionEnd {
         /// refused): the hub process that held the calls' callers is gone.
         hub_gone: bool,
     },
-    /// The hub did not accept the instance's proof (UNAUTHENTICATED);
-    /// attach again, slowly.
-    Unauthenticated {
+    /// The hub did not accept the registration for now: the instance's
+    /// proof (UNAUTHENTICATED), too many registrations or pending
+    /// instances (RESOURCE_EXHAUSTED), or a Register it cannot take
+    /// (INVALID_ARGUMENT); attach again, slowly.
+    NotAccepted {
+        /// What the hub did not accept, for the log.
+        what: &'static str,
         /// The hub's message.
         message: String,
     },
@@ -124,7 +129,18 @@ impl SessionEnd {
         };
         match status.code() {
             tonic::Code::PermissionDenied => SessionEnd::Refused { message },
-            tonic::Code::Unauthenticated => SessionEnd::Unauthenticated { message },
+            tonic::Code::Unauthenticated => SessionEnd::NotAccepted {
+                what: "the hub did not accept this instance's proof of identity",
+                message,
+            },
+            tonic::Code::ResourceExhausted => SessionEnd::NotAccepted {
+                what: "the hub takes no more registrations from here for now",
+                message,
+            },
+            tonic::Code::InvalidArgument if !registered => SessionEnd::NotAccepted {
+                what: "the hub cannot accept this instance's Register",
+                message,
+            },
             _ => SessionEnd::Lost {
                 registered,
                 reason: format!("{context}: {}", status_text(status)),

@@ -57,8 +57,10 @@ pub struct AttachOptions {
     pub shutdown_grace: Duration,
     /// The delays between attach attempts.
     pub backoff: Backoff,
-    /// The delays between attach attempts after the hub refused the
-    /// instance's proof (UNAUTHENTICATED).
+    /// The delays between attach attempts after the hub did not accept the
+    /// registration: the instance's proof (UNAUTHENTICATED), too many
+    /// registrations or pending instances (RESOURCE_EXHAUSTED), a Register
+    /// it cannot take (INVALID_ARGUMENT).
     pub auth_backoff: Backoff,
     /// How many undelivered results the outbox keeps (the oldest is dropped beyond).
     pub outbox_capacity: usize,

@@ -268,15 +268,11 @@ async fn attach_forever(
                 );
                 return Err(message);
             }
-            SessionEnd::Unauthenticated { message } => {
+            SessionEnd::NotAccepted { what, message } => {
                 let delay = auth_schedule
                     .next_delay()
                     .unwrap_or(options.auth_backoff.max());
-                (
-                    format!("the hub did not accept this instance's proof of identity: {message}"),
-                    Some(delay),
-                    false,
-                )
+                (format!("{what}: {message}"), Some(delay), false)
             }
             SessionEnd::Lost {
                 registered,
