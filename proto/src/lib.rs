@@ -15,6 +15,8 @@ pub mod v1 {
     include!("generated/spoke.v1.rs");
 }
 
+pub mod limits;
+
 /// The encoded `FileDescriptorSet` of the protocol, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("generated/spoke_descriptor.bin");
 

@@ -1,5 +1,5 @@
 //! Checking a connector's `Register` frame before it joins the registry:
-//! first its sizes, against the limits below (every string, list and map
+//! first its sizes, against the limits of `spoke_proto::limits` (every string, list and map
 //! of the frame and its nested messages, then the whole frame), before any
 //! of it is parsed, verified or stored; then what it says (protocol
 //! version, manifest, instance id, tenant).
@@ -17,47 +17,13 @@ use spoke_runtime::manifest::MANIFEST_VERSION;
 use crate::ids::DEFAULT_TENANT;
 use crate::routing::registry::Registration;
 
-/// The longest `Register.instance.id`, in bytes.
-pub(crate) const MAX_INSTANCE_ID_BYTES: usize = 256;
-/// The longest `Register.instance.display_name`, in bytes.
-pub(crate) const MAX_DISPLAY_NAME_BYTES: usize = 256;
-/// The longest `Register.tenant`, in bytes.
-pub(crate) const MAX_TENANT_BYTES: usize = 256;
-/// The longest `Register.sdk_version`, in bytes.
-pub(crate) const MAX_SDK_VERSION_BYTES: usize = 128;
-/// The longest `Register.session_token`, in bytes (the hub issues 32).
-pub(crate) const MAX_SESSION_TOKEN_BYTES: usize = 128;
-/// The most entries of `Register.instance.tags`.
-pub(crate) const MAX_TAGS: usize = 64;
-/// The longest tag, in bytes.
-pub(crate) const MAX_TAG_BYTES: usize = 128;
-/// The most entries of `Register.instance.metadata`.
-pub(crate) const MAX_METADATA_ENTRIES: usize = 64;
-/// The longest metadata key, in bytes.
-pub(crate) const MAX_METADATA_KEY_BYTES: usize = 128;
-/// The longest metadata value, in bytes.
-pub(crate) const MAX_METADATA_VALUE_BYTES: usize = 1024;
-/// The longest `Register.manifest_json`, in bytes: 1 MiB, some sixty times
-/// the largest example's manifest.
-pub(crate) const MAX_MANIFEST_JSON_BYTES: usize = 1024 * 1024;
-/// The longest connector name (the manifest's `name`), in bytes.
-pub(crate) const MAX_CONNECTOR_NAME_BYTES: usize = 64;
-/// The longest connector version (the manifest's `version`), in bytes.
-pub(crate) const MAX_CONNECTOR_VERSION_BYTES: usize = 128;
-/// The longest `Register.credentials.public_key`: an Ed25519 key, 32 bytes.
-pub(crate) const MAX_PUBLIC_KEY_BYTES: usize = 32;
-/// The longest `Register.credentials.assertion` (an encoded `Assertion`
-/// within the limits above is under 700 bytes).
-pub(crate) const MAX_ASSERTION_BYTES: usize = 1024;
-/// The longest `Register.credentials.signature`: an Ed25519 signature, 64 bytes.
-pub(crate) const MAX_SIGNATURE_BYTES: usize = 64;
-/// The longest `Register.credentials.registration_token`, in bytes (the
-/// hub issues 68).
-pub(crate) const MAX_REGISTRATION_TOKEN_BYTES: usize = 128;
-/// The largest whole `Register`, encoded: 1 MiB. Each field within its own
-/// limit, they could add up to some 85 KiB more (a manifest of nearly
-/// 1 MiB leaves little room for the rest).
-pub(crate) const MAX_REGISTER_BYTES: usize = 1024 * 1024;
+pub(crate) use spoke_proto::limits::{
+    MAX_ASSERTION_BYTES, MAX_CONNECTOR_NAME_BYTES, MAX_CONNECTOR_VERSION_BYTES,
+    MAX_DISPLAY_NAME_BYTES, MAX_INSTANCE_ID_BYTES, MAX_MANIFEST_JSON_BYTES, MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_BYTES, MAX_METADATA_VALUE_BYTES, MAX_PUBLIC_KEY_BYTES, MAX_REGISTER_BYTES,
+    MAX_REGISTRATION_TOKEN_BYTES, MAX_SDK_VERSION_BYTES, MAX_SESSION_TOKEN_BYTES,
+    MAX_SIGNATURE_BYTES, MAX_TAG_BYTES, MAX_TAGS, MAX_TENANT_BYTES,
+};
 
 /// Why a `Register` is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

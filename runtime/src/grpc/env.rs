@@ -172,8 +172,97 @@ impl AttachOptions {
                 );
             }
         }
+        check_limits(&options)?;
         Ok(options)
     }
+}
+
+/// Checks the instance's settings against the limits a hub puts on a
+/// Register ([`spoke_proto::limits`]): a connector the hub would refuse
+/// says so at start, naming the variable, instead of retrying.
+fn check_limits(options: &AttachOptions) -> Result<(), EnvError> {
+    use spoke_proto::limits::{
+        MAX_DISPLAY_NAME_BYTES, MAX_INSTANCE_ID_BYTES, MAX_METADATA_ENTRIES,
+        MAX_METADATA_KEY_BYTES, MAX_METADATA_VALUE_BYTES, MAX_TAG_BYTES, MAX_TAGS,
+        MAX_TENANT_BYTES,
+    };
+    let text = |variable: &str, what: &str, value: &str, max: usize| {
+        if value.len() > max {
+            return Err(EnvError::new(
+                variable,
+                format!(
+                    "{what} is {} bytes long; a hub takes at most {max}",
+                    value.len()
+                ),
+            ));
+        }
+        match value.chars().find(|c| c.is_control()) {
+            Some(c) => Err(EnvError::new(
+                variable,
+                format!(
+                    "{what} contains the control character {c:?}; a hub takes printable text only"
+                ),
+            )),
+            None => Ok(()),
+        }
+    };
+    let instance = &options.instance;
+    text(
+        INSTANCE_ID,
+        "the instance id",
+        &instance.id,
+        MAX_INSTANCE_ID_BYTES,
+    )?;
+    text(
+        DISPLAY_NAME,
+        "the display name (by default the connector's)",
+        &instance.display_name,
+        MAX_DISPLAY_NAME_BYTES,
+    )?;
+    text(TENANT, "the tenant", &options.tenant, MAX_TENANT_BYTES)?;
+    if instance.tags.len() > MAX_TAGS {
+        return Err(EnvError::new(
+            TAGS,
+            format!(
+                "{} tags; a hub takes at most {MAX_TAGS}",
+                instance.tags.len()
+            ),
+        ));
+    }
+    for tag in &instance.tags {
+        text(TAGS, &format!("the tag {tag:.40?}"), tag, MAX_TAG_BYTES)?;
+    }
+    if instance.metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(EnvError::new(
+            format!("{METADATA_PREFIX}*"),
+            format!(
+                "{} metadata entries; a hub takes at most {MAX_METADATA_ENTRIES}",
+                instance.metadata.len()
+            ),
+        ));
+    }
+    for (key, value) in &instance.metadata {
+        let variable = format!("{METADATA_PREFIX}{}", key.to_uppercase());
+        if key.len() > MAX_METADATA_KEY_BYTES {
+            return Err(EnvError::new(
+                variable,
+                format!(
+                    "the metadata key is {} bytes long; a hub takes at most {MAX_METADATA_KEY_BYTES}",
+                    key.len()
+                ),
+            ));
+        }
+        if value.len() > MAX_METADATA_VALUE_BYTES {
+            return Err(EnvError::new(
+                variable,
+                format!(
+                    "the value is {} bytes long; a hub takes at most {MAX_METADATA_VALUE_BYTES}",
+                    value.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -198,6 +287,45 @@ mod tests {
         assert!(o.instance.tags.is_empty() && o.instance.metadata.is_empty());
         assert_eq!((o.tenant.as_str(), o.max_in_flight), ("", 64));
         assert_eq!(o.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn settings_a_hub_would_refuse_are_errors_naming_the_variable() {
+        let long = "x".repeat(300);
+        let cases: [(&str, String, &str); 5] = [
+            (
+                "SPOKE_INSTANCE_ID",
+                long.clone(),
+                "the instance id is 300 bytes long; a hub takes at most 256",
+            ),
+            (
+                "SPOKE_DISPLAY_NAME",
+                "Echo\u{1b}[2J".into(),
+                "the display name (by default the connector's) contains the control character '\\u{1b}'",
+            ),
+            (
+                "SPOKE_TAGS",
+                format!("a,{long}"),
+                "bytes long; a hub takes at most 128",
+            ),
+            ("SPOKE_TENANT", long.clone(), "the tenant is 300 bytes long"),
+            (
+                "SPOKE_METADATA_REGION",
+                "r".repeat(2000),
+                "the value is 2000 bytes long; a hub takes at most 1024",
+            ),
+        ];
+        for (variable, value, says) in cases {
+            let err = parse(&[(variable, value.as_str())]).unwrap_err();
+            assert_eq!(err.variable, variable);
+            assert!(err.message.contains(says), "{variable}: {}", err.message);
+        }
+        let tags = (0..65).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        let err = parse(&[("SPOKE_TAGS", tags.as_str())]).unwrap_err();
+        assert_eq!(err.message, "65 tags; a hub takes at most 64");
+        // At the limits, fine.
+        let id = "i".repeat(256);
+        assert!(parse(&[("SPOKE_INSTANCE_ID", id.as_str())]).is_ok());
     }
 
     #[test]
