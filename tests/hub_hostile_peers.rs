@@ -163,20 +163,26 @@ async fn request_bytes_in_flight_are_bounded_per_connection_and_overall() {
         "30s",
     ]);
     let authority = hub.authority().to_owned();
-    // Four Attach streams each announce a 4 MiB opening message and send
-    // a few bytes of it: the connection's 16 MiB are taken.
+    // Sixteen Attach streams each send all but the last byte of a 1 MiB
+    // opening message: the connection's 16 MiB are taken by bytes that
+    // arrived (a prefix alone holds nothing).
     let opening = || {
-        let mut data = grpc_prefix((4 * MIB) as u32).to_vec();
-        data.extend_from_slice(b"partial");
+        let mut data = grpc_prefix(MIB as u32).to_vec();
+        data.resize(5 + MIB - 1, 0);
+        Bytes::from(data)
+    };
+    let some_bytes = || {
+        let mut data = grpc_prefix(MIB as u32).to_vec();
+        data.resize(5 + 4096, 0);
         Bytes::from(data)
     };
     let (mut first, _first_closed) = h2_connect(&authority).await;
     let mut held = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..16 {
         held.push(open_call(&mut first, &authority, ATTACH, opening()).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (response, _stream) = open_call(&mut first, &authority, ATTACH, opening()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (response, _stream) = open_call(&mut first, &authority, ATTACH, some_bytes()).await;
     let (code, message) = grpc_status(response).await;
     assert_eq!(code, Code::ResourceExhausted as i32, "{message}");
     assert!(message.contains("this connection already has"), "{message}");
@@ -184,12 +190,12 @@ async fn request_bytes_in_flight_are_bounded_per_connection_and_overall() {
     // A second connection takes the other 16 MiB; a third finds none.
     let (mut second, _second_closed) = h2_connect(&authority).await;
     let mut held_too = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..16 {
         held_too.push(open_call(&mut second, &authority, ATTACH, opening()).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let (mut third, _third_closed) = h2_connect(&authority).await;
-    let (response, _stream) = open_call(&mut third, &authority, ATTACH, opening()).await;
+    let (response, _stream) = open_call(&mut third, &authority, ATTACH, some_bytes()).await;
     let (code, message) = grpc_status(response).await;
     assert_eq!(code, Code::ResourceExhausted as i32, "{message}");
     assert!(message.contains("the hub is holding"), "{message}");

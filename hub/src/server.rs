@@ -32,6 +32,10 @@ use crate::trust::access::{Access, TokenCache};
 use crate::trust::approval::Trust;
 use crate::trust::store::{ClientGrant, Scope, Store, StoreError};
 
+/// The most streams (calls) open at once on one connection; a client
+/// with more waits for one to end.
+const MAX_STREAMS_PER_CONNECTION: u32 = 200;
+
 /// How long the hub waits, beyond the shutdown grace, for connections to
 /// close before it exits anyway.
 const CLOSE_MARGIN: Duration = Duration::from_secs(2);
@@ -174,6 +178,9 @@ pub async fn run_until_supervised(
     let reflection_v1alpha = crate::reflection::v1alpha::service()?;
 
     let mut builder = Server::builder()
+        // tonic leaves streams per connection unbounded (hyper's own
+        // default is 200): a peer could open any number on one connection.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout));
     if let Some(tls) = tls {

@@ -251,6 +251,8 @@ async fn reselect_after_loss(
         tokio::pin!(changed);
         changed.as_mut().enable();
         match reselect(state, call, lost, None) {
+            // The connector has no ready instance. (A display name no
+            // instance has any more is `NOT_FOUND`, answered at once.)
             Err(status) if status.code() == Code::Unavailable => {}
             found => return found,
         }

@@ -67,7 +67,10 @@ fn message_budget(text: &str) -> Result<usize, String> {
     let size: bytesize::ByteSize = text
         .parse()
         .map_err(|e| format!("`{text}` is not a size like 64MiB: {e}"))?;
-    let bytes = usize::try_from(size.as_u64()).map_err(|_| format!("`{text}` is too large"))?;
+    let bytes = usize::try_from(size.as_u64())
+        .ok()
+        .filter(|b| *b <= tokio::sync::Semaphore::MAX_PERMITS)
+        .ok_or_else(|| format!("`{text}` is too large"))?;
     if bytes < MAX_MESSAGE_BYTES {
         return Err(format!(
             "{text} is less than the largest message ({}); a budget below it would refuse large messages outright",

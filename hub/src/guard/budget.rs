@@ -1,20 +1,29 @@
 //! Request bytes in flight, bounded: a request body that reads each gRPC
-//! message's length prefix and, before the message's bytes arrive, takes
-//! that many bytes from its connection's budget and from the hub's,
-//! giving them back once the message is whole (tonic then decodes it).
+//! message's length prefix, refuses a message longer than the method
+//! allows before its bytes are read, and takes each byte of a message, as
+//! it arrives, from its connection's budget and from the hub's, giving
+//! them back once the message is whole (tonic then decodes it). A message
+//! begun must be whole within [`MESSAGE_TIME_LIMIT`]: a peer that announces
+//! a message and stalls holds neither budget nor the stream for long.
 //!
-//! A message longer than the method allows, or one the budgets cannot
-//! hold, ends the request with `RESOURCE_EXHAUSTED` before its bytes are
-//! read (the gRPC convention for over-limit messages).
+//! A message over its limit, or bytes the budgets cannot hold, end the
+//! request with `RESOURCE_EXHAUSTED` (the gRPC convention for over-limit
+//! messages); a stalled message with `DEADLINE_EXCEEDED`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tonic::Status;
+
+/// How long a message may take to arrive whole once its prefix is in.
+pub(crate) const MESSAGE_TIME_LIMIT: Duration = Duration::from_secs(30);
 
 /// The length prefix of a gRPC message: a compression flag and a
 /// big-endian `u32`.
@@ -43,7 +52,7 @@ enum Position {
         len: usize,
     },
     /// Reading a message's bytes; this many are still to come.
-    Message { remaining: usize },
+    Message { declared: usize, remaining: usize },
 }
 
 /// A request body whose messages are paid for from [`Budgets`].
@@ -54,6 +63,8 @@ pub(crate) struct BudgetedBody<B> {
     position: Position,
     messages: u64,
     held: Vec<OwnedSemaphorePermit>,
+    /// When the message being read must be whole.
+    due: Option<Pin<Box<Sleep>>>,
     failed: bool,
 }
 
@@ -69,6 +80,7 @@ impl<B> BudgetedBody<B> {
             },
             messages: 0,
             held: Vec::new(),
+            due: None,
             failed: false,
         }
     }
@@ -88,16 +100,48 @@ impl<B> BudgetedBody<B> {
                         self.begin_message(declared)?;
                     }
                 }
-                Position::Message { remaining } => {
-                    let take = (*remaining).min(data.len());
+                Position::Message {
+                    declared,
+                    remaining,
+                } => {
+                    let (declared, take) = (*declared, (*remaining).min(data.len()));
                     *remaining -= take;
+                    let whole = *remaining == 0;
                     data = &data[take..];
-                    if *remaining == 0 {
+                    self.hold(take, declared)?;
+                    if whole {
                         self.end_message();
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Takes `bytes` more of a message of `declared` bytes from both budgets.
+    fn hold(&mut self, bytes: usize, declared: usize) -> Result<(), Status> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let connection = Arc::clone(&self.budgets.connection)
+            .try_acquire_many_owned(permits)
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "this connection already has the most request bytes in flight it may; \
+                     a message of {declared} bytes was refused, send it again once others are read"
+                ))
+            })?;
+        let total = Arc::clone(&self.budgets.total)
+            .try_acquire_many_owned(permits)
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "the hub is holding the most request bytes it may; \
+                     a message of {declared} bytes was refused, try again shortly"
+                ))
+            })?;
+        self.held.push(connection);
+        self.held.push(total);
         Ok(())
     }
 
@@ -120,32 +164,19 @@ impl<B> BudgetedBody<B> {
             self.end_message();
             return Ok(());
         }
-        let permits = u32::try_from(declared).unwrap_or(u32::MAX);
-        let connection = Arc::clone(&self.budgets.connection)
-            .try_acquire_many_owned(permits)
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "this connection already has the most request bytes in flight it may; \
-                     a message of {declared} bytes must wait until others are read"
-                ))
-            })?;
-        let total = Arc::clone(&self.budgets.total)
-            .try_acquire_many_owned(permits)
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "the hub is holding the most request bytes it may; \
-                     a message of {declared} bytes was refused, try again shortly"
-                ))
-            })?;
-        self.held = vec![connection, total];
         self.position = Position::Message {
+            declared,
             remaining: declared,
         };
+        self.due = Some(Box::pin(tokio::time::sleep_until(
+            Instant::now() + MESSAGE_TIME_LIMIT,
+        )));
         Ok(())
     }
 
     fn end_message(&mut self) {
         self.held.clear();
+        self.due = None;
         self.messages += 1;
         self.position = Position::Prefix {
             have: [0; PREFIX_BYTES],
@@ -176,7 +207,23 @@ where
                 return Poll::Ready(Some(Err(Status::from_error(err.into()))));
             }
             Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if let Some(due) = this.due.as_mut()
+                    && due.as_mut().poll(cx).is_ready()
+                {
+                    let declared = match this.position {
+                        Position::Message { declared, .. } => declared,
+                        Position::Prefix { .. } => 0,
+                    };
+                    this.failed = true;
+                    this.held.clear();
+                    this.due = None;
+                    return Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                        "a message of {declared} bytes did not arrive whole within {MESSAGE_TIME_LIMIT:?}"
+                    )))));
+                }
+                return Poll::Pending;
+            }
         };
         if let Some(data) = frame.data_ref()
             && let Err(status) = this.account(data.chunk())
@@ -217,8 +264,8 @@ mod tests {
         bytes
     }
 
-    #[test]
-    fn bytes_are_held_while_a_message_arrives_and_given_back_when_it_is_whole() {
+    #[tokio::test]
+    async fn bytes_are_held_as_they_arrive_and_given_back_when_the_message_is_whole() {
         let b = budgets(500, 10_000);
         let mut body = BudgetedBody::new((), b.clone());
         let first = message(50);
@@ -226,8 +273,8 @@ mod tests {
         body.account(&first[..3]).unwrap();
         assert_eq!(b.connection.available_permits(), 500);
         body.account(&first[3..20]).unwrap();
-        assert_eq!(b.connection.available_permits(), 450);
-        assert_eq!(b.total.available_permits(), 9950);
+        assert_eq!(b.connection.available_permits(), 485, "15 bytes in");
+        assert_eq!(b.total.available_permits(), 9985);
         body.account(&first[20..]).unwrap();
         assert_eq!(b.connection.available_permits(), 500);
         // Two whole messages in one chunk.
@@ -236,10 +283,13 @@ mod tests {
         body.account(&two).unwrap();
         assert_eq!(b.connection.available_permits(), 500);
         assert_eq!(body.messages, 3);
+        // A prefix alone holds nothing.
+        body.account(&message(400)[..5]).unwrap();
+        assert_eq!(b.connection.available_permits(), 500);
     }
 
-    #[test]
-    fn over_limit_and_over_budget_messages_are_resource_exhausted() {
+    #[tokio::test]
+    async fn over_limit_and_over_budget_messages_are_resource_exhausted() {
         let mut body = BudgetedBody::new((), budgets(500, 10_000));
         let err = body.account(&message(101)).unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
@@ -250,31 +300,74 @@ mod tests {
 
         let mut body = BudgetedBody::new((), budgets(500, 10_000));
         body.account(&message(10)).unwrap();
-        let err = body.account(&message(1001)).unwrap_err();
+        let err = body.account(&message(1001)[..5]).unwrap_err();
         assert!(
             err.message().contains("a message of 1001 bytes is over"),
             "{err:?}"
         );
 
         let b = budgets(500, 10_000);
-        let mut too_big = BudgetedBody::new((), b.clone());
-        too_big.account(&message(10)).unwrap();
-        let err = too_big.account(&message(600)[..5]).unwrap_err();
-        assert!(err.message().contains("this connection"), "{err:?}");
         let mut held = BudgetedBody::new((), b.clone());
         held.account(&message(10)).unwrap();
-        held.account(&message(400)[..5]).unwrap();
+        held.account(&message(400)[..305]).unwrap();
+        assert_eq!(b.connection.available_permits(), 200);
         let mut other = BudgetedBody::new((), b.clone());
         other.account(&message(10)).unwrap();
-        let err = other.account(&message(200)[..5]).unwrap_err();
+        let err = other.account(&message(300)).unwrap_err();
         assert!(err.message().contains("this connection"), "{err:?}");
-        assert_eq!(b.connection.available_permits(), 100);
+        assert_eq!(
+            b.connection.available_permits(),
+            200,
+            "the refused bytes are not held"
+        );
         drop(held);
         assert_eq!(b.connection.available_permits(), 500);
 
         let mut body = BudgetedBody::new((), budgets(5000, 300));
         body.account(&message(10)).unwrap();
-        let err = body.account(&message(400)[..5]).unwrap_err();
+        let err = body.account(&message(400)).unwrap_err();
         assert!(err.message().contains("the hub is holding"), "{err:?}");
+    }
+
+    /// A body that sends a prefix and some bytes, then nothing.
+    struct Stalled(Vec<Option<Bytes>>);
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = Status;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+            match self.0.pop() {
+                Some(Some(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                _ => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_that_stalls_is_ended_and_its_bytes_given_back() {
+        let b = budgets(5000, 10_000);
+        let mut started = message(10);
+        started.extend_from_slice(&message(400)[..100]);
+        let mut body = BudgetedBody::new(Stalled(vec![Some(Bytes::from(started))]), b.clone());
+        let first = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(matches!(first, Some(Ok(_))));
+        assert_eq!(b.connection.available_permits(), 4905);
+        let ended = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        let err = ended.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::DeadlineExceeded);
+        assert!(
+            err.message()
+                .contains("a message of 400 bytes did not arrive whole within 30s"),
+            "{err:?}"
+        );
+        assert_eq!(b.connection.available_permits(), 5000);
+        assert!(
+            std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+                .await
+                .is_none()
+        );
     }
 }

@@ -21,7 +21,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use spoke_proto::MAX_MESSAGE_BYTES;
-use spoke_proto::v1::{connector_hub_server, hub_server};
+use spoke_proto::limits::MAX_REGISTER_BYTES;
+use spoke_proto::v1::{admin_server, connector_hub_server, hub_server};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::Status;
@@ -38,12 +39,19 @@ pub(crate) type HeaderCheck =
     Arc<dyn Fn(&str, &http::HeaderMap) -> Result<(), Status> + Send + Sync>;
 
 /// tonic's default limit on a decoded message, which the services without
-/// their own keep.
+/// their own keep (Admin, whose calls carry a token).
 const DEFAULT_MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
-/// The longest first frame of an Attach stream: its `Register`, which comes
-/// before any proof of who is attaching.
-pub(crate) const MAX_ATTACH_OPENING_BYTES: usize = 4 * 1024 * 1024;
+/// The longest message of the services anyone may call without a
+/// credential, health and reflection: their requests are a few names.
+const OPEN_SERVICE_MAX_MESSAGE: usize = 64 * 1024;
+
+/// The longest first frame of an Attach stream, which comes before any
+/// proof of who is attaching: a `ConnectorFrame` holding the `Register`,
+/// whose own limit is [`MAX_REGISTER_BYTES`]. Twice that, so that a
+/// Register somewhat over its limits is read and refused with the error
+/// naming its field.
+pub(crate) const MAX_ATTACH_OPENING_BYTES: usize = 2 * MAX_REGISTER_BYTES;
 
 /// The longest message, and the longest first message, of a method.
 fn message_limits(path: &str) -> (usize, Option<usize>) {
@@ -52,8 +60,10 @@ fn message_limits(path: &str) -> (usize, Option<usize>) {
         (MAX_MESSAGE_BYTES, Some(MAX_ATTACH_OPENING_BYTES))
     } else if service == hub_server::SERVICE_NAME {
         (MAX_MESSAGE_BYTES, None)
-    } else {
+    } else if service == admin_server::SERVICE_NAME {
         (DEFAULT_MAX_MESSAGE, None)
+    } else {
+        (OPEN_SERVICE_MAX_MESSAGE, None)
     }
 }
 
@@ -206,10 +216,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attach_limits_its_opening_message_and_other_services_keep_tonics_default() {
+    fn attach_limits_its_opening_message_and_open_services_take_small_ones() {
         assert_eq!(
             message_limits("/spoke.v1.ConnectorHub/Attach"),
-            (MAX_MESSAGE_BYTES, Some(MAX_ATTACH_OPENING_BYTES))
+            (MAX_MESSAGE_BYTES, Some(2 * MAX_REGISTER_BYTES))
         );
         assert_eq!(
             message_limits("/spoke.v1.Hub/Invoke"),
@@ -219,6 +229,10 @@ mod tests {
             message_limits("/spoke.v1.Admin/ListPending"),
             (DEFAULT_MAX_MESSAGE, None)
         );
-        assert_eq!(message_limits("garbage"), (DEFAULT_MAX_MESSAGE, None));
+        assert_eq!(
+            message_limits("/grpc.health.v1.Health/Watch"),
+            (64 * 1024, None)
+        );
+        assert_eq!(message_limits("garbage"), (64 * 1024, None));
     }
 }

@@ -31,12 +31,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::ids::unix_ms;
 use crate::routing::registry::{Admitted, InstanceKey, Registration};
 use crate::sessions::outbound::{Close, Outbound};
 use crate::sessions::pending::Delivery;
 use crate::sessions::rate::PeerKey;
 use crate::sessions::register::{self, Invalid};
 use crate::sessions::state::HubState;
+use crate::trust::assertion::{self, Claim};
 
 /// While the hub shuts down, how often a stream checks whether its calls
 /// are all answered.
@@ -282,7 +284,7 @@ impl StreamTask {
                 .await
                 .map_err(|status| Refusal::Status(registration.key().to_string(), status))?,
         };
-        let proven_key = proven_key(&registration, self.state.trust.is_some());
+        let proven_key = proven_key(&registration, &self.state);
         let tenant = registration.tenant.clone();
         let sdk = registration.sdk_version.clone();
         let admitted = self
@@ -533,18 +535,23 @@ fn frame_name(frame: Option<&connector_frame::Frame>) -> &'static str {
 }
 
 /// The public key a registration proves: with auth, the one the approval
-/// check verified; without, the one its credentials' signature verifies
-/// under, if they are sent and sound. A restart proving the key of a live
-/// session takes that session's place (see `Registry::admit`).
-fn proven_key(registration: &Registration, verified: bool) -> Option<[u8; 32]> {
+/// check verified; without, the one its credentials verify under as auth
+/// would verify them (signed for this very instance, in date, never seen
+/// before), if they are sent and sound. A restart proving the key of a
+/// live session takes that session's place (see `Registry::admit`), so a
+/// replayed or borrowed assertion must not count.
+fn proven_key(registration: &Registration, state: &HubState) -> Option<[u8; 32]> {
     let credentials = registration.credentials.as_ref()?;
-    if verified {
-        credentials.public_key.as_ref().try_into().ok()
-    } else {
-        Some(
-            spoke_runtime::grpc::identity::verify(credentials)
-                .ok()?
-                .public_key,
-        )
+    if state.trust.is_some() {
+        return credentials.public_key.as_ref().try_into().ok();
     }
+    let key = registration.key();
+    let claim = Claim {
+        tenant: &key.tenant,
+        connector: &key.connector,
+        instance_id: &key.id,
+    };
+    assertion::verify(Some(credentials), claim, unix_ms(), &state.open_replays)
+        .ok()
+        .map(|proven| proven.public_key)
 }

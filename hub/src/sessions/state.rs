@@ -53,6 +53,9 @@ pub(crate) struct HubState {
     shutdown: CancellationToken,
     /// Notified when an instance is admitted ready or approved.
     ready_changed: tokio::sync::Notify,
+    /// Without auth: the nonces of the assertions that proved an
+    /// instance's key (a restart proving it takes over a live session).
+    pub(crate) open_replays: crate::trust::assertion::ReplayCache,
 }
 
 impl HubState {
@@ -77,6 +80,7 @@ impl HubState {
             tables: Mutex::new(Tables::default()),
             shutdown: CancellationToken::new(),
             ready_changed: tokio::sync::Notify::new(),
+            open_replays: crate::trust::assertion::ReplayCache::default(),
         });
         start_pending_expiry(&state);
         state
