@@ -31,11 +31,7 @@ async fn load(url: &str, count: usize, ms: u64) -> Vec<(Answer, Duration)> {
 }
 
 fn tally(answers: &[(Answer, Duration)]) -> Tally {
-    let mut tally = Tally::default();
-    for (answer, elapsed) in answers {
-        tally.record(answer, *elapsed, Some(Duration::from_secs(20)));
-    }
-    tally
+    Tally::of(answers, |_| Some(Duration::from_secs(20)))
 }
 
 /// The connector's link holds every chunk 100 ms each way; calls with
@@ -65,10 +61,7 @@ async fn a_slow_link_answers_every_call_once_within_its_deadline() {
         }
     })
     .await;
-    let mut tally = Tally::default();
-    for (n, (answer, elapsed)) in answers.iter().enumerate() {
-        tally.record(answer, *elapsed, Some(deadline(n)));
-    }
+    let tally = Tally::of(&answers, |n| Some(deadline(n)));
     tally.check("a link delayed 100 ms each way");
     let fast = tally.count("status:DeadlineExceeded") + tally.count("status:Cancelled");
     assert_eq!(

@@ -92,10 +92,7 @@ async fn a_deadline_storm_is_answered_deadline_exceeded_every_time() {
         }
     })
     .await;
-    let mut tally = Tally::default();
-    for (n, (answer, elapsed)) in answers.iter().enumerate() {
-        tally.record(answer, *elapsed, Some(deadline(n)));
-    }
+    let tally = Tally::of(&answers, |n| Some(deadline(n)));
     tally.check("deadline storm");
     assert_eq!(
         tally.count("status:DeadlineExceeded"),
@@ -183,10 +180,7 @@ async fn a_cancellation_storm_frees_every_call_at_the_connector() {
         })
         .await
     };
-    let mut tally = Tally::default();
-    for (answer, elapsed) in &answers {
-        tally.record(answer, *elapsed, Some(Duration::from_secs(5)));
-    }
+    let tally = Tally::of(&answers, |_| Some(Duration::from_secs(5)));
     tally.check("after the cancellation storm");
     assert_eq!(tally.count("ok"), 64);
     drop(client);

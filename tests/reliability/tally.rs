@@ -46,6 +46,18 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// The tally of `answers`, the `n`th call's deadline being `deadline(n)`.
+    pub fn of(
+        answers: &[(Answer, Duration)],
+        deadline: impl Fn(usize) -> Option<Duration>,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for (n, (answer, elapsed)) in answers.iter().enumerate() {
+            tally.record(answer, *elapsed, deadline(n));
+        }
+        tally
+    }
+
     /// Counts one call: its answer and whether it came later than its
     /// deadline plus [`MARGIN`].
     pub fn record(&mut self, answer: &Answer, elapsed: Duration, deadline: Option<Duration>) {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::line_reader::{Line, LineReader};
-use super::request::{Call, Json, Request, parse, plain};
+use super::request::{Json, Request, parse, plain};
 use crate::error::ErrorCode;
 use crate::props::{config, json, key, mangled, text};
 
@@ -300,34 +300,13 @@ fn assert_clear(error: &str) -> Result<(), TestCaseError> {
 /// A request with the JSON text it found in the line parsed into a `Value`
 /// and written back, as the plain parse has it, so the two compare.
 fn normal(request: Request, line: &[u8]) -> Request {
-    let normal = |json: Json| match json {
+    crate::stdio::request::tests::map_json(request, |json| match json {
         Json::In(range) => {
             let value: Value = serde_json::from_slice(&line[range]).expect("JSON text");
             Json::Copy(value.to_string())
         }
         other => other,
-    };
-    match request {
-        Request::Start {
-            id,
-            call: Call::Action { name, input },
-            deadline_ms,
-            metadata,
-        } => Request::Start {
-            id,
-            call: Call::Action {
-                name,
-                input: normal(input),
-            },
-            deadline_ms,
-            metadata,
-        },
-        Request::Other { method, params } => Request::Other {
-            method,
-            params: normal(params),
-        },
-        other => other,
-    }
+    })
 }
 
 proptest! {

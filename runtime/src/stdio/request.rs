@@ -437,7 +437,7 @@ fn metadata_of(params: &Map<String, Value>) -> Result<BTreeMap<String, String>, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Parses a line, with every piece of JSON text copied out of it.
@@ -446,10 +446,14 @@ mod tests {
     }
 
     fn copied(request: Request, line: &[u8]) -> Request {
-        let copy = |json: Json| match json {
+        map_json(request, |json| match json {
             Json::In(_) => Json::Copy(String::from_utf8(json.bytes(line).to_vec()).unwrap()),
             other => other,
-        };
+        })
+    }
+
+    /// `request` with `f` applied to each piece of JSON it holds.
+    pub(in crate::stdio) fn map_json(request: Request, f: impl Fn(Json) -> Json) -> Request {
         match request {
             Request::Start {
                 id,
@@ -460,14 +464,14 @@ mod tests {
                 id,
                 call: Call::Action {
                     name,
-                    input: copy(input),
+                    input: f(input),
                 },
                 deadline_ms,
                 metadata,
             },
             Request::Other { method, params } => Request::Other {
                 method,
-                params: copy(params),
+                params: f(params),
             },
             other => other,
         }
