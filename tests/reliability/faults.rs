@@ -2,7 +2,10 @@
 //! resume window, a connector SIGKILLed among two, the hub SIGKILLed and
 //! restarted.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use spoke_proto::v1::hub_client::HubClient;
+use tonic::transport::Channel;
 
 use crate::common::Hub;
 use crate::common::proxy::Proxy;
@@ -91,7 +94,7 @@ pub fn through(proxy: &Proxy, id: &str) -> crate::common::ChildGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_shorter_than_the_resume_window_loses_no_call() {
-    let hub = Hub::start(&["--heartbeat-interval", "1s", "--resume-window", "3s"]);
+    let hub = Hub::start_quiet(&["--heartbeat-interval", "1s", "--resume-window", "3s"]);
     let proxy = Proxy::start(hub.authority());
     let _connector = through(&proxy, "f1");
     hub.wait_for_instances("faults", 1, Duration::from_secs(20));
@@ -108,7 +111,71 @@ async fn a_cut_shorter_than_the_resume_window_loses_no_call() {
     assert_eq!(
         tally.count("ok"),
         count,
-        "every call answered once, with its result"
+        "every call answered once, with its result: {tally:?}"
+    );
+}
+
+/// A call made while the lone instance's link is down waits for it to
+/// resume instead of failing at once; when the instance never comes back,
+/// the call ends at its deadline or when the session expires, whichever
+/// comes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_made_during_a_cut_waits_for_the_instance_to_resume() {
+    let hub = Hub::start(&["--heartbeat-interval", "1s", "--resume-window", "3s"]);
+    let proxy = Proxy::start(hub.authority());
+    let connector = through(&proxy, "f1");
+    hub.wait_for_instances("faults", 1, Duration::from_secs(20));
+    let client = client(&hub.url).await;
+    let add = |client: HubClient<Channel>, deadline: u64| async move {
+        call(
+            &client,
+            "faults",
+            "add",
+            r#"{"a":1,"b":2}"#,
+            Some(Duration::from_secs(deadline)),
+            Duration::from_secs(30),
+        )
+        .await
+    };
+
+    proxy.cut();
+    hub.logged(&["f1", "stream lost"]).await;
+    let during = tokio::spawn(add(client.clone(), 10));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!during.is_finished(), "the call waits for the instance");
+    proxy.open();
+    let (answer, _) = during.await.unwrap();
+    assert_eq!(answer, Answer::Ok("3".into()), "answered once it resumed");
+    hub.logged(&["f1", "resumed"]).await;
+
+    // Now it never comes back.
+    drop(connector);
+    let lost = || hub.log_text().matches("stream lost").count();
+    let started = Instant::now();
+    while lost() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the hub notices the loss"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lost_at = Instant::now();
+    let short = tokio::spawn(add(client.clone(), 1));
+    let (answer, elapsed) = add(client.clone(), 20).await;
+    assert_eq!(
+        answer,
+        Answer::Status(tonic::Code::Unavailable),
+        "fails once the session expired"
+    );
+    assert!(
+        lost_at.elapsed() >= Duration::from_millis(2500) && elapsed < Duration::from_secs(5),
+        "waited out the 3 s resume window, not more: {elapsed:?}"
+    );
+    let (answer, elapsed) = short.await.unwrap();
+    assert_eq!(answer, Answer::Status(tonic::Code::DeadlineExceeded));
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(2),
+        "ended at its 1 s deadline: {elapsed:?}"
     );
 }
 

@@ -90,12 +90,13 @@ impl ClientApi {
         ClientApi { state, sidecars }
     }
 
-    /// Checks a request and picks its instance(s). The call's log line
-    /// starts here; a refused call gets it at once.
+    /// Checks a request and picks its instance(s), `None` when the call
+    /// must wait for one to resume ([`route::select_or_await`]). The call's
+    /// log line starts here; a refused call gets it at once.
     fn prepare(
         &self,
         request: Request<InvokeRequest>,
-    ) -> Result<(Call, Selection, CallLog), Status> {
+    ) -> Result<(Call, Option<Selection>, CallLog), Status> {
         let deadline = deadline::of_request(&request);
         let metadata = invoke_metadata(&request);
         let caller = self.state.access.caller(request.metadata());
@@ -121,7 +122,7 @@ impl ClientApi {
         request_id: String,
         deadline: Option<Instant>,
         from_hub: HashMap<String, String>,
-    ) -> Result<(Call, Selection), Status> {
+    ) -> Result<(Call, Option<Selection>), Status> {
         if self.state.is_shutting_down() {
             return Err(Status::unavailable("the hub is shutting down"));
         }
@@ -155,7 +156,7 @@ impl ClientApi {
             &request.action,
             kind,
         )?;
-        let selection = route::select(
+        let selection = route::select_or_await(
             &mut tables.registry,
             tenant,
             &request.connector,
@@ -282,6 +283,12 @@ impl Hub for ClientApi {
     ) -> Result<Response<InvokeResponse>, Status> {
         let (call, selection, log) = self.prepare(request)?;
         let state = &self.state;
+        let selection = match selection {
+            Some(selection) => selection,
+            None => invoke::select_when_ready(state, &call)
+                .await
+                .inspect_err(|status| log.refused(status))?,
+        };
         let results = match selection {
             Selection::One(key) => {
                 let retry = call.target.allows_retry();
@@ -416,12 +423,23 @@ impl ClientApi {
 async fn stream_call(
     state: &Arc<HubState>,
     call: &Call,
-    selection: Selection,
+    selection: Option<Selection>,
     tx: &ItemSender,
     log: &CallLog,
 ) {
     let item = |result| InvokeStreamItem {
         item: Some(invoke_stream_item::Item::Result(result)),
+    };
+    let selection = match selection {
+        Some(selection) => selection,
+        None => match invoke::select_when_ready(state, call).await {
+            Ok(selection) => selection,
+            Err(status) => {
+                log.refused(&status);
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        },
     };
     match selection {
         Selection::One(key) => {

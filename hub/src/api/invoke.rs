@@ -191,7 +191,7 @@ pub(crate) async fn run_one(
                         call.connector
                     )));
                 }
-                key = reselect(state, call, &key, None)?;
+                key = reselect_when_ready(state, call, &key).await?;
             }
             Failure::Lost(reason) => {
                 if call.mode == Mode::Write {
@@ -267,6 +267,70 @@ async fn reselect_after_loss(
             }
             return reselect(state, call, lost, None);
         }
+    }
+}
+
+/// Routes a call none of whose instances was ready while one was
+/// disconnected inside its resume window ([`route::select_or_await`]):
+/// waits for an instance to become ready (that one resuming, most likely,
+/// or another attaching) and routes the call to it. Waits until the
+/// call's deadline and at most the resume window; when the session expires
+/// first, the call fails `UNAVAILABLE` at once.
+pub(crate) async fn select_when_ready(state: &HubState, call: &Call) -> Result<Selection, Status> {
+    let give_up = Instant::now() + state.config.resume_window;
+    let give_up = call.deadline.map_or(give_up, |at| at.min(give_up));
+    loop {
+        let changed = state.ready_changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let routed = route::select_or_await(
+            &mut state.lock().registry,
+            &call.tenant,
+            &call.connector,
+            &call.target,
+            None,
+        )?;
+        if let Some(selection) = routed {
+            return Ok(selection);
+        }
+        if tokio::time::timeout_at(give_up, changed).await.is_err() {
+            if call.deadline.is_some_and(|at| at <= Instant::now()) {
+                return Err(Status::deadline_exceeded(format!(
+                    "no instance of connector `{}` resumed before the caller's deadline",
+                    call.connector
+                )));
+            }
+            let mut tables = state.lock();
+            return route::select(
+                &mut tables.registry,
+                &call.tenant,
+                &call.connector,
+                &call.target,
+                None,
+            );
+        }
+    }
+}
+
+/// [`reselect`] for an Invoke that never reached `previous` (its stream
+/// closed under it): when no instance is ready but one is disconnected
+/// inside its resume window, waits for it as [`select_when_ready`] does.
+async fn reselect_when_ready(
+    state: &HubState,
+    call: &Call,
+    previous: &InstanceKey,
+) -> Result<InstanceKey, Status> {
+    match reselect(state, call, previous, None) {
+        Err(status) if status.code() == Code::Unavailable => {
+            match select_when_ready(state, call).await? {
+                Selection::One(key) => Ok(key),
+                Selection::Broadcast(keys) => keys
+                    .into_iter()
+                    .find(|k| k == previous)
+                    .ok_or_else(|| Status::unavailable(format!("{previous} is no longer ready"))),
+            }
+        }
+        found => found,
     }
 }
 
@@ -389,13 +453,15 @@ async fn attempt(
         metadata: call.metadata.clone(),
         kind: call.kind.into(),
     };
-    let tx = {
+    let (tx, generation) = {
         let mut tables = state.lock();
-        let tx = match tables.registry.instance(key) {
-            Some(i) if i.status == InstanceStatus::Ready => i.link.as_ref().map(|l| l.tx.clone()),
+        let link = match tables.registry.instance(key) {
+            Some(i) if i.status == InstanceStatus::Ready => {
+                i.link.as_ref().map(|l| (l.tx.clone(), i.generation))
+            }
             _ => None,
         };
-        let Some(tx) = tx else {
+        let Some(link) = link else {
             log.finish("undelivered", None);
             return Err(Failure::Undelivered);
         };
@@ -405,7 +471,7 @@ async fn attempt(
         tables
             .pending
             .insert(invoke.clone(), call.deadline, key.clone(), caller, slot);
-        tx
+        link
     };
     // From here on, a caller that goes away (dropping this future) cancels.
     log.cancel = Some("the caller went away");
@@ -423,6 +489,10 @@ async fn attempt(
             // meanwhile, the new stream was sent the Invoke: wait for it.
             let took_back = state.lock().pending.take_back(&request_id);
             if took_back == TakeBack::Removed {
+                // The stream's task may not have said so yet; until it is
+                // marked lost, the instance would look ready to the retry,
+                // which would meet the same closed stream.
+                state.stream_lost(key, generation, "its stream closed under a call");
                 log.finish("undelivered", None);
                 return Err(Failure::Undelivered);
             }

@@ -7,7 +7,10 @@
 //!
 //! A route that matches no instance at all is `NOT_FOUND` (the message lists
 //! what exists); one whose instances are all draining or disconnected, or a
-//! connector without instances, is `UNAVAILABLE`.
+//! connector without instances, is `UNAVAILABLE`. But when one of the
+//! route's instances is disconnected inside its resume window (a network
+//! blip), [`select_or_await`] says to wait for it: the call is routed when
+//! an instance is ready again, or fails when the session expires.
 
 use spoke_proto::v1::{Route, route};
 use tonic::Status;
@@ -194,6 +197,33 @@ pub(crate) fn select(
     }
 }
 
+/// [`select`], unless no instance along the route is ready but one it
+/// matches is disconnected, inside its resume window: then `Ok(None)`, and
+/// the caller waits for an instance to become ready (most likely that one
+/// resuming) before selecting again.
+pub(crate) fn select_or_await(
+    registry: &mut Registry,
+    tenant: &str,
+    connector: &str,
+    target: &Target,
+    exclude: Option<&str>,
+) -> Result<Option<Selection>, Status> {
+    match select(registry, tenant, connector, target, exclude) {
+        Ok(selection) => Ok(Some(selection)),
+        Err(status)
+            if status.code() == tonic::Code::Unavailable
+                && registry.instances_of(tenant, connector).any(|(key, i)| {
+                    i.status == InstanceStatus::Disconnected
+                        && target.matches(i)
+                        && Some(key.id.as_str()) != exclude
+                }) =>
+        {
+            Ok(None)
+        }
+        Err(status) => Err(status),
+    }
+}
+
 /// The error for a route whose instances are all draining or disconnected.
 fn none_ready(registry: &Registry, tenant: &str, connector: &str, target: &Target) -> Status {
     let states = suggest::list(
@@ -371,6 +401,28 @@ mod tests {
         let err = select(&mut r, "default", "c", &Target::Any, None).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
         assert!(err.message().contains("a (draining)"), "{}", err.message());
+        // But b is disconnected, inside its resume window: a call waits for
+        // it, unless its route names another instance or excludes b.
+        let route = |r: &mut Registry, target: &Target, exclude| {
+            select_or_await(r, "default", "c", target, exclude).map_err(|e| e.code())
+        };
+        assert_eq!(route(&mut r, &Target::Any, None), Ok(None));
+        assert_eq!(
+            route(&mut r, &Target::DisplayName("C".into()), None),
+            Ok(None)
+        );
+        let a = Target::Instance("a".into());
+        assert_eq!(route(&mut r, &a, None), Err(tonic::Code::Unavailable));
+        assert_eq!(
+            route(&mut r, &Target::Any, Some("b")),
+            Err(tonic::Code::Unavailable)
+        );
+        // Once its session expired, there is nothing to wait for.
+        assert!(r.expire(&b, generations[1]).is_some());
+        assert_eq!(
+            route(&mut r, &Target::Any, None),
+            Err(tonic::Code::Unavailable)
+        );
     }
 
     #[test]

@@ -225,9 +225,10 @@ impl HubState {
         Ok(admitted)
     }
 
-    /// Waits until an instance may have become ready (one was admitted or
-    /// approved), at most until `until`; for a call whose instance was
-    /// lost, to retry on the next one (a restart of the same instance).
+    /// Completes when an instance may have become ready (one was admitted
+    /// or approved) or a disconnected one's session expired: for a call
+    /// whose instance was lost, to retry on the next one (a restart of the
+    /// same instance), and for a call waiting for an instance to resume.
     /// Create the future, then look for a ready instance, then await it:
     /// an instance admitted in between still wakes it.
     pub(crate) fn ready_changed(&self) -> tokio::sync::futures::Notified<'_> {
@@ -319,6 +320,8 @@ impl HubState {
             );
             let waiting = tables.pending.fail_instance(key, &reason);
             drop(tables);
+            // Calls waiting for it to resume stop waiting.
+            self.ready_changed.notify_waiters();
             tracing::info!(
                 "{key}: session {} expired; {waiting} waiting call(s) lost it",
                 instance.session_id
