@@ -1,11 +1,21 @@
 //! A connector over a local directory tree: list, read, stat, write and delete
-//! files, and find them by extension or modification time.
+//! files, find them by extension or modification time, and sync them into
+//! a search index.
 //!
 //! ```text
 //! export FILES_ROOT=.
 //! cargo run --example files -- call list '{"glob": "*.rs", "recursive": true}'
 //! cargo run --example files -- call read '{"path": "Cargo.toml"}'
+//! cargo run --example files -- sync --state files.state --out docs.jsonl
 //! ```
+//!
+//! The `files` sync walks the tree in path order, a page of 50 files at a
+//! time, and stores a checkpoint after every page: a run killed half-way
+//! resumes after the last page it stored. A full run emits every file and,
+//! when it completes, reports the files that are gone as deleted; an
+//! incremental run emits only the files modified since the last completed
+//! run. A file that cannot be read is reported with `fail_item` (up to 10%
+//! of the files may fail before the run does).
 //!
 //! Every path a caller gives is relative to `root` (`""` and `"."` name the
 //! root itself). Absolute paths, `..` that climbs out of the root and symbolic
@@ -23,7 +33,23 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use glob::Pattern;
 use schemars::JsonSchema;
 use serde::Serialize;
+use spoke::CancellationToken;
 use spoke::prelude::*;
+use spoke::sync::{Document, Permissions, SyncMode, Timestamp};
+
+/// Files per page of the `files` sync: a checkpoint after each.
+const SYNC_PAGE: usize = 50;
+
+/// Where the `files` sync got to.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, JsonSchema)]
+struct FilesCursor {
+    /// Files modified after this changed since the last completed run.
+    modified_after: Option<Timestamp>,
+    /// Mid-run: the last path of the last page stored; the walk goes on after it.
+    last_path: Option<String>,
+    /// Mid-run: the newest modification seen so far.
+    newest: Option<Timestamp>,
+}
 
 /// Entries per `list` page when the caller does not say.
 const DEFAULT_LIMIT: usize = 100;
@@ -190,7 +216,7 @@ impl Files {
 
         // Every page walks the tree again and sorts it: simple and stateless,
         // and quick enough for tens of thousands of entries.
-        let mut entries: Vec<Entry> = walk(ctx, &dir, recursive.unwrap_or(false))?
+        let mut entries: Vec<Entry> = walk(ctx.cancellation(), &dir, recursive.unwrap_or(false))?
             .into_iter()
             .filter(|(path, _)| pattern.as_ref().is_none_or(|p| p.matches(file_name(path))))
             .filter(|(path, _)| after.as_ref().is_none_or(|after| path > after))
@@ -373,7 +399,98 @@ impl Files {
     }
 }
 
+#[connector]
 impl Files {
+    /// Index every file under the root: full, or only what changed since
+    /// the last completed run.
+    #[sync(
+        modes = "full, incremental",
+        // Both modes walk every file (an unchanged one is marked seen).
+        sweep = "full, incremental",
+        error_budget = "10%",
+        source_type = "file_system"
+    )]
+    async fn files(&self, ctx: &SyncContext<FilesCursor>) -> Result<(), ActionError> {
+        let last = ctx.last_checkpoint().cloned().unwrap_or_default();
+        // Files modified after this are emitted (incremental only).
+        let since = match ctx.mode() {
+            SyncMode::Incremental => last.modified_after,
+            _ => None,
+        };
+        let root = Resolved {
+            rel: ".".to_owned(),
+            abs: self.root.clone(),
+        };
+        let mut files: Vec<(String, Metadata)> = walk(ctx.cancellation(), &root, true)?
+            .into_iter()
+            .filter(|(path, meta)| {
+                !meta.is_dir() && last.last_path.as_ref().is_none_or(|after| path > after)
+            })
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut cursor = FilesCursor {
+            modified_after: last.modified_after,
+            last_path: None,
+            newest: last.newest.max(last.modified_after),
+        };
+        for page in files.chunks(SYNC_PAGE) {
+            for (path, meta) in page {
+                ctx.count_scanned(1);
+                let modified = meta.modified().ok().map(Timestamp::from);
+                cursor.newest = cursor.newest.max(modified);
+                if since.is_some() && modified <= since {
+                    ctx.mark_seen(path);
+                    continue;
+                }
+                match self.document(path, meta) {
+                    Ok(document) => {
+                        ctx.count_updated(1);
+                        match ctx.mode() {
+                            SyncMode::Full => ctx.created(document).await?,
+                            _ => ctx.updated(document).await?,
+                        }
+                    }
+                    Err(e) => ctx.fail_item(path.as_str(), e),
+                }
+            }
+            cursor.last_path = page.last().map(|(path, _)| path.clone());
+            ctx.checkpoint(&cursor).await?;
+        }
+        // The walk is done: the next run starts from what this one saw.
+        ctx.checkpoint(&FilesCursor {
+            modified_after: cursor.newest,
+            last_path: None,
+            newest: None,
+        })
+        .await
+    }
+}
+
+impl Files {
+    /// The document of the file at `path`: its text when it is UTF-8 and at
+    /// most `max_bytes`, a `files:` reference otherwise.
+    fn document(&self, path: &str, meta: &Metadata) -> Result<Document, String> {
+        // A link that leads out of the root, or nowhere, is refused here.
+        let file = self
+            .resolve("$.path", path)
+            .map_err(|e| e.message().to_owned())?;
+        let bytes = fs::read(&file.abs).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+        let size = bytes.len() as u64;
+        let document = Document::new(path)
+            .title(file_name(path))
+            .path(path)
+            .size(size)
+            .permissions(Permissions::public());
+        let document = match meta.modified() {
+            Ok(modified) => document.updated_at(modified),
+            Err(_) => document,
+        };
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) if size <= self.max_bytes => document.text(text).mime_type("text/plain"),
+            _ => document.content_ref(format!("files:{path}")),
+        })
+    }
+
     /// The init hook: the root must be an existing directory. Stores its
     /// canonical form, against which every resolved path is checked.
     async fn init(&mut self) -> Result<(), String> {
@@ -455,7 +572,7 @@ impl Files {
             rel: ".".to_owned(),
             abs: self.root.clone(),
         };
-        let mut paths: Vec<String> = walk(ctx, &root, true)?
+        let mut paths: Vec<String> = walk(ctx.cancellation(), &root, true)?
             .into_iter()
             .filter(|(path, meta)| meta.is_file() && keep(path, meta))
             .map(|(path, _)| path)
@@ -468,14 +585,14 @@ impl Files {
 /// Every entry in `dir` (and below it when `recursive`), unsorted, with its
 /// own metadata (links are not followed). Stops if the call is cancelled.
 fn walk(
-    ctx: &Context,
+    cancel: &CancellationToken,
     dir: &Resolved,
     recursive: bool,
 ) -> Result<Vec<(String, Metadata)>, ActionError> {
     let mut found = Vec::new();
     let mut pending = vec![dir.clone()];
     while let Some(Resolved { rel, abs }) = pending.pop() {
-        if ctx.is_cancelled() {
+        if cancel.is_cancelled() {
             return Err(ActionError::cancelled(
                 "stopped walking the tree: the call was cancelled",
             ));

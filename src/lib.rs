@@ -31,7 +31,7 @@
 //!
 //! See the README for every attribute, the CLI and the runtime guarantees.
 
-pub use spoke_macros::{action, connector, producer, search_operator};
+pub use spoke_macros::{action, connector, producer, search_operator, sync};
 pub use spoke_runtime::*;
 
 /// Support for generated code; not a public API.
@@ -46,10 +46,10 @@ pub use spoke_runtime::__private;
 /// derives need `serde = { version = "1", features = ["derive"] }` in the
 /// crate's `Cargo.toml`: serde's derive names its crate directly).
 pub mod prelude {
-    pub use spoke_macros::{action, connector, producer, search_operator};
+    pub use spoke_macros::{action, connector, producer, search_operator, sync};
     pub use spoke_runtime::schemars::{self, JsonSchema};
     pub use spoke_runtime::serde::{Deserialize, Serialize};
-    pub use spoke_runtime::{ActionError, Context, ErrorCode, Secret};
+    pub use spoke_runtime::{ActionError, Context, ErrorCode, Secret, SyncContext};
 }
 
 /// The README's Rust examples, compiled as doctests so they never rot.

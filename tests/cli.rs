@@ -523,7 +523,7 @@ fn help_lists_every_command() {
     assert_eq!(
         commands,
         [
-            "serve", "stdio", "describe", "call", "resolve", "check", "actions"
+            "serve", "stdio", "describe", "call", "resolve", "check", "sync", "actions"
         ],
         "{text}"
     );

@@ -469,6 +469,7 @@ static EXTRA: spoke::connector::ActionSet = spoke::connector::ActionSet {
         run: idle,
         location: "elsewhere.rs:1",
     }],
+    syncs: &[],
 };
 
 #[test]

@@ -8,7 +8,7 @@
 //!
 //! Paths (see BENCHMARKS.md): 1 dispatch over the Attach stream, 2 end to
 //! end through the hub, 3 stdio, 4 in-process call, 5 cold start, 6 hub
-//! scale, 7 compile cost and transport features.
+//! scale, 7 compile cost and transport features, 8 sync throughput.
 
 mod attach_dispatch;
 mod baseline;
@@ -25,6 +25,7 @@ mod payload;
 mod report;
 mod stats;
 mod stdio_pipes;
+mod sync_throughput;
 mod transport_features;
 mod window;
 
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
         quick: false,
         rounds: 7,
     };
-    let mut only: BTreeSet<u32> = (1..=7).collect();
+    let mut only: BTreeSet<u32> = (1..=8).collect();
     let mut json: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -85,10 +86,10 @@ fn main() -> ExitCode {
                 let parsed: Result<BTreeSet<u32>, _> =
                     list.split(',').map(|p| p.trim().parse::<u32>()).collect();
                 match parsed {
-                    Ok(set) if !set.is_empty() && set.iter().all(|p| (1..=7).contains(p)) => {
+                    Ok(set) if !set.is_empty() && set.iter().all(|p| (1..=8).contains(p)) => {
                         only = set;
                     }
-                    _ => return usage(&format!("--only {list}: paths are numbers from 1 to 7")),
+                    _ => return usage(&format!("--only {list}: paths are numbers from 1 to 8")),
                 }
             }
             "--json" => match args.next() {
@@ -136,6 +137,7 @@ fn main() -> ExitCode {
                     compile_cost::run(&opts, &mut report).await;
                     transport_features::run(&opts, &mut report).await;
                 }
+                8 => sync_throughput::run(&opts, &mut report).await,
                 _ => eprintln!("path {path}: not built yet"),
             }
         }

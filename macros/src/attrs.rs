@@ -30,6 +30,20 @@ impl FromMeta for PathArg {
     }
 }
 
+/// A value taken verbatim, for a parser that checks it itself (darling's
+/// own `Expr` would parse the text of a string literal as an expression).
+#[derive(Debug, Clone)]
+pub struct RawExpr(pub Expr);
+
+impl FromMeta for RawExpr {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match expr {
+            Expr::Group(g) => Self::from_expr(&g.expr),
+            other => Ok(RawExpr(other.clone())),
+        }
+    }
+}
+
 /// `default` (use `Default::default()`) or `default = <expr>`, taken verbatim.
 #[derive(Debug, Clone)]
 pub enum DefaultArg {
@@ -116,6 +130,53 @@ pub struct ProducerArgs {
     pub description: Option<LitStr>,
     /// `"always"` or `"on_failure"` (the default); checked by the producer parser.
     pub restart: Option<LitStr>,
+}
+
+/// `#[sync(...)]`. The values are checked by the sync parser, which knows
+/// what each may be and says so at the value.
+#[derive(Debug, Default, FromMeta)]
+pub struct SyncArgs {
+    pub name: Option<LitStr>,
+    pub description: Option<LitStr>,
+    /// `"full, incremental"`: the modes, the default first.
+    pub modes: Option<LitStr>,
+    pub source_type: Option<LitStr>,
+    /// The checkpoint version, an integer from 1.
+    pub version: Option<RawExpr>,
+    pub migrate: Option<PathArg>,
+    /// `"5%"` or a fraction `0.05`.
+    pub error_budget: Option<RawExpr>,
+    pub sweep: Option<SweepArg>,
+}
+
+/// `sweep` (the full mode) or `sweep = "full, incremental"`.
+#[derive(Debug, Clone)]
+pub enum SweepArg {
+    /// The bare word, at its span.
+    Word(proc_macro2::Span),
+    /// The modes listed.
+    Modes(LitStr),
+}
+
+impl FromMeta for SweepArg {
+    fn from_meta(item: &syn::Meta) -> darling::Result<Self> {
+        match item {
+            syn::Meta::Path(path) => Ok(SweepArg::Word(syn::spanned::Spanned::span(path))),
+            syn::Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Ok(SweepArg::Modes(s.clone())),
+                other => Err(Error::custom(
+                    "write `sweep` (for the full mode) or `sweep = \"full, incremental\"`",
+                )
+                .with_span(other)),
+            },
+            syn::Meta::List(list) => Err(Error::custom(
+                "write `sweep` (for the full mode) or `sweep = \"full, incremental\"`",
+            )
+            .with_span(list)),
+        }
+    }
 }
 
 /// Reads the arguments of an attribute macro (`#[connector(...)]` itself).

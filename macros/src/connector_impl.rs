@@ -1,16 +1,19 @@
 //! `#[connector]` on an impl block: collect its `#[action]`,
-//! `#[search_operator]` and `#[producer]` methods, check them, and register
-//! them.
+//! `#[search_operator]`, `#[producer]` and `#[sync]` methods, check them,
+//! and register them.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::{Attribute, Ident, ImplItem, ItemImpl};
 
 use crate::action::{self, ActionFn, Owner};
-use crate::attrs::{self, ActionArgs, ConnectorImplArgs, ProducerArgs, SearchOperatorArgs};
+use crate::attrs::{
+    self, ActionArgs, ConnectorImplArgs, ProducerArgs, SearchOperatorArgs, SyncArgs,
+};
 use crate::errors::Errors;
 use crate::producer::{self, ProducerFn};
 use crate::spans::respan;
+use crate::sync::{self, SyncFn};
 
 /// A parsed `#[connector] impl` block.
 pub struct ConnectorImpl {
@@ -19,6 +22,7 @@ pub struct ConnectorImpl {
     pub actions_const: Option<syn::Ident>,
     pub fns: Vec<ActionFn>,
     pub producers: Vec<ProducerFn>,
+    pub syncs: Vec<SyncFn>,
     /// Name clashes between fns under different `#[cfg]`s: errors only when
     /// both are compiled in, so they are emitted behind both cfgs.
     pub conditional_clashes: Vec<TokenStream>,
@@ -28,6 +32,7 @@ fn is_ours(attr: &syn::Attribute) -> bool {
     attr.path().is_ident("action")
         || attr.path().is_ident("search_operator")
         || attr.path().is_ident("producer")
+        || attr.path().is_ident("sync")
 }
 
 /// Parses and checks the impl block.
@@ -43,6 +48,7 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
     let owner = Owner::Method((*item.self_ty).clone());
     let mut fns = Vec::new();
     let mut producers = Vec::new();
+    let mut syncs = Vec::new();
     for impl_item in &item.items {
         let ImplItem::Fn(method) = impl_item else {
             continue;
@@ -52,7 +58,7 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
         if let Some(second) = ours.next() {
             errors.spanned(
                 second,
-                "a fn is one of `#[action]`, `#[search_operator]` or `#[producer]`, once",
+                "a fn is one of `#[action]`, `#[search_operator]`, `#[producer]` or `#[sync]`, once",
             );
         }
         if attr.path().is_ident("producer") {
@@ -63,6 +69,11 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
                 &method.attrs,
                 &method.sig,
             ));
+            continue;
+        }
+        if attr.path().is_ident("sync") {
+            let args: SyncArgs = errors.handle(attrs::from_attr(attr)).unwrap_or_default();
+            syncs.extend(sync::parse(&mut errors, args, &method.attrs, &method.sig));
             continue;
         }
         let parsed = if attr.path().is_ident("action") {
@@ -105,6 +116,13 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
             cfg: &p.cfg,
             fn_ident: &p.fn_ident,
         }))
+        .chain(syncs.iter().map(|s| Named {
+            kind: "sync",
+            name: &s.name,
+            span: s.name_span,
+            cfg: &s.cfg,
+            fn_ident: &s.fn_ident,
+        }))
         .collect();
     let conditional_clashes = check_unique(&mut errors, &names);
     errors.finish_with(ConnectorImpl {
@@ -116,12 +134,13 @@ pub fn parse(args: TokenStream, item: &ItemImpl) -> syn::Result<ConnectorImpl> {
         actions_const: args.actions,
         fns,
         producers,
+        syncs,
         conditional_clashes,
     })
 }
 
-/// A registered name, for [`check_unique`]: actions, search operators and
-/// producers are three namespaces.
+/// A registered name, for [`check_unique`]: actions, search operators,
+/// producers and syncs are four namespaces.
 struct Named<'a> {
     kind: &'static str,
     name: &'a str,
@@ -130,7 +149,7 @@ struct Named<'a> {
     fn_ident: &'a Ident,
 }
 
-/// Two actions (or two operators, or two producers) with one name in one
+/// Two actions (or two operators, producers, syncs) with one name in one
 /// impl block: an error at the second name. When `#[cfg]`s are involved the
 /// clash may never be compiled (`#[cfg(unix)]` / `#[cfg(windows)]`), so it
 /// becomes a `compile_error!` behind both fns' cfgs, returned for the
@@ -223,8 +242,8 @@ pub fn strip(item: &ItemImpl) -> ItemImpl {
     item
 }
 
-/// Generates the input types, invoke fns, producer run fns and the
-/// registered action set.
+/// Generates the input types, invoke fns, producer run fns, sync start fns
+/// and the registered action set.
 pub fn expand(model: &ConnectorImpl) -> TokenStream {
     let krate = &model.krate;
     let p = quote!(#krate::__private);
@@ -234,6 +253,9 @@ pub fn expand(model: &ConnectorImpl) -> TokenStream {
     imports.extend(action::param_imports(krate, &model.fns));
     if !model.producers.is_empty() {
         imports.extend(producer::block_imports(krate));
+    }
+    if !model.syncs.is_empty() {
+        imports.extend(sync::block_imports(krate));
     }
     let mut items = Vec::new();
     let mut actions = Vec::new();
@@ -253,12 +275,19 @@ pub fn expand(model: &ConnectorImpl) -> TokenStream {
         items.push(item);
         producers.push(entry);
     }
+    let mut syncs = Vec::new();
+    for f in &model.syncs {
+        let (item, entry) = f.expand(krate, self_ty);
+        items.push(item);
+        syncs.push(entry);
+    }
     let set = quote! {
         #p::ActionSet {
             connector: <#self_ty as #p::Connector>::NAME,
             actions: &[#(#actions),*],
             operators: &[#(#operators),*],
             producers: &[#(#producers),*],
+            syncs: &[#(#syncs),*],
         }
     };
     match &model.actions_const {
@@ -273,7 +302,7 @@ pub fn expand(model: &ConnectorImpl) -> TokenStream {
         Some(name) => quote! {
             #(#clashes)*
             impl #self_ty {
-                /// The actions, search operators and producers of this impl block, for manual registration.
+                /// The actions, search operators, producers and syncs of this impl block, for manual registration.
                 pub const #name: #p::ActionSet = {
                     #imports
                     #(#items)*

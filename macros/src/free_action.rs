@@ -86,6 +86,7 @@ pub fn expand(
                     actions: &[#entry],
                     operators: &[],
                     producers: &[],
+                    syncs: &[],
                 }
             }
         };

@@ -1,6 +1,6 @@
 //! Procedural macros of the Spoke connector SDK. Use them through the `spoke`
 //! crate: `#[connector]`, `#[action]`, `#[search_operator]`, `#[producer]`,
-//! and the `#[config_field]` helper on connector fields.
+//! `#[sync]`, and the `#[config_field]` helper on connector fields.
 //!
 //! Each entry point is a thin shell over ordinary modules that parse (and
 //! check) the input into a model, then expand the model into code. On error
@@ -37,6 +37,7 @@ mod params;
 mod producer;
 mod spans;
 mod stray;
+mod sync;
 mod types;
 
 #[cfg(test)]
@@ -105,12 +106,12 @@ mod snapshot_tests;
 /// # On the impl block: `#[connector]`
 ///
 /// On the struct's own (inherent) `impl` block, it collects the
-/// [`#[action]`](macro@action), [`#[search_operator]`](macro@search_operator)
-/// and [`#[producer]`](macro@producer) methods and registers them. Keys, both
-/// optional:
+/// [`#[action]`](macro@action), [`#[search_operator]`](macro@search_operator),
+/// [`#[producer]`](macro@producer) and [`#[sync]`](macro@sync) methods and
+/// registers them. Keys, both optional:
 ///
-/// - `actions = NAME`: also names the block's actions, operators and
-///   producers as an associated const, `Self::NAME`, for registering by hand
+/// - `actions = NAME`: also names the block's actions, operators, producers
+///   and syncs as an associated const, `Self::NAME`, for registering by hand
 ///   where `inventory` registers nothing:
 ///   `spoke::Registry::builder().action_set(&Files::NAME)`. Default: none.
 /// - `crate = ::spoke`: as on the struct. Default: `::spoke`.
@@ -480,6 +481,92 @@ pub fn producer(_args: TokenStream, item: TokenStream) -> TokenStream {
     let error = syn::Error::new(
         proc_macro2::Span::call_site(),
         "`#[producer]` works only on a method in a `#[connector]` impl block: `#[connector] impl MyConnector { #[producer] async fn listen(&self, ctx: &Context) -> Result<(), ActionError> { ... } }`",
+    )
+    .to_compile_error();
+    quote!(#error #item).into()
+}
+
+/// Declares a sync: an `async fn` of the connector that walks an outside
+/// system into a host's index (everything on a full run, what changed on an
+/// incremental one), storing a checkpoint as it goes so that a run killed
+/// half-way resumes where it stopped.
+///
+/// Only on a method in a [`#[connector]`](macro@connector) impl block (on its
+/// own it is a compile error that says so): an `async fn` taking `&self` and
+/// `ctx: &SyncContext<C>`, nothing else, returning `()` or `Result<(), E>`
+/// with `E: Into<ActionError>`. `C` is the sync's checkpoint type, any
+/// `Serialize + Deserialize + JsonSchema` type (`&SyncContext` alone: `()`,
+/// no checkpoint). The host starts a run; the sync reads where the last one
+/// got to with `ctx.last_checkpoint()`, emits documents with
+/// `ctx.created(...)` / `ctx.updated(...)` / `ctx.deleted(...)`, stores its
+/// progress with `ctx.checkpoint(&c)`, and should return when
+/// `ctx.cancelled()` fires. Keys, all optional:
+///
+/// - `name = "files"`: the sync's name. Default: the fn's name. Syncs are a
+///   namespace of their own: an action may share it.
+/// - `description = "..."`: what it syncs. Default: the fn's doc comment.
+/// - `modes = "full, incremental"`: the modes it runs in, `full`,
+///   `incremental` and `realtime`, the default first. Default: `"full"`.
+/// - `source_type = "file_system"`: the kind of source it syncs,
+///   `[a-z][a-z0-9_]*`. Default: none.
+/// - `version = 2`: the version of the checkpoint type, from 1; raise it
+///   when the type changes, so that stored checkpoints of the old type are
+///   migrated (or refused) instead of misread. Default: 1.
+/// - `migrate = Self::upgrade`: brings an older checkpoint over, a
+///   `fn(from: u32, old: serde_json::Value) -> Result<C, E>` with
+///   `E: Display`; only with `version` 2 or more. Default: none (an older
+///   checkpoint stops the run with an error that says so).
+/// - `error_budget = "5%"` (or a fraction, `0.05`): the share of a run's
+///   items that may fail (`ctx.fail_item(...)`) with the run still
+///   completing. Default: 0.
+/// - `sweep`: at the end of a complete full run, documents the host holds
+///   that the run neither emitted nor marked seen are reported deleted.
+///   Default: off.
+///
+/// # Example
+///
+/// ```no_run
+/// use spoke::prelude::*;
+/// use spoke::sync::Document;
+///
+/// #[derive(Serialize, Deserialize, JsonSchema, Default)]
+/// struct Cursor {
+///     page: u32,
+/// }
+///
+/// /// Pages of a wiki.
+/// #[connector(name = "wiki")]
+/// pub struct Wiki {}
+///
+/// #[connector]
+/// impl Wiki {
+///     /// Every page.
+///     #[sync(modes = "full, incremental", sweep, error_budget = "1%", source_type = "wiki")]
+///     async fn pages(&self, ctx: &SyncContext<Cursor>) -> Result<(), ActionError> {
+///         let mut page = ctx.last_checkpoint().map_or(0, |c| c.page);
+///         while page < 3 && !ctx.is_cancelled() {
+///             ctx.created(Document::new(format!("page-{page}")).text("...")).await?;
+///             page += 1;
+///             ctx.checkpoint(&Cursor { page }).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     spoke::main()
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn sync(_args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = TokenStream2::from(item);
+    if stray::is_method(&item) && !stray::report_here() {
+        return item.into();
+    }
+    // The attribute itself is what is misplaced: no narrower user token.
+    let error = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "`#[sync]` works only on a method in a `#[connector]` impl block: `#[connector] impl MyConnector { #[sync] async fn files(&self, ctx: &SyncContext<MyCheckpoint>) -> Result<(), ActionError> { ... } }`",
     )
     .to_compile_error();
     quote!(#error #item).into()

@@ -105,6 +105,46 @@ fn producers_expansion() {
     insta::assert_snapshot!("producers", expand_file(PRODUCERS));
 }
 
+/// Syncs: one with every argument (a checkpoint, a `migrate` fn through
+/// `Self`), one with the defaults and no checkpoint, one under `#[cfg]`.
+const SYNCS: &str = r#"
+#[connector]
+impl Files {
+    /// Index every file under the root.
+    #[sync(
+        modes = "full, incremental",
+        sweep,
+        version = 2,
+        migrate = Self::upgrade,
+        error_budget = "5%",
+        source_type = "file_system",
+        name = "files"
+    )]
+    async fn r#files(&self, ctx: &SyncContext<Cursor>) -> Result<(), ActionError> {
+        ctx.checkpoint(&Cursor::default()).await
+    }
+
+    fn upgrade(from: u32, old: serde_json::Value) -> Result<Cursor, String> {
+        Err(format!("cannot read version {from}: {old}"))
+    }
+
+    /// Walks the tags.
+    #[sync]
+    async fn tags(&self, ctx: &SyncContext) {}
+
+    #[cfg(feature = "watch")]
+    #[sync(modes = "realtime", error_budget = 0.5)]
+    async fn watch(&self, ctx: &SyncContext<Cursor>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+"#;
+
+#[test]
+fn syncs_expansion() {
+    insta::assert_snapshot!("syncs", expand_file(SYNCS));
+}
+
 /// Constraints, a description, a default and a rename on named parameters.
 const CONSTRAINTS: &str = r#"
 #[connector]
@@ -275,6 +315,7 @@ fn expansions_reach_dependencies_only_through_spoke_private() {
         ("files", example("files")),
         ("faults", example("faults")),
         ("producers", PRODUCERS.to_owned()),
+        ("syncs", SYNCS.to_owned()),
         ("constraints", CONSTRAINTS.to_owned()),
     ];
     for (name, source) in sources {

@@ -1,5 +1,6 @@
-//! `#[action]`, `#[search_operator]` or `#[producer]` on the methods of an
-//! impl block that lacks `#[connector]`: one mistake, so one error.
+//! `#[action]`, `#[search_operator]`, `#[producer]` or `#[sync]` on the
+//! methods of an impl block that lacks `#[connector]`: one mistake, so one
+//! error.
 //!
 //! Each of those attributes is expanded on its own, seeing only its method,
 //! and no span reaches the impl block; so the first of them in a source file

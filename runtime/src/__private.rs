@@ -19,12 +19,14 @@ pub use crate::config::{
 pub use crate::connector::{
     ActionDef, ActionFuture, ActionOutput, ActionSet, AnyConnector, BuildFuture, Connector,
     ConnectorRegistration, Input, ProducerDef, ProducerFuture, SearchOperatorDef, StartError,
+    SyncDef, SyncFuture, SyncStartFn,
 };
 pub use crate::context::Context;
 pub use crate::error::ActionError;
 pub use crate::manifest::{Mode, ValueType};
 pub use crate::producer::Restart;
 pub use crate::schema::{input_schema_for, output_schema_for};
+pub use crate::sync::{CheckpointError, MigrateFn, SyncContext, SyncMode, SyncStart};
 
 use std::fmt::Display;
 use std::future::Future;
@@ -150,6 +152,72 @@ impl<E: IntoActionError> ProducerReturnType for Result<(), E> {
     }
 }
 
+/// What a sync may return: `()` or `Result<(), E>` with `E: Into<ActionError>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a sync's return type: a sync returns `()` or `Result<(), E>` with `E: Into<spoke::ActionError>`",
+    label = "a sync returns `()` or `Result<(), E>`",
+    note = "a sync hands documents to `ctx.created(...)` / `ctx.updated(...)` and its progress to `ctx.checkpoint(...)`; its return value only says whether the run succeeded"
+)]
+pub trait SyncReturnType {
+    /// Converts.
+    fn into_sync_result(self) -> Result<(), ActionError>;
+}
+#[diagnostic::do_not_recommend]
+impl<T: ProducerUnit> SyncReturnType for T {
+    fn into_sync_result(self) -> Result<(), ActionError> {
+        Ok(())
+    }
+}
+#[diagnostic::do_not_recommend]
+impl<E: IntoActionError> SyncReturnType for Result<(), E> {
+    fn into_sync_result(self) -> Result<(), ActionError> {
+        self.map_err(IntoActionError::into_action_error)
+    }
+}
+
+/// Types a sync may keep as its checkpoint (`SyncContext<C>`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a sync's checkpoint: checkpoints must implement `serde::Serialize`, `serde::Deserialize` and `schemars::JsonSchema`",
+    label = "this checkpoint type is not `Serialize + Deserialize + JsonSchema`",
+    note = "derive them: `#[derive(Serialize, Deserialize, JsonSchema)]` (all three come with `use spoke::prelude::*`); the runtime stores the checkpoint as JSON and publishes its schema in the manifest",
+    note = "Spoke uses serde 1 and schemars 1: a `JsonSchema` derived with another schemars major (`schemars = \"0.8\"` in Cargo.toml) is a different trait; derive the one `use spoke::prelude::*` brings (or `spoke::schemars::JsonSchema`)"
+)]
+pub trait SyncCheckpointType: Serialize + DeserializeOwned + JsonSchema {}
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + JsonSchema> SyncCheckpointType for T {}
+
+/// What `#[sync(migrate = ...)]` may name: a fn from the stored version and
+/// JSON to the checkpoint type `C`, whose error is `Display`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the `migrate` fn of a sync whose checkpoint is `{C}`",
+    label = "this `migrate` fn has the wrong signature",
+    note = "write `fn upgrade(from: u32, old: serde_json::Value) -> Result<{C}, E>` with `E: Display` (a `String` will do): it gets the stored checkpoint's version and JSON, and returns the checkpoint of today's type",
+    note = "a `migrate` fn is a plain `fn`, not an `async fn`; it takes no `self`"
+)]
+pub trait MigrateHook<C, E> {
+    /// Runs the migration.
+    fn run_migrate(self, from: u32, old: serde_json::Value) -> Result<C, String>;
+}
+#[diagnostic::do_not_recommend]
+impl<C, E, F> MigrateHook<C, E> for F
+where
+    F: FnOnce(u32, serde_json::Value) -> Result<C, E>,
+    E: Display,
+{
+    fn run_migrate(self, from: u32, old: serde_json::Value) -> Result<C, String> {
+        self(from, old).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs a sync's `migrate` fn (generated code, spanned at the user's path).
+pub fn run_migrate<C, E, H: MigrateHook<C, E>>(
+    hook: H,
+    from: u32,
+    old: serde_json::Value,
+) -> Result<C, String> {
+    hook.run_migrate(from, old)
+}
+
 /// Marks `Secret<_>` (and `Option<Secret<_>>`) for the `secret` check.
 #[diagnostic::on_unimplemented(
     message = "a `secret` config field must have type `spoke::Secret<_>`, found `{Self}`",
@@ -191,6 +259,10 @@ pub const fn assert_error<E: IntoActionError>() {}
 pub const fn assert_result<R: ActionResultType>() {}
 /// Compile-time check used by generated code.
 pub const fn assert_producer_return<R: ProducerReturnType>() {}
+/// Compile-time check used by generated code.
+pub const fn assert_sync_return<R: SyncReturnType>() {}
+/// Compile-time check used by generated code.
+pub const fn assert_checkpoint<C: SyncCheckpointType>() {}
 
 /// Types a `#[config_field]` may have. Reached only by types that are
 /// neither `FromStr` nor `Deserialize` (with `JsonSchema`): see [`ConfigProbe`].
@@ -432,6 +504,81 @@ pub trait ProbeProducerFallback<T> {
 impl<T> ProbeProducerFallback<T> for &Probe<T> {
     fn producer_result(&self, _: T) -> Result<(), ActionError> {
         unreachable!("spoke: a producer with a return type that does not follow the rules compiled")
+    }
+}
+
+/// Sync side of [`Probe`]: a sync's return value as a result.
+pub trait ProbeSync<T> {
+    /// Converts the return value.
+    fn sync_result(&self, ret: T) -> Result<(), ActionError>;
+}
+impl<T: SyncReturnType> ProbeSync<T> for Probe<T> {
+    fn sync_result(&self, ret: T) -> Result<(), ActionError> {
+        ret.into_sync_result()
+    }
+}
+
+/// Fallback of [`ProbeSync`]: only chosen when the crate does not compile.
+pub trait ProbeSyncFallback<T> {
+    /// Never called.
+    fn sync_result(&self, ret: T) -> Result<(), ActionError>;
+}
+impl<T> ProbeSyncFallback<T> for &Probe<T> {
+    fn sync_result(&self, _: T) -> Result<(), ActionError> {
+        unreachable!("spoke: a sync with a return type that does not follow the rules compiled")
+    }
+}
+
+/// Checkpoint side of [`Probe`]: a run's context, its stored checkpoint
+/// decoded as `C`, and `C`'s schema.
+pub trait ProbeCheckpoint<C> {
+    /// The run's context (see [`SyncStart::context`]).
+    fn sync_context(
+        &self,
+        start: SyncStart,
+        migrate: Option<MigrateFn<C>>,
+    ) -> Result<SyncContext<C>, CheckpointError>;
+    /// The checkpoint's schema.
+    fn checkpoint_schema(&self) -> schemars::Schema;
+}
+impl<C: SyncCheckpointType> ProbeCheckpoint<C> for Probe<C> {
+    fn sync_context(
+        &self,
+        start: SyncStart,
+        migrate: Option<MigrateFn<C>>,
+    ) -> Result<SyncContext<C>, CheckpointError> {
+        start.context(migrate)
+    }
+    fn checkpoint_schema(&self) -> schemars::Schema {
+        input_schema_for::<C>()
+    }
+}
+
+/// Fallback of [`ProbeCheckpoint`]: only chosen when the crate does not compile.
+pub trait ProbeCheckpointFallback<C> {
+    /// Never called.
+    fn sync_context(
+        &self,
+        start: SyncStart,
+        migrate: Option<MigrateFn<C>>,
+    ) -> Result<SyncContext<C>, CheckpointError>;
+    /// Never called.
+    fn checkpoint_schema(&self) -> schemars::Schema;
+}
+impl<C> ProbeCheckpointFallback<C> for &Probe<C> {
+    fn sync_context(
+        &self,
+        _: SyncStart,
+        _: Option<MigrateFn<C>>,
+    ) -> Result<SyncContext<C>, CheckpointError> {
+        unreachable!(
+            "spoke: a sync checkpoint that is not `Serialize + Deserialize + JsonSchema` compiled"
+        )
+    }
+    fn checkpoint_schema(&self) -> schemars::Schema {
+        unreachable!(
+            "spoke: a sync checkpoint that is not `Serialize + Deserialize + JsonSchema` compiled"
+        )
     }
 }
 

@@ -53,7 +53,7 @@ mod props;
 
 pub use self::core::{
     config, connector, context, decode, error, instance, manifest, producer, registry, schema,
-    secret,
+    secret, sync,
 };
 #[cfg(feature = "stdio")]
 pub use stdio::{describe_form, librefang};
@@ -80,6 +80,7 @@ pub use secret::Secret;
 pub use stdio::librefang::LibreFangEmit;
 #[cfg(feature = "stdio")]
 pub use stdio::{StdioError, StdioOptions};
+pub use sync::{SyncContext, SyncMode};
 pub use tokio_util::sync::CancellationToken;
 
 // The majors Spoke's traits come from, for connector crates: `spoke::schemars`

@@ -693,6 +693,7 @@ pub(crate) fn manifest_of(params: &Value, sidecar: &str) -> Result<String, Strin
         config: json!({"type": "object"}),
         actions,
         search_operators: Vec::new(),
+        syncs: Vec::new(),
         capabilities: vec!["actions".to_owned()],
     };
     serde_json::to_string(&manifest).map_err(|e| format!("cannot build its manifest: {e}"))

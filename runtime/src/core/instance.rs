@@ -41,6 +41,7 @@ pub struct Instance {
     ty: Arc<ConnectorType>,
     connector: AnyConnector,
     cancel_grace: Duration,
+    syncs: Arc<crate::sync::start::SyncSlots>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -63,6 +64,7 @@ impl Instance {
             ty,
             connector,
             cancel_grace: DEFAULT_CANCEL_GRACE,
+            syncs: Arc::default(),
         })
     }
 
@@ -87,7 +89,12 @@ impl Instance {
         &self.connector
     }
 
-    /// The grace period a cancelled action (or a stopping producer) gets.
+    /// The runs of this instance's syncs (shared by its clones).
+    pub(crate) fn sync_slots(&self) -> &Arc<crate::sync::start::SyncSlots> {
+        &self.syncs
+    }
+
+    /// The grace period a cancelled action (or a stopping producer or sync) gets.
     pub(crate) fn cancel_grace(&self) -> Duration {
         self.cancel_grace
     }

@@ -51,7 +51,7 @@ impl ValueType {
 
 /// A connector's manifest, serialised as
 /// `{ "spoke": 1, "name", "version", "display_name", "description", "config",
-/// "actions", "search_operators", "capabilities" }`.
+/// "actions", "search_operators", "syncs" (when there are any), "capabilities" }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Always [`MANIFEST_VERSION`].
@@ -70,6 +70,9 @@ pub struct Manifest {
     pub actions: Vec<ActionManifest>,
     /// The search operators, sorted by operator.
     pub search_operators: Vec<SearchOperatorManifest>,
+    /// The syncs, sorted by name (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syncs: Vec<SyncManifest>,
     /// What the connector supports, e.g. `"actions"`, `"search_operators"`.
     pub capabilities: Vec<String>,
 }
@@ -106,6 +109,29 @@ pub struct SearchOperatorManifest {
     pub value_type: ValueType,
     /// What it does.
     pub description: String,
+}
+
+/// One sync in a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncManifest {
+    /// The sync's name.
+    pub name: String,
+    /// What it syncs (its doc comment unless set).
+    pub description: String,
+    /// The modes it runs in, the default first.
+    pub modes: Vec<crate::sync::SyncMode>,
+    /// The kind of source it syncs, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_type: Option<String>,
+    /// JSON Schema of its checkpoint.
+    pub checkpoint_schema: Value,
+    /// The version of its checkpoint type.
+    pub checkpoint_version: u32,
+    /// The share of items that may fail in a completed run (0 to 1).
+    pub error_budget: f64,
+    /// The modes whose complete runs report unseen documents as deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep_modes: Vec<crate::sync::SyncMode>,
 }
 
 impl Manifest {

@@ -13,6 +13,7 @@
 //! | [`producer`] | long-running producers, restarted with backoff |
 //! | `constraints` | the checks generated for constraints on named action parameters (`range`, `length`, `regex`) |
 //! | [`decode`] | decoding an input into the action's type, with the path of a bad field |
+//! | [`sync`] | syncs: runs that walk an outside system into a host, with typed checkpoints |
 //!
 //! # The interface every transport uses
 //!
@@ -46,6 +47,12 @@
 //!    details. Exactly one answer per accepted call is the transport's duty.
 //! 5. **Producers** run beside calls: [`spawn_producers`](producer::spawn_producers)
 //!    gives their events to the transport until its token is cancelled.
+//! 6. **Syncs** run when the host asks:
+//!    [`Instance::start_sync`](instance::Instance::start_sync)`(`[`SyncRequest`](sync::SyncRequest)`,
+//!    sink)` with a [`SyncSink`](sync::SyncSink) the transport implements
+//!    (where events and checkpoints go); the returned
+//!    [`SyncRun`](sync::SyncRun) gives its counters, cancels it, and
+//!    resolves to its [`SyncOutcome`](sync::SyncOutcome).
 //!
 //! The manifest ([`Instance::manifest`](instance::Instance::manifest)) is
 //! what a transport advertises: actions with their input and output
@@ -64,3 +71,4 @@ pub mod producer;
 pub mod registry;
 pub mod schema;
 pub mod secret;
+pub mod sync;

@@ -38,9 +38,11 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::config_schema;
 use crate::connector::{
-    ActionDef, ActionSet, ConnectorRegistration, ProducerDef, SearchOperatorDef,
+    ActionDef, ActionSet, ConnectorRegistration, ProducerDef, SearchOperatorDef, SyncDef,
 };
-use crate::manifest::{ActionManifest, MANIFEST_VERSION, Manifest, Mode, SearchOperatorManifest};
+use crate::manifest::{
+    ActionManifest, MANIFEST_VERSION, Manifest, Mode, SearchOperatorManifest, SyncManifest,
+};
 use crate::schema::check_input_schema;
 
 /// A problem with what was registered, found at start-up.
@@ -56,14 +58,14 @@ pub enum RegistryError {
         /// Where the second was declared.
         second: String,
     },
-    /// Two actions (or operators, or producers) of one connector share a name.
+    /// Two actions (or operators, producers, syncs) of one connector share a name.
     #[error(
         "connector `{connector}` has two {kind}s named `{name}`: one at {first}, one at {second}"
     )]
     DuplicateAction {
         /// The connector.
         connector: String,
-        /// `action`, `search operator` or `producer`.
+        /// `action`, `search operator`, `producer` or `sync`.
         kind: &'static str,
         /// The name.
         name: String,
@@ -84,6 +86,19 @@ pub enum RegistryError {
         count: usize,
         /// Where.
         location: String,
+    },
+    /// A sync's declaration is inconsistent (only possible by hand:
+    /// `#[sync]` checks the same at compile time).
+    #[error("sync `{sync}` of connector `{connector}` (at {location}): {problem}")]
+    BadSync {
+        /// The connector.
+        connector: String,
+        /// The sync.
+        sync: String,
+        /// Where it was declared.
+        location: String,
+        /// What is wrong.
+        problem: String,
     },
     /// A generated input schema breaks the schema rules.
     #[error(
@@ -116,6 +131,7 @@ pub struct ConnectorType {
     action_index: HashMap<&'static str, usize>,
     operators: Vec<&'static SearchOperatorDef>,
     producers: Vec<&'static ProducerDef>,
+    syncs: Vec<&'static SyncDef>,
     manifest: OnceLock<Manifest>,
 }
 
@@ -198,10 +214,14 @@ impl RegistryBuilder {
                     .first()
                     .map(|a| a.location)
                     .or(set.operators.first().map(|o| o.location))
-                    .or(set.producers.first().map(|p| p.location));
+                    .or(set.producers.first().map(|p| p.location))
+                    .or(set.syncs.first().map(|s| s.location));
                 return Err(RegistryError::OrphanActions {
                     connector: set.connector.into(),
-                    count: set.actions.len() + set.operators.len() + set.producers.len(),
+                    count: set.actions.len()
+                        + set.operators.len()
+                        + set.producers.len()
+                        + set.syncs.len(),
                     location: location.unwrap_or("?").into(),
                 });
             }
@@ -217,10 +237,12 @@ impl RegistryBuilder {
             let mut operators: Vec<&'static SearchOperatorDef> =
                 sets.clone().flat_map(|s| s.operators.iter()).collect();
             let mut producers: Vec<&'static ProducerDef> =
-                sets.flat_map(|s| s.producers.iter()).collect();
+                sets.clone().flat_map(|s| s.producers.iter()).collect();
+            let mut syncs: Vec<&'static SyncDef> = sets.flat_map(|s| s.syncs.iter()).collect();
             actions.sort_by_key(|a| (a.name, a.location));
             operators.sort_by_key(|o| (o.operator, o.location));
             producers.sort_by_key(|p| (p.name, p.location));
+            syncs.sort_by_key(|s| (s.name, s.location));
             let dup =
                 |kind, name: &str, first: &str, second: &str| RegistryError::DuplicateAction {
                     connector: registration.name.into(),
@@ -245,6 +267,19 @@ impl RegistryBuilder {
             }
             if let Some(p) = producers.windows(2).find(|p| p[0].name == p[1].name) {
                 return Err(dup("producer", p[0].name, p[0].location, p[1].location));
+            }
+            if let Some(p) = syncs.windows(2).find(|p| p[0].name == p[1].name) {
+                return Err(dup("sync", p[0].name, p[0].location, p[1].location));
+            }
+            for sync in &syncs {
+                if let Some(problem) = sync_problem(sync) {
+                    return Err(RegistryError::BadSync {
+                        connector: registration.name.into(),
+                        sync: sync.name.into(),
+                        location: sync.location.into(),
+                        problem,
+                    });
+                }
             }
             for action in &actions {
                 let schema = (action.input_schema)().to_value();
@@ -273,11 +308,50 @@ impl RegistryBuilder {
                 action_index,
                 operators,
                 producers,
+                syncs,
                 manifest: OnceLock::new(),
             }));
         }
         Ok(Registry { connectors })
     }
+}
+
+/// What is wrong with a sync's declaration, if anything.
+fn sync_problem(sync: &SyncDef) -> Option<String> {
+    use crate::sync::SyncMode;
+    if sync.modes.is_empty() {
+        return Some("it has no modes".into());
+    }
+    if let Some(m) = sync
+        .modes
+        .iter()
+        .enumerate()
+        .find_map(|(i, m)| sync.modes[..i].contains(m).then_some(m))
+    {
+        return Some(format!("mode `{m}` is listed twice"));
+    }
+    if !(0.0..=1.0).contains(&sync.error_budget) {
+        return Some(format!(
+            "its error budget {} is not between 0 and 1",
+            sync.error_budget
+        ));
+    }
+    if sync.checkpoint_version == 0 {
+        return Some("checkpoint versions start at 1".into());
+    }
+    if sync.migrates && sync.checkpoint_version == 1 {
+        return Some("it migrates checkpoints, but is at version 1: there is nothing older".into());
+    }
+    if let Some(m) = sync
+        .sweep
+        .iter()
+        .find(|m| **m == SyncMode::Realtime || !sync.modes.contains(m))
+    {
+        return Some(format!(
+            "it sweeps in the `{m}` mode, which it does not have or which never walks everything"
+        ));
+    }
+    None
 }
 
 impl ConnectorType {
@@ -321,6 +395,16 @@ impl ConnectorType {
         self.producers.iter().copied().find(|p| p.name == name)
     }
 
+    /// Every sync, sorted by name.
+    pub fn syncs(&self) -> &[&'static SyncDef] {
+        &self.syncs
+    }
+
+    /// The sync with this name.
+    pub fn sync(&self, name: &str) -> Option<&'static SyncDef> {
+        self.syncs.iter().copied().find(|s| s.name == name)
+    }
+
     /// The manifest (built once, on first use).
     pub fn manifest(&self) -> &Manifest {
         self.manifest.get_or_init(|| self.build_manifest())
@@ -352,7 +436,24 @@ impl ConnectorType {
                 description: o.description.into(),
             })
             .collect();
+        let syncs: Vec<SyncManifest> = self
+            .syncs
+            .iter()
+            .map(|s| SyncManifest {
+                name: s.name.into(),
+                description: s.description.into(),
+                modes: s.modes.to_vec(),
+                source_type: s.source_type.map(Into::into),
+                checkpoint_schema: (s.checkpoint_schema)().to_value(),
+                checkpoint_version: s.checkpoint_version,
+                error_budget: s.error_budget,
+                sweep_modes: s.sweep.to_vec(),
+            })
+            .collect();
         let mut capabilities = vec!["cancellation", "deadlines", "events"];
+        if !syncs.is_empty() {
+            capabilities.push("syncs");
+        }
         if !actions.is_empty() {
             capabilities.push("actions");
         }
@@ -377,6 +478,7 @@ impl ConnectorType {
             config: config_schema(r.config_fields),
             actions,
             search_operators,
+            syncs,
             capabilities: capabilities.into_iter().map(String::from).collect(),
         }
     }

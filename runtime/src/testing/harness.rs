@@ -172,6 +172,43 @@ impl<C: Connector> TestConnector<C> {
         .output()
     }
 
+    /// Runs a sync to its end into `sink` and returns how it ended. A
+    /// request without a checkpoint starts from the sink's last checkpoint
+    /// for that sync and source, as a host's next run would; give one
+    /// (`.checkpoint(stored)`) to resume from it. A run that is refused
+    /// before it starts (unknown sync or mode, a checkpoint that does not
+    /// decode, one already running) is an `Err`.
+    ///
+    /// ```no_run
+    /// # use spoke::testing::TestConnector;
+    /// # async fn demo<C: spoke::Connector>(t: TestConnector<C>) {
+    /// use spoke::sync::{MemorySink, SyncRequest, SyncStatus};
+    /// let sink = MemorySink::new();
+    /// let outcome = t.sync(SyncRequest::new("files"), &sink).await.unwrap();
+    /// assert_eq!(outcome.status, SyncStatus::Completed);
+    /// assert!(sink.documents().contains_key("README.md"));
+    /// # }
+    /// ```
+    pub async fn sync(
+        &self,
+        mut request: crate::sync::SyncRequest,
+        sink: &crate::sync::MemorySink,
+    ) -> Result<crate::sync::SyncOutcome, ActionError> {
+        if request.checkpoint.is_none() {
+            let ty = self.instance.connector_type();
+            let name = match &request.sync {
+                Some(name) => Some(name.as_str()),
+                None => match ty.syncs() {
+                    [only] => Some(only.name),
+                    _ => None,
+                },
+            };
+            request.checkpoint = name.and_then(|n| sink.checkpoint(n, &request.source_id));
+        }
+        let run = self.instance.start_sync(request, Arc::new(sink.clone()))?;
+        Ok(run.outcome().await)
+    }
+
     /// A call with options (deadline, cancellation, metadata) whose
     /// [`Outcome`] keeps the events and progress it emitted. Await it:
     ///

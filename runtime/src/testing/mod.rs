@@ -4,6 +4,7 @@
 //! | item | what it does |
 //! |---|---|
 //! | [`TestConnector`] | builds an instance from a config map (init hook run) and calls actions by name, typed or JSON; [`TestConnector::run`] adds a deadline, cancellation and metadata, and keeps the events and progress |
+//! | [`TestConnector::sync`] | runs a sync into a [`MemorySink`](crate::sync::MemorySink) (documents, events, checkpoints), from the sink's last checkpoint or a given one |
 //! | [`Conformance`] | the connector's own binary through every transport compiled into it (in-process `call`, `stdio`, ...) with the same calls: the same outputs and error codes everywhere |
 //! | [`check_manifest`] | every rule Spoke knows over every registered connector: duplicate names across modules, schemas valid and self-contained, Omni's and MCP's rules |
 //!

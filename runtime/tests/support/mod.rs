@@ -518,6 +518,7 @@ static PROBE_ACTIONS: ActionSet = ActionSet {
     actions: &ACTIONS,
     operators: &OPERATORS,
     producers: &[],
+    syncs: &[],
 };
 
 /// A started probe instance.

@@ -7,11 +7,13 @@
 //! <bin> call <action> [JSON|-]   run one action in-process, print its output
 //! <bin> resolve <op> <value>     resolve a search operator's value
 //! <bin> check [--no-init]        validate the config, report every problem, run the init hook
-//! <bin> actions                  list actions and search operators
+//! <bin> actions                  list actions, search operators and syncs
+//! <bin> sync [NAME] [--mode M] [--source ID] [--state FILE] [--out FILE|-]
+//!                                run a sync in-process: documents as JSON lines, checkpoints in FILE
 //! ```
 //!
-//! Exit codes: 0 success, 1 the action returned an error (`stdio`: stdout
-//! or stdin failed), 2 usage, config or start-up error (including an
+//! Exit codes: 0 success, 1 the action returned an error or the sync run
+//! failed or was cancelled (`stdio`: stdout or stdin failed), 2 usage, config or start-up error (including an
 //! unusable instance key or `SPOKE_TLS_CA`; under `stdio` the message is
 //! also written to stdout as a LibreFang `error` frame), 4 (`serve`) the hub
 //! refused this instance: an administrator rejected or revoked it.
@@ -39,6 +41,8 @@ use crate::connector::Input;
 use crate::context::Context;
 use crate::instance::Instance;
 use crate::registry::{ConnectorType, Registry, RegistryError};
+
+mod sync;
 
 /// Exit code when an action returned an error.
 pub const EXIT_ACTION_ERROR: u8 = 1;
@@ -140,7 +144,17 @@ enum Command {
         #[arg(long, hide = true, conflicts_with = "no_init")]
         init: bool,
     },
-    /// List actions and search operators.
+    /// Run a sync in-process: its documents as JSON lines on stdout (or
+    /// --out), its checkpoints in --state, so the next run resumes.
+    ///
+    /// With --state FILE, an interrupted run (killed, failed, cancelled) is
+    /// resumed in its mode from its last durable checkpoint, and a
+    /// completed one is followed by an incremental run when the sync has
+    /// that mode. Ctrl-C cancels the run and keeps the last durable
+    /// checkpoint. Exits 0 when the run completed, 1 when it failed or was
+    /// cancelled, 2 on a usage or config error.
+    Sync(sync::SyncArgs),
+    /// List actions, search operators and syncs.
     Actions {
         /// Include hidden actions.
         #[arg(long)]
@@ -390,6 +404,7 @@ async fn run(cli: Cli, registry: Result<Registry, RegistryError>) -> ExitCode {
         Command::Stdio { max_line_bytes } => stdio(ty, source, max_line_bytes).await,
         Command::Describe => describe(&ty),
         Command::Actions { all } => actions(&ty, all),
+        Command::Sync(args) => sync::sync(ty, source, args).await,
         Command::Check { no_init, .. } => check(&ty, &source, !no_init).await,
         Command::Call {
             action,
@@ -485,6 +500,7 @@ fn actions(ty: &ConnectorType, all: bool) -> ExitCode {
         .iter()
         .map(|a| a.name.len())
         .chain(ty.operators().iter().map(|o| o.operator.len()))
+        .chain(ty.syncs().iter().map(|s| s.name.len()))
         .max()
         .unwrap_or(0);
     out.push_str("actions:\n");
@@ -515,6 +531,18 @@ fn actions(ty: &ConnectorType, all: bool) -> ExitCode {
                 o.value_type.as_str(),
                 first_line(o.description),
                 o.attribute_key
+            ));
+        }
+    }
+    if !ty.syncs().is_empty() {
+        out.push_str("syncs:\n");
+        for s in ty.syncs() {
+            let modes: Vec<&str> = s.modes.iter().map(|m| m.as_str()).collect();
+            out.push_str(&format!(
+                "  {:width$}  {:12}  {}\n",
+                s.name,
+                modes.join(","),
+                first_line(s.description)
             ));
         }
     }
@@ -562,6 +590,16 @@ async fn check(ty: &Arc<ConnectorType>, source: &ConfigSource, init: bool) -> Ex
     ExitCode::SUCCESS
 }
 
+/// Starts the connector for a command, or says why it cannot (exit 2).
+async fn start_instance(
+    ty: &Arc<ConnectorType>,
+    source: &ConfigSource,
+) -> Result<Instance, ExitCode> {
+    Instance::start(Arc::clone(ty), source.clone())
+        .await
+        .map_err(|e| fail(EXIT_USAGE, format_args!("{}", start_failed(ty, source, &e))))
+}
+
 /// Attaches to the hub named by the `SPOKE_*` variables and serves until
 /// a signal or a Drain.
 #[cfg(not(feature = "grpc"))]
@@ -577,14 +615,9 @@ async fn serve(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
     };
-    let instance = match Instance::start(Arc::clone(&ty), source.clone()).await {
+    let instance = match start_instance(&ty, &source).await {
         Ok(i) => i,
-        Err(e) => {
-            return fail(
-                EXIT_USAGE,
-                format_args!("{}", start_failed(&ty, &source, &e)),
-            );
-        }
+        Err(code) => return code,
     };
     match crate::grpc::serve::run(instance, options).await {
         Ok(outcome) => {
@@ -654,14 +687,9 @@ async fn invoke(
     target: Target<'_>,
     timeout: Option<Duration>,
 ) -> ExitCode {
-    let instance = match Instance::start(Arc::clone(&ty), source.clone()).await {
+    let instance = match start_instance(&ty, &source).await {
         Ok(i) => i,
-        Err(e) => {
-            return fail(
-                EXIT_USAGE,
-                format_args!("{}", start_failed(&ty, &source, &e)),
-            );
-        }
+        Err(code) => return code,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let printer = tokio::spawn(async move {

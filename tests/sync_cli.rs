@@ -1,0 +1,299 @@
+//! `<bin> sync` through the `files` example's own binary: full then
+//! incremental runs with a state file, a resume after SIGKILL, failed
+//! items against the error budget, and the errors of a bad state or a bad
+//! command line.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+/// A directory tree for the `files` connector, and where its state goes.
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new(files: &[&str]) -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("root")).unwrap();
+        let tree = Tree { dir };
+        for f in files {
+            tree.write(f, &format!("text of {f}"));
+        }
+        tree
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("files.state")
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.root().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+    }
+
+    /// Sets a file's modification time `secs` from now.
+    fn touch(&self, rel: &str, secs: u64) {
+        let file = fs::File::options()
+            .write(true)
+            .open(self.root().join(rel))
+            .unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(secs))
+            .unwrap();
+    }
+
+    fn sync(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = common::example("files");
+        cmd.env("FILES_ROOT", self.root())
+            .arg("sync")
+            .args(["--state", self.state().to_str().unwrap()])
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> (Vec<Value>, String, Option<i32>) {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.sync(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        eprintln!("{stderr}");
+        (lines(&stdout), stderr, status.code())
+    }
+
+    fn checkpoint(&self) -> Value {
+        let state: Value = serde_json::from_slice(&fs::read(self.state()).unwrap()).unwrap();
+        state["entries"][0]["checkpoint"]["checkpoint"].clone()
+    }
+}
+
+fn lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// `(type, id)` of each event.
+fn kinds(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pair(kind: &str, id: &str) -> (String, String) {
+    (kind.to_owned(), id.to_owned())
+}
+
+#[test]
+fn an_incremental_run_after_a_full_one_emits_only_changes_and_deletions() {
+    let tree = Tree::new(&["a.txt", "b.txt", "docs/c.md"]);
+    let (events, stderr, code) = tree.run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        kinds(&events),
+        [
+            pair("document_created", "a.txt"),
+            pair("document_created", "b.txt"),
+            pair("document_created", "docs/c.md"),
+        ]
+    );
+    assert_eq!(events[0]["content"]["text"], "text of a.txt");
+    assert_eq!(events[0]["permissions"]["public"], true);
+    assert!(stderr.contains("sync `files` completed"), "{stderr}");
+    assert!(
+        tree.checkpoint()["last_path"].is_null(),
+        "the walk finished"
+    );
+
+    tree.write("b.txt", "b changed");
+    tree.touch("b.txt", 60);
+    tree.write("d.txt", "new");
+    tree.touch("d.txt", 60);
+    fs::remove_file(tree.root().join("docs/c.md")).unwrap();
+    let (events, stderr, code) = tree.run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        kinds(&events),
+        [
+            pair("document_updated", "b.txt"),
+            pair("document_updated", "d.txt"),
+            pair("document_deleted", "docs/c.md"),
+        ],
+        "incremental: the changes, then what the sweep found gone"
+    );
+    assert!(stderr.contains("1 by the sweep"), "{stderr}");
+
+    // Nothing changed: nothing to say.
+    let (events, _, code) = tree.run(&[]);
+    assert_eq!((events.len(), code), (0, Some(0)));
+    // A full run asked for emits everything again.
+    let (events, _, code) = tree.run(&["--mode", "full"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(events.len(), 3);
+}
+
+#[test]
+fn a_run_killed_half_way_resumes_after_its_last_checkpoint() {
+    let names: Vec<String> = (0..600).map(|n| format!("f{n:04}.txt")).collect();
+    let tree = Tree::new(&[]);
+    let filler = "x".repeat(400);
+    for name in &names {
+        tree.write(name, &filler);
+    }
+    // Nobody reads the pipe beyond a few pages: the run blocks writing,
+    // mid-walk, and is killed there.
+    let mut child = tree
+        .sync(&[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = Vec::new();
+    let mut line = String::new();
+    while first.len() < 120 {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the run went on");
+        first.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    // The kill may cut a write short: a torn last line is no document.
+    let whole = rest
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1);
+    first.extend(lines(&rest[..whole]));
+    let delivered: BTreeSet<String> = first
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+
+    let checkpoint = tree.checkpoint();
+    let last = checkpoint["last_path"]
+        .as_str()
+        .expect("a checkpoint mid-walk")
+        .to_owned();
+    assert!(
+        last.as_str() < names.last().unwrap().as_str(),
+        "killed before the end"
+    );
+    for name in names.iter().filter(|n| n.as_str() <= last.as_str()) {
+        assert!(
+            delivered.contains(name),
+            "{name} is before the checkpoint ({last}) but was not delivered"
+        );
+    }
+
+    let (events, stderr, code) = tree.run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("resuming the interrupted full run"),
+        "{stderr}"
+    );
+    let resumed: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let after: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n > last.as_str())
+        .collect();
+    assert_eq!(
+        resumed, after,
+        "the second run starts right after the checkpoint"
+    );
+}
+
+#[test]
+fn unreadable_files_are_reported_and_count_against_the_error_budget() {
+    let names: Vec<String> = (0..12).map(|n| format!("f{n:02}.txt")).collect();
+    let tree = Tree::new(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    std::os::unix::fs::symlink(tree.dir.path().join("nowhere"), tree.root().join("broken"))
+        .unwrap();
+    let (events, stderr, code) = tree.run(&[]);
+    assert_eq!(code, Some(0), "1 of 13 is within 10%: {stderr}");
+    assert_eq!(events.len(), 12);
+    assert!(stderr.contains("failed item broken: "), "{stderr}");
+
+    let small = Tree::new(&["a.txt"]);
+    std::os::unix::fs::symlink(
+        small.dir.path().join("nowhere"),
+        small.root().join("broken"),
+    )
+    .unwrap();
+    let (_, stderr, code) = small.run(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "1 of 2 items failed (50.0%), over the error budget of 10.0% of sync `files`: broken: "
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_checkpoint_that_no_longer_decodes_stops_the_run_naming_the_field() {
+    let tree = Tree::new(&["a.txt"]);
+    assert_eq!(tree.run(&[]).2, Some(0));
+    let mut state: Value = serde_json::from_slice(&fs::read(tree.state()).unwrap()).unwrap();
+    state["entries"][0]["checkpoint"]["checkpoint"]["last_path"] = serde_json::json!(42);
+    fs::write(tree.state(), serde_json::to_vec(&state).unwrap()).unwrap();
+    let (events, stderr, code) = tree.run(&[]);
+    assert_eq!((events.len(), code), (0, Some(1)), "{stderr}");
+    assert!(
+        stderr.contains("the stored checkpoint of sync `files` no longer decodes at `$.last_path`: invalid type: integer `42`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_command_lines_and_state_files_are_usage_errors() {
+    let tree = Tree::new(&["a.txt"]);
+    let (_, stderr, code) = tree.run(&["fils"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("has no sync `fils` (did you mean `files`?); its syncs: files"),
+        "{stderr}"
+    );
+    let (_, stderr, code) = tree.run(&["--mode", "realtime"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("sync `files` has no realtime mode; its modes: full, incremental"),
+        "{stderr}"
+    );
+    let (_, stderr, code) = tree.run(&["--mode", "sometimes"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("`sometimes` is not a sync mode"),
+        "{stderr}"
+    );
+    fs::write(tree.state(), "not json").unwrap();
+    let (_, stderr, code) = tree.run(&[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("is not a Spoke sync state file"),
+        "{stderr}"
+    );
+}
