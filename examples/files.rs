@@ -412,6 +412,8 @@ impl Files {
     )]
     async fn files(&self, ctx: &SyncContext<FilesCursor>) -> Result<(), ActionError> {
         let last = ctx.last_checkpoint().cloned().unwrap_or_default();
+        // Only a resumed run goes on after the last page stored.
+        let resume_after = last.last_path.clone().filter(|_| ctx.is_resume());
         // Files modified after this are emitted (incremental only).
         let since = match ctx.mode() {
             SyncMode::Incremental => last.modified_after,
@@ -424,7 +426,10 @@ impl Files {
         let mut files: Vec<(String, Metadata)> = walk(ctx.cancellation(), &root, true)?
             .into_iter()
             .filter(|(path, meta)| {
-                !meta.is_dir() && last.last_path.as_ref().is_none_or(|after| path > after)
+                // Regular files and links (a FIFO would block the read).
+                !meta.is_dir()
+                    && (meta.is_file() || meta.is_symlink())
+                    && resume_after.as_ref().is_none_or(|after| path > after)
             })
             .collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));

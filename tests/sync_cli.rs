@@ -258,7 +258,8 @@ fn a_checkpoint_that_no_longer_decodes_stops_the_run_naming_the_field() {
     let tree = Tree::new(&["a.txt"]);
     assert_eq!(tree.run(&[]).2, Some(0));
     let mut state: Value = serde_json::from_slice(&fs::read(tree.state()).unwrap()).unwrap();
-    state["entries"][0]["checkpoint"]["checkpoint"]["last_path"] = serde_json::json!(42);
+    // Where the next run starts: the checkpoint the completed run left.
+    state["entries"][0]["completed"]["checkpoint"]["last_path"] = serde_json::json!(42);
     fs::write(tree.state(), serde_json::to_vec(&state).unwrap()).unwrap();
     let (events, stderr, code) = tree.run(&[]);
     assert_eq!((events.len(), code), (0, Some(1)), "{stderr}");

@@ -178,8 +178,9 @@ async fn a_second_start_is_refused_and_a_cancel_frees_the_slot_within_the_grace(
     run.cancel();
     let outcome = run.outcome().await;
     assert_eq!(outcome.status, SyncStatus::Cancelled);
+    // The grace is 200 ms; the bound leaves room for a busy machine.
     assert!(
-        cancelled.elapsed() < Duration::from_millis(1000),
+        cancelled.elapsed() < Duration::from_secs(3),
         "{:?}",
         cancelled.elapsed()
     );

@@ -28,7 +28,7 @@ impl Bulk {
         while next < self.count {
             ctx.created(document(next)).await?;
             next += 1;
-            if next % 1000 == 0 {
+            if next.is_multiple_of(1000) {
                 ctx.checkpoint(&Cursor { next }).await?;
             }
         }

@@ -92,10 +92,6 @@ pub(crate) async fn sync(ty: Arc<ConnectorType>, source: ConfigSource, args: Syn
             );
         }
     };
-    let output = match Output::open(args.out.as_deref()) {
-        Ok(o) => o,
-        Err(message) => return fail(EXIT_USAGE, format_args!("{message}")),
-    };
     let state = match &args.state {
         None => None,
         Some(path) => match State::open(path, ty.name()) {
@@ -107,15 +103,28 @@ pub(crate) async fn sync(ty: Arc<ConnectorType>, source: ConfigSource, args: Syn
         .as_ref()
         .and_then(|s| s.entry(def.name, &args.source))
         .cloned();
-    let checkpoint = entry.as_ref().and_then(|e| e.checkpoint.clone());
+    let latest = entry.as_ref().and_then(|e| e.checkpoint.clone());
     // A run that did not complete (killed: still `running`) is resumed in
-    // its mode, from its checkpoint.
+    // its mode, from its last checkpoint; any other run starts from the
+    // checkpoint of the last completed one (not from a walk left half-way).
     let interrupted = entry
         .as_ref()
         .and_then(|e| e.last_run.as_ref())
-        .filter(|r| r.status != SyncStatus::Completed.as_str() && checkpoint.is_some());
+        .filter(|r| r.status != SyncStatus::Completed.as_str() && latest.is_some());
     let mode = args.mode.or(interrupted.map(|r| r.mode));
     let is_resume = interrupted.is_some_and(|r| Some(r.mode) == mode);
+    let checkpoint = if is_resume {
+        latest
+    } else {
+        entry.as_ref().and_then(|e| e.completed.clone())
+    };
+    // Opened once the state is locked (a second run must not truncate the
+    // first one's output); a resume appends to what the interrupted run
+    // delivered.
+    let output = match Output::open(args.out.as_deref(), is_resume) {
+        Ok(o) => o,
+        Err(message) => return fail(EXIT_USAGE, format_args!("{message}")),
+    };
     let journal = match &state {
         Some(state) if !def.sweep.is_empty() => match state.journal(def.name, &args.source) {
             Ok(journal) => Some(journal),
@@ -143,6 +152,9 @@ pub(crate) async fn sync(ty: Arc<ConnectorType>, source: ConfigSource, args: Syn
         is_resume,
         deadline: args.timeout.map(|t| tokio::time::Instant::now() + t),
     };
+    // The state stays locked from the start until the run is recorded as
+    // running, so no checkpoint of the run can come before that record.
+    let mut state = sink.state();
     let run =
         match instance.start_sync(request, Arc::clone(&sink) as Arc<dyn crate::sync::SyncSink>) {
             Ok(run) => run,
@@ -156,7 +168,7 @@ pub(crate) async fn sync(ty: Arc<ConnectorType>, source: ConfigSource, args: Syn
         };
     let started_at = Timestamp::now();
     let info = run.info().clone();
-    let recorded = sink.state().map(|mut state| {
+    let recorded = state.as_mut().map(|state| {
         let last = LastRun {
             run_id: info.run_id.clone(),
             mode: info.mode,
@@ -164,8 +176,9 @@ pub(crate) async fn sync(ty: Arc<ConnectorType>, source: ConfigSource, args: Syn
             started_at,
             finished_at: None,
         };
-        state.save_run(&info.sync, &info.source_id, last)
+        state.save_run(&info.sync, &info.source_id, last, false)
     });
+    drop(state);
     if let Some(Err(e)) = recorded {
         run.cancel();
         let _ = run.outcome().await;
@@ -187,7 +200,8 @@ pub(crate) async fn sync(ty: Arc<ConnectorType>, source: ConfigSource, args: Syn
             started_at,
             finished_at: Some(Timestamp::now()),
         };
-        if let Err(e) = state.save_run(&info.sync, &info.source_id, last) {
+        let completed = outcome.status == SyncStatus::Completed;
+        if let Err(e) = state.save_run(&info.sync, &info.source_id, last, completed) {
             eprintln!("warning: cannot record the end of the run in the state file: {e}");
         }
     }

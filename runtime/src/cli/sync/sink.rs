@@ -24,16 +24,21 @@ pub(crate) enum Output {
 }
 
 impl Output {
-    /// Opens `--out`: `-` or nothing for stdout, else the path (created or
-    /// truncated).
-    pub(crate) fn open(path: Option<&str>) -> Result<Output, String> {
+    /// Opens `--out`: `-` or nothing for stdout, else the path (created,
+    /// and truncated unless `append`).
+    pub(crate) fn open(path: Option<&str>, append: bool) -> Result<Output, String> {
         match path {
             None | Some("-") => Ok(Output::Stdout(BufWriter::with_capacity(
                 1 << 16,
                 std::io::stdout(),
             ))),
             Some(path) => {
-                let file = File::create(path)
+                let file = File::options()
+                    .create(true)
+                    .write(true)
+                    .append(append)
+                    .truncate(!append)
+                    .open(path)
                     .map_err(|e| format!("cannot open the output file `{path}`: {e}"))?;
                 let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
                 let writer = BufWriter::with_capacity(1 << 16, file);

@@ -40,8 +40,13 @@ pub(crate) struct StateFile {
 pub(crate) struct Entry {
     pub(crate) sync: String,
     pub(crate) source: String,
+    /// The last durable checkpoint: where an interrupted run resumes.
     #[serde(default)]
     pub(crate) checkpoint: Option<StoredCheckpoint>,
+    /// The checkpoint as the last completed run left it: where a run that
+    /// is not a resume starts.
+    #[serde(default)]
+    pub(crate) completed: Option<StoredCheckpoint>,
     #[serde(default)]
     pub(crate) last_run: Option<LastRun>,
 }
@@ -158,6 +163,7 @@ impl State {
                     sync: sync.to_owned(),
                     source: source.to_owned(),
                     checkpoint: None,
+                    completed: None,
                     last_run: None,
                 });
                 self.file.entries.len() - 1
@@ -177,14 +183,20 @@ impl State {
         self.write()
     }
 
-    /// Records the last run of (sync, source) and writes the file.
+    /// Records the last run of (sync, source) and writes the file; a
+    /// `completed` run's checkpoint becomes where the next fresh run starts.
     pub(crate) fn save_run(
         &mut self,
         sync: &str,
         source: &str,
         run: LastRun,
+        completed: bool,
     ) -> std::io::Result<()> {
-        self.entry_mut(sync, source).last_run = Some(run);
+        let entry = self.entry_mut(sync, source);
+        entry.last_run = Some(run);
+        if completed {
+            entry.completed = entry.checkpoint.clone();
+        }
         self.write()
     }
 

@@ -52,6 +52,20 @@ struct Pending {
     oldest: Option<Instant>,
 }
 
+/// A batch being delivered: put back in the buffer when dropped undelivered.
+struct Unsent<'a> {
+    core: &'a RunCore,
+    batch: Option<Batch>,
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if let Some(batch) = self.batch.take() {
+            self.core.requeue(batch.events);
+        }
+    }
+}
+
 /// A run's state, shared by its context(s), its age flusher and its
 /// supervisor.
 pub(crate) struct RunCore {
@@ -163,8 +177,12 @@ impl RunCore {
         }
     }
 
+    /// Records an item the run could not sync. It counts as seen: a
+    /// document the sink holds is not swept as deleted because it could
+    /// not be read this time.
     pub(crate) fn fail_item(&self, id: String, error: String) {
         tracing::warn!(target: "spoke::sync", sync = %self.info.sync, run_id = %self.info.run_id, item = %id, "item failed: {error}");
+        self.mark_seen(&id);
         self.count(|c| c.failed += 1);
         let mut failures = lock(&self.failures);
         if failures.len() < MAX_LISTED_FAILURES {
@@ -190,31 +208,34 @@ impl RunCore {
         if events.is_empty() {
             return Ok(());
         }
-        let batch = Batch {
-            events,
-            counters: self.counters(),
+        // Until the sink took it, the batch goes back in front of the
+        // buffer whatever ends this flush: an error, or this future being
+        // dropped (a caller's timeout or `select!`, the run ending while
+        // the age flusher waits on the sink).
+        let mut unsent = Unsent {
+            core: self,
+            batch: Some(Batch {
+                events,
+                counters: self.counters(),
+            }),
         };
-        let delivered = self
-            .retrying("deliver events to", || {
-                self.sink.deliver(&self.info, &batch)
-            })
-            .await;
-        match delivered {
-            Ok(()) => {
-                let n = batch.events.len() as u64;
-                self.count(|c| c.delivered += n);
-                Ok(())
-            }
-            Err(e) => {
-                // Back in front of anything emitted since: never dropped
-                // while the run goes on.
-                let mut pending = lock(&self.pending);
-                let mut events = batch.events;
-                events.append(&mut pending.events);
-                pending.events = events;
-                pending.oldest.get_or_insert_with(Instant::now);
-                Err(e)
-            }
+        let batch = unsent.batch.as_ref().expect("the batch is there");
+        self.retrying("deliver events to", || self.sink.deliver(&self.info, batch))
+            .await?;
+        let n = unsent.batch.take().map_or(0, |b| b.events.len() as u64);
+        self.count(|c| c.delivered += n);
+        Ok(())
+    }
+
+    /// Puts events that were not delivered back in front of the buffer.
+    fn requeue(&self, mut events: Vec<SyncEvent>) {
+        let mut pending = lock(&self.pending);
+        events.append(&mut pending.events);
+        pending.events = events;
+        if pending.oldest.is_none() {
+            pending.oldest = Some(Instant::now());
+            // The age flusher may be waiting for a first event.
+            self.first_pending.notify_one();
         }
     }
 

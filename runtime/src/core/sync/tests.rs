@@ -90,6 +90,17 @@ fn flaky(_: AnyConnector, start: SyncStart) -> Result<SyncFuture, CheckpointErro
     }))
 }
 
+/// Gives up on a flush that takes too long, then stores a checkpoint.
+fn impatient(_: AnyConnector, start: SyncStart) -> Result<SyncFuture, CheckpointError> {
+    let ctx = start.context::<Cursor>(None)?;
+    Ok(Box::pin(async move {
+        ctx.created(Document::new("a")).await?;
+        ctx.created(Document::new("b")).await?;
+        let _ = tokio::time::timeout(Duration::from_secs(1), ctx.flush()).await;
+        ctx.checkpoint(&Cursor { done: 2 }).await
+    }))
+}
+
 /// One event, then a long quiet spell.
 fn trickle(_: AnyConnector, start: SyncStart) -> Result<SyncFuture, CheckpointError> {
     let ctx = start.context::<()>(None)?;
@@ -137,7 +148,15 @@ macro_rules! sync_def {
 const FULL_INC: &[SyncMode] = &[SyncMode::Full, SyncMode::Incremental];
 const FULL: &[SyncMode] = &[SyncMode::Full];
 
-static SYNCS: [SyncDef; 6] = [
+static SYNCS: [SyncDef; 7] = [
+    sync_def!(
+        "impatient",
+        impatient,
+        modes = FULL,
+        budget = 0.0,
+        sweep = false,
+        version = 1
+    ),
     sync_def!(
         "docs",
         docs,
@@ -167,7 +186,7 @@ static SYNCS: [SyncDef; 6] = [
         flaky,
         modes = FULL,
         budget = 0.2,
-        sweep = false,
+        sweep = true,
         version = 1
     ),
     sync_def!(
@@ -628,4 +647,63 @@ fn a_hand_written_sync_that_contradicts_itself_is_refused_at_start_up() {
         err.to_string(),
         "sync `bad` of connector `walker` (at bad.rs:1): it sweeps in the `incremental` mode, which it does not have or which never walks everything"
     );
+}
+
+/// Its first delivery never ends; later ones are recorded.
+#[derive(Default)]
+struct StallsOnce {
+    stalled: std::sync::atomic::AtomicBool,
+    order: OrderSink,
+}
+
+impl SyncSink for StallsOnce {
+    fn deliver<'a>(&'a self, run: &'a SyncRunInfo, batch: &'a Batch) -> SinkFuture<'a, ()> {
+        if !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
+        self.order.deliver(run, batch)
+    }
+
+    fn save_checkpoint<'a>(
+        &'a self,
+        run: &'a SyncRunInfo,
+        checkpoint: &'a StoredCheckpoint,
+    ) -> SinkFuture<'a, ()> {
+        self.order.save_checkpoint(run, checkpoint)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_given_up_on_keeps_its_events_for_the_next_one() {
+    let instance = walker().await;
+    let sink = Arc::new(StallsOnce::default());
+    let outcome = instance
+        .start_sync(
+            SyncRequest::new("impatient"),
+            Arc::clone(&sink) as Arc<dyn SyncSink>,
+        )
+        .unwrap()
+        .outcome()
+        .await;
+    assert_eq!(outcome.status, SyncStatus::Completed, "{outcome:?}");
+    assert_eq!(
+        *sink.order.log.lock().unwrap(),
+        ["event a", "event b", "checkpoint 2"],
+        "the abandoned batch went out before the checkpoint"
+    );
+}
+
+#[tokio::test]
+async fn an_item_that_failed_is_not_swept_as_deleted() {
+    let instance = walker().await;
+    let sink = MemorySink::new();
+    let all = run(&instance, SyncRequest::new("flaky").source("0"), &sink).await;
+    assert_eq!(all.counters.emitted, 10);
+    let two_failed = run(&instance, SyncRequest::new("flaky").source("2"), &sink).await;
+    assert_eq!(two_failed.status, SyncStatus::Completed, "{two_failed:?}");
+    assert_eq!(
+        two_failed.swept, 0,
+        "item-0 and item-1 could not be read, not gone"
+    );
+    assert_eq!(sink.documents().len(), 10);
 }
