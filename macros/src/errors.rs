@@ -59,6 +59,34 @@ impl Errors {
     }
 }
 
+/// For the parsers' tests: parses `method` (an impl fn, attributes
+/// included) with its attribute's arguments `args` through `parse`, with
+/// every error it reports.
+#[cfg(test)]
+pub fn parse_method<A, T>(
+    args: proc_macro2::TokenStream,
+    method: proc_macro2::TokenStream,
+    parse: impl FnOnce(&mut Errors, A, &[syn::Attribute], &syn::Signature) -> Option<T>,
+) -> syn::Result<T>
+where
+    A: darling::FromMeta + Default,
+{
+    let method: syn::ImplItemFn = syn::parse2(method).unwrap();
+    let args: A = crate::attrs::from_tokens(args).unwrap();
+    let mut errors = Errors::new();
+    let parsed = parse(&mut errors, args, &method.attrs, &method.sig);
+    errors.finish_with(parsed.unwrap())
+}
+
+/// For the parsers' tests: the messages of a parse, none when it succeeded.
+#[cfg(test)]
+pub fn messages<T>(result: syn::Result<T>) -> Vec<String> {
+    match result {
+        Ok(_) => Vec::new(),
+        Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
 /// darling speaks of "fields"; in `#[config_field(envv = "X")]`, which sits
 /// on a field, that misleads. Ours are an attribute's arguments.
 fn reword(message: String) -> String {

@@ -235,19 +235,10 @@ impl ProducerFn {
 mod tests {
     use super::*;
 
-    fn parse_method(attr_args: TokenStream, method: TokenStream) -> syn::Result<ProducerFn> {
-        let method: syn::ImplItemFn = syn::parse2(method).unwrap();
-        let args: ProducerArgs = crate::attrs::from_tokens(attr_args).unwrap();
-        let mut errors = Errors::new();
-        let parsed = parse(&mut errors, args, &method.attrs, &method.sig);
-        errors.finish_with(parsed.unwrap())
-    }
+    use crate::errors::messages;
 
-    fn messages(result: syn::Result<ProducerFn>) -> Vec<String> {
-        match result {
-            Ok(_) => Vec::new(),
-            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
-        }
+    fn parse_method(attr_args: TokenStream, method: TokenStream) -> syn::Result<ProducerFn> {
+        crate::errors::parse_method::<ProducerArgs, _>(attr_args, method, parse)
     }
 
     #[test]
@@ -256,7 +247,7 @@ mod tests {
             quote!(),
             quote! {
                 /// Listens for messages.
-                async fn r#listen(&self, ctx: &Context) -> Result<(), ActionError> { todo!() }
+                async fn r#listen(&self, ctx: &Context) -> Result<(), ActionError> { Ok(()) }
             },
         )
         .unwrap();

@@ -722,19 +722,10 @@ impl SyncFn {
 mod tests {
     use super::*;
 
-    fn parse_method(attr_args: TokenStream, method: TokenStream) -> syn::Result<SyncFn> {
-        let method: syn::ImplItemFn = syn::parse2(method).unwrap();
-        let args: SyncArgs = crate::attrs::from_tokens(attr_args).unwrap();
-        let mut errors = Errors::new();
-        let parsed = parse(&mut errors, args, &method.attrs, &method.sig);
-        errors.finish_with(parsed.unwrap())
-    }
+    use crate::errors::messages;
 
-    fn messages(result: syn::Result<SyncFn>) -> Vec<String> {
-        match result {
-            Ok(_) => Vec::new(),
-            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
-        }
+    fn parse_method(attr_args: TokenStream, method: TokenStream) -> syn::Result<SyncFn> {
+        crate::errors::parse_method::<SyncArgs, _>(attr_args, method, parse)
     }
 
     fn only_error(args: TokenStream) -> String {
@@ -765,7 +756,7 @@ mod tests {
             quote!(),
             quote! {
                 /// Index every file.
-                async fn r#files(&self, ctx: &SyncContext<Cursor>) -> Result<(), ActionError> { todo!() }
+                async fn r#files(&self, ctx: &SyncContext<Cursor>) -> Result<(), ActionError> { Ok(()) }
             },
         )
         .unwrap();

@@ -34,7 +34,7 @@ use tonic::{Code, Status};
 
 use crate::api::call_log::{CallLog, Millis};
 use crate::deadline;
-use crate::routing::registry::{InstanceKey, InstanceStatus};
+use crate::routing::registry::{InstanceKey, InstanceStatus, Registry};
 use crate::routing::route::{self, Selection, Target};
 use crate::sessions::pending::{Answer, Caller, ItemSender, TakeBack};
 use crate::sessions::state::HubState;
@@ -97,6 +97,22 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// The instance(s) its route selects now ([`route::select`]).
+    fn select(&self, registry: &mut Registry, exclude: Option<&str>) -> Result<Selection, Status> {
+        route::select(
+            registry,
+            &self.tenant,
+            &self.connector,
+            &self.target,
+            exclude,
+        )
+    }
+
+    /// [`route::select_or_await`] for its route.
+    fn select_or_await(&self, registry: &mut Registry) -> Result<Option<Selection>, Status> {
+        route::select_or_await(registry, &self.tenant, &self.connector, &self.target, None)
+    }
+
     fn what(&self) -> &'static str {
         match self.kind {
             InvokeKind::Action => "action",
@@ -234,7 +250,6 @@ pub(crate) async fn run_one(
     }
 }
 
-/// Picks another instance along the call's route.
 /// The instance to retry a lost read on: any ready one, the lost id
 /// included (ready again, it is a new session: the instance restarted). If
 /// none is ready, waits for one to be admitted or approved, until the
@@ -244,30 +259,22 @@ async fn reselect_after_loss(
     call: &Call,
     lost: &InstanceKey,
 ) -> Result<InstanceKey, Status> {
-    let give_up = Instant::now() + RESTART_WAIT;
-    let give_up = call.deadline.map_or(give_up, |at| at.min(give_up));
-    loop {
-        let changed = state.ready_changed();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        match reselect(state, call, lost, None) {
-            // The connector has no ready instance. (A display name no
-            // instance has any more is `NOT_FOUND`, answered at once.)
-            Err(status) if status.code() == Code::Unavailable => {}
-            found => return found,
-        }
-        if tokio::time::timeout_at(give_up, changed).await.is_err() {
-            if call.deadline.is_some_and(|at| at <= Instant::now()) {
-                return Err(Status::deadline_exceeded(format!(
-                    "{lost} was lost while running {} `{}`, and no instance was ready to run it again \
-                     before the caller's deadline",
-                    call.what(),
-                    call.action
-                )));
-            }
-            return reselect(state, call, lost, None);
-        }
-    }
+    let route = |registry: &mut Registry| match call.select(registry, None) {
+        // The connector has no ready instance. (A display name no
+        // instance has any more is `NOT_FOUND`, answered at once.)
+        Err(status) if status.code() == Code::Unavailable => Ok(None),
+        found => found.map(Some),
+    };
+    let late = || {
+        Status::deadline_exceeded(format!(
+            "{lost} was lost while running {} `{}`, and no instance was ready to run it again \
+             before the caller's deadline",
+            call.what(),
+            call.action
+        ))
+    };
+    let selection = route_when_ready(state, call, RESTART_WAIT, route, late).await?;
+    one_of(selection, lost)
 }
 
 /// Routes a call none of whose instances was ready while one was
@@ -277,37 +284,41 @@ async fn reselect_after_loss(
 /// call's deadline and at most the resume window; when the session expires
 /// first, the call fails `UNAVAILABLE` at once.
 pub(crate) async fn select_when_ready(state: &HubState, call: &Call) -> Result<Selection, Status> {
-    let give_up = Instant::now() + state.config.resume_window;
+    let route = |registry: &mut Registry| call.select_or_await(registry);
+    let late = || {
+        Status::deadline_exceeded(format!(
+            "no instance of connector `{}` resumed before the caller's deadline",
+            call.connector
+        ))
+    };
+    route_when_ready(state, call, state.config.resume_window, route, late).await
+}
+
+/// Asks `route` for the call's instance(s) now, and again each time an
+/// instance may have become ready (or a session expired), while it answers
+/// `Ok(None)`; gives up at the call's deadline with `late()`, or after
+/// `limit` with the route's answer then.
+async fn route_when_ready(
+    state: &HubState,
+    call: &Call,
+    limit: std::time::Duration,
+    route: impl Fn(&mut Registry) -> Result<Option<Selection>, Status>,
+    late: impl FnOnce() -> Status,
+) -> Result<Selection, Status> {
+    let give_up = Instant::now() + limit;
     let give_up = call.deadline.map_or(give_up, |at| at.min(give_up));
     loop {
         let changed = state.ready_changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let routed = route::select_or_await(
-            &mut state.lock().registry,
-            &call.tenant,
-            &call.connector,
-            &call.target,
-            None,
-        )?;
-        if let Some(selection) = routed {
+        if let Some(selection) = route(&mut state.lock().registry)? {
             return Ok(selection);
         }
         if tokio::time::timeout_at(give_up, changed).await.is_err() {
             if call.deadline.is_some_and(|at| at <= Instant::now()) {
-                return Err(Status::deadline_exceeded(format!(
-                    "no instance of connector `{}` resumed before the caller's deadline",
-                    call.connector
-                )));
+                return Err(late());
             }
-            let mut tables = state.lock();
-            return route::select(
-                &mut tables.registry,
-                &call.tenant,
-                &call.connector,
-                &call.target,
-                None,
-            );
+            return call.select(&mut state.lock().registry, None);
         }
     }
 }
@@ -322,34 +333,28 @@ async fn reselect_when_ready(
 ) -> Result<InstanceKey, Status> {
     match reselect(state, call, previous, None) {
         Err(status) if status.code() == Code::Unavailable => {
-            match select_when_ready(state, call).await? {
-                Selection::One(key) => Ok(key),
-                Selection::Broadcast(keys) => keys
-                    .into_iter()
-                    .find(|k| k == previous)
-                    .ok_or_else(|| Status::unavailable(format!("{previous} is no longer ready"))),
-            }
+            one_of(select_when_ready(state, call).await?, previous)
         }
         found => found,
     }
 }
 
+/// Picks another instance along the call's route.
 fn reselect(
     state: &HubState,
     call: &Call,
     previous: &InstanceKey,
     exclude: Option<&str>,
 ) -> Result<InstanceKey, Status> {
-    let mut tables = state.lock();
-    match route::select(
-        &mut tables.registry,
-        &call.tenant,
-        &call.connector,
-        &call.target,
-        exclude,
-    )? {
+    let selection = call.select(&mut state.lock().registry, exclude)?;
+    one_of(selection, previous)
+}
+
+/// The instance a retry goes to: the one selected, or for a broadcast
+/// member, the same instance only.
+fn one_of(selection: Selection, previous: &InstanceKey) -> Result<InstanceKey, Status> {
+    match selection {
         Selection::One(key) => Ok(key),
-        // A broadcast member is retried on the same instance only.
         Selection::Broadcast(keys) => keys
             .into_iter()
             .find(|k| k == previous)

@@ -224,6 +224,14 @@ impl Context {
     }
 }
 
+/// Completes at `at` (a deadline), or never when there is none.
+pub(crate) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Builds a [`Context`]; see [`Context::builder`].
 #[derive(Debug)]
 pub struct ContextBuilder {

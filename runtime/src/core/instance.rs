@@ -196,12 +196,7 @@ async fn supervise(
     let settle = |r: std::thread::Result<Result<ActionOutput, ActionError>>| {
         r.unwrap_or_else(|p| Err(ActionError::panicked(panic_message(&*p))))
     };
-    let deadline = async {
-        match ctx.deadline() {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
+    let deadline = crate::context::sleep_until(ctx.deadline());
     tokio::select! {
         biased;
         result = &mut future => settle(result),

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::{ActionOutput, Input};
-use crate::context::{Context, ContextBuilder, Event, EventKind};
+use crate::context::{Context, ContextBuilder, Event, EventKind, sleep_until};
 use crate::error::ActionError;
 use crate::instance::Instance;
 use crate::stdio::librefang::{self, Ready, SpokeSummary};
@@ -584,13 +584,6 @@ async fn resend_ready(
 /// The input budget, in bytes: one line as long as the limit.
 fn budget_of(max_line_bytes: usize) -> usize {
     max_line_bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

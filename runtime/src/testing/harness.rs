@@ -195,15 +195,14 @@ impl<C: Connector> TestConnector<C> {
         sink: &crate::sync::MemorySink,
     ) -> Result<crate::sync::SyncOutcome, ActionError> {
         if request.checkpoint.is_none() {
-            let ty = self.instance.connector_type();
-            let name = match &request.sync {
-                Some(name) => Some(name.as_str()),
-                None => match ty.syncs() {
-                    [only] => Some(only.name),
-                    _ => None,
-                },
-            };
-            request.checkpoint = name.and_then(|n| sink.checkpoint(n, &request.source_id));
+            let def = crate::sync::start::find_def(
+                self.instance.connector_type(),
+                request.sync.as_deref(),
+            );
+            // A sync that is not there is refused below, by `start_sync`.
+            request.checkpoint = def
+                .ok()
+                .and_then(|def| sink.checkpoint(def.name, &request.source_id));
         }
         let run = self.instance.start_sync(request, Arc::new(sink.clone()))?;
         Ok(run.outcome().await)

@@ -56,41 +56,9 @@ fn parse_mode(text: &str) -> Result<SyncMode, String> {
 
 /// Runs `sync`.
 pub(crate) async fn sync(ty: Arc<ConnectorType>, source: ConfigSource, args: SyncArgs) -> ExitCode {
-    let names: Vec<&str> = ty.syncs().iter().map(|s| s.name).collect();
-    let def = match (&args.name, ty.syncs()) {
-        (Some(name), _) => match ty.sync(name) {
-            Some(def) => def,
-            None => {
-                let hint = crate::suggest::did_you_mean(name, names.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                return fail(
-                    EXIT_USAGE,
-                    format_args!(
-                        "connector `{}` has no sync `{name}`{hint}; its syncs: {}",
-                        ty.name(),
-                        list(&names)
-                    ),
-                );
-            }
-        },
-        (None, [only]) => *only,
-        (None, []) => {
-            return fail(
-                EXIT_USAGE,
-                format_args!("connector `{}` has no syncs", ty.name()),
-            );
-        }
-        (None, _) => {
-            return fail(
-                EXIT_USAGE,
-                format_args!(
-                    "connector `{}` has several syncs; name one: {}",
-                    ty.name(),
-                    names.join(", ")
-                ),
-            );
-        }
+    let def = match crate::sync::start::find_def(&ty, args.name.as_deref()) {
+        Ok(def) => def,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{}", e.message())),
     };
     let state = match &args.state {
         None => None,
@@ -282,13 +250,5 @@ fn report(outcome: &SyncOutcome) -> ExitCode {
             eprintln!("error[{}]: {}", e.code(), e.message());
             ExitCode::from(EXIT_ACTION_ERROR)
         }
-    }
-}
-
-fn list(names: &[&str]) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
     }
 }

@@ -323,12 +323,7 @@ impl RunCore {
             }
             let delay = schedule.next_delay().unwrap_or(Duration::from_secs(5));
             tracing::warn!(target: "spoke::sync", sync = %self.info.sync, run_id = %self.info.run_id, "could not {what} the sink: {}; retrying in {delay:?}", error.message);
-            let deadline = async {
-                match self.deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let deadline = crate::context::sleep_until(self.deadline);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = self.cancel.cancelled() => {

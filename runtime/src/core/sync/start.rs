@@ -23,7 +23,8 @@ use super::sink::{SyncCounters, SyncRunInfo, SyncSink};
 use crate::connector::SyncDef;
 use crate::error::{ActionError, ErrorCode};
 use crate::instance::{Instance, panic_message};
-use crate::suggest::did_you_mean;
+use crate::registry::ConnectorType;
+use crate::suggest;
 
 /// What a host asks for when it starts a run.
 ///
@@ -276,19 +277,20 @@ fn new_run_id() -> String {
     format!("run-{:016x}", fastrand::u64(..))
 }
 
-/// The sync a request names, or the connector's only one.
-fn find_def(instance: &Instance, name: Option<&str>) -> Result<&'static SyncDef, ActionError> {
-    let ty = instance.connector_type();
+/// The sync `name`d, or the connector's only one; `not_found` naming the
+/// syncs there are, or `invalid_input` when several could be meant.
+pub(crate) fn find_def(
+    ty: &ConnectorType,
+    name: Option<&str>,
+) -> Result<&'static SyncDef, ActionError> {
     let names: Vec<&'static str> = ty.syncs().iter().map(|s| s.name).collect();
     let connector = ty.name();
     match name {
         Some(name) => ty.sync(name).ok_or_else(|| {
-            let hint = did_you_mean(name, names.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
             ActionError::not_found(format!(
-                "connector `{connector}` has no sync `{name}`{hint} (syncs: {})",
-                list(&names)
+                "connector `{connector}` has no sync `{name}`{}; its syncs: {}",
+                suggest::hint(name, names.iter().copied()),
+                suggest::list(&names)
             ))
             .with_details(json!({ "syncs": names }))
         }),
@@ -299,18 +301,10 @@ fn find_def(instance: &Instance, name: Option<&str>) -> Result<&'static SyncDef,
             ))),
             _ => Err(ActionError::invalid_input(format!(
                 "connector `{connector}` has several syncs; name one: {}",
-                list(&names)
+                names.join(", ")
             ))
             .with_details(json!({ "syncs": names }))),
         },
-    }
-}
-
-fn list(names: &[&str]) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
     }
 }
 
@@ -354,7 +348,7 @@ impl Instance {
         request: SyncRequest,
         sink: Arc<dyn SyncSink>,
     ) -> Result<SyncRun, ActionError> {
-        let def = find_def(self, request.sync.as_deref())?;
+        let def = find_def(self.connector_type(), request.sync.as_deref())?;
         let mode = choose_mode(def, &request)?;
         let info = SyncRunInfo {
             connector: self.connector_type().name().to_owned(),
@@ -455,12 +449,7 @@ async fn supervise(
     let settle = |r: std::thread::Result<Result<(), ActionError>>| {
         r.unwrap_or_else(|p| Err(ActionError::panicked(panic_message(&*p))))
     };
-    let deadline = async {
-        match core.deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
+    let deadline = crate::context::sleep_until(core.deadline);
     let returned = tokio::select! {
         biased;
         result = &mut future => settle(result),
