@@ -54,7 +54,15 @@ fn python_grpcio_checks_health_and_calls_through_reflection() {
     }
     assert_eq!(
         report["hub_methods"],
-        serde_json::json!(["Describe", "Invoke", "InvokeStream", "ListConnectors"])
+        serde_json::json!([
+            "CancelSync",
+            "Describe",
+            "Invoke",
+            "InvokeStream",
+            "ListConnectors",
+            "ListSyncs",
+            "Sync"
+        ])
     );
     let connectors = report["list_connectors"]["connectors"]
         .as_array()

@@ -10,8 +10,9 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use common::sync_events::{self, kinds, lines, pair};
 use serde_json::Value;
 
 /// A directory tree for the `files` connector, and where its state goes.
@@ -39,19 +40,12 @@ impl Tree {
     }
 
     fn write(&self, rel: &str, text: &str) {
-        let path = self.root().join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, text).unwrap();
+        sync_events::write_file(&self.root(), rel, text);
     }
 
     /// Sets a file's modification time `secs` from now.
     fn touch(&self, rel: &str, secs: u64) {
-        let file = fs::File::options()
-            .write(true)
-            .open(self.root().join(rel))
-            .unwrap();
-        file.set_modified(SystemTime::now() + Duration::from_secs(secs))
-            .unwrap();
+        sync_events::touch(&self.root(), rel, secs);
     }
 
     fn sync(&self, args: &[&str]) -> std::process::Command {
@@ -78,30 +72,6 @@ impl Tree {
         let state: Value = serde_json::from_slice(&fs::read(self.state()).unwrap()).unwrap();
         state["entries"][0]["checkpoint"]["checkpoint"].clone()
     }
-}
-
-fn lines(bytes: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-/// `(type, id)` of each event.
-fn kinds(events: &[Value]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap().to_owned(),
-                e["id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn pair(kind: &str, id: &str) -> (String, String) {
-    (kind.to_owned(), id.to_owned())
 }
 
 #[test]

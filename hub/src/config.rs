@@ -37,6 +37,10 @@ pub struct HubConfig {
     /// With auth: the data directory holding the store (`hub.db`) and the
     /// operator token; `None`: no auth.
     pub data_dir: Option<PathBuf>,
+    /// Without auth: where the store of sync checkpoints (`syncs.db`) is
+    /// kept (`--data` with `--no-auth`); with auth it is in `data_dir`.
+    /// `None` with neither: checkpoints are kept in memory only.
+    pub syncs_dir: Option<PathBuf>,
     /// The listener's certificate and key (PEM files); `None`: no TLS.
     pub tls: Option<TlsFiles>,
     /// How connections, and the request bytes they hold, are bounded.
@@ -166,6 +170,7 @@ impl HubConfig {
             resume_window: default_resume_window(DEFAULT_HEARTBEAT_INTERVAL),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             data_dir: None,
+            syncs_dir: None,
             tls: None,
             connections: ConnectionLimits::default(),
             registrations: RegistrationLimits::default(),

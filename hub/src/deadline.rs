@@ -87,6 +87,14 @@ pub(crate) fn timeout_ms(deadline: Option<Instant>) -> u64 {
     }
 }
 
+/// Completes at `at`, or never when there is none.
+pub(crate) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs `future` until the deadline; `None` if the deadline came first.
 pub(crate) async fn until<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Output> {
     match deadline {

@@ -10,6 +10,8 @@
 //! | `api/` | the services clients call: Hub (checks, routing, deadlines, one call's life with cancel and retry, the call log) and Admin |
 //! | `sessions/` | the ConnectorHub service: one Attach stream per instance (register, relay, heartbeats, the outbound queue), the pending calls, the hub's shared state |
 //! | `routing/` | the registry of connector types and instances, and which instance(s) serve a call |
+//! | `database` | the SQLite files of the data directory (`hub.db`, `syncs.db`): opened private, WAL, migrated by `user_version` |
+//! | `syncs/` | syncs through the hub: `Sync`, `ListSyncs`, `CancelSync` and the checkpoint calls, one task per run, the store of checkpoints and runs |
 //! | `trust/` | the durable store, instances' signed assertions, approval on Attach, client tokens' access, the listener's TLS |
 //! | `sidecars/` | `--sidecars FILE.toml` ([`sidecars_config`]): stdio sidecars supervised, restarted and bridged to the hub as connectors |
 //! | [`cli`] | the `spoke` command line: [`client`] and [`admin_client`] commands, and `spoke hub` |
@@ -34,6 +36,7 @@
 mod api;
 pub mod cli;
 pub mod config;
+mod database;
 mod deadline;
 mod guard;
 mod ids;
@@ -42,6 +45,7 @@ mod routing;
 pub mod server;
 mod sessions;
 mod sidecars;
+pub(crate) mod syncs;
 mod trust;
 mod wire;
 

@@ -28,6 +28,8 @@ use crate::sessions::state::HubState;
 use crate::sidecars::config::SidecarSpec;
 use crate::sidecars::status::StatusMap;
 use crate::sidecars::supervisor::Supervisor;
+use crate::syncs::Syncs;
+use crate::syncs::store::SyncStore;
 use crate::trust::access::{Access, TokenCache};
 use crate::trust::approval::Trust;
 use crate::trust::store::{ClientGrant, Scope, Store, StoreError};
@@ -57,6 +59,9 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The store of sync checkpoints could not be opened.
+    #[error("{0}")]
+    SyncStore(String),
     /// The operator token could not be written.
     #[error("cannot write the operator token to {path}: {source}")]
     OperatorToken {
@@ -169,7 +174,8 @@ pub async fn run_until_supervised(
         _ => std::collections::HashMap::new(),
     };
     let limits = config.connections.clone();
-    let state = HubState::with_auth(config, trust, access);
+    let syncs = open_sync_store(&config)?;
+    let state = HubState::with_auth(config, trust, access, syncs);
     let statuses = StatusMap::default();
 
     let (mut health, health_service) = tonic_health::server::health_reporter();
@@ -252,6 +258,36 @@ pub async fn run_until_supervised(
 /// Refuses a Hub or Admin call without a valid client token from its
 /// headers, before its body is read (the services check what the token
 /// grants once they have the request).
+/// The store of sync checkpoints: `syncs.db` in the data directory (or,
+/// without auth, the directory given with `--data`), else in memory. Runs
+/// a previous hub process left running are marked failed.
+fn open_sync_store(config: &HubConfig) -> Result<Syncs, ServeError> {
+    let store = match config.data_dir.as_ref().or(config.syncs_dir.as_ref()) {
+        Some(dir) => {
+            let store = SyncStore::open(dir).map_err(|e| ServeError::SyncStore(e.to_string()))?;
+            if let Some(path) = store.path() {
+                tracing::info!("sync checkpoints: {}", path.display());
+            }
+            store
+        }
+        None => {
+            tracing::warn!(
+                "no data directory: sync checkpoints are kept in memory and lost when the hub stops (pass --data DIR)"
+            );
+            SyncStore::in_memory().map_err(|e| ServeError::SyncStore(e.to_string()))?
+        }
+    };
+    let failed = store
+        .fail_running("the hub stopped during the run")
+        .map_err(|e| ServeError::SyncStore(e.to_string()))?;
+    if failed > 0 {
+        tracing::warn!(
+            "{failed} sync run(s) were running when the hub last stopped: marked failed; their next runs resume from their last checkpoints"
+        );
+    }
+    Ok(Syncs::new(store))
+}
+
 fn header_check(state: Arc<HubState>) -> HeaderCheck {
     Arc::new(move |path, headers| {
         let service = path.trim_start_matches('/').split('/').next().unwrap_or("");

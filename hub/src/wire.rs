@@ -3,6 +3,7 @@
 //! hub's logs and the CLI give gRPC status codes. Imports nothing of the
 //! hub.
 
+use spoke_proto::v1::SyncCounters;
 use tonic::Code;
 
 /// The request header a client names itself in; it becomes the Invoke's
@@ -30,6 +31,26 @@ pub fn code_name(code: Code) -> &'static str {
         Code::DataLoss => "data_loss",
         Code::Unauthenticated => "unauthenticated",
     }
+}
+
+/// A sync run's counters as JSON, as the hub stores them and `spoke syncs
+/// --json` prints them: `progress` and `total` only when known.
+pub(crate) fn sync_counters_json(c: &SyncCounters) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "scanned": c.scanned,
+        "updated": c.updated,
+        "emitted": c.emitted,
+        "deleted": c.deleted,
+        "failed": c.failed,
+        "delivered": c.delivered,
+    });
+    if let Some(progress) = c.progress {
+        value["progress"] = progress.into();
+    }
+    if let Some(total) = c.total {
+        value["total"] = total.into();
+    }
+    value
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod frames;
 pub mod peer;
 pub mod proxy;
 pub mod sidecar;
+pub mod sync_events;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

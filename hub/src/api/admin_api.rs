@@ -15,9 +15,10 @@ use std::time::Duration;
 use spoke_proto::prost::Message;
 use spoke_proto::v1::admin_server::Admin;
 use spoke_proto::v1::{
-    AdminResponse, ClientTokenInfo, CreateClientTokenRequest, CreateRegistrationTokenRequest,
-    CreatedToken, InstanceRef, ListClientTokensRequest, ListClientTokensResponse,
-    ListPendingRequest, ListPendingResponse, PendingInstance, RevokeClientTokenRequest,
+    AdminResponse, CheckpointInfo, CheckpointRef, ClientTokenInfo, CreateClientTokenRequest,
+    CreateRegistrationTokenRequest, CreatedToken, InstanceRef, ListClientTokensRequest,
+    ListClientTokensResponse, ListPendingRequest, ListPendingResponse, PendingInstance,
+    RevokeClientTokenRequest, SetCheckpointRequest,
 };
 use spoke_runtime::grpc::identity::fingerprint;
 use tonic::{Request, Response, Status};
@@ -290,6 +291,27 @@ impl From<NewToken> for CreatedToken {
 
 #[tonic::async_trait]
 impl Admin for AdminApi {
+    async fn get_checkpoint(
+        &self,
+        request: Request<CheckpointRef>,
+    ) -> Result<Response<CheckpointInfo>, Status> {
+        crate::syncs::api::get_checkpoint(&self.state, request).await
+    }
+
+    async fn set_checkpoint(
+        &self,
+        request: Request<SetCheckpointRequest>,
+    ) -> Result<Response<CheckpointInfo>, Status> {
+        crate::syncs::api::set_checkpoint(&self.state, request).await
+    }
+
+    async fn reset_checkpoint(
+        &self,
+        request: Request<CheckpointRef>,
+    ) -> Result<Response<AdminResponse>, Status> {
+        crate::syncs::api::reset_checkpoint(&self.state, request).await
+    }
+
     async fn list_pending(
         &self,
         request: Request<ListPendingRequest>,

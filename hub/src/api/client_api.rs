@@ -19,9 +19,10 @@ use std::sync::Arc;
 use spoke_proto::prost::bytes::Bytes;
 use spoke_proto::v1::hub_server::Hub;
 use spoke_proto::v1::{
-    ConnectorSummary, DescribeRequest, DescribeResponse, Encoding, InstanceInfo, InstanceState,
-    InvokeKind, InvokeRequest, InvokeResponse, InvokeStreamItem, ListConnectorsRequest,
-    ListConnectorsResponse, invoke_stream_item,
+    CancelSyncRequest, CancelSyncResponse, ConnectorSummary, DescribeRequest, DescribeResponse,
+    Encoding, InstanceInfo, InstanceState, InvokeKind, InvokeRequest, InvokeResponse,
+    InvokeStreamItem, ListConnectorsRequest, ListConnectorsResponse, ListSyncsRequest,
+    ListSyncsResponse, SyncRequest, invoke_stream_item,
 };
 use spoke_runtime::Mode;
 use tokio::sync::mpsc;
@@ -204,7 +205,7 @@ fn check_payload(encoding: Encoding, payload: Bytes) -> Result<Bytes, Status> {
 /// `NOT_FOUND` for a connector the caller's tenant does not have (the same
 /// words whether another tenant has it or none does), naming the ones the
 /// caller may use.
-fn no_connector(registry: &Registry, caller: &Caller, connector: &str) -> Status {
+pub(crate) fn no_connector(registry: &Registry, caller: &Caller, connector: &str) -> Status {
     let names: Vec<&str> = registry
         .connectors(caller.tenant())
         .map(|(n, _)| n)
@@ -368,6 +369,29 @@ impl Hub for ClientApi {
             connectors
         };
         Ok(Response::new(ListConnectorsResponse { connectors }))
+    }
+
+    type SyncStream = crate::syncs::api::SyncStream;
+
+    async fn sync(
+        &self,
+        request: Request<SyncRequest>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        crate::syncs::api::sync(&self.state, request).await
+    }
+
+    async fn list_syncs(
+        &self,
+        request: Request<ListSyncsRequest>,
+    ) -> Result<Response<ListSyncsResponse>, Status> {
+        crate::syncs::api::list_syncs(&self.state, request).await
+    }
+
+    async fn cancel_sync(
+        &self,
+        request: Request<CancelSyncRequest>,
+    ) -> Result<Response<CancelSyncResponse>, Status> {
+        crate::syncs::api::cancel_sync(&self.state, request).await
     }
 
     async fn describe(

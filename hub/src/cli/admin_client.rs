@@ -54,17 +54,22 @@ pub struct ClientTokenOptions {
     pub ttl: Option<Duration>,
 }
 
-async fn admin(hub: &HubTarget) -> Result<AdminClient<crate::cli::client::Authorized>, Failure> {
+/// The Admin service's client, its requests carrying the client token.
+pub(crate) async fn admin(
+    hub: &HubTarget,
+) -> Result<AdminClient<crate::cli::client::Authorized>, Failure> {
     Ok(AdminClient::new(authorized_channel(hub).await?))
 }
 
-fn request<T>(message: T) -> tonic::Request<T> {
+/// An admin request, with the admin calls' deadline.
+pub(crate) fn request<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(ADMIN_TIMEOUT);
     request
 }
 
-fn finish(result: Result<String, Failure>) -> u8 {
+/// Prints the command's answer on stdout (exit 0), or reports its failure.
+pub(crate) fn finish(result: Result<String, Failure>) -> u8 {
     match result {
         Ok(text) => {
             println!("{text}");

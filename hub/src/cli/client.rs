@@ -1,5 +1,6 @@
 //! The client commands of the `spoke` CLI: `ls`, `describe` and `call`
-//! (the admin commands are in `admin_client`).
+//! (the admin commands are in `admin_client`, the sync commands in
+//! `sync_client`).
 //!
 //! Every request carries the client token, when there is one, as
 //! `authorization: Bearer <token>` (see [`HubTarget`]).
@@ -57,8 +58,8 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the hub or the transport failed.
 pub const EXIT_HUB_ERROR: u8 = 3;
 
-/// How long `ls` and `describe` wait for the hub.
-const QUICK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `ls`, `describe`, `syncs` and `sync --cancel` wait for the hub.
+pub(crate) const QUICK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to the hub may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long past its timeout a call is given before the CLI stops waiting
@@ -346,13 +347,7 @@ async fn invoke_streaming(
 /// `x-spoke-caller` header.
 fn invoke_request(options: &CallOptions) -> Result<tonic::Request<InvokeRequest>, Failure> {
     let payload = read_input(options)?;
-    let route = options.route.clone().map(|flag| Route {
-        target: Some(match flag {
-            RouteFlag::Instance(id) => route::Target::Instance(id),
-            RouteFlag::Name(name) => route::Target::DisplayName(name),
-            RouteFlag::Tag(tag) => route::Target::Tag(tag),
-        }),
-    });
+    let route = options.route.clone().map(route_of);
     let kind = if options.operator {
         InvokeKind::SearchOperator
     } else {
@@ -374,6 +369,17 @@ fn invoke_request(options: &CallOptions) -> Result<tonic::Request<InvokeRequest>
         tonic::metadata::MetadataValue::from_static(CLI_CALLER),
     );
     Ok(request)
+}
+
+/// The request's route for a route flag.
+pub(crate) fn route_of(flag: RouteFlag) -> Route {
+    Route {
+        target: Some(match flag {
+            RouteFlag::Instance(id) => route::Target::Instance(id),
+            RouteFlag::Name(name) => route::Target::DisplayName(name),
+            RouteFlag::Tag(tag) => route::Target::Tag(tag),
+        }),
+    }
 }
 
 /// No answer within the call's timeout (and some slack for the hub's own).
@@ -513,7 +519,8 @@ fn operator_input(text: &str) -> Value {
     }
 }
 
-async fn connect(hub: &HubTarget) -> Result<HubClient<Authorized>, Failure> {
+/// The Hub service's client, its requests carrying the client token.
+pub(crate) async fn connect(hub: &HubTarget) -> Result<HubClient<Authorized>, Failure> {
     let channel = authorized_channel(hub).await?;
     Ok(HubClient::new(channel)
         .max_decoding_message_size(
@@ -614,12 +621,13 @@ fn print_output(encoding: i32, payload: &[u8]) {
     print_stdout(payload, false);
 }
 
-fn pretty(value: &Value) -> String {
+/// A value as pretty-printed JSON.
+pub(crate) fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
 
 /// Writes to stdout, ignoring a closed pipe (`spoke ls | head`).
-fn print_stdout(bytes: &[u8], newline: bool) {
+pub(crate) fn print_stdout(bytes: &[u8], newline: bool) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(bytes);
     if newline {

@@ -13,9 +13,10 @@ use crate::cli::admin_client::{self, ClientTokenOptions, Decision};
 use crate::cli::client::{self, CallOptions, EXIT_USAGE, HubTarget, RouteFlag, ShowEvents};
 use crate::cli::connection_flags::ConnectionFlags;
 use crate::cli::registration_flags::RegistrationFlags;
+use crate::cli::sync_client::{self, SyncOptions};
 use crate::config::{self, DEFAULT_LISTEN, HubConfig, TlsFiles};
 use crate::{server, sidecars};
-use spoke_proto::v1::InstanceRef;
+use spoke_proto::v1::{CheckpointRef, InstanceRef};
 
 /// The hub URL the client commands use unless told otherwise.
 pub const DEFAULT_HUB_URL: &str = "http://127.0.0.1:7700";
@@ -93,6 +94,125 @@ enum Command {
         #[command(subcommand)]
         command: ClientTokenCommand,
     },
+    /// Run one of a connector's syncs on an instance: its events (JSON lines)
+    /// on stdout, its start, progress and end on stderr; or, with --cancel,
+    /// cancel a running run.
+    Sync(SyncArgs),
+    /// List the sync runs going on, then the most recent ended ones (a table).
+    Syncs {
+        /// Only the runs of this connector.
+        #[arg(long, value_name = "NAME")]
+        connector: Option<String>,
+        /// How many ended runs to list, newest first [default: 20].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
+        recent: Option<u32>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+    /// The checkpoint the hub keeps for a sync (where its next run starts).
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("route").multiple(false))]
+struct SyncArgs {
+    /// The connector's name.
+    #[arg(required_unless_present = "cancel")]
+    connector: Option<String>,
+    /// The sync [default: the connector's only one].
+    sync: Option<String>,
+    /// The mode [default: an interrupted run's, resumed; else incremental
+    /// after a completed run when the sync has it; else its first mode].
+    #[arg(long, value_name = "MODE", value_parser = ["full", "incremental", "realtime"])]
+    mode: Option<String>,
+    /// The source, for a sync that keeps a checkpoint per source.
+    #[arg(long, value_name = "ID")]
+    source: Option<String>,
+    /// Run it on this instance.
+    #[arg(long, value_name = "ID", group = "route")]
+    instance: Option<String>,
+    /// Run it on an instance with this display name.
+    #[arg(long, value_name = "NAME", group = "route", alias = "name")]
+    display_name: Option<String>,
+    /// How long the run may take [default: no deadline].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+    /// Do not resume an interrupted run: start from the checkpoint of the
+    /// last completed one.
+    #[arg(long)]
+    fresh: bool,
+    /// Write the events to this file (created, or truncated) instead of
+    /// stdout; `-` is stdout.
+    #[arg(long, value_name = "FILE|-")]
+    out: Option<PathBuf>,
+    /// Also print each checkpoint the hub stores, on stderr.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    /// Cancel the running run with this id (as `spoke syncs` lists it)
+    /// instead of starting one.
+    #[arg(
+        long,
+        value_name = "RUN_ID",
+        conflicts_with_all = [
+            "connector", "sync", "mode", "source", "instance", "display_name",
+            "timeout", "fresh", "out", "verbose",
+        ]
+    )]
+    cancel: Option<String>,
+    #[command(flatten)]
+    hub: HubUrl,
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckpointCommand {
+    /// Print the stored checkpoint, and the last run's, as JSON.
+    Get(CheckpointArgs),
+    /// Replace the stored checkpoint (checked against the sync's checkpoint
+    /// schema); prints it as `get` does.
+    Set {
+        #[command(flatten)]
+        target: CheckpointArgs,
+        /// The checkpoint value as JSON, `-` to read it from stdin, or
+        /// `@FILE` to read it from FILE.
+        #[arg(value_name = "JSON|-|@FILE", allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Forget the stored checkpoint: the next run starts from nothing.
+    Reset(CheckpointArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckpointArgs {
+    /// The connector's name.
+    connector: String,
+    /// The sync's name.
+    sync: String,
+    /// The source [default: none].
+    #[arg(long, value_name = "ID")]
+    source: Option<String>,
+    /// The tenant [default: the token's].
+    #[arg(long, value_name = "TENANT")]
+    tenant: Option<String>,
+    #[command(flatten)]
+    hub: HubUrl,
+}
+
+impl CheckpointArgs {
+    /// The checkpoint these arguments name.
+    fn target(&self) -> CheckpointRef {
+        CheckpointRef {
+            connector: self.connector.clone(),
+            sync: self.sync.clone(),
+            source_id: self.source.clone().unwrap_or_default(),
+            tenant: self.tenant.clone().unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +466,7 @@ fn run_hub(args: HubArgs) -> ExitCode {
             .unwrap_or_else(|| config::default_resume_window(args.heartbeat_interval)),
         shutdown_grace: args.shutdown_grace,
         data_dir: None,
+        syncs_dir: None,
         tls: None,
         connections: args.connections.limits(),
         registrations: args.registrations.limits(),
@@ -397,9 +518,8 @@ fn secure(mut config: HubConfig, args: &HubArgs) -> Result<HubConfig, String> {
         }
     }
     if args.no_auth {
-        if args.data.is_some() {
-            tracing::warn!("--no-auth: the data directory given with --data is not used");
-        }
+        // No store of approvals or tokens; only sync checkpoints, if asked.
+        config.syncs_dir.clone_from(&args.data);
         return Ok(config);
     }
     let dir = args
@@ -479,6 +599,24 @@ fn run_client(command: Command) -> ExitCode {
                 };
                 admin_client::create_client_token(&hub.target(), options).await
             }
+            Command::Sync(args) => sync(args).await,
+            Command::Syncs {
+                connector,
+                recent,
+                json,
+                hub,
+            } => sync_client::list(&hub.target(), connector, recent.unwrap_or(0), json).await,
+            Command::Checkpoint { command } => match command {
+                CheckpointCommand::Get(args) => {
+                    sync_client::get_checkpoint(&args.hub.target(), args.target()).await
+                }
+                CheckpointCommand::Set { target, value } => {
+                    sync_client::set_checkpoint(&target.hub.target(), target.target(), &value).await
+                }
+                CheckpointCommand::Reset(args) => {
+                    sync_client::reset_checkpoint(&args.hub.target(), args.target()).await
+                }
+            },
             Command::Call(args) => {
                 let route = match (args.instance, args.name, args.tag) {
                     (Some(id), _, _) => Some(RouteFlag::Instance(id)),
@@ -516,6 +654,31 @@ async fn decide(decision: Decision, args: InstanceArgs) -> u8 {
     admin_client::decide(&args.hub.target(), decision, target).await
 }
 
+/// `spoke sync`: cancels the run `--cancel` names, or runs the sync.
+async fn sync(args: SyncArgs) -> u8 {
+    let hub = args.hub.target();
+    if let Some(run_id) = args.cancel {
+        return sync_client::cancel(&hub, run_id).await;
+    }
+    let route = match (args.instance, args.display_name) {
+        (Some(id), _) => Some(RouteFlag::Instance(id)),
+        (_, Some(name)) => Some(RouteFlag::Name(name)),
+        _ => None,
+    };
+    let options = SyncOptions {
+        connector: args.connector.unwrap_or_default(),
+        sync: args.sync,
+        mode: args.mode,
+        source: args.source,
+        route,
+        timeout: args.timeout,
+        fresh: args.fresh,
+        out: args.out,
+        verbose: args.verbose,
+    };
+    sync_client::sync(&hub, options).await
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -532,6 +695,144 @@ mod tests {
         let err = Cli::try_parse_from(["spoke", "call", "c", "a", "--tag", "x", "--name", "y"])
             .unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    fn sync_args(args: &[&str]) -> Result<SyncArgs, clap::Error> {
+        let mut all = vec!["spoke", "sync"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Sync(args) => Ok(args),
+            other => panic!("not sync: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sync_takes_a_connector_or_a_run_to_cancel() {
+        let args = sync_args(&["--cancel", "run-1a2b"]).unwrap();
+        assert_eq!(args.cancel.as_deref(), Some("run-1a2b"));
+        assert_eq!(args.connector, None);
+        let err = sync_args(&[]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("<CONNECTOR>"), "{err}");
+        // --cancel starts nothing: the flags of a run do not go with it.
+        assert!(sync_args(&["files", "--cancel", "run-1"]).is_err());
+        assert!(sync_args(&["--cancel", "run-1", "--fresh"]).is_err());
+
+        let args = sync_args(&[
+            "files",
+            "pages",
+            "--mode",
+            "full",
+            "--source",
+            "docs",
+            "--display-name",
+            "Files",
+            "--timeout",
+            "10m",
+            "--fresh",
+            "--out",
+            "-",
+            "-v",
+        ])
+        .unwrap();
+        assert_eq!(args.connector.as_deref(), Some("files"));
+        assert_eq!(args.sync.as_deref(), Some("pages"));
+        assert_eq!(args.mode.as_deref(), Some("full"));
+        assert_eq!(args.source.as_deref(), Some("docs"));
+        assert_eq!(args.display_name.as_deref(), Some("Files"));
+        assert_eq!(args.timeout, Some(Duration::from_secs(600)));
+        assert!(args.fresh && args.verbose && args.cancel.is_none());
+        assert_eq!(args.out, Some(PathBuf::from("-")));
+
+        let args = sync_args(&["files"]).unwrap();
+        assert_eq!((args.sync, args.mode, args.timeout), (None, None, None));
+        assert!(sync_args(&["files", "--mode", "sometimes"]).is_err());
+        assert!(sync_args(&["files", "--timeout", "0s"]).is_err());
+    }
+
+    #[test]
+    fn sync_routes_by_instance_or_display_name_not_both() {
+        let args = sync_args(&["files", "--instance", "files-1"]).unwrap();
+        assert_eq!(args.instance.as_deref(), Some("files-1"));
+        let err =
+            sync_args(&["files", "--instance", "files-1", "--display-name", "Files"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(sync_args(&["files", "--tag", "eu"]).is_err());
+    }
+
+    #[test]
+    fn syncs_and_checkpoint_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "spoke",
+            "syncs",
+            "--connector",
+            "files",
+            "--recent",
+            "5",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Syncs {
+            connector,
+            recent,
+            json,
+            ..
+        } = cli.command
+        else {
+            panic!("not syncs")
+        };
+        assert_eq!(
+            (connector.as_deref(), recent, json),
+            (Some("files"), Some(5), true)
+        );
+        assert!(Cli::try_parse_from(["spoke", "syncs", "--recent", "0"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "spoke",
+            "checkpoint",
+            "set",
+            "files",
+            "pages",
+            "-",
+            "--source",
+            "docs",
+            "--tenant",
+            "acme",
+        ])
+        .unwrap();
+        let Command::Checkpoint {
+            command: CheckpointCommand::Set { target, value },
+        } = cli.command
+        else {
+            panic!("not checkpoint set")
+        };
+        assert_eq!(value, "-");
+        assert_eq!(
+            target.target(),
+            CheckpointRef {
+                connector: "files".into(),
+                sync: "pages".into(),
+                source_id: "docs".into(),
+                tenant: "acme".into(),
+            }
+        );
+        let cli =
+            Cli::try_parse_from(["spoke", "checkpoint", "set", "files", "pages", "-3"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Checkpoint { command: CheckpointCommand::Set { value, .. } } if value == "-3"
+        ));
+        assert!(Cli::try_parse_from(["spoke", "checkpoint", "set", "files", "pages"]).is_err());
+        let cli = Cli::try_parse_from(["spoke", "checkpoint", "get", "files", "pages"]).unwrap();
+        let Command::Checkpoint {
+            command: CheckpointCommand::Get(args),
+        } = cli.command
+        else {
+            panic!("not checkpoint get")
+        };
+        assert_eq!(args.target().source_id, "");
+        assert!(Cli::try_parse_from(["spoke", "checkpoint", "reset", "files"]).is_err());
     }
 
     fn hub_args(args: &[&str]) -> HubArgs {

@@ -382,7 +382,7 @@ impl StreamTask {
                     self.state.lock().registry.set_draining(key, admitted.generation);
                     drain_until = Some(Instant::now() + grace);
                 }
-                () = sleep_until_opt(drain_until) => return Exit::Drained,
+                () = crate::deadline::sleep_until(drain_until) => return Exit::Drained,
                 _ = drain_poll.tick(), if drain_until.is_some() => {
                     if self.state.lock().pending.in_flight(key) == 0 {
                         return Exit::Drained;
@@ -463,6 +463,26 @@ impl StreamTask {
             Some(Frame::Register(_)) => {
                 tracing::warn!("{key} sent a second Register on an attached stream; ignored");
             }
+            Some(
+                frame @ (Frame::SyncStarted(_)
+                | Frame::SyncBatch(_)
+                | Frame::SyncCheckpoint(_)
+                | Frame::SyncKnownIds(_)
+                | Frame::SyncEnded(_)),
+            ) => {
+                if let Some(refusal) = self.state.syncs.runs.deliver(key, frame) {
+                    tracing::debug!(
+                        "{key}: a frame of sync run {} refused: {}",
+                        refusal.run_id,
+                        refusal
+                            .error
+                            .as_ref()
+                            .map(|e| e.message.as_str())
+                            .unwrap_or("")
+                    );
+                    self.send(hub_frame::Frame::SyncAck(refusal));
+                }
+            }
             None => tracing::debug!("{key} sent an empty frame; ignored"),
         }
         None
@@ -512,13 +532,6 @@ fn frame_of(frame: hub_frame::Frame) -> HubFrame {
     HubFrame { frame: Some(frame) }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The name of a connector frame kind, for messages.
 fn frame_name(frame: Option<&connector_frame::Frame>) -> &'static str {
     use connector_frame::Frame;
@@ -531,6 +544,11 @@ fn frame_name(frame: Option<&connector_frame::Frame>) -> &'static str {
         Some(Frame::Pong(_)) => "Pong",
         Some(Frame::Event(_)) => "Event",
         Some(Frame::Goodbye(_)) => "Goodbye",
+        Some(Frame::SyncStarted(_)) => "SyncStarted",
+        Some(Frame::SyncBatch(_)) => "SyncBatch",
+        Some(Frame::SyncCheckpoint(_)) => "SyncCheckpoint",
+        Some(Frame::SyncKnownIds(_)) => "SyncKnownIds",
+        Some(Frame::SyncEnded(_)) => "SyncEnded",
     }
 }
 

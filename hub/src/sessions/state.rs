@@ -24,6 +24,7 @@ use crate::ids::{RequestIds, unix_ms};
 use crate::routing::registry::{Admitted, InstanceKey, Registration, Registry};
 use crate::sessions::pending::Pending;
 use crate::sessions::rate::RegisterLimiter;
+use crate::syncs::Syncs;
 use crate::trust::access::Access;
 use crate::trust::approval::Trust;
 
@@ -56,6 +57,8 @@ pub(crate) struct HubState {
     /// Without auth: the nonces of the assertions that proved an
     /// instance's key (a restart proving it takes over a live session).
     pub(crate) open_replays: crate::trust::assertion::ReplayCache,
+    /// The sync runs going on, and the store of their checkpoints.
+    pub(crate) syncs: Syncs,
 }
 
 impl HubState {
@@ -67,6 +70,7 @@ impl HubState {
         config: HubConfig,
         trust: Option<Arc<Trust>>,
         access: Access,
+        syncs: Syncs,
     ) -> Arc<Self> {
         let register_limiter = trust
             .as_ref()
@@ -81,6 +85,7 @@ impl HubState {
             shutdown: CancellationToken::new(),
             ready_changed: tokio::sync::Notify::new(),
             open_replays: crate::trust::assertion::ReplayCache::default(),
+            syncs,
         });
         start_pending_expiry(&state);
         state
@@ -170,6 +175,7 @@ impl HubState {
     /// Starts shutting down: streams drain their connectors, new calls are refused.
     pub(crate) fn begin_shutdown(&self) {
         self.shutdown.cancel();
+        self.syncs.runs.cancel_all();
     }
 
     /// Admits a registration (see [`Registry::admit`]) and queues the
@@ -302,6 +308,9 @@ impl HubState {
                 .pending
                 .fail_instance(key, &format!("{key} left ({why})"));
             drop(tables);
+            self.syncs
+                .runs
+                .instance_gone(key, &format!("its session ended: {why}"));
             tracing::info!(
                 "{key}: session {} ended ({why}); {waiting} waiting call(s) lost it",
                 instance.session_id
@@ -320,6 +329,13 @@ impl HubState {
             );
             let waiting = tables.pending.fail_instance(key, &reason);
             drop(tables);
+            self.syncs.runs.instance_gone(
+                key,
+                &format!(
+                    "it did not resume within the resume window of {:?}",
+                    self.config.resume_window
+                ),
+            );
             // Calls waiting for it to resume stop waiting.
             self.ready_changed.notify_waiters();
             tracing::info!(

@@ -120,6 +120,11 @@ impl Caller {
         self.grant.admin || self.grant.operator
     }
 
+    /// Whether it may call write actions (and start syncs).
+    pub(crate) fn may_write(&self) -> bool {
+        self.grant.write
+    }
+
     /// Whether it acts on every tenant.
     pub(crate) fn is_operator(&self) -> bool {
         self.grant.operator

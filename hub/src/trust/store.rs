@@ -16,19 +16,19 @@
 //! under the caps it is given, [`Store::expire_pending`] forgets old ones,
 //! and [`Store::pending_page`] lists them a page at a time.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::path::Path;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
+use crate::database::{Database, clamp};
 use crate::ids::{hex, random_bytes, unix_ms};
 
 /// The file name of the database inside the data directory.
 pub const DB_FILE: &str = "hub.db";
 /// How long a write waits for another writer of the same file.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The prefix of client tokens.
 pub const CLIENT_TOKEN_PREFIX: &str = "spk_";
 /// The prefix of registration tokens.
@@ -83,38 +83,7 @@ CREATE INDEX instances_by_status ON instances (status, first_seen_unix_ms);
 ",
 ];
 
-/// Why the store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The data directory could not be made or opened.
-    #[error("cannot use the data directory {path}: {source}")]
-    Dir {
-        /// The directory.
-        path: PathBuf,
-        /// What went wrong.
-        source: std::io::Error,
-    },
-    /// SQLite failed.
-    #[error("the hub database {path}: {source}")]
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-        /// What went wrong.
-        source: rusqlite::Error,
-    },
-    /// The file was written by a newer hub.
-    #[error(
-        "the hub database {path} has schema version {found}; this hub knows up to {known}: use a newer hub"
-    )]
-    TooNew {
-        /// The database file.
-        path: PathBuf,
-        /// Its version.
-        found: u32,
-        /// The newest this hub knows.
-        known: u32,
-    },
-}
+pub use crate::database::StoreError;
 
 /// Where an instance stands with the hub's administrators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,65 +359,36 @@ pub fn new_secret(prefix: &str) -> String {
 /// The hub's database.
 #[derive(Debug)]
 pub struct Store {
-    conn: Mutex<Connection>,
-    path: PathBuf,
+    db: Database,
 }
 
 impl Store {
     /// Opens (creating if needed) `<dir>/hub.db`, making `dir` with mode
     /// 0700 if it does not exist, and migrates it to the current schema.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        make_private_dir(dir)?;
-        let path = dir.join(DB_FILE);
-        let sql = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let mut conn = Connection::open(&path).map_err(sql)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql)?;
-        migrate(&mut conn, &path)?;
         Ok(Store {
-            conn: Mutex::new(conn),
-            path,
+            db: Database::open(dir, DB_FILE, MIGRATIONS)?,
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        self.db.conn()
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        self.db.err(source)
     }
 
-    /// Runs `f` in one immediate (write-locked) transaction, committed if
-    /// `f` returns `Ok`, rolled back otherwise.
     fn write<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        let run = || {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        };
-        run().map_err(|e| self.err(e))
+        self.db.write(f)
     }
 
     /// One recorded instance.
@@ -932,56 +872,6 @@ fn client_token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<([u8; 32], Client
             created_unix_ms: created.max(0) as u64,
         },
     ))
-}
-
-fn clamp(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-fn make_private_dir(dir: &Path) -> Result<(), StoreError> {
-    let fail = |source| StoreError::Dir {
-        path: dir.to_owned(),
-        source,
-    };
-    if !dir.exists() {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(dir).map_err(fail)?;
-    } else if !dir.is_dir() {
-        return Err(fail(std::io::Error::other("it is not a directory")));
-    }
-    Ok(())
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let sql = |source| StoreError::Sqlite {
-        path: path.to_owned(),
-        source,
-    };
-    let known = MIGRATIONS.len() as u32;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql)?;
-    let version: u32 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql)?;
-    if version > known {
-        return Err(StoreError::TooNew {
-            path: path.to_owned(),
-            found: version,
-            known,
-        });
-    }
-    for step in &MIGRATIONS[version as usize..] {
-        tx.execute_batch(step).map_err(sql)?;
-    }
-    tx.pragma_update(None, "user_version", known).map_err(sql)?;
-    tx.commit().map_err(sql)
 }
 
 fn ensure_tenant(conn: &Connection, tenant: &str) -> rusqlite::Result<()> {

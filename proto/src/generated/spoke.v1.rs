@@ -27,7 +27,10 @@ pub struct Error {
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ConnectorFrame {
-    #[prost(oneof = "connector_frame::Frame", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(
+        oneof = "connector_frame::Frame",
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"
+    )]
     pub frame: ::core::option::Option<connector_frame::Frame>,
 }
 /// Nested message and enum types in `ConnectorFrame`.
@@ -48,6 +51,16 @@ pub mod connector_frame {
         Event(super::Event),
         #[prost(message, tag = "7")]
         Goodbye(super::Goodbye),
+        #[prost(message, tag = "8")]
+        SyncStarted(super::SyncStarted),
+        #[prost(message, tag = "9")]
+        SyncBatch(super::SyncBatch),
+        #[prost(message, tag = "10")]
+        SyncCheckpoint(super::SyncCheckpoint),
+        #[prost(message, tag = "11")]
+        SyncKnownIds(super::SyncKnownIds),
+        #[prost(message, tag = "12")]
+        SyncEnded(super::SyncEnded),
     }
 }
 /// The first frame on an Attach stream.
@@ -180,9 +193,118 @@ pub struct Goodbye {
     #[prost(string, tag = "1")]
     pub reason: ::prost::alloc::string::String,
 }
+/// A run's counters (the SDK's SyncCounters).
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct SyncCounters {
+    /// Items the run looked at.
+    #[prost(uint64, tag = "1")]
+    pub scanned: u64,
+    /// Items it found changed.
+    #[prost(uint64, tag = "2")]
+    pub updated: u64,
+    /// Events it emitted (sweep deletions included).
+    #[prost(uint64, tag = "3")]
+    pub emitted: u64,
+    /// Documents it reported deleted.
+    #[prost(uint64, tag = "4")]
+    pub deleted: u64,
+    /// Items it could not sync.
+    #[prost(uint64, tag = "5")]
+    pub failed: u64,
+    /// Events made durable.
+    #[prost(uint64, tag = "6")]
+    pub delivered: u64,
+    /// Progress the run reported, out of `total` when known.
+    #[prost(double, optional, tag = "7")]
+    pub progress: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "8")]
+    pub total: ::core::option::Option<f64>,
+}
+/// The connector started run StartSync.run_id (sent before any other frame
+/// of the run).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SyncStarted {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    /// The mode it runs in (StartSync.mode, or the sync's default).
+    #[prost(string, tag = "2")]
+    pub mode: ::prost::alloc::string::String,
+    #[prost(bool, tag = "3")]
+    pub resume: bool,
+}
+/// Events of a run, in the order it emitted them. Acknowledged by a SyncAck
+/// with the same seq once durable (streamed to the caller, and the ids
+/// recorded when the sync sweeps).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SyncBatch {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    /// Per run, from 1, one per frame the run sends and expects a SyncAck for.
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    /// The events as JSON lines (the SDK's SyncEvent, one per line).
+    #[prost(bytes = "bytes", tag = "3")]
+    pub events: ::prost::bytes::Bytes,
+    /// How many lines `events` holds.
+    #[prost(uint32, tag = "4")]
+    pub count: u32,
+    /// The run's counters as of this batch.
+    #[prost(message, optional, tag = "5")]
+    pub counters: ::core::option::Option<SyncCounters>,
+}
+/// A run's checkpoint, sent only once every batch before it was
+/// acknowledged; acknowledged once stored.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SyncCheckpoint {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    /// {"version": N, "checkpoint": \<the sync's value>}
+    #[prost(string, tag = "3")]
+    pub checkpoint_json: ::prost::alloc::string::String,
+}
+/// A run that sweeps asks for the ids of the documents the hub holds for its
+/// sync and source; the hub answers with SyncAcks of the same seq carrying
+/// the ids a page at a time, `more` set on all but the last.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SyncKnownIds {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+}
+/// How a run ended, or that it did not start (started = false, with the
+/// error). Acknowledged like a batch.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SyncEnded {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    #[prost(bool, tag = "3")]
+    pub started: bool,
+    /// "completed", "failed" or "cancelled".
+    #[prost(string, tag = "4")]
+    pub status: ::prost::alloc::string::String,
+    /// Why, when it did not complete.
+    #[prost(message, optional, tag = "5")]
+    pub error: ::core::option::Option<Error>,
+    #[prost(message, optional, tag = "6")]
+    pub counters: ::core::option::Option<SyncCounters>,
+    /// The items it could not sync: a JSON array of {"id", "error"}, at most
+    /// 1,000 listed (counters.failed counts them all); "" when none.
+    #[prost(string, tag = "7")]
+    pub failures_json: ::prost::alloc::string::String,
+    /// Documents the end-of-run sweep found deleted.
+    #[prost(uint64, tag = "8")]
+    pub swept: u64,
+    #[prost(uint64, tag = "9")]
+    pub elapsed_ms: u64,
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct HubFrame {
-    #[prost(oneof = "hub_frame::Frame", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "hub_frame::Frame", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub frame: ::core::option::Option<hub_frame::Frame>,
 }
 /// Nested message and enum types in `HubFrame`.
@@ -203,6 +325,12 @@ pub mod hub_frame {
         Drain(super::Drain),
         #[prost(message, tag = "7")]
         Goodbye(super::Goodbye),
+        #[prost(message, tag = "8")]
+        StartSync(super::StartSync),
+        #[prost(message, tag = "9")]
+        CancelSync(super::CancelSync),
+        #[prost(message, tag = "10")]
+        SyncAck(super::SyncAck),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -247,6 +375,61 @@ pub struct Cancel {
     pub request_id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub reason: ::prost::alloc::string::String,
+}
+/// Starts a sync run. The connector answers SyncStarted, then the run's
+/// batches and checkpoints, then SyncEnded; or only a SyncEnded (started =
+/// false) when it cannot start it (an unknown sync or mode, a checkpoint
+/// that no longer decodes, the sync and source already running).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StartSync {
+    /// Chosen by the hub, unique per hub.
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub sync: ::prost::alloc::string::String,
+    /// "full", "incremental" or "realtime"; "" for the sync's first mode.
+    #[prost(string, tag = "3")]
+    pub mode: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub source_id: ::prost::alloc::string::String,
+    /// The checkpoint to start from, {"version": N, "checkpoint": ...}; ""
+    /// for none.
+    #[prost(string, tag = "5")]
+    pub checkpoint_json: ::prost::alloc::string::String,
+    /// Whether the run resumes an interrupted one from its checkpoint.
+    #[prost(bool, tag = "6")]
+    pub resume: bool,
+    /// Milliseconds the run may take; 0 means no deadline.
+    #[prost(uint64, tag = "7")]
+    pub timeout_ms: u64,
+}
+/// Cancels run `run_id`: its sync sees its token cancelled and has the
+/// connector's cancel grace to return.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelSync {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// The hub's answer to a connector's sync frame with the same run_id and seq.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SyncAck {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    /// Unset: done (durable). Set: not done, and `retryable` says whether
+    /// sending it again may work.
+    #[prost(message, optional, tag = "3")]
+    pub error: ::core::option::Option<Error>,
+    #[prost(bool, tag = "4")]
+    pub retryable: bool,
+    /// The answer to SyncKnownIds, a page at a time.
+    #[prost(string, repeated, tag = "5")]
+    pub known_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(bool, tag = "6")]
+    pub more: bool,
 }
 /// Take no new work; finish in-flight work within grace_ms, then say Goodbye.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -387,6 +570,184 @@ pub struct DescribeRequest {
 pub struct DescribeResponse {
     #[prost(string, tag = "1")]
     pub manifest_json: ::prost::alloc::string::String,
+}
+/// Starts a run of one of a connector's syncs (`spoke sync`).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SyncRequest {
+    #[prost(string, tag = "1")]
+    pub connector: ::prost::alloc::string::String,
+    /// "" for the connector's only sync.
+    #[prost(string, tag = "2")]
+    pub sync: ::prost::alloc::string::String,
+    /// "full", "incremental" or "realtime"; "": resume an interrupted run in
+    /// its mode, else incremental after a completed run when the sync has it,
+    /// else the sync's first mode.
+    #[prost(string, tag = "3")]
+    pub mode: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub source_id: ::prost::alloc::string::String,
+    /// An instance or a display name; unset: round-robin. Not a tag.
+    #[prost(message, optional, tag = "5")]
+    pub route: ::core::option::Option<Route>,
+    /// Milliseconds the run may take; 0 means no deadline.
+    #[prost(uint64, tag = "6")]
+    pub timeout_ms: u64,
+    /// Do not resume an interrupted run: start from the checkpoint of the
+    /// last completed one.
+    #[prost(bool, tag = "7")]
+    pub fresh: bool,
+}
+/// A run as the hub knows it.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SyncRunInfo {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub tenant: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub connector: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub sync: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub source_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub mode: ::prost::alloc::string::String,
+    #[prost(bool, tag = "7")]
+    pub resume: bool,
+    #[prost(string, tag = "8")]
+    pub instance_id: ::prost::alloc::string::String,
+    /// "starting", "running", "completed", "failed" or "cancelled".
+    #[prost(string, tag = "9")]
+    pub status: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "10")]
+    pub error: ::core::option::Option<Error>,
+    #[prost(message, optional, tag = "11")]
+    pub counters: ::core::option::Option<SyncCounters>,
+    /// As in SyncEnded.
+    #[prost(string, tag = "12")]
+    pub failures_json: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "13")]
+    pub swept: u64,
+    #[prost(uint64, tag = "14")]
+    pub started_unix_ms: u64,
+    /// 0 while it runs.
+    #[prost(uint64, tag = "15")]
+    pub ended_unix_ms: u64,
+}
+/// Events of a run, made durable by reaching the caller.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SyncEvents {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    /// JSON lines, one event per line.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub events: ::prost::bytes::Bytes,
+    #[prost(uint32, tag = "3")]
+    pub count: u32,
+    #[prost(message, optional, tag = "4")]
+    pub counters: ::core::option::Option<SyncCounters>,
+}
+/// The hub stored a checkpoint of the run.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SyncCheckpointStored {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    /// {"version": N, "checkpoint": ...}
+    #[prost(string, tag = "2")]
+    pub checkpoint_json: ::prost::alloc::string::String,
+}
+/// What Sync streams: `started` first, then events and checkpoints, then
+/// `ended` last.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SyncStreamItem {
+    #[prost(oneof = "sync_stream_item::Item", tags = "1, 2, 3, 4")]
+    pub item: ::core::option::Option<sync_stream_item::Item>,
+}
+/// Nested message and enum types in `SyncStreamItem`.
+pub mod sync_stream_item {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Item {
+        #[prost(message, tag = "1")]
+        Started(super::SyncRunInfo),
+        #[prost(message, tag = "2")]
+        Events(super::SyncEvents),
+        #[prost(message, tag = "3")]
+        Checkpoint(super::SyncCheckpointStored),
+        #[prost(message, tag = "4")]
+        Ended(super::SyncRunInfo),
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListSyncsRequest {
+    /// "" for every connector.
+    #[prost(string, tag = "1")]
+    pub connector: ::prost::alloc::string::String,
+    /// How many ended runs to list, newest first: 0 is 20, at most 500.
+    #[prost(uint32, tag = "2")]
+    pub recent: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListSyncsResponse {
+    /// The running ones first (oldest first), then the ended ones.
+    #[prost(message, repeated, tag = "1")]
+    pub runs: ::prost::alloc::vec::Vec<SyncRunInfo>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelSyncRequest {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CancelSyncResponse {
+    /// What was done, for people.
+    #[prost(string, tag = "1")]
+    pub message: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub run: ::core::option::Option<SyncRunInfo>,
+}
+/// Names the checkpoint of one sync and source of a connector.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CheckpointRef {
+    #[prost(string, tag = "1")]
+    pub connector: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub sync: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub source_id: ::prost::alloc::string::String,
+    /// Empty: the caller's tenant.
+    #[prost(string, tag = "4")]
+    pub tenant: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SetCheckpointRequest {
+    #[prost(message, optional, tag = "1")]
+    pub checkpoint: ::core::option::Option<CheckpointRef>,
+    /// The sync's checkpoint value, as JSON; stored with the sync's current
+    /// checkpoint version.
+    #[prost(string, tag = "2")]
+    pub value_json: ::prost::alloc::string::String,
+}
+/// A stored checkpoint.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CheckpointInfo {
+    #[prost(message, optional, tag = "1")]
+    pub checkpoint: ::core::option::Option<CheckpointRef>,
+    /// {"version": N, "checkpoint": ...}: where an interrupted run resumes.
+    #[prost(string, tag = "2")]
+    pub checkpoint_json: ::prost::alloc::string::String,
+    /// The checkpoint as the last completed run left it (where a run that is
+    /// not a resume starts); "" when none.
+    #[prost(string, tag = "3")]
+    pub completed_json: ::prost::alloc::string::String,
+    /// The last run, its mode and how it ended ("running" while it runs).
+    #[prost(string, tag = "4")]
+    pub last_run_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub last_mode: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub last_status: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "7")]
+    pub updated_unix_ms: u64,
 }
 /// Names an instance; connector and tenant may be left empty when the id
 /// alone is unambiguous (in the caller's tenants).
@@ -1120,6 +1481,73 @@ pub mod hub_client {
             req.extensions_mut().insert(GrpcMethod::new("spoke.v1.Hub", "Describe"));
             self.inner.unary(req, path, codec).await
         }
+        /// Starts a sync run on an instance and streams its events, its stored
+        /// checkpoints and its end (see "Syncs." above).
+        pub async fn sync(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SyncRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::SyncStreamItem>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/spoke.v1.Hub/Sync");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("spoke.v1.Hub", "Sync"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// The runs going on now and the most recent ended ones.
+        pub async fn list_syncs(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListSyncsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListSyncsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/spoke.v1.Hub/ListSyncs");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("spoke.v1.Hub", "ListSyncs"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Cancels a running run.
+        pub async fn cancel_sync(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CancelSyncRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CancelSyncResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/spoke.v1.Hub/CancelSync");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("spoke.v1.Hub", "CancelSync"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1168,6 +1596,34 @@ pub mod hub_server {
             request: tonic::Request<super::DescribeRequest>,
         ) -> std::result::Result<
             tonic::Response<super::DescribeResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the Sync method.
+        type SyncStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::SyncStreamItem, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Starts a sync run on an instance and streams its events, its stored
+        /// checkpoints and its end (see "Syncs." above).
+        async fn sync(
+            &self,
+            request: tonic::Request<super::SyncRequest>,
+        ) -> std::result::Result<tonic::Response<Self::SyncStream>, tonic::Status>;
+        /// The runs going on now and the most recent ended ones.
+        async fn list_syncs(
+            &self,
+            request: tonic::Request<super::ListSyncsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListSyncsResponse>,
+            tonic::Status,
+        >;
+        /// Cancels a running run.
+        async fn cancel_sync(
+            &self,
+            request: tonic::Request<super::CancelSyncRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CancelSyncResponse>,
             tonic::Status,
         >;
     }
@@ -1410,6 +1866,138 @@ pub mod hub_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = DescribeSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/spoke.v1.Hub/Sync" => {
+                    #[allow(non_camel_case_types)]
+                    struct SyncSvc<T: Hub>(pub Arc<T>);
+                    impl<
+                        T: Hub,
+                    > tonic::server::ServerStreamingService<super::SyncRequest>
+                    for SyncSvc<T> {
+                        type Response = super::SyncStreamItem;
+                        type ResponseStream = T::SyncStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SyncRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Hub>::sync(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SyncSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/spoke.v1.Hub/ListSyncs" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListSyncsSvc<T: Hub>(pub Arc<T>);
+                    impl<T: Hub> tonic::server::UnaryService<super::ListSyncsRequest>
+                    for ListSyncsSvc<T> {
+                        type Response = super::ListSyncsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListSyncsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Hub>::list_syncs(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListSyncsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/spoke.v1.Hub/CancelSync" => {
+                    #[allow(non_camel_case_types)]
+                    struct CancelSyncSvc<T: Hub>(pub Arc<T>);
+                    impl<T: Hub> tonic::server::UnaryService<super::CancelSyncRequest>
+                    for CancelSyncSvc<T> {
+                        type Response = super::CancelSyncResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CancelSyncRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Hub>::cancel_sync(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CancelSyncSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
@@ -1756,6 +2344,72 @@ pub mod admin_client {
                 .insert(GrpcMethod::new("spoke.v1.Admin", "RevokeClientToken"));
             self.inner.unary(req, path, codec).await
         }
+        /// The stored checkpoint of a sync and source (NOT_FOUND when none).
+        pub async fn get_checkpoint(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CheckpointRef>,
+        ) -> std::result::Result<tonic::Response<super::CheckpointInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/spoke.v1.Admin/GetCheckpoint",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("spoke.v1.Admin", "GetCheckpoint"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Replaces it, checked against the checkpoint schema in the manifest.
+        pub async fn set_checkpoint(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SetCheckpointRequest>,
+        ) -> std::result::Result<tonic::Response<super::CheckpointInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/spoke.v1.Admin/SetCheckpoint",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("spoke.v1.Admin", "SetCheckpoint"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Forgets it: the next run starts from nothing, in the sync's first mode.
+        pub async fn reset_checkpoint(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CheckpointRef>,
+        ) -> std::result::Result<tonic::Response<super::AdminResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/spoke.v1.Admin/ResetCheckpoint",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("spoke.v1.Admin", "ResetCheckpoint"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1826,6 +2480,21 @@ pub mod admin_server {
         async fn revoke_client_token(
             &self,
             request: tonic::Request<super::RevokeClientTokenRequest>,
+        ) -> std::result::Result<tonic::Response<super::AdminResponse>, tonic::Status>;
+        /// The stored checkpoint of a sync and source (NOT_FOUND when none).
+        async fn get_checkpoint(
+            &self,
+            request: tonic::Request<super::CheckpointRef>,
+        ) -> std::result::Result<tonic::Response<super::CheckpointInfo>, tonic::Status>;
+        /// Replaces it, checked against the checkpoint schema in the manifest.
+        async fn set_checkpoint(
+            &self,
+            request: tonic::Request<super::SetCheckpointRequest>,
+        ) -> std::result::Result<tonic::Response<super::CheckpointInfo>, tonic::Status>;
+        /// Forgets it: the next run starts from nothing, in the sync's first mode.
+        async fn reset_checkpoint(
+            &self,
+            request: tonic::Request<super::CheckpointRef>,
         ) -> std::result::Result<tonic::Response<super::AdminResponse>, tonic::Status>;
     }
     /// The service administrators use: approving instances, making tokens. Every
@@ -2290,6 +2959,137 @@ pub mod admin_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RevokeClientTokenSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/spoke.v1.Admin/GetCheckpoint" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetCheckpointSvc<T: Admin>(pub Arc<T>);
+                    impl<T: Admin> tonic::server::UnaryService<super::CheckpointRef>
+                    for GetCheckpointSvc<T> {
+                        type Response = super::CheckpointInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CheckpointRef>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Admin>::get_checkpoint(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetCheckpointSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/spoke.v1.Admin/SetCheckpoint" => {
+                    #[allow(non_camel_case_types)]
+                    struct SetCheckpointSvc<T: Admin>(pub Arc<T>);
+                    impl<
+                        T: Admin,
+                    > tonic::server::UnaryService<super::SetCheckpointRequest>
+                    for SetCheckpointSvc<T> {
+                        type Response = super::CheckpointInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SetCheckpointRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Admin>::set_checkpoint(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SetCheckpointSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/spoke.v1.Admin/ResetCheckpoint" => {
+                    #[allow(non_camel_case_types)]
+                    struct ResetCheckpointSvc<T: Admin>(pub Arc<T>);
+                    impl<T: Admin> tonic::server::UnaryService<super::CheckpointRef>
+                    for ResetCheckpointSvc<T> {
+                        type Response = super::AdminResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CheckpointRef>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Admin>::reset_checkpoint(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ResetCheckpointSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -50,6 +50,7 @@ use crate::grpc::error_chain;
 use crate::grpc::identity::InstanceKey;
 use crate::grpc::options::AttachOptions;
 use crate::grpc::outbox::Outbox;
+use crate::grpc::syncs::SyncLink;
 use crate::grpc::tls::connect_error;
 
 /// The heartbeat interval when Registered says 0.
@@ -80,6 +81,8 @@ pub(crate) struct Link {
     /// this process; from then on the registration token is not sent.
     pub(crate) approved_once: AtomicBool,
     pub(crate) dispatch: Arc<Dispatch>,
+    /// The sync runs the hub started here.
+    pub(crate) syncs: Arc<SyncLink>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) phase: watch::Receiver<Phase>,
     pub(crate) drain: mpsc::UnboundedSender<DrainRequest>,
@@ -210,6 +213,7 @@ impl Link {
             *session_token = registered.session_token.clone();
         }
         self.dispatch.session_started(registered.resumed);
+        self.syncs.session_started(registered.resumed);
         let heartbeat = match registered.heartbeat_interval_ms {
             0 => DEFAULT_HEARTBEAT,
             ms => Duration::from_millis(u64::from(ms)).max(MIN_HEARTBEAT),
@@ -238,6 +242,7 @@ impl Link {
         drop(control);
         let _ = writer.await;
         self.outbox.detach();
+        self.syncs.detached();
         end
     }
 
@@ -415,6 +420,9 @@ impl Link {
                         Some(hub_frame::Frame::Cancel(cancel)) => {
                             self.dispatch.cancel(&cancel.request_id, &cancel.reason);
                         }
+                        Some(hub_frame::Frame::StartSync(start)) => self.syncs.start(start),
+                        Some(hub_frame::Frame::CancelSync(cancel)) => self.syncs.cancel(&cancel),
+                        Some(hub_frame::Frame::SyncAck(ack)) => self.syncs.ack(ack),
                         Some(hub_frame::Frame::Drain(drain)) => {
                             let grace = (drain.grace_ms > 0).then(|| Duration::from_millis(drain.grace_ms));
                             let _ = self.drain.send(DrainRequest { reason: drain.reason, grace });
@@ -638,6 +646,9 @@ fn frame_name(frame: &hub_frame::Frame) -> &'static str {
         hub_frame::Frame::Pong(_) => "Pong",
         hub_frame::Frame::Drain(_) => "Drain",
         hub_frame::Frame::Goodbye(_) => "Goodbye",
+        hub_frame::Frame::StartSync(_) => "StartSync",
+        hub_frame::Frame::CancelSync(_) => "CancelSync",
+        hub_frame::Frame::SyncAck(_) => "SyncAck",
     }
 }
 

@@ -518,6 +518,15 @@ fn operator_value(operator: &str, payload: &[u8]) -> Result<String, ActionError>
     }
 }
 
+/// An action error as the wire carries it.
+pub(crate) fn error_frame(error: &ActionError) -> ErrorFrame {
+    ErrorFrame {
+        code: error.code().as_str().to_owned(),
+        message: error.message().to_owned(),
+        details_json: error.details().map(Value::to_string).unwrap_or_default(),
+    }
+}
+
 /// A Result frame.
 pub(crate) fn result_frame(
     request_id: &str,
@@ -526,11 +535,7 @@ pub(crate) fn result_frame(
 ) -> ConnectorFrame {
     let outcome = match result {
         Ok(output) => Outcome::Payload(Bytes::from(output.into_json())),
-        Err(error) => Outcome::Error(ErrorFrame {
-            code: error.code().as_str().to_owned(),
-            message: error.message().to_owned(),
-            details_json: error.details().map(Value::to_string).unwrap_or_default(),
-        }),
+        Err(error) => Outcome::Error(error_frame(&error)),
     };
     ConnectorFrame {
         frame: Some(Frame::Result(ResultFrame {

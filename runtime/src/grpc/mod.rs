@@ -21,6 +21,7 @@
 //! | `attach` | one Attach session: Register, the frames in and out, heartbeats |
 //! | `dispatch` | running the calls of a session in the core, bounded by `max_in_flight` |
 //! | `outbox` | results not yet acknowledged, resent after a reconnect |
+//! | `syncs` | the sync runs the hub starts: a sink that waits for the hub's acknowledgements |
 //!
 //! It imports the core and the shared pieces only, never another transport.
 //!
@@ -35,6 +36,7 @@ pub mod identity;
 pub mod options;
 mod outbox;
 pub mod serve;
+mod syncs;
 pub mod tls;
 
 /// An error and its sources, joined with `: `.

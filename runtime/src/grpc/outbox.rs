@@ -161,6 +161,23 @@ impl Outbox {
         }
     }
 
+    /// Queues a frame of a sync run (see `syncs`) if a stream is up, and
+    /// says whether it did. Like events, such frames are discarded when the
+    /// stream goes down; the run's sink then sends them again. They are not
+    /// counted against the event capacity: each run has at most one batch
+    /// in flight, in at most a few frames.
+    pub(crate) fn push_sync(&self, frame: ConnectorFrame) -> bool {
+        let mut inner = self.lock();
+        if !inner.attached {
+            return false;
+        }
+        inner.events += 1;
+        inner.queue.push_back(Entry::Event(frame));
+        drop(inner);
+        self.ready.notify_one();
+        true
+    }
+
     /// Takes the next frame to send, waiting for one. A Result stays
     /// remembered until a Pong acknowledges it (see [`Outbox::ack`]).
     /// Cancel-safe: nothing is taken unless this returns.

@@ -112,6 +112,7 @@ use crate::grpc::attach::{DrainRequest, Link, Phase, SessionEnd};
 use crate::grpc::dispatch::Dispatch;
 use crate::grpc::identity::KeyError;
 use crate::grpc::outbox::{DEFAULT_EVENT_CAPACITY, Outbox};
+use crate::grpc::syncs::SyncLink;
 use crate::grpc::tls::hub_endpoint;
 use crate::instance::Instance;
 
@@ -209,10 +210,11 @@ pub async fn run_until(
     let instance_name = instance.manifest().name.clone();
     let outbox = Arc::new(Outbox::new(options.outbox_capacity, DEFAULT_EVENT_CAPACITY));
     let dispatch = Dispatch::new(
-        instance,
+        instance.clone(),
         Arc::clone(&outbox),
         options.max_in_flight as usize,
     );
+    let syncs = SyncLink::new(instance.clone(), Arc::clone(&outbox));
     let _dispatcher = AbortOnDrop(dispatch.spawn());
     let (phase_tx, phase) = watch::channel(Phase::Serving);
     let (drain_tx, drain_rx) = mpsc::unbounded_channel();
@@ -220,6 +222,7 @@ pub async fn run_until(
         shutdown,
         drain_rx,
         Arc::clone(&dispatch),
+        Arc::clone(&syncs),
         phase_tx,
         options.shutdown_grace,
     )));
@@ -231,6 +234,7 @@ pub async fn run_until(
         approved_once: std::sync::atomic::AtomicBool::new(false),
         options: options.clone(),
         dispatch,
+        syncs,
         outbox: Arc::clone(&outbox),
         phase: phase.clone(),
         drain: drain_tx,
@@ -353,6 +357,7 @@ async fn close_when_asked(
     shutdown: impl Future<Output = ()> + Send + 'static,
     mut drains: mpsc::UnboundedReceiver<DrainRequest>,
     dispatch: Arc<Dispatch>,
+    syncs: Arc<SyncLink>,
     phase: watch::Sender<Phase>,
     default_grace: Duration,
 ) -> ServeOutcome {
@@ -366,6 +371,14 @@ async fn close_when_asked(
     };
     phase.send_replace(Phase::Closing);
     dispatch.close();
+    // Sync runs are cancelled at once (their last durable checkpoint is
+    // where the next run resumes); they end within the cancel grace and
+    // tell the hub how they ended before the instance says Goodbye.
+    let runs = syncs.running();
+    if runs > 0 {
+        tracing::info!(runs, "cancelling the sync runs");
+        syncs.cancel_all();
+    }
     let running = dispatch.in_flight();
     if running > 0 {
         tracing::info!(running, ?grace, "waiting for running invocations");
@@ -386,6 +399,15 @@ async fn close_when_asked(
         {
             dispatch.abandon_all();
         }
+    }
+    if tokio::time::timeout(syncs.cancel_grace() + CANCEL_WAIT, syncs.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            runs = syncs.running(),
+            "sync runs still telling the hub how they ended: leaving without them"
+        );
     }
     phase.send_replace(Phase::Leaving(goodbye));
     outcome

@@ -64,8 +64,7 @@ impl Output {
     fn write_batch(&mut self, events: &[SyncEvent], buffer: &mut Vec<u8>) -> std::io::Result<()> {
         buffer.clear();
         for event in events {
-            serde_json::to_writer(&mut *buffer, event)?;
-            buffer.push(b'\n');
+            event.write_json_line(buffer)?;
         }
         let writer = self.writer();
         writer.write_all(buffer)?;

@@ -46,6 +46,21 @@ impl SyncEvent {
             SyncEvent::GroupMembership(_) => None,
         }
     }
+
+    /// Appends the event to `out` as one line of JSON (and its `\n`), the
+    /// form every transport sends events in.
+    ///
+    /// ```
+    /// use spoke::sync::SyncEvent;
+    /// let mut out = Vec::new();
+    /// SyncEvent::DocumentDeleted { id: "a".into() }.write_json_line(&mut out).unwrap();
+    /// assert_eq!(out, b"{\"type\":\"document_deleted\",\"id\":\"a\"}\n");
+    /// ```
+    pub fn write_json_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        out.push(b'\n');
+        Ok(())
+    }
 }
 
 /// A document: its id in the outside system, title, content, metadata,

@@ -254,6 +254,13 @@ impl RunCore {
         .await
     }
 
+    /// Waits until the sink has made every delivered batch durable.
+    pub(crate) async fn settle(&self) -> Result<(), ActionError> {
+        let _turn = self.flushing.lock().await;
+        self.retrying("settle", || self.sink.settle(&self.info))
+            .await
+    }
+
     /// The ids the sink holds that the run did not see, sorted; `None`
     /// when the run does not sweep or the sink does not know.
     pub(crate) async fn unseen(&self) -> Result<Option<Vec<String>>, ActionError> {

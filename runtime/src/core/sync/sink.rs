@@ -101,7 +101,8 @@ impl SinkError {
 /// and a call that fails with a retryable error is made again (backoff
 /// from 100 ms to 5 s) until it succeeds, the run is cancelled or its
 /// deadline passes. So a sink must make a batch durable before it
-/// returns `Ok`, and may see a batch again after an error.
+/// returns `Ok` (or before its next checkpoint and [`settle`](Self::settle),
+/// see there), and may see a batch again after an error.
 ///
 /// ```
 /// use std::sync::Mutex;
@@ -137,6 +138,18 @@ pub trait SyncSink: Send + Sync + 'static {
         run: &'a SyncRunInfo,
         checkpoint: &'a StoredCheckpoint,
     ) -> SinkFuture<'a, ()>;
+
+    /// Waits until every batch [`deliver`](Self::deliver) took is durable.
+    ///
+    /// A sink may return from `deliver` once a batch is on its way (sent,
+    /// kept, and sent again by the sink itself after a failure) and confirm
+    /// it later: in its `save_checkpoint` and `known_ids` (which must wait
+    /// for every batch before them) and here. The runtime settles before a
+    /// run completes. The default does nothing: `deliver` made it durable.
+    fn settle<'a>(&'a self, run: &'a SyncRunInfo) -> SinkFuture<'a, ()> {
+        let _ = run;
+        Box::pin(std::future::ready(Ok(())))
+    }
 
     /// The ids of the documents the sink holds for this run's sync and
     /// source, for a sync that sweeps deletions; `None` (the default) when

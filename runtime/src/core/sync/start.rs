@@ -519,11 +519,12 @@ async fn supervise(
 }
 
 /// After the sync returned `Ok`: delivers what is buffered, checks the
-/// error budget, sweeps. The number of documents swept.
+/// error budget, sweeps, and waits until the sink has it all. The number of documents swept.
 async fn finish(core: &RunCore) -> Result<u64, ActionError> {
     core.flush().await?;
     check_budget(core)?;
     let Some(gone) = core.unseen().await? else {
+        core.settle().await?;
         return Ok(0);
     };
     for id in &gone {
@@ -531,6 +532,7 @@ async fn finish(core: &RunCore) -> Result<u64, ActionError> {
             .await?;
     }
     core.flush().await?;
+    core.settle().await?;
     Ok(gone.len() as u64)
 }
 

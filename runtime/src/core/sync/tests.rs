@@ -253,10 +253,12 @@ fn ids(sink: &MemorySink) -> Vec<String> {
     sink.documents().into_keys().collect()
 }
 
-/// Records the order of deliveries and checkpoints.
+/// Records the order of deliveries, checkpoints and settles; refuses to
+/// settle when told to.
 #[derive(Default)]
 struct OrderSink {
     log: Mutex<Vec<String>>,
+    refuse_settle: bool,
 }
 
 impl SyncSink for OrderSink {
@@ -279,6 +281,15 @@ impl SyncSink for OrderSink {
             .push(format!("checkpoint {}", checkpoint.checkpoint["done"]));
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn settle<'a>(&'a self, _: &'a SyncRunInfo) -> SinkFuture<'a, ()> {
+        self.log.lock().unwrap().push("settle".to_owned());
+        Box::pin(std::future::ready(if self.refuse_settle {
+            Err(SinkError::fatal("the last batch was refused"))
+        } else {
+            Ok(())
+        }))
+    }
 }
 
 #[tokio::test]
@@ -296,7 +307,13 @@ async fn a_checkpoint_is_stored_only_after_the_events_before_it() {
     assert_eq!(outcome.status, SyncStatus::Completed, "{outcome:?}");
     assert_eq!(
         *sink.log.lock().unwrap(),
-        ["event a", "checkpoint 1", "event b", "checkpoint 2"]
+        [
+            "event a",
+            "checkpoint 1",
+            "event b",
+            "checkpoint 2",
+            "settle"
+        ]
     );
     assert_eq!(outcome.counters.delivered, 2);
     assert_eq!(outcome.counters.scanned, 2);
@@ -706,4 +723,43 @@ async fn an_item_that_failed_is_not_swept_as_deleted() {
         "item-0 and item-1 could not be read, not gone"
     );
     assert_eq!(sink.documents().len(), 10);
+}
+
+#[tokio::test]
+async fn a_run_completes_only_once_its_sink_settled_every_batch() {
+    let instance = walker().await;
+    let sink = Arc::new(OrderSink::default());
+    let outcome = instance
+        .start_sync(
+            SyncRequest::new("docs").source("a,b"),
+            Arc::clone(&sink) as Arc<dyn SyncSink>,
+        )
+        .unwrap()
+        .outcome()
+        .await;
+    assert_eq!(outcome.status, SyncStatus::Completed, "{outcome:?}");
+    let log = sink.log.lock().unwrap().clone();
+    assert_eq!(log.last().map(String::as_str), Some("settle"), "{log:?}");
+    assert_eq!(log.iter().filter(|l| *l == "settle").count(), 1, "{log:?}");
+
+    let refusing = Arc::new(OrderSink {
+        refuse_settle: true,
+        ..OrderSink::default()
+    });
+    let outcome = instance
+        .start_sync(
+            SyncRequest::new("docs").source("a,b"),
+            Arc::clone(&refusing) as Arc<dyn SyncSink>,
+        )
+        .unwrap()
+        .outcome()
+        .await;
+    assert_eq!(outcome.status, SyncStatus::Failed, "{outcome:?}");
+    assert!(
+        outcome
+            .error
+            .unwrap()
+            .message()
+            .contains("the last batch was refused")
+    );
 }
