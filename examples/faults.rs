@@ -37,6 +37,11 @@
 //!   gets a grace period, then is dropped and the caller gets `cancelled`.
 //! - **Progress and events** go to the caller while the action runs
 //!   (`progress`); the CLI prints them on stderr as `event: <json>` lines.
+//! - **Syncs** are isolated the same way: one that ignores its cancellation
+//!   (`ignores_cancel`) is dropped after the grace and its slot is free; one
+//!   that panics (`panics`) fails its run with `panicked`; and a checkpoint
+//!   written by an older version of a sync is brought over by its `migrate`
+//!   fn (`migrated`). Try `cargo run --example faults -- sync panics`.
 //!
 //! Sync (non-async) actions (`add`, `io_error`, `panic_blocking`,
 //! `sleep_blocking`, `slow_blocking`) run on the blocking pool, so they may
@@ -315,6 +320,72 @@ impl Faults {
     #[search_operator(name = "panic", attribute = "panic_message")]
     async fn panic_operator(&self, value: String) -> String {
         panic!("{value}");
+    }
+}
+
+/// Where a fault sync got to: the next document.
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Next {
+    /// The number of the next document.
+    pub next: u64,
+}
+
+/// A document of the fault syncs.
+fn numbered(n: u64) -> spoke::sync::Document {
+    spoke::sync::Document::new(format!("doc-{n}")).title(format!("Document {n}"))
+}
+
+#[connector]
+impl Faults {
+    /// Emit three documents, a checkpoint after each, then sleep for an
+    /// hour, ignoring cancellation.
+    ///
+    /// A cancel gives it the cancel grace (2 s) to return; then the runtime
+    /// drops it, the run ends `cancelled` and the sync can run again.
+    #[sync]
+    async fn ignores_cancel(&self, ctx: &SyncContext<Next>) -> Result<(), ActionError> {
+        for next in 1..=3 {
+            ctx.created(numbered(next - 1)).await?;
+            ctx.checkpoint(&Next { next }).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(())
+    }
+
+    /// Emit one document, store a checkpoint, then panic.
+    ///
+    /// The run fails with `panicked` (and the panic message); its checkpoint
+    /// stays, and the connector goes on serving.
+    #[sync]
+    async fn panics(&self, ctx: &SyncContext<Next>) -> Result<(), ActionError> {
+        ctx.created(numbered(0)).await?;
+        ctx.checkpoint(&Next { next: 1 }).await?;
+        panic!("the sync fell over after document 0");
+    }
+
+    /// Emit three documents from the checkpoint on. Its checkpoint is at
+    /// version 2 (`{"next": n}`); version 1 was `{"page": n}`, and
+    /// `migrate` brings such a checkpoint over instead of refusing it.
+    #[sync(version = 2, migrate = Self::from_pages)]
+    async fn migrated(&self, ctx: &SyncContext<Next>) -> Result<(), ActionError> {
+        let start = ctx.last_checkpoint().map_or(0, |c| c.next);
+        for n in start..start + 3 {
+            ctx.created(numbered(n)).await?;
+        }
+        ctx.checkpoint(&Next { next: start + 3 }).await
+    }
+}
+
+impl Faults {
+    /// `migrated`'s checkpoint from version 1, `{"page": n}`.
+    fn from_pages(version: u32, old: serde_json::Value) -> Result<Next, String> {
+        match (version, old["page"].as_u64()) {
+            (1, Some(page)) => Ok(Next { next: page }),
+            _ => Err(format!(
+                "a version-{version} checkpoint without a `page` number: {old}"
+            )),
+        }
     }
 }
 

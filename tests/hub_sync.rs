@@ -123,25 +123,56 @@ impl Setup {
 
     /// The runs `spoke syncs --json` lists.
     fn runs(&self) -> Vec<Value> {
-        let out = common::run(&mut self.spoke(&["syncs", "--json"]));
-        assert!(out.status.success(), "{}", common::stderr(&out));
-        common::stdout_json(&out)["runs"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        runs(&self.hub)
     }
 
     /// Waits until `spoke syncs` shows a running run; its id.
     fn running_run(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(run) = self.runs().iter().find(|r| r["status"] == "running") {
-                return run["run_id"].as_str().unwrap().to_owned();
-            }
-            assert!(Instant::now() < deadline, "no run shows as running");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        running_run(&self.hub)
     }
+}
+
+/// The runs `spoke syncs --json` lists.
+fn runs(hub: &Hub) -> Vec<Value> {
+    let out = common::run(hub.cli().args(["syncs", "--json"]));
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::stdout_json(&out)["runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until `spoke syncs` shows a running run; its id.
+fn running_run(hub: &Hub) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(run) = runs(hub).iter().find(|r| r["status"] == "running") {
+            return run["run_id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no run shows as running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A hub (checkpoints in memory) with the `faults` example attached.
+fn faults_hub() -> (Hub, ChildGuard) {
+    let hub = Hub::start(&[]);
+    let connector = hub.attach("faults", &[("SPOKE_INSTANCE_ID", "faults-1")]);
+    hub.wait_for_instances("faults", 1, Duration::from_secs(30));
+    (hub, connector)
+}
+
+/// `spoke sync faults SYNC` with stdout and stderr on pipes.
+fn spawn_sync(hub: &Hub, sync: &str) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = hub
+        .cli()
+        .args(["sync", "faults", sync])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    (child, out)
 }
 
 fn names(count: usize) -> Vec<String> {
@@ -416,4 +447,62 @@ fn checkpoints_are_read_replaced_against_the_schema_and_reset() {
         "a reset sync starts over: {stderr}"
     );
     assert_eq!(events.len(), 2);
+}
+
+#[test]
+fn a_sync_that_ignores_its_cancel_frees_its_slot_within_the_grace() {
+    let (hub, _connector) = faults_hub();
+    let (first, mut out) = spawn_sync(&hub, "ignores_cancel");
+    read_events(&mut out, 3);
+    let run_id = running_run(&hub);
+    let cancelled_at = Instant::now();
+    let cancel = common::run(hub.cli().args(["sync", "--cancel", &run_id]));
+    assert!(cancel.status.success(), "{}", common::stderr(&cancel));
+    let (stderr, code) = read_to_end(first, out, &mut Vec::new());
+    let took = cancelled_at.elapsed();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run {run_id} cancelled")),
+        "{stderr}"
+    );
+    // The connector's cancel grace is 2 s; the sync never looks at its token.
+    assert!(
+        took < Duration::from_secs(5),
+        "the run ended {took:?} after the cancel"
+    );
+    // Its slot is free: the same sync starts again at once.
+    let (mut again, mut out) = spawn_sync(&hub, "ignores_cancel");
+    let events = read_events(&mut out, 3);
+    assert_eq!(events[0]["id"], "doc-0");
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
+
+#[test]
+fn a_panicking_sync_fails_its_run_and_the_connector_goes_on() {
+    let (hub, _connector) = faults_hub();
+    let out = common::run_with_limit(
+        hub.cli().args(["sync", "faults", "panics"]),
+        Duration::from_secs(60),
+    );
+    let stderr = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error[panicked]")
+            && stderr.contains("the sync fell over after document 0"),
+        "{stderr}"
+    );
+    assert_eq!(
+        kinds(&lines(&out.stdout)),
+        [pair("document_created", "doc-0")]
+    );
+    let runs = runs(&hub);
+    assert_eq!(runs[0]["status"], "failed");
+    assert_eq!(runs[0]["error"]["code"], "panicked");
+    let call = common::run(
+        hub.cli()
+            .args(["call", "faults", "add", r#"{"a": 1, "b": 2}"#]),
+    );
+    assert!(call.status.success(), "{}", common::stderr(&call));
+    assert_eq!(common::stdout_json(&call), serde_json::json!(3));
 }

@@ -268,3 +268,54 @@ fn bad_command_lines_and_state_files_are_usage_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_checkpoint_of_an_older_version_is_migrated_or_refused_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("faults.state");
+    let write_state = |checkpoint: Value| {
+        let entry = serde_json::json!({
+            "sync": "migrated",
+            "source": "",
+            "checkpoint": {"version": 1, "checkpoint": checkpoint},
+            "completed": {"version": 1, "checkpoint": checkpoint},
+        });
+        let file = serde_json::json!({
+            "spoke_sync_state": 1,
+            "connector": "faults",
+            "entries": [entry],
+        });
+        fs::write(&state, serde_json::to_vec(&file).unwrap()).unwrap();
+    };
+    let sync = || {
+        let mut cmd = common::example("faults");
+        cmd.args(["sync", "migrated", "--state", state.to_str().unwrap()]);
+        let out = common::run(&mut cmd);
+        let stderr = common::stderr(&out);
+        eprintln!("{stderr}");
+        (lines(&out.stdout), stderr, out.status.code())
+    };
+
+    write_state(serde_json::json!({"page": 5}));
+    let (events, stderr, code) = sync();
+    assert_eq!(code, Some(0), "{stderr}");
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["doc-5", "doc-6", "doc-7"],
+        "it goes on from the migrated checkpoint"
+    );
+    let stored: Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    assert_eq!(
+        stored["entries"][0]["checkpoint"],
+        serde_json::json!({"version": 2, "checkpoint": {"next": 8}})
+    );
+
+    write_state(serde_json::json!({"pages": 5}));
+    let (events, stderr, code) = sync();
+    assert_eq!((events.len(), code), (0, Some(1)), "{stderr}");
+    assert!(
+        stderr.contains("a version-1 checkpoint without a `page` number"),
+        "{stderr}"
+    );
+}

@@ -211,38 +211,42 @@ pub(crate) async fn sync(
         sync: sync.name.clone(),
         source: request.source_id.clone(),
     };
-    if let Some(running) = state.syncs.runs.is_running(&key) {
-        return Err(refused(Status::failed_precondition(format!(
-            "sync `{}` of source `{}` is already running as run {running}; cancel it (spoke sync --cancel {running}) or wait for it to end",
-            key.sync, key.source
-        ))));
-    }
-    let lookup = key.clone();
-    let stored = blocking(&state.syncs.store, move |s| s.checkpoint(&lookup)).await?;
-    let (mode, resume, checkpoint) = plan_start(&sync, requested, stored.as_ref(), request.fresh);
     let run_id = format!("run-{}", hex(&random_bytes::<8>()));
     let timeout_ms = match request.timeout_ms {
         0 => deadline::timeout_ms(grpc_deadline),
         ms => ms,
     };
-    let info = SyncRunInfo {
+    let mut info = SyncRunInfo {
         run_id: run_id.clone(),
         tenant: tenant.clone(),
         connector: request.connector.clone(),
         sync: sync.name.clone(),
         source_id: request.source_id.clone(),
-        mode: mode.to_string(),
-        resume,
         instance_id: instance.id.clone(),
         status: "starting".to_owned(),
         started_unix_ms: unix_ms(),
         ..SyncRunInfo::default()
     };
+    // The slot first, then the checkpoint: a checkpoint set or reset by an
+    // administrator is refused from here on, so the run starts from what
+    // the store holds while it runs.
     let handles = state
         .syncs
         .runs
         .reserve(key.clone(), instance.clone(), info.clone())
         .map_err(refused)?;
+    let lookup = key.clone();
+    let stored = match blocking(&state.syncs.store, move |s| s.checkpoint(&lookup)).await {
+        Ok(stored) => stored,
+        Err(status) => {
+            state.syncs.runs.finish(&run_id);
+            return Err(status);
+        }
+    };
+    let (mode, resume, checkpoint) = plan_start(&sync, requested, stored.as_ref(), request.fresh);
+    info.mode = mode.to_string();
+    info.resume = resume;
+    state.syncs.runs.update(&run_id, |i| *i = info.clone());
     tracing::info!(
         run_id,
         connector = key.connector,

@@ -15,6 +15,7 @@
 //!   end within [`CANCEL_WAIT`]; its last stored checkpoint stays.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -24,14 +25,15 @@ use spoke_proto::v1::{
     SyncCheckpointStored, SyncCounters, SyncEnded, SyncEvents, SyncRunInfo, SyncStreamItem,
     hub_frame, sync_stream_item,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::ids::unix_ms;
 use crate::routing::registry::InstanceKey;
 use crate::sessions::state::{HubState, send_soon};
-use crate::syncs::runs::RunHandles;
+use crate::syncs::runs::{RunHandles, frame_bytes, run_of, unknown_run};
 use crate::syncs::store::{RunRecord, SyncKey, SyncStore};
 
 /// How long an instance has to answer a `StartSync`.
@@ -42,8 +44,18 @@ const CANCEL_WAIT: Duration = Duration::from_secs(30);
 const DEADLINE_SLACK: Duration = Duration::from_secs(5);
 /// How often a running run's counters are written to the store.
 const COUNTERS_EVERY: Duration = Duration::from_secs(2);
-/// The most ids in one `SyncAck` page of known ids.
+/// The most ids in one `SyncAck` page of known ids...
 const IDS_PER_PAGE: usize = 10_000;
+/// ... and the most bytes of them.
+const ID_BYTES_PER_PAGE: usize = 4 * 1024 * 1024;
+/// The largest checkpoint the hub stores, as JSON.
+pub(crate) const MAX_CHECKPOINT_BYTES: usize = 1024 * 1024;
+/// How long the caller may take to read the end of its run.
+const END_WAIT: Duration = Duration::from_secs(30);
+/// The most bytes of a run's error message and of its failed items the
+/// store keeps.
+const MAX_STORED_MESSAGE: usize = 4 * 1024;
+const MAX_STORED_FAILURES: usize = 256 * 1024;
 
 /// The stream a caller of `Sync` reads.
 pub(crate) type CallerStream = mpsc::Sender<Result<SyncStreamItem, Status>>;
@@ -93,6 +105,9 @@ struct Driver {
     /// When the connector was last heard from about this run.
     heard: Option<Instant>,
     counters_saved: Instant,
+    /// Cancelled when the run is cancelled, its instance left or its
+    /// deadline passed: a wait for a stalled caller gives up then.
+    interrupt: CancellationToken,
 }
 
 /// Runs the run: sends `StartSync`, applies the connector's frames until
@@ -104,6 +119,16 @@ pub(crate) async fn drive(
     caller: CallerStream,
 ) {
     let store = Arc::clone(&state.syncs.store);
+    let started = Instant::now();
+    let deadline = (plan.start.timeout_ms > 0)
+        .then(|| started + Duration::from_millis(plan.start.timeout_ms) + DEADLINE_SLACK);
+    let interrupt = CancellationToken::new();
+    let watcher = tokio::spawn(interrupt_when(
+        handles.cancel.clone(),
+        handles.gone.clone(),
+        deadline,
+        interrupt.clone(),
+    ));
     let mut driver = Driver {
         state,
         store,
@@ -115,9 +140,38 @@ pub(crate) async fn drive(
         cancelled_at: None,
         heard: None,
         counters_saved: Instant::now(),
+        interrupt,
     };
-    let end = driver.run(handles).await;
-    driver.finish(end).await;
+    let mut handles = handles;
+    let end = driver.run(&mut handles, started, deadline).await;
+    watcher.abort();
+    driver.finish(end, &mut handles.inbox).await;
+}
+
+/// Cancels `interrupt` once the run is cancelled, its instance left for
+/// good or its deadline passed.
+async fn interrupt_when(
+    cancel: CancellationToken,
+    mut gone: watch::Receiver<Option<String>>,
+    deadline: Option<Instant>,
+    interrupt: CancellationToken,
+) {
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        _ = gone.wait_for(Option::is_some) => {}
+        () = crate::deadline::sleep_until(deadline) => {}
+    }
+    interrupt.cancel();
+}
+
+/// Where a frame's seq stands against the frames applied.
+enum Turn {
+    /// Applied already (sent again after a lost stream): acknowledged again.
+    Again,
+    /// The next one: applied.
+    Next,
+    /// A frame before it is missing: refused, to be sent again in order.
+    Gap,
 }
 
 impl Driver {
@@ -125,13 +179,18 @@ impl Driver {
         &self.plan.info.run_id
     }
 
-    async fn run(&mut self, handles: RunHandles) -> End {
+    async fn run(
+        &mut self,
+        handles: &mut RunHandles,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> End {
         let RunHandles {
-            mut inbox,
-            mut gone,
+            inbox,
+            gone,
             cancel,
+            queued,
         } = handles;
-        let started = Instant::now();
         let begin = self.record();
         if let Err(e) = self.blocking(move |s| s.begin_run(&begin)).await {
             return End::Hub("failed", error("unavailable", e));
@@ -145,8 +204,6 @@ impl Driver {
                 ),
             );
         }
-        let deadline = (self.plan.start.timeout_ms > 0)
-            .then(|| started + Duration::from_millis(self.plan.start.timeout_ms) + DEADLINE_SLACK);
         loop {
             let wake = self.wake(started, deadline);
             tokio::select! {
@@ -155,6 +212,7 @@ impl Driver {
                     let Some(frame) = frame else {
                         return End::Hub("failed", error("internal", "the run's inbox closed"));
                     };
+                    queued.fetch_sub(frame_bytes(&frame), Ordering::Relaxed);
                     self.heard = Some(Instant::now());
                     if let Some(end) = self.apply(frame).await {
                         return end;
@@ -230,49 +288,101 @@ impl Driver {
         }));
     }
 
+    /// Where `seq` stands against the frames applied.
+    fn turn(&self, seq: u64) -> Turn {
+        if seq <= self.applied {
+            Turn::Again
+        } else if seq == self.applied + 1 {
+            Turn::Next
+        } else {
+            Turn::Gap
+        }
+    }
+
+    /// Refuses a frame that came before one it follows.
+    fn refuse_gap(&self, seq: u64) {
+        self.ack(
+            seq,
+            Some((
+                error(
+                    "unavailable",
+                    format!(
+                        "frame {seq} of the run came before frame {}; send the frames again in order",
+                        self.applied + 1
+                    ),
+                ),
+                true,
+            )),
+        );
+    }
+
     /// Applies one frame; the end when it was `SyncEnded`.
     async fn apply(&mut self, frame: Frame) -> Option<End> {
         match frame {
             Frame::SyncStarted(started) => {
-                self.plan.info.mode = started.mode;
-                self.plan.info.resume = started.resume;
+                if !self.announced {
+                    self.plan.info.mode = started.mode;
+                    self.plan.info.resume = started.resume;
+                }
                 self.announce().await;
                 None
             }
             Frame::SyncBatch(batch) => {
                 self.announce().await;
                 let seq = batch.seq;
-                if seq <= self.applied {
-                    self.ack(seq, None);
-                    return None;
+                match self.turn(seq) {
+                    Turn::Again => self.ack(seq, None),
+                    Turn::Gap => self.refuse_gap(seq),
+                    Turn::Next => {
+                        let refusal = self.apply_batch(batch).await;
+                        if refusal.is_none() {
+                            self.applied = seq;
+                        }
+                        self.ack(seq, refusal);
+                    }
                 }
-                let refusal = self.apply_batch(batch).await;
-                if refusal.is_none() {
-                    self.applied = seq;
-                }
-                self.ack(seq, refusal);
                 None
             }
             Frame::SyncCheckpoint(checkpoint) => {
                 let seq = checkpoint.seq;
-                if seq <= self.applied {
-                    self.ack(seq, None);
-                    return None;
+                match self.turn(seq) {
+                    Turn::Again => self.ack(seq, None),
+                    Turn::Gap => self.refuse_gap(seq),
+                    Turn::Next => {
+                        let refusal = self.apply_checkpoint(checkpoint).await;
+                        if refusal.is_none() {
+                            self.applied = seq;
+                        }
+                        self.ack(seq, refusal);
+                    }
                 }
-                let refusal = self.apply_checkpoint(checkpoint).await;
-                if refusal.is_none() {
-                    self.applied = seq;
-                }
-                self.ack(seq, refusal);
                 None
             }
             Frame::SyncKnownIds(ask) => {
-                self.send_known_ids(ask.seq).await;
-                self.applied = self.applied.max(ask.seq);
+                match self.turn(ask.seq) {
+                    Turn::Gap => self.refuse_gap(ask.seq),
+                    Turn::Again => self.send_known_ids(ask.seq).await,
+                    Turn::Next => {
+                        self.send_known_ids(ask.seq).await;
+                        self.applied = ask.seq;
+                    }
+                }
                 None
             }
-            Frame::SyncEnded(ended) => {
+            Frame::SyncEnded(mut ended) => {
                 self.ack(ended.seq, None);
+                // A run that completed had every frame acknowledged: one
+                // missing means something was lost on the way.
+                if ended.started && ended.status == "completed" && ended.seq > self.applied + 1 {
+                    ended.status = "failed".to_owned();
+                    ended.error = Some(error(
+                        "unavailable",
+                        format!(
+                            "the run says it completed, but its frames from {} on never reached the hub",
+                            self.applied + 1
+                        ),
+                    ));
+                }
                 Some(End::Ended(ended))
             }
             _ => None,
@@ -364,6 +474,28 @@ impl Driver {
 
     /// Stores a checkpoint; the refusal to send back when it is not stored.
     async fn apply_checkpoint(&mut self, checkpoint: SyncCheckpoint) -> Option<(ErrorFrame, bool)> {
+        if self.caller_gone || self.caller.is_closed() {
+            // Its batches may not all have reached the caller.
+            return Some((
+                error(
+                    "cancelled",
+                    "the caller of the run went away; the checkpoint is not stored",
+                ),
+                false,
+            ));
+        }
+        if checkpoint.checkpoint_json.len() > MAX_CHECKPOINT_BYTES {
+            return Some((
+                error(
+                    "invalid_input",
+                    format!(
+                        "the checkpoint is {} bytes as JSON, more than the {MAX_CHECKPOINT_BYTES} the hub stores; keep a cursor in it, not data",
+                        checkpoint.checkpoint_json.len()
+                    ),
+                ),
+                false,
+            ));
+        }
         if let Err(e) = serde_json::from_str::<spoke_runtime::sync::StoredCheckpoint>(
             &checkpoint.checkpoint_json,
         ) {
@@ -431,19 +563,20 @@ impl Driver {
                 return;
             }
         };
-        let mut pages = ids.chunks(IDS_PER_PAGE).peekable();
-        if pages.peek().is_none() {
+        let pages = id_pages(ids);
+        let count = pages.len();
+        if count == 0 {
             self.ack(seq, None);
             return;
         }
-        while let Some(page) = pages.next() {
-            let more = pages.peek().is_some();
+        for (n, page) in pages.into_iter().enumerate() {
+            let more = n + 1 < count;
             let Some(tx) = self.link() else { return };
             let frame = HubFrame {
                 frame: Some(hub_frame::Frame::SyncAck(SyncAck {
                     run_id: self.run_id().to_owned(),
                     seq,
-                    known_ids: page.to_vec(),
+                    known_ids: page,
                     more,
                     ..SyncAck::default()
                 })),
@@ -478,7 +611,7 @@ impl Driver {
     }
 
     /// Records how the run ended and tells the caller.
-    async fn finish(mut self, end: End) {
+    async fn finish(mut self, end: End, inbox: &mut mpsc::Receiver<Frame>) {
         if matches!(end, End::Hub(..)) {
             // The instance may still run it (it did not answer in time):
             // tell it the run is over; its later frames are refused.
@@ -516,6 +649,16 @@ impl Driver {
             tracing::error!(run_id, "cannot record the end of the sync run: {e}");
         }
         self.state.syncs.runs.finish(&run_id);
+        // Frames that came after the end (the hub ended the run while the
+        // connector went on) are refused, so that nothing waits for them.
+        inbox.close();
+        while let Ok(frame) = inbox.try_recv() {
+            if let Some((run_id, seq)) = run_of(&frame)
+                && seq > 0
+            {
+                self.send(hub_frame::Frame::SyncAck(unknown_run(run_id, seq)));
+            }
+        }
         let info = self.plan.info.clone();
         tracing::info!(
             run_id,
@@ -532,7 +675,13 @@ impl Driver {
             "sync run ended"
         );
         if started {
-            self.tell_caller(sync_stream_item::Item::Ended(info)).await;
+            if !self.caller_gone {
+                let item = Ok(SyncStreamItem {
+                    item: Some(sync_stream_item::Item::Ended(info)),
+                });
+                // A caller that reads no more is not waited for long.
+                let _ = tokio::time::timeout(END_WAIT, self.caller.send(item)).await;
+            }
         } else {
             let error = info
                 .error
@@ -552,9 +701,12 @@ impl Driver {
             resume: info.resume,
             status: info.status.clone(),
             error_code: info.error.as_ref().map(|e| e.code.clone()),
-            error_message: info.error.as_ref().map(|e| e.message.clone()),
+            error_message: info
+                .error
+                .as_ref()
+                .map(|e| bounded(&e.message, MAX_STORED_MESSAGE)),
             counters_json: counters_json(&info.counters.unwrap_or_default()),
-            failures_json: info.failures_json.clone(),
+            failures_json: bounded_failures(&info.failures_json),
             swept: info.swept,
             started_unix_ms: info.started_unix_ms,
             ended_unix_ms: (info.ended_unix_ms > 0).then_some(info.ended_unix_ms),
@@ -562,15 +714,19 @@ impl Driver {
     }
 
     /// Sends an item to the caller, waiting for room; whether it got there.
+    /// Sends an item to the caller, waiting for room; whether it got
+    /// there. A wait for a stalled caller gives up (`false`) when the run
+    /// is interrupted (cancelled, its instance gone, its deadline passed).
     async fn tell_caller(&mut self, item: sync_stream_item::Item) -> bool {
         if self.caller_gone {
             return false;
         }
-        let sent = self
-            .caller
-            .send(Ok(SyncStreamItem { item: Some(item) }))
-            .await
-            .is_ok();
+        let send = self.caller.send(Ok(SyncStreamItem { item: Some(item) }));
+        let sent = tokio::select! {
+            biased;
+            sent = send => sent.is_ok(),
+            () = self.interrupt.cancelled() => return false,
+        };
         if !sent {
             self.caller_gone = true;
         }
@@ -620,6 +776,61 @@ impl Driver {
             Err(e) => Err(format!("the store call failed: {e}")),
         }
     }
+}
+
+/// The ids in pages of at most [`IDS_PER_PAGE`] ids and about
+/// [`ID_BYTES_PER_PAGE`] bytes (one longer id alone in its page).
+fn id_pages(ids: Vec<String>) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    for id in ids {
+        if !page.is_empty() && (page.len() == IDS_PER_PAGE || bytes + id.len() > ID_BYTES_PER_PAGE)
+        {
+            pages.push(std::mem::take(&mut page));
+            bytes = 0;
+        }
+        bytes += id.len();
+        page.push(id);
+    }
+    if !page.is_empty() {
+        pages.push(page);
+    }
+    pages
+}
+
+/// A run's failed items (JSON) as the store keeps them: the first ones
+/// that fit in [`MAX_STORED_FAILURES`] bytes.
+fn bounded_failures(json: &str) -> String {
+    if json.len() <= MAX_STORED_FAILURES {
+        return json.to_owned();
+    }
+    let Ok(items) = serde_json::from_str::<Vec<serde_json::Value>>(json) else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    let mut bytes = 2;
+    for item in items {
+        let size = item.to_string().len() + 1;
+        if bytes + size > MAX_STORED_FAILURES {
+            break;
+        }
+        bytes += size;
+        kept.push(item);
+    }
+    serde_json::Value::Array(kept).to_string()
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// The counters as the store keeps them (JSON).

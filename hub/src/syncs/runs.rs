@@ -8,6 +8,8 @@
 //! `SyncAck` error that ends the run on the connector.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use spoke_proto::v1::connector_frame::Frame;
@@ -23,6 +25,9 @@ use crate::syncs::store::SyncKey;
 /// one batch at a time (a few frames) and waits for its acknowledgement,
 /// so only a misbehaving one fills this; it is told to try again.
 const INBOX: usize = 64;
+/// The most bytes of frames that may wait for one run's task (a batch is
+/// sent in pieces of at most 1 MiB; an event alone may be up to 16 MiB).
+const MAX_INBOX_BYTES: usize = 32 * 1024 * 1024;
 
 /// A run's frame from its connector, with the instance it came from.
 pub(crate) type RunFrame = Frame;
@@ -35,6 +40,9 @@ pub(crate) struct RunHandles {
     pub(crate) gone: watch::Receiver<Option<String>>,
     /// Cancelled by `CancelSync` (or the caller going away).
     pub(crate) cancel: CancellationToken,
+    /// The bytes of the frames waiting in `inbox` (see [`frame_bytes`]);
+    /// the task takes off what it receives.
+    pub(crate) queued: Arc<AtomicUsize>,
 }
 
 struct Entry {
@@ -44,6 +52,7 @@ struct Entry {
     inbox: mpsc::Sender<RunFrame>,
     gone: watch::Sender<Option<String>>,
     cancel: CancellationToken,
+    queued: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -68,7 +77,7 @@ impl std::fmt::Debug for SyncRuns {
 }
 
 /// A refusal for a frame of a run this hub does not run (on that instance).
-fn unknown_run(run_id: &str, seq: u64) -> SyncAck {
+pub(crate) fn unknown_run(run_id: &str, seq: u64) -> SyncAck {
     SyncAck {
         run_id: run_id.to_owned(),
         seq,
@@ -81,6 +90,33 @@ fn unknown_run(run_id: &str, seq: u64) -> SyncAck {
         }),
         retryable: false,
         ..SyncAck::default()
+    }
+}
+
+/// A refusal for a frame that finds its run's inbox full: sent again later.
+fn busy(run_id: String, seq: u64) -> SyncAck {
+    SyncAck {
+        run_id,
+        seq,
+        error: Some(ErrorFrame {
+            code: "unavailable".to_owned(),
+            message: "too many frames of this run are waiting; send it again".to_owned(),
+            details_json: String::new(),
+        }),
+        retryable: true,
+        ..SyncAck::default()
+    }
+}
+
+/// About how many bytes a run's frame holds.
+pub(crate) fn frame_bytes(frame: &Frame) -> usize {
+    64 + match frame {
+        Frame::SyncBatch(f) => f.events.len(),
+        Frame::SyncCheckpoint(f) => f.checkpoint_json.len(),
+        Frame::SyncEnded(f) => {
+            f.failures_json.len() + f.error.as_ref().map_or(0, |e| e.message.len())
+        }
+        _ => 0,
     }
 }
 
@@ -124,6 +160,7 @@ impl SyncRuns {
         let (tx, inbox) = mpsc::channel(INBOX);
         let (gone_tx, gone) = watch::channel(None);
         let cancel = CancellationToken::new();
+        let queued = Arc::new(AtomicUsize::new(0));
         let run_id = info.run_id.clone();
         inner.slots.insert(key.clone(), run_id.clone());
         inner.runs.insert(
@@ -135,12 +172,14 @@ impl SyncRuns {
                 inbox: tx,
                 gone: gone_tx,
                 cancel: cancel.clone(),
+                queued: Arc::clone(&queued),
             },
         );
         Ok(RunHandles {
             inbox,
             gone,
             cancel,
+            queued,
         })
     }
 
@@ -152,19 +191,17 @@ impl SyncRuns {
         let Some(entry) = inner.runs.get(&run_id).filter(|e| e.instance == *instance) else {
             return (seq > 0).then(|| unknown_run(&run_id, seq));
         };
+        let bytes = frame_bytes(&frame);
+        let waiting = entry.queued.load(Ordering::Relaxed);
+        if waiting > 0 && waiting + bytes > MAX_INBOX_BYTES {
+            return Some(busy(run_id, seq));
+        }
         match entry.inbox.try_send(frame) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(_)) => Some(SyncAck {
-                run_id,
-                seq,
-                error: Some(ErrorFrame {
-                    code: "unavailable".to_owned(),
-                    message: "too many frames of this run are waiting; send it again".to_owned(),
-                    details_json: String::new(),
-                }),
-                retryable: true,
-                ..SyncAck::default()
-            }),
+            Ok(()) => {
+                entry.queued.fetch_add(bytes, Ordering::Relaxed);
+                None
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Some(busy(run_id, seq)),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 (seq > 0).then(|| unknown_run(&run_id, seq))
             }

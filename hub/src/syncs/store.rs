@@ -370,8 +370,9 @@ impl SyncStore {
 
     /// Replaces the key's checkpoint and its completed checkpoint with
     /// `checkpoint_json`, so that both a resumed and a fresh run start from
-    /// it; creates the record if missing (its last run kept if not).
-    /// Returns the record.
+    /// it; creates the record if missing. A run under way on the key can no
+    /// longer write it (the record forgets its last run's id; its mode and
+    /// status stay). Returns the record.
     pub(crate) fn set_checkpoint(
         &self,
         key: &SyncKey,
@@ -384,6 +385,7 @@ impl SyncStore {
                  ON CONFLICT (tenant, connector, sync, source) DO UPDATE SET
                      checkpoint = excluded.checkpoint,
                      completed = excluded.completed,
+                     last_run_id = NULL,
                      updated_unix_ms = excluded.updated_unix_ms",
                 params![
                     key.tenant,
@@ -728,12 +730,18 @@ mod tests {
         assert_eq!(record.completed.as_deref(), Some("5"));
         assert_eq!(record.last_run_id, None);
         assert_eq!(store.checkpoint(&k).unwrap(), Some(record));
-        // On a key with a run, the run stays its last.
+        // A run under way on the key can no longer write it.
         store.begin_run(&run("r1", &k)).unwrap();
         let record = store.set_checkpoint(&k, "7").unwrap();
         assert_eq!(record.checkpoint.as_deref(), Some("7"));
         assert_eq!(record.completed.as_deref(), Some("7"));
-        assert_eq!(record.last_run_id.as_deref(), Some("r1"));
+        assert_eq!(record.last_run_id, None);
+        assert_eq!(record.last_status.as_deref(), Some("running"));
+        assert!(!store.save_checkpoint(&k, "r1", "8").unwrap());
+        assert_eq!(
+            store.checkpoint(&k).unwrap().unwrap().checkpoint.as_deref(),
+            Some("7")
+        );
         // Another source is another key.
         let other = key("acme", "drive", "docs", "shared");
         store.set_checkpoint(&other, "1").unwrap();

@@ -5,12 +5,13 @@
 //! most [`PIECE_BYTES`] a frame), each checkpoint as a `SyncCheckpoint`,
 //! and the hub acknowledges each frame with a `SyncAck` once it is durable
 //! (the events reached the caller, the checkpoint is stored). One batch is
-//! in flight while the run builds the next; a checkpoint is sent only once
-//! every batch before it is acknowledged, and the run completes only once
-//! every frame is ([`SyncSink::settle`]). The run is answered `SyncStarted`
-//! first (or only `SyncEnded` with `started = false` when it cannot start),
-//! and `SyncEnded` when it ends, sent until acknowledged (at most
-//! [`END_TRIES`] times).
+//! in flight while the run builds the next; a checkpoint returns only once
+//! it and every batch before it are acknowledged (the hub applies a run's
+//! frames in order), and the run completes only once every frame is
+//! ([`SyncSink::settle`]). The run is answered `SyncStarted`
+//! first (sent again after every resume, in case it was lost) or only
+//! `SyncEnded` with `started = false` when it cannot start, and `SyncEnded`
+//! when it ends, sent until acknowledged (for at most [`END_GIVE_UP`]).
 //!
 //! Every frame of a run carries a sequence number, from 1. When the stream
 //! goes down, the frames not yet acknowledged are sent again after the
@@ -48,10 +49,11 @@ const PIECE_BYTES: usize = spoke_proto::CHUNK_BYTES;
 /// The largest event a run may send through the hub, as a JSON line: what
 /// fits in one gRPC message with room for the frame around it.
 const MAX_EVENT_BYTES: usize = spoke_proto::MAX_MESSAGE_BYTES - 64 * 1024;
-/// How many times `SyncEnded` is sent before the run is given up.
-const END_TRIES: u32 = 20;
-/// The wait between two tries of `SyncEnded`.
-const END_RETRY: Duration = Duration::from_millis(500);
+/// How long `SyncEnded` is sent again (the hub away, the stream lost)
+/// before the run is given up.
+const END_GIVE_UP: Duration = Duration::from_secs(600);
+/// How long one try of `SyncEnded` waits for its acknowledgement.
+const END_ACK_WAIT: Duration = Duration::from_secs(10);
 /// The most room reserved up front for a batch's JSON lines.
 const MAX_RESERVED_BYTES: usize = 4 * 1024 * 1024;
 
@@ -73,6 +75,8 @@ struct RunLink {
     cancel: CancellationToken,
     next_seq: u64,
     waiting: HashMap<u64, Waiter>,
+    /// Its `SyncStarted`, once it started: sent again after a resume.
+    started: Option<SyncStarted>,
 }
 
 /// A frame waiting for its `SyncAck` (for `SyncKnownIds`, all its pages).
@@ -116,6 +120,7 @@ impl SyncLink {
                     cancel: CancellationToken::new(),
                     next_seq: 1,
                     waiting: HashMap::new(),
+                    started: None,
                 },
             );
         }
@@ -139,15 +144,17 @@ impl SyncLink {
                 });
             }
             Ok(run) => {
-                if let Some(entry) = self.lock().get_mut(&run_id) {
-                    entry.cancel = run.cancellation();
-                }
                 let info = run.info().clone();
-                self.outbox.push_sync(frame(Frame::SyncStarted(SyncStarted {
+                let started = SyncStarted {
                     run_id: run_id.clone(),
                     mode: info.mode.to_string(),
                     resume: info.is_resume,
-                })));
+                };
+                if let Some(entry) = self.lock().get_mut(&run_id) {
+                    entry.cancel = run.cancellation();
+                    entry.started = Some(started.clone());
+                }
+                self.outbox.push_sync(frame(Frame::SyncStarted(started)));
                 tokio::spawn(async move {
                     let outcome = run.outcome().await;
                     let ended = ended_frame(&outcome);
@@ -160,26 +167,30 @@ impl SyncLink {
     /// Sends `SyncEnded` until the hub acknowledges it (or [`END_TRIES`]
     /// fail), then forgets the run.
     async fn send_end(&self, run_id: &str, mut ended: SyncEnded) {
-        let mut tries = 0;
-        let mut seq = None;
+        let give_up = tokio::time::Instant::now() + END_GIVE_UP;
+        let mut schedule = crate::sync::sink_backoff().schedule();
+        ended.seq = self.next_seqs(run_id, 1);
         loop {
-            tries += 1;
-            let s = *seq.get_or_insert_with(|| self.next_seqs(run_id, 1));
-            ended.seq = s;
-            match self
-                .request(run_id, s, frame(Frame::SyncEnded(ended.clone())))
-                .await
-            {
-                Ok(_) => break,
-                Err(e) if e.retryable && tries < END_TRIES => {
-                    tracing::debug!(run_id, "SyncEnded not acknowledged ({e}); sending it again");
-                    tokio::time::sleep(END_RETRY).await;
+            let sent = self.request(run_id, ended.seq, frame(Frame::SyncEnded(ended.clone())));
+            let error = match tokio::time::timeout(END_ACK_WAIT, sent).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    SinkError::retryable(format!("no acknowledgement within {END_ACK_WAIT:?}"))
                 }
-                Err(e) => {
-                    tracing::warn!(run_id, "the hub did not take the end of the sync run: {e}");
-                    break;
-                }
+            };
+            if !error.retryable || tokio::time::Instant::now() >= give_up {
+                tracing::warn!(
+                    run_id,
+                    "the hub did not take the end of the sync run: {error}"
+                );
+                break;
             }
+            tracing::debug!(
+                run_id,
+                "SyncEnded not acknowledged ({error}); sending it again"
+            );
+            tokio::time::sleep(schedule.next_delay().unwrap_or(Duration::from_secs(5))).await;
         }
         self.lock().remove(run_id);
         self.idle.notify_waiters();
@@ -254,6 +265,16 @@ impl SyncLink {
     /// knows this instance's runs: they are cancelled.
     pub(crate) fn session_started(&self, resumed: bool) {
         if resumed {
+            // A `SyncStarted` lost with the old stream would leave the hub
+            // waiting for it: say it again (the hub takes it once).
+            let started: Vec<SyncStarted> = self
+                .lock()
+                .values()
+                .filter_map(|r| r.started.clone())
+                .collect();
+            for s in started {
+                self.outbox.push_sync(frame(Frame::SyncStarted(s)));
+            }
             return;
         }
         let runs = self.lock();
@@ -461,8 +482,17 @@ pub(crate) struct HubSink {
 struct Sent {
     frames: VecDeque<SentFrame>,
     /// What the last request queued (a batch's JSON lines, a checkpoint's
-    /// JSON): the same request made again after an error is not queued twice.
+    /// JSON), and whether it failed: the same request made again after its
+    /// error is not queued twice (a new one equal to it is).
     last: Option<Bytes>,
+    failed: bool,
+}
+
+impl Sent {
+    /// Whether a request sending `body` is the last one, made again after it failed.
+    fn is_retry(&self, body: &Bytes) -> bool {
+        self.failed && self.last.as_ref() == Some(body)
+    }
 }
 
 struct SentFrame {
@@ -485,7 +515,7 @@ impl HubSink {
     /// Queues the frames of a request (`body` says what it sends) unless
     /// it is the request queued last (made again after an error).
     fn queue(&self, sent: &mut Sent, body: Bytes, frames: Vec<(u64, ConnectorFrame)>) {
-        if sent.last.as_ref() == Some(&body) {
+        if sent.is_retry(&body) {
             return;
         }
         sent.last = Some(body);
@@ -500,6 +530,9 @@ impl HubSink {
     /// sent first. A retryable failure marks every frame to be sent again
     /// and is returned (the core calls again after a backoff). Cancel-safe.
     async fn confirm(&self, sent: &mut Sent, keep: usize) -> Result<Vec<String>, SinkError> {
+        // Until it returns `Ok`, the request that called it has failed
+        // (also if this future is dropped half-way).
+        sent.failed = true;
         if sent.frames.iter().any(|f| f.answer.is_none()) {
             for f in &mut sent.frames {
                 f.answer = self.link.send(&self.run_id, f.seq, f.frame.clone());
@@ -529,6 +562,7 @@ impl HubSink {
                 }
             }
         }
+        sent.failed = false;
         Ok(ids)
     }
 }
@@ -586,7 +620,7 @@ impl SyncSink for HubSink {
                 return Ok(());
             }
             let mut sent = self.sent.lock().await;
-            let fresh = sent.last.as_ref() != Some(&body);
+            let fresh = !sent.is_retry(&body);
             let first = if fresh {
                 self.link.next_seqs(&self.run_id, pieces.len() as u64)
             } else {
@@ -628,7 +662,10 @@ impl SyncSink for HubSink {
             })?;
             let body = Bytes::from(json.clone());
             let mut sent = self.sent.lock().await;
-            if sent.last.as_ref() != Some(&body) {
+            // Sent behind the batches still in flight: the hub applies a
+            // run's frames in order, so it stores the checkpoint only once
+            // every batch before it is in (and refuses it otherwise).
+            if !sent.is_retry(&body) {
                 let seq = self.link.next_seqs(&self.run_id, 1);
                 let checkpoint = frame(Frame::SyncCheckpoint(SyncCheckpoint {
                     run_id: self.run_id.clone(),

@@ -37,7 +37,7 @@ pub struct ItemFailure {
 }
 
 /// The retry schedule of a sink call that failed with a retryable error.
-fn sink_backoff() -> Backoff {
+pub(crate) fn sink_backoff() -> Backoff {
     Backoff::builder()
         .initial(Duration::from_millis(100))
         .max(Duration::from_secs(5))
@@ -292,19 +292,24 @@ impl RunCore {
             let wait = async {
                 match oldest {
                     None => self.first_pending.notified().await,
-                    Some(at) => {
-                        tokio::time::sleep_until(at + self.policy.max_age).await;
-                        if let Err(e) = self.flush().await {
-                            tracing::debug!(target: "spoke::sync", run_id = %self.info.run_id, "age flush stopped: {e}");
-                            // Cancelled or refused for good: the run ends.
-                            std::future::pending::<()>().await;
-                        }
-                    }
+                    Some(at) => tokio::time::sleep_until(at + self.policy.max_age).await,
                 }
             };
             tokio::select! {
                 () = wait => {}
                 () = done.cancelled() => return,
+            }
+            if oldest.is_none() {
+                continue;
+            }
+            // A flush begun is not dropped half-way when the run ends: the
+            // sink may have taken the batch already, and the batch put back
+            // would go out twice. It ends with the run's cancellation or
+            // deadline at the latest.
+            if let Err(e) = self.flush().await {
+                tracing::debug!(target: "spoke::sync", run_id = %self.info.run_id, "age flush stopped: {e}");
+                // Cancelled or refused for good: the run ends.
+                return;
             }
         }
     }
@@ -318,9 +323,22 @@ impl RunCore {
     ) -> Result<T, ActionError> {
         let mut schedule = sink_backoff().schedule();
         loop {
-            let error: SinkError = match call().await {
-                Ok(value) => return Ok(value),
-                Err(e) => e,
+            // A sink call may wait (for a receiver that is slow or gone):
+            // the run's cancellation and deadline end the wait too.
+            let error: SinkError = tokio::select! {
+                result = call() => match result {
+                    Ok(value) => return Ok(value),
+                    Err(e) => e,
+                },
+                () = self.cancel.cancelled() => {
+                    return Err(self.cancelled(&format!("while waiting to {what} its sink")));
+                }
+                () = crate::context::sleep_until(self.deadline) => {
+                    return Err(ActionError::deadline_exceeded(format!(
+                        "sync `{}` passed its deadline while waiting to {what} its sink",
+                        self.info.sync
+                    )));
+                }
             };
             if !error.retryable {
                 return Err(ActionError::unavailable(format!(
