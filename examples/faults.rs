@@ -41,7 +41,8 @@
 //!   (`ignores_cancel`) is dropped after the grace and its slot is free; one
 //!   that panics (`panics`) fails its run with `panicked`; and a checkpoint
 //!   written by an older version of a sync is brought over by its `migrate`
-//!   fn (`migrated`). Try `cargo run --example faults -- sync panics`.
+//!   fn (`migrated`); an idle buffer is flushed on age alone (`trickle`).
+//!   Try `cargo run --example faults -- sync panics`.
 //!
 //! Sync (non-async) actions (`add`, `io_error`, `panic_blocking`,
 //! `sleep_blocking`, `slow_blocking`) run on the blocking pool, so they may
@@ -362,6 +363,19 @@ impl Faults {
         ctx.created(numbered(0)).await?;
         ctx.checkpoint(&Next { next: 1 }).await?;
         panic!("the sync fell over after document 0");
+    }
+
+    /// Emit one document, wait 3 s, emit another.
+    ///
+    /// The first reaches the sink while the sync waits, once it is as old
+    /// as the flush age allows (`SPOKE_SYNC_FLUSH_AGE`; a full run's
+    /// default is 300 s): a timer flushes an idle buffer.
+    #[sync]
+    async fn trickle(&self, ctx: &SyncContext) -> Result<(), ActionError> {
+        ctx.created(numbered(0)).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ctx.created(numbered(1)).await?;
+        Ok(())
     }
 
     /// Emit three documents from the checkpoint on. Its checkpoint is at

@@ -319,3 +319,44 @@ fn a_checkpoint_of_an_older_version_is_migrated_or_refused_naming_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_idle_buffer_is_flushed_on_age_alone() {
+    let started = std::time::Instant::now();
+    let mut child = common::example("faults")
+        .args(["sync", "trickle"])
+        .env("SPOKE_SYNC_FLUSH_AGE", "200ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let took = started.elapsed();
+    // The sync waits 3 s after its first document and emits nothing else
+    // meanwhile: only the age timer can have flushed it.
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first document came only at the end ({took:?})"
+    );
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert_eq!(lines(first.as_bytes())[0]["id"], "doc-0");
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    assert_eq!(lines(&rest)[0]["id"], "doc-1");
+    assert!(child.wait().unwrap().success());
+
+    // A value that does not parse is refused, naming the variable.
+    let out = common::run(
+        common::example("faults")
+            .args(["sync", "trickle"])
+            .env("SPOKE_SYNC_FLUSH_AGE", "soon"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("SPOKE_SYNC_FLUSH_AGE"),
+        "{}",
+        common::stderr(&out)
+    );
+}

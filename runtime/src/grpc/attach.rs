@@ -213,12 +213,13 @@ impl Link {
             *session_token = registered.session_token.clone();
         }
         self.dispatch.session_started(registered.resumed);
-        self.syncs.session_started(registered.resumed);
         let heartbeat = match registered.heartbeat_interval_ms {
             0 => DEFAULT_HEARTBEAT,
             ms => Duration::from_millis(u64::from(ms)).max(MIN_HEARTBEAT),
         };
         self.outbox.attach();
+        // After attach: it may queue frames (a SyncStarted said again).
+        self.syncs.session_started(registered.resumed);
         let (control, control_rx) = mpsc::channel(CONTROL_BUFFER);
         let stop = CancellationToken::new();
         let writer = tokio::spawn(write(

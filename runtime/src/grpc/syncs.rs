@@ -168,7 +168,7 @@ impl SyncLink {
     /// fail), then forgets the run.
     async fn send_end(&self, run_id: &str, mut ended: SyncEnded) {
         let give_up = tokio::time::Instant::now() + END_GIVE_UP;
-        let mut schedule = crate::sync::sink_backoff().schedule();
+        let mut schedule = crate::sync::run::sink_backoff().schedule();
         ended.seq = self.next_seqs(run_id, 1);
         loop {
             let sent = self.request(run_id, ended.seq, frame(Frame::SyncEnded(ended.clone())));

@@ -62,7 +62,6 @@ pub use document::{
 };
 pub use memory::MemorySink;
 pub use mode::{FlushPolicy, SyncMode};
-pub(crate) use run::sink_backoff;
 pub use run::{ItemFailure, MAX_LISTED_FAILURES};
 pub use sink::{Batch, SinkError, SinkFuture, SyncCounters, SyncRunInfo, SyncSink};
 pub use start::{RunningSync, SyncOutcome, SyncProgress, SyncRequest, SyncRun, SyncStatus};

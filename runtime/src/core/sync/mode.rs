@@ -76,3 +76,57 @@ pub struct FlushPolicy {
     /// Flush when the oldest waiting event is this old.
     pub max_age: std::time::Duration,
 }
+
+/// The variable that sets how many buffered events make a flush, for every
+/// mode but realtime.
+pub const FLUSH_EVENTS_VAR: &str = "SPOKE_SYNC_FLUSH_EVENTS";
+/// The variable that sets how old the oldest buffered event may get before
+/// a flush, for every mode but realtime.
+pub const FLUSH_AGE_VAR: &str = "SPOKE_SYNC_FLUSH_AGE";
+
+impl FlushPolicy {
+    /// The policy of `mode` ([`SyncMode::flush_policy`]), with what
+    /// `SPOKE_SYNC_FLUSH_EVENTS` (a positive count) and
+    /// `SPOKE_SYNC_FLUSH_AGE` (a duration such as `5s`) set instead, for
+    /// full and incremental runs (a realtime run flushes every event). A
+    /// value that does not parse is an error naming the variable.
+    ///
+    /// ```
+    /// use spoke::sync::{FlushPolicy, SyncMode};
+    /// let policy = FlushPolicy::from_vars(SyncMode::Full, None, Some("2s")).unwrap();
+    /// assert_eq!(policy.max_events, 500);
+    /// assert_eq!(policy.max_age, std::time::Duration::from_secs(2));
+    /// assert!(FlushPolicy::from_vars(SyncMode::Full, Some("0"), None).is_err());
+    /// ```
+    pub fn from_vars(
+        mode: SyncMode,
+        events: Option<&str>,
+        age: Option<&str>,
+    ) -> Result<FlushPolicy, crate::env::EnvError> {
+        let mut policy = mode.flush_policy();
+        if mode == SyncMode::Realtime {
+            return Ok(policy);
+        }
+        if let Some(events) = events {
+            policy.max_events = crate::env::positive(FLUSH_EVENTS_VAR, events)?;
+        }
+        if let Some(age) = age {
+            policy.max_age = crate::env::duration(FLUSH_AGE_VAR, age)?;
+        }
+        Ok(policy)
+    }
+
+    /// [`FlushPolicy::from_vars`] with the process's variables.
+    pub fn from_env(mode: SyncMode) -> Result<FlushPolicy, crate::env::EnvError> {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        Self::from_vars(
+            mode,
+            var(FLUSH_EVENTS_VAR).as_deref(),
+            var(FLUSH_AGE_VAR).as_deref(),
+        )
+    }
+}

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::StoredCheckpoint;
 use super::context::SyncStart;
 use super::document::SyncEvent;
-use super::mode::SyncMode;
+use super::mode::{FlushPolicy, SyncMode};
 use super::run::{ItemFailure, RunCore};
 use super::sink::{SyncCounters, SyncRunInfo, SyncSink};
 use crate::connector::SyncDef;
@@ -350,6 +350,8 @@ impl Instance {
     ) -> Result<SyncRun, ActionError> {
         let def = find_def(self.connector_type(), request.sync.as_deref())?;
         let mode = choose_mode(def, &request)?;
+        let policy =
+            FlushPolicy::from_env(mode).map_err(|e| ActionError::invalid_input(e.to_string()))?;
         let info = SyncRunInfo {
             connector: self.connector_type().name().to_owned(),
             sync: def.name.to_owned(),
@@ -391,7 +393,7 @@ impl Instance {
             info,
             def,
             sink,
-            mode.flush_policy(),
+            policy,
             cancel,
             request.deadline,
         ));
