@@ -65,47 +65,18 @@ pub fn parse(
         None => (types::unraw(&sig.ident), sig.ident.span()),
     };
     let fn_name = &sig.ident;
-    if sig.asyncness.is_none() {
-        let (fn_token, ident) = (&sig.fn_token, &sig.ident);
-        errors.spanned(
-            quote!(#fn_token #ident),
-            format!(
-                "a producer must be an `async fn`: it runs for as long as the connector does, awaiting what it listens to; write `async fn {fn_name}(&self, ctx: &Context)`"
-            ),
-        );
-    }
-    if !sig.generics.params.is_empty() {
-        errors.spanned(
-            &sig.generics,
-            "a producer cannot be generic: the runtime starts it with no type to choose",
-        );
-    }
-
-    let mut inputs = sig.inputs.iter().peekable();
-    match inputs.peek() {
-        Some(FnArg::Receiver(r)) => {
-            if r.reference.is_none() || r.mutability.is_some() || r.colon_token.is_some() {
-                let what = if r.reference.is_some() && r.mutability.is_some() {
-                    "`&mut self`"
-                } else {
-                    "this receiver"
-                };
-                errors.spanned(
-                    r,
-                    format!(
-                        "{what} is not allowed: a producer takes `&self`, because it runs beside the connector's actions; keep mutable state behind a `Mutex` or an atomic"
-                    ),
-                );
-            }
-            inputs.next();
-        }
-        _ => errors.at(
-            sig.paren_token.span.join(),
-            format!(
-                "`{fn_name}` has no `self`: a producer in a `#[connector]` impl is a method, so it takes `&self` first: `async fn {fn_name}(&self, ctx: &Context)`"
-            ),
-        ),
-    }
+    let suggested = format!("async fn {fn_name}(&self, ctx: &Context)");
+    let inputs = types::check_started_method(
+        errors,
+        sig,
+        &types::StartedMethod {
+            kind: "a producer",
+            why_async: "it runs for as long as the connector does, awaiting what it listens to",
+            generic_hint: "",
+            why_shared: "it runs beside the connector's actions; keep mutable state behind a `Mutex` or an atomic",
+            suggested: &suggested,
+        },
+    );
 
     let mut takes_ctx = false;
     for input in inputs {

@@ -186,49 +186,17 @@ pub fn parse(
     };
     let suggested = format!("async fn {fn_name}(&self, ctx: &{checkpoint_text})");
 
-    if sig.asyncness.is_none() {
-        let (fn_token, ident) = (&sig.fn_token, &sig.ident);
-        errors.spanned(
-            quote!(#fn_token #ident),
-            format!(
-                "a sync must be an `async fn`: it awaits the outside system and the host that stores what it emits; write `{suggested}`"
-            ),
-        );
-    }
-    if !sig.generics.params.is_empty() {
-        errors.spanned(
-            &sig.generics,
-            "a sync cannot be generic: the runtime starts it with no type to choose; name the checkpoint type in `ctx: &SyncContext<MyCheckpoint>`",
-        );
-    }
-
-    let mut inputs = sig.inputs.iter().peekable();
-    match inputs.peek() {
-        Some(FnArg::Receiver(r)) => {
-            if r.reference.is_none() || r.mutability.is_some() || r.colon_token.is_some() {
-                let what = if r.reference.is_some() && r.mutability.is_some() {
-                    "`&mut self`"
-                } else if r.reference.is_none() && r.colon_token.is_none() {
-                    "`self` by value"
-                } else {
-                    "this receiver"
-                };
-                errors.spanned(
-                    r,
-                    format!(
-                        "{what} is not allowed: a sync takes `&self`, because it runs beside the connector's actions and other syncs; keep mutable state behind a `Mutex` or an atomic, and progress in the checkpoint"
-                    ),
-                );
-            }
-            inputs.next();
-        }
-        _ => errors.at(
-            sig.paren_token.span.join(),
-            format!(
-                "`{fn_name}` has no `self`: a sync in a `#[connector]` impl is a method, so it takes `&self` first: `{suggested}`"
-            ),
-        ),
-    }
+    let inputs = types::check_started_method(
+        errors,
+        sig,
+        &types::StartedMethod {
+            kind: "a sync",
+            why_async: "it awaits the outside system and the host that stores what it emits",
+            generic_hint: "; name the checkpoint type in `ctx: &SyncContext<MyCheckpoint>`",
+            why_shared: "it runs beside the connector's actions and other syncs; keep mutable state behind a `Mutex` or an atomic, and progress in the checkpoint",
+            suggested: &suggested,
+        },
+    );
 
     let mut ctx: Option<CtxParam> = None;
     for input in inputs {
