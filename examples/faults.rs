@@ -285,6 +285,13 @@ impl Faults {
         order
     }
 
+    /// Who asked: the `actor_email` the host vouches for (Omni's
+    /// `/action` sends one), or null.
+    #[action(read)]
+    async fn whoami(&self, ctx: &Context) -> Option<String> {
+        ctx.metadata().get("actor_email").cloned()
+    }
+
     /// Add two numbers (a plain sync fn with a plain return; saturates at `u64::MAX`).
     ///
     /// # Arguments
@@ -344,7 +351,7 @@ impl Faults {
     ///
     /// A cancel gives it the cancel grace (2 s) to return; then the runtime
     /// drops it, the run ends `cancelled` and the sync can run again.
-    #[sync]
+    #[sync(source_type = "stuck")]
     async fn ignores_cancel(&self, ctx: &SyncContext<Next>) -> Result<(), ActionError> {
         for next in 1..=3 {
             ctx.created(numbered(next - 1)).await?;
@@ -358,7 +365,7 @@ impl Faults {
     ///
     /// The run fails with `panicked` (and the panic message); its checkpoint
     /// stays, and the connector goes on serving.
-    #[sync]
+    #[sync(source_type = "panicky")]
     async fn panics(&self, ctx: &SyncContext<Next>) -> Result<(), ActionError> {
         ctx.created(numbered(0)).await?;
         ctx.checkpoint(&Next { next: 1 }).await?;
@@ -370,7 +377,7 @@ impl Faults {
     /// The first reaches the sink while the sync waits, once it is as old
     /// as the flush age allows (`SPOKE_SYNC_FLUSH_AGE`; a full run's
     /// default is 300 s): a timer flushes an idle buffer.
-    #[sync]
+    #[sync(source_type = "trickle")]
     async fn trickle(&self, ctx: &SyncContext) -> Result<(), ActionError> {
         ctx.created(numbered(0)).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -381,7 +388,7 @@ impl Faults {
     /// Emit three documents from the checkpoint on. Its checkpoint is at
     /// version 2 (`{"next": n}`); version 1 was `{"page": n}`, and
     /// `migrate` brings such a checkpoint over instead of refusing it.
-    #[sync(version = 2, migrate = Self::from_pages)]
+    #[sync(version = 2, migrate = Self::from_pages, source_type = "migrated")]
     async fn migrated(&self, ctx: &SyncContext<Next>) -> Result<(), ActionError> {
         let start = ctx.last_checkpoint().map_or(0, |c| c.next);
         for n in start..start + 3 {

@@ -523,7 +523,7 @@ fn help_lists_every_command() {
     assert_eq!(
         commands,
         [
-            "serve", "stdio", "describe", "call", "resolve", "check", "sync", "actions"
+            "serve", "stdio", "http", "describe", "call", "resolve", "check", "sync", "actions"
         ],
         "{text}"
     );
@@ -758,6 +758,7 @@ fn faults_manifest_lists_every_lesson() {
             "slow",
             "slow_blocking",
             "stubborn",
+            "whoami",
             "whole",
         ]
     );
@@ -1179,7 +1180,7 @@ fn faults_unknown_action_lists_the_actions() {
         .as_array()
         .expect("a list")
         .len();
-    assert_eq!(listed, 13);
+    assert_eq!(listed, 14);
 }
 
 #[test]

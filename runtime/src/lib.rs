@@ -8,11 +8,12 @@
 //! |---|---|---|
 //! | [`core`] | the connector model, and the interface every transport uses (its docs say how) | always |
 //! | [`grpc`] | attached to a Spoke hub over gRPC: `serve`, the instance's key, TLS | `grpc` (default) |
+//! | `http` | Omni's connector contract over HTTP: `<bin> http`, registration, syncs and actions for Omni's connector-manager | `http` |
 //! | [`stdio`] | a sidecar over stdin/stdout, for the hub's supervisor and LibreFang; LibreFang's protocol types and `--describe` form | `stdio` (default) |
 //! | `testing` | the test kit for connector authors: an instance in one line, calls by name, manifest rules | `testing` |
 //! | [`cli`] | the command line of every connector binary: the commands of the transports compiled in | always |
 //! | [`env`] | the `SPOKE_*` variables every transport reads | always |
-//! | [`backoff`](mod@backoff), [`retry`](mod@retry), [`duration`], [`suggest`], [`logging`] | shared pieces: retry policies, `30s`-style durations, did-you-mean, the log format | always |
+//! | [`backoff`](mod@backoff), [`retry`](mod@retry), [`duration`], [`suggest`], [`logging`], [`signals`] | shared pieces: retry policies, `30s`-style durations, did-you-mean, the log format, SIGINT/SIGTERM | always |
 //!
 //! The core's modules are also at the top (`config`, `context`, ...), as
 //! are the types connector code uses; the `spoke` facade re-exports all of it
@@ -32,6 +33,8 @@
 pub mod core;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "stdio")]
 pub mod stdio;
 #[cfg(feature = "testing")]
@@ -43,6 +46,7 @@ pub mod duration;
 pub mod env;
 pub mod logging;
 pub mod retry;
+pub mod signals;
 pub mod suggest;
 
 #[doc(hidden)]

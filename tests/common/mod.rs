@@ -3,6 +3,7 @@
 
 #[path = "../frames/mod.rs"]
 pub mod frames;
+pub mod omni;
 pub mod peer;
 pub mod proxy;
 pub mod sidecar;

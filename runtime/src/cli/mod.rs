@@ -3,6 +3,7 @@
 //! ```text
 //! <bin> [serve]                  attach to a Spoke hub and serve calls (the default)
 //! <bin> stdio                    serve the stdio sidecar protocol on stdin/stdout
+//! <bin> http [--listen ADDR]     serve Omni's connector contract over HTTP
 //! <bin> describe                 print the manifest and LibreFang's `fields` form as JSON (also: --describe)
 //! <bin> call <action> [JSON|-]   run one action in-process, print its output
 //! <bin> resolve <op> <value>     resolve a search operator's value
@@ -106,6 +107,27 @@ enum Command {
         #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
         max_line_bytes: Option<u64>,
     },
+    /// Serve Omni's connector contract over HTTP, for Omni's connector-manager.
+    ///
+    /// Needs the `http` feature.
+    ///
+    /// Listens on 127.0.0.1:$PORT (or --listen ADDR, e.g. 0.0.0.0:8080 in a
+    /// container). With CONNECTOR_MANAGER_URL and CONNECTOR_HOST_NAME it
+    /// registers with the manager at once and every 30 s, and runs the
+    /// syncs it asks for. Each source's config and credentials configure an
+    /// instance of its own. Also reads SPOKE_HTTP_TOKEN (bearer token every
+    /// route but /health requires), SPOKE_MANAGER_TOKEN, SPOKE_HTTP_MAX_BODY
+    /// (default 16 MiB), SPOKE_HTTP_PUBLIC_URL, SPOKE_HTTP_REGISTER_EVERY,
+    /// SPOKE_HTTP_HEARTBEAT, SPOKE_HTTP_CALLBACK_TIMEOUT, SPOKE_MAX_IN_FLIGHT
+    /// and SPOKE_SHUTDOWN_GRACE. Runs until SIGINT/SIGTERM. Exits 2 on a bad
+    /// setting, an address it cannot bind, or a manifest the manager would
+    /// refuse.
+    #[cfg_attr(not(feature = "http"), command(hide = true))]
+    Http {
+        /// The address to listen on (default 127.0.0.1:$PORT).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Print the connector's manifest (config schema, actions, schemas) and
     /// LibreFang's `fields` form as one JSON object.
     Describe,
@@ -195,7 +217,7 @@ pub fn main() -> ExitCode {
     let serving = !cli.describe
         && matches!(
             cli.command,
-            None | Some(Command::Serve | Command::Stdio { .. })
+            None | Some(Command::Serve | Command::Stdio { .. } | Command::Http { .. })
         );
     crate::logging::init(if serving { "info" } else { "warn" });
     // `stdio` runs on one thread (stdin and stdout have a thread each, plain
@@ -302,14 +324,15 @@ fn transports_compiled_in() -> String {
 }
 
 /// Each transport: its cargo feature, whether it is compiled in, its command.
-const TRANSPORTS: [(&str, bool, &str); 2] = [
+const TRANSPORTS: [(&str, bool, &str); 3] = [
     ("grpc", cfg!(feature = "grpc"), "serve"),
     ("stdio", cfg!(feature = "stdio"), "stdio"),
+    ("http", cfg!(feature = "http"), "http"),
 ];
 
 /// A command whose transport is not compiled in: a usage error naming the
 /// feature to enable.
-#[cfg(any(not(feature = "grpc"), not(feature = "stdio")))]
+#[cfg(any(not(feature = "grpc"), not(feature = "stdio"), not(feature = "http")))]
 fn not_compiled_in(command: &str, feature: &str) -> ExitCode {
     fail(
         EXIT_USAGE,
@@ -402,6 +425,7 @@ async fn run(cli: Cli, registry: Result<Registry, RegistryError>) -> ExitCode {
     match command {
         Command::Serve => serve(ty, source).await,
         Command::Stdio { max_line_bytes } => stdio(ty, source, max_line_bytes).await,
+        Command::Http { listen } => http(ty, listen).await,
         Command::Describe => describe(&ty),
         Command::Actions { all } => actions(&ty, all),
         Command::Sync(args) => sync::sync(ty, source, args).await,
@@ -627,6 +651,26 @@ async fn serve(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
         Err(e @ crate::grpc::serve::ServeError::Refused { .. }) => {
             fail(EXIT_REFUSED, format_args!("{e}"))
         }
+        Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
+    }
+}
+
+/// Serves Omni's connector contract over HTTP.
+#[cfg(not(feature = "http"))]
+async fn http(_: Arc<ConnectorType>, _: Option<std::net::SocketAddr>) -> ExitCode {
+    not_compiled_in("http", "http")
+}
+
+/// Serves Omni's connector contract over HTTP until a signal. Each
+/// source's config comes with its requests; `--config` does not apply.
+#[cfg(feature = "http")]
+async fn http(ty: Arc<ConnectorType>, listen: Option<std::net::SocketAddr>) -> ExitCode {
+    let options = match crate::http::HttpOptions::from_env(listen) {
+        Ok(o) => o,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+    };
+    match crate::http::serve::run(ty, options).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
     }
 }

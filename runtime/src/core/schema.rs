@@ -43,6 +43,20 @@ fn untitled(mut schema: Schema) -> Schema {
     schema
 }
 
+/// Keywords Omni's connector manager rejects at any depth of an action's
+/// input schema, property names included (its `validate_action_schema_keywords`).
+pub const OMNI_FORBIDDEN_KEYWORDS: [&str; 9] = [
+    "$ref",
+    "$defs",
+    "definitions",
+    "dependentRequired",
+    "dependentSchemas",
+    "if",
+    "then",
+    "else",
+    "not",
+];
+
 /// A rule a generated input schema broke, with the JSON pointer where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaViolation {

@@ -46,12 +46,12 @@ use tonic::Streaming;
 use tonic::transport::Endpoint;
 
 use crate::grpc::dispatch::Dispatch;
-use crate::grpc::error_chain;
 use crate::grpc::identity::InstanceKey;
 use crate::grpc::options::AttachOptions;
 use crate::grpc::outbox::Outbox;
 use crate::grpc::syncs::SyncLink;
 use crate::grpc::tls::connect_error;
+use crate::logging::error_chain;
 
 /// The heartbeat interval when Registered says 0.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);

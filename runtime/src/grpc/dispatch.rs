@@ -47,7 +47,7 @@ use tracing::Instrument;
 
 use crate::connector::{ActionOutput, Input};
 use crate::context::{Context, Event, EventKind};
-use crate::error::ActionError;
+use crate::error::{ActionError, ErrorCode};
 use crate::grpc::outbox::Outbox;
 use crate::instance::Instance;
 
@@ -101,7 +101,15 @@ struct Call {
     token: CancellationToken,
     generation: u64,
     action: String,
+    /// The hub cancelled it because its deadline passed.
+    past_deadline: bool,
 }
+
+/// The reason of the hub's Cancel when a call's deadline passed: the hub's
+/// clock reaches the deadline a moment before this connector's does, so
+/// the action sees its token cancelled first; its answer is still
+/// `deadline_exceeded`.
+const DEADLINE_REASON: &str = "deadline exceeded";
 
 #[derive(Debug)]
 struct Queued {
@@ -283,6 +291,7 @@ impl Dispatch {
                         token: token.clone(),
                         generation,
                         action: action.clone(),
+                        past_deadline: false,
                     },
                 );
                 let queued = Queued {
@@ -315,9 +324,10 @@ impl Dispatch {
     /// The hub asked to cancel a call: its token is cancelled. A call still
     /// queued is answered `cancelled` without starting.
     pub(crate) fn cancel(&self, request_id: &str, reason: &str) {
-        match self.lock().calls.get(request_id) {
+        match self.lock().calls.get_mut(request_id) {
             Some(call) => {
                 tracing::debug!(request_id, reason, "cancelling");
+                call.past_deadline = reason == DEADLINE_REASON;
                 call.token.cancel();
             }
             None => tracing::debug!(
@@ -450,6 +460,15 @@ impl Dispatch {
         }
         let Some(call) = state.calls.remove(request_id) else {
             return;
+        };
+        let result = match result {
+            Err(e) if call.past_deadline && e.code() == ErrorCode::Cancelled => {
+                Err(ActionError::deadline_exceeded(format!(
+                    "`{}` did not finish before its deadline",
+                    call.action
+                )))
+            }
+            other => other,
         };
         if call.generation < state.oldest_known {
             tracing::info!(

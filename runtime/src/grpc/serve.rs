@@ -167,7 +167,7 @@ pub enum ServeError {
 /// gracefully. A second signal during the graceful shutdown ends the
 /// process at once with exit code 1.
 pub async fn run(instance: Instance, options: AttachOptions) -> Result<ServeOutcome, ServeError> {
-    let signals = Arc::new(Signals::install());
+    let signals = Arc::new(crate::signals::Signals::install());
     let impatient = Arc::new(std::sync::Mutex::new(None::<AbortOnDrop<()>>));
     let watcher = Arc::clone(&impatient);
     let result = run_until(instance, options, async move {
@@ -419,57 +419,5 @@ struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// SIGINT and SIGTERM, installed at once so that a signal arriving before
-/// anyone waits is not lost (nor kills the process).
-struct Signals {
-    #[cfg(unix)]
-    unix: Option<tokio::sync::Mutex<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>>,
-}
-
-impl Signals {
-    fn install() -> Signals {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            match (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) {
-                (Ok(int), Ok(term)) => Signals {
-                    unix: Some(tokio::sync::Mutex::new((int, term))),
-                },
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(
-                        "cannot listen for SIGINT/SIGTERM ({e}); only Ctrl-C stops `serve`"
-                    );
-                    Signals { unix: None }
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        Signals {}
-    }
-
-    /// Waits for the next signal and names it.
-    async fn next(&self) -> &'static str {
-        #[cfg(unix)]
-        if let Some(signals) = &self.unix {
-            let mut guard = signals.lock().await;
-            let (int, term) = &mut *guard;
-            return tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            };
-        }
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => "Ctrl-C",
-            Err(e) => {
-                tracing::warn!("cannot listen for Ctrl-C ({e})");
-                std::future::pending().await
-            }
-        }
     }
 }

@@ -157,7 +157,7 @@ pub fn hub_endpoint(
         config = config.domain_name(name.clone());
     }
     endpoint.tls_config(config).map_err(|e| {
-        let text = crate::grpc::error_chain(&e);
+        let text = crate::logging::error_chain(&e);
         if text.contains("no native certs") {
             format!(
                 "no trusted root certificates found on this system; set {TLS_CA} to the PEM file of the CA that signs the hub's certificate"
@@ -193,7 +193,7 @@ pub fn connect_error(url: &str, error: &(dyn std::error::Error + 'static)) -> St
     }
     format!(
         "cannot connect to the hub at {url}: {}",
-        crate::grpc::error_chain(error)
+        crate::logging::error_chain(error)
     )
 }
 

@@ -13,19 +13,7 @@ use crate::schema::{check_input_schema, for_each_key};
 /// The longest MCP tool name the common LLM APIs accept.
 pub const MCP_TOOL_NAME_MAX: usize = 64;
 
-/// Keywords Omni's connector manager rejects at any depth of an action's
-/// input schema, property names included (its `validate_action_schema_keywords`).
-pub const OMNI_FORBIDDEN_KEYWORDS: [&str; 9] = [
-    "$ref",
-    "$defs",
-    "definitions",
-    "dependentRequired",
-    "dependentSchemas",
-    "if",
-    "then",
-    "else",
-    "not",
-];
+pub use crate::schema::OMNI_FORBIDDEN_KEYWORDS;
 
 /// Runs every rule Spoke knows over every connector registered in this
 /// binary (the test binary: the connectors of the crate under test):

@@ -28,7 +28,8 @@
 //!   those modes (not a resumed one), the documents the sink holds that the
 //!   run neither emitted nor marked (`ctx.mark_seen`) are emitted as
 //!   deleted. A failed or cancelled run never sweeps;
-//! - **runs one run per (sync, source)** at a time: a second start is
+//! - **runs one run per (sync, source)** at a time (and one realtime run
+//!   beside it, as Omni counts slots): a second start is
 //!   refused with `failed_precondition` naming the running run. A
 //!   cancelled run sees its token cancelled, gets the instance's cancel
 //!   grace, then is dropped, so its slot is free at most the grace after

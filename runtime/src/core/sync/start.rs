@@ -219,14 +219,18 @@ pub struct RunningSync {
     cancel: CancellationToken,
 }
 
-/// The runs of one instance, one per (sync, source).
+/// A run's slot: its sync, its source, and whether it is realtime (a
+/// realtime watch runs beside the full and incremental runs of its source).
+type SlotKey = (String, String, bool);
+
+/// The runs of one instance, one per (sync, source), and one realtime.
 #[derive(Debug, Default)]
 pub(crate) struct SyncSlots {
-    running: Mutex<HashMap<(String, String), RunningSync>>,
+    running: Mutex<HashMap<SlotKey, RunningSync>>,
 }
 
 impl SyncSlots {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), RunningSync>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SlotKey, RunningSync>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -256,7 +260,7 @@ impl SyncSlots {
 /// Frees a slot when its run's task ends, however it ends.
 struct Slot {
     slots: Arc<SyncSlots>,
-    key: (String, String),
+    key: SlotKey,
     run_id: String,
 }
 
@@ -361,7 +365,11 @@ impl Instance {
             is_resume: request.is_resume,
         };
         let slots = Arc::clone(self.sync_slots());
-        let key = (info.sync.clone(), info.source_id.clone());
+        let key = (
+            info.sync.clone(),
+            info.source_id.clone(),
+            mode == SyncMode::Realtime,
+        );
         let cancel = CancellationToken::new();
         {
             let mut running = slots.lock();

@@ -1,0 +1,208 @@
+//! The Omni manifest (`ConnectorManifest`) of a connector, derived from its
+//! Spoke manifest, and the rules Omni's connector-manager applies to action
+//! input schemas before it accepts a registration.
+
+use serde_json::{Value, json};
+
+use crate::manifest::{Manifest, Mode};
+use crate::schema::OMNI_FORBIDDEN_KEYWORDS;
+
+/// The manifest `GET /manifest` answers and `POST /sdk/register` sends:
+/// Omni's `ConnectorManifest`, every field present.
+///
+/// - `sync_modes`: every mode of the connector's syncs, in the order
+///   full, incremental, realtime (empty when it has none);
+/// - `source_types`: the `source_type`s its syncs declare; every action
+///   lists them all (Omni refuses an action whose list is empty);
+/// - `read_only`: true when no action writes;
+/// - actions: name, description, input schema, mode, `admin_only`,
+///   `hidden`; search operators: operator, attribute key, value type.
+///
+/// ```
+/// use spoke::http::omni_manifest;
+/// # let manifest: spoke::Manifest = serde_json::from_value(serde_json::json!({
+/// #     "spoke": 1, "name": "echo", "version": "1.0.0", "display_name": "Echo",
+/// #     "description": "Echoes.", "config": {}, "actions": [], "search_operators": [],
+/// #     "capabilities": []})).unwrap();
+/// let omni = omni_manifest(&manifest, "http://echo:8080");
+/// assert_eq!(omni["connector_id"], "echo");
+/// assert_eq!(omni["connector_url"], "http://echo:8080");
+/// ```
+pub fn omni_manifest(manifest: &Manifest, connector_url: &str) -> Value {
+    let mut sync_modes: Vec<crate::sync::SyncMode> = manifest
+        .syncs
+        .iter()
+        .flat_map(|s| s.modes.iter().copied())
+        .collect();
+    sync_modes.sort();
+    sync_modes.dedup();
+    let source_types = source_types(manifest);
+    let actions: Vec<Value> = manifest
+        .actions
+        .iter()
+        .map(|a| {
+            json!({
+                "name": a.name,
+                "description": a.description,
+                "input_schema": a.input_schema,
+                "mode": a.mode.as_str(),
+                "required_scopes": null,
+                "source_types": source_types,
+                "admin_only": a.admin_only,
+                "hidden": a.hidden,
+            })
+        })
+        .collect();
+    let operators: Vec<Value> = manifest
+        .search_operators
+        .iter()
+        .map(|o| {
+            json!({
+                "operator": o.operator,
+                "attribute_key": o.attribute_key,
+                "value_type": o.value_type.as_str(),
+            })
+        })
+        .collect();
+    json!({
+        "name": manifest.name,
+        "display_name": manifest.display_name,
+        "version": manifest.version,
+        "sync_modes": sync_modes,
+        "connector_id": manifest.name,
+        "connector_url": connector_url,
+        "integration_type": "connector",
+        "source_types": source_types,
+        "description": manifest.description,
+        "actions": actions,
+        "search_operators": operators,
+        "read_only": manifest.actions.iter().all(|a| a.mode == Mode::Read),
+        "extra_schema": null,
+        "attributes_schema": null,
+        "mcp_enabled": false,
+        "mcp_catalog_loaded": false,
+        "resources": [],
+        "prompts": [],
+        "skills": [],
+        "oauth": null,
+    })
+}
+
+/// The source types a connector serves: those its syncs declare, in order,
+/// each once.
+pub fn source_types(manifest: &Manifest) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    for sync in &manifest.syncs {
+        if let Some(t) = &sync.source_type
+            && !types.contains(t)
+        {
+            types.push(t.clone());
+        }
+    }
+    types
+}
+
+/// What Omni's connector-manager would refuse in the input schema of action
+/// `action` of connector `connector` (its `validate_action_input_schema`),
+/// each in the manager's words: a JSON object, no top-level `anyOf`,
+/// `oneOf` or `allOf`, a top-level `type` (if any) of `"object"`, and none
+/// of `$ref`, `$defs`, `definitions`, `dependentRequired`,
+/// `dependentSchemas`, `if`, `then`, `else`, `not` as a key at any depth
+/// (so no parameter may have one of those names either). One refused
+/// schema makes the manager refuse the whole registration, so `<bin> http`
+/// checks every action before it starts.
+///
+/// ```
+/// use serde_json::json;
+/// use spoke::http::omni_schema_problems;
+/// assert!(omni_schema_problems("c", "a", &json!({"type": "object"})).is_empty());
+/// let problems = omni_schema_problems("c", "a", &json!({"type": "object", "properties": {"not": {}}}));
+/// assert_eq!(problems, ["c.a input_schema.properties.not is not supported"]);
+/// ```
+pub fn omni_schema_problems(connector: &str, action: &str, schema: &Value) -> Vec<String> {
+    let at = format!("{connector}.{action} input_schema");
+    let Some(object) = schema.as_object() else {
+        return vec![format!("{at} must be a JSON object")];
+    };
+    let mut problems = Vec::new();
+    for keyword in ["anyOf", "oneOf", "allOf"] {
+        if object.contains_key(keyword) {
+            problems.push(format!("{at}.{keyword} is not supported at the top level"));
+        }
+    }
+    if let Some(t) = object.get("type")
+        && t != "object"
+    {
+        problems.push(format!("{at}.type must be \"object\""));
+    }
+    walk(schema, &mut at.clone(), &mut problems);
+    problems
+}
+
+fn walk(value: &Value, path: &mut String, problems: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let len = path.len();
+                path.push('.');
+                path.push_str(key);
+                if OMNI_FORBIDDEN_KEYWORDS.contains(&key.as_str()) {
+                    problems.push(format!("{path} is not supported"));
+                }
+                walk(child, path, problems);
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                walk(child, path, problems);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every problem [`omni_schema_problems`] finds in the connector's actions.
+pub fn manifest_schema_problems(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .actions
+        .iter()
+        .flat_map(|a| omni_schema_problems(&manifest.name, &a.name, &a.input_schema))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_managers_rules_report_every_problem_with_its_path() {
+        let schema = json!({
+            "type": "array",
+            "oneOf": [{"if": {}}],
+            "properties": {"a": {"items": [{"$ref": "#"}]}},
+        });
+        let problems = omni_schema_problems("c", "a", &schema);
+        assert_eq!(
+            problems,
+            [
+                "c.a input_schema.oneOf is not supported at the top level",
+                "c.a input_schema.type must be \"object\"",
+                "c.a input_schema.oneOf[0].if is not supported",
+                "c.a input_schema.properties.a.items[0].$ref is not supported",
+            ]
+        );
+        assert_eq!(
+            omni_schema_problems("c", "a", &json!(true)),
+            ["c.a input_schema must be a JSON object"]
+        );
+        // Omni accepts an empty schema and nested anyOf.
+        assert!(omni_schema_problems("c", "a", &json!({})).is_empty());
+        let nested =
+            json!({"properties": {"x": {"anyOf": [{"type": "string"}, {"type": "null"}]}}});
+        assert!(omni_schema_problems("c", "a", &nested).is_empty());
+    }
+}
