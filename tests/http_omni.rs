@@ -222,12 +222,23 @@ async fn a_sync_that_stores_no_checkpoint_keeps_the_sources_on_complete() {
 async fn cancel_frees_the_slot_even_for_a_sync_that_ignores_it() {
     let manager = Manager::start().await;
     manager.add_source("s1", "stuck", json!({}), None);
-    let connector = Connector::start("faults", Some(&manager), &[]).await;
+    let connector = Connector::start(
+        "faults",
+        Some(&manager),
+        &[("SPOKE_HTTP_HEARTBEAT", "100ms")],
+    )
+    .await;
     let (status, _) = connector.sync(&manager, "r1", "s1", "full").await;
     assert_eq!(status, 200);
     manager
         .wait(Duration::from_secs(10), "three documents", |m| {
             m.events("r1").len() == 3
+        })
+        .await;
+    // A live run heartbeats while it waits.
+    manager
+        .wait(Duration::from_secs(10), "heartbeats", |m| {
+            m.calls_to("POST /sdk/sync/r1/heartbeat").len() >= 2
         })
         .await;
     // The same run again (the manager's retry) is started, another is busy.
@@ -458,6 +469,17 @@ async fn each_source_gets_its_own_instance_and_every_config_problem_at_once() {
     ] {
         assert!(message.contains(needle), "{needle}: {message}");
     }
+    // An action that names no source uses the process's own config: none here.
+    let (status, body) = connector
+        .post("/action", json!({"action": "list", "params": {}}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("names no source"), "{error}");
+    assert!(
+        error.contains("`root` (env FILES_ROOT): required"),
+        "{error}"
+    );
     // No sync without a known source.
     let (status, body) = connector.sync(&manager, "r2", "ghost", "full").await;
     assert_eq!(status, 404, "{body}");
@@ -531,4 +553,38 @@ fn missing_variables_are_a_clear_start_up_error() {
     let out = common::run(common::example("echo").args(["http"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(common::stderr(&out).contains("PORT: not set"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_registration_is_logged_once_and_tried_again_until_it_is_taken() {
+    let manager = Manager::start().await;
+    manager.fail_next(
+        "POST /sdk/register",
+        &[Fault::Status(500), Fault::Status(503), Fault::Busy(0)],
+    );
+    let connector = Connector::start(
+        "echo",
+        Some(&manager),
+        &[("SPOKE_HTTP_REGISTER_EVERY", "100ms")],
+    )
+    .await;
+    manager
+        .wait(Duration::from_secs(10), "a registration taken", |m| {
+            !m.registrations().is_empty()
+        })
+        .await;
+    assert!(manager.calls_to("POST /sdk/register").len() >= 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = connector.log();
+    assert_eq!(
+        log.matches("registering with the connector-manager failed")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("registered with the connector-manager").count(),
+        1,
+        "{log}"
+    );
 }

@@ -232,21 +232,7 @@ impl HubProcess {
 impl HubProcess {
     /// CPU time the hub has used (user + system), in microseconds.
     fn cpu_us(&self) -> f64 {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/stat: {e}"));
-        // The fields after the command name, which is in parentheses.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        // utime and stime are fields 14 and 15 of the whole line.
-        let ticks: f64 =
-            fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        ticks / per_second * 1e6
+        crate::stats::cpu_us(&self.child.id().to_string())
     }
 }
 

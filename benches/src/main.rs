@@ -8,7 +8,8 @@
 //!
 //! Paths (see BENCHMARKS.md): 1 dispatch over the Attach stream, 2 end to
 //! end through the hub, 3 stdio, 4 in-process call, 5 cold start, 6 hub
-//! scale, 7 compile cost and transport features, 8 sync throughput.
+//! scale, 7 compile cost and transport features, 8 sync throughput, 9 HTTP
+//! `POST /action`.
 
 mod attach_dispatch;
 mod baseline;
@@ -18,6 +19,7 @@ mod compile_cost;
 mod driver;
 mod echo;
 mod end_to_end;
+mod http_action;
 mod hub_scale;
 mod in_process;
 mod listen;
@@ -66,7 +68,7 @@ fn main() -> ExitCode {
         quick: false,
         rounds: 7,
     };
-    let mut only: BTreeSet<u32> = (1..=8).collect();
+    let mut only: BTreeSet<u32> = (1..=9).collect();
     let mut json: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -86,10 +88,10 @@ fn main() -> ExitCode {
                 let parsed: Result<BTreeSet<u32>, _> =
                     list.split(',').map(|p| p.trim().parse::<u32>()).collect();
                 match parsed {
-                    Ok(set) if !set.is_empty() && set.iter().all(|p| (1..=8).contains(p)) => {
+                    Ok(set) if !set.is_empty() && set.iter().all(|p| (1..=9).contains(p)) => {
                         only = set;
                     }
-                    _ => return usage(&format!("--only {list}: paths are numbers from 1 to 8")),
+                    _ => return usage(&format!("--only {list}: paths are numbers from 1 to 9")),
                 }
             }
             "--json" => match args.next() {
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
                     transport_features::run(&opts, &mut report).await;
                 }
                 8 => sync_throughput::run(&opts, &mut report).await,
+                9 => http_action::run(&opts, &mut report).await,
                 _ => eprintln!("path {path}: not built yet"),
             }
         }

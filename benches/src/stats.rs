@@ -50,6 +50,25 @@ pub fn median_of(runs: &[Run], figure: impl Fn(&Run) -> f64) -> f64 {
     median(&runs.iter().map(figure).collect::<Vec<_>>())
 }
 
+/// CPU time process `pid` has used (user + system), in microseconds, from
+/// `/proc/<pid>/stat` (clock-tick resolution).
+pub fn cpu_us(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/stat: {e}"));
+    // The fields after the command name, which is in parentheses; utime
+    // and stime are fields 14 and 15 of the whole line.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / per_second * 1e6
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

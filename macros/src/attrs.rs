@@ -72,6 +72,7 @@ pub struct ConnectorArgs {
     pub version: Option<LitStr>,
     pub display_name: Option<LitStr>,
     pub description: Option<LitStr>,
+    pub source_types: Option<LitStr>,
     pub init: Option<PathArg>,
     #[darling(rename = "crate")]
     pub krate: Option<PathArg>,

@@ -21,6 +21,8 @@ pub struct ConnectorStruct {
     pub version: Option<LitStr>,
     pub display_name: String,
     pub description: String,
+    /// The kinds of source it serves (`source_types = "jira, confluence"`).
+    pub source_types: Vec<String>,
     pub init: Option<syn::Path>,
     pub fields: Vec<Field>,
 }
@@ -170,6 +172,10 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> syn::Result<ConnectorStruc
         .display_name
         .map(|d| d.value())
         .unwrap_or_else(|| names::display_name(&name));
+    let source_types = match &args.source_types {
+        Some(lit) => crate::sync::parse_source_types(&mut errors, lit),
+        None => Vec::new(),
+    };
     errors.finish_with(ConnectorStruct {
         ident: item.ident.clone(),
         vis: item.vis.clone(),
@@ -178,6 +184,7 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> syn::Result<ConnectorStruc
         version: args.version,
         display_name,
         description,
+        source_types,
         init: args.init.map(|p| p.0),
         fields,
     })
@@ -301,6 +308,7 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
         None => quote!(::core::env!("CARGO_PKG_VERSION")),
     };
     let (display_name, description) = (&model.display_name, &model.description);
+    let source_types = &model.source_types;
     let config_ident = format_ident!("{}Config", ident);
 
     // The dispatch traits, once for the block: the schema, parse, default
@@ -477,6 +485,7 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
                     version: #version,
                     display_name: #display_name,
                     description: #description,
+                    source_types: &[#(#source_types),*],
                     config_fields: __SPOKE_FIELDS,
                     build: #p::build::<#ident>,
                     check_config: #p::check_config::<#ident>,
@@ -569,7 +578,7 @@ pub fn fallback_impl(ident: &Ident, generics: &syn::Generics, args: TokenStream)
         impl #impl_generics #p::Connector for #ident #ty_generics #where_clause {
             const NAME: &'static str = "invalid";
             const REGISTRATION: #p::ConnectorRegistration = #p::ConnectorRegistration {
-                name: "invalid", version: "", display_name: "", description: "", config_fields: &[],
+                name: "invalid", version: "", display_name: "", description: "", source_types: &[], config_fields: &[],
                 build: #p::build::<Self>, check_config: #p::check_config::<Self>, location: "",
             };
             type Config = ();

@@ -58,6 +58,10 @@ mod snapshot_tests;
 /// - `display_name = "Files"`: a human-friendly name. Default: the name in
 ///   Title Case (`my-files` is `My Files`).
 /// - `description = "..."`: what it does. Default: the struct's doc comment.
+/// - `source_types = "jira, confluence"`: the kinds of source it serves
+///   (each `[a-z][a-z0-9_]*`, as Omni names them): Omni routes a source to
+///   the connector that lists its type, and an action lists them all. The
+///   manifest adds the `source_type`s of its syncs. Default: none.
 /// - `init = Self::init`: an async hook run once, after the config is loaded;
 ///   default: none. Either `async fn init(&mut self) -> Result<(), E>` (the
 ///   state fields start from `Default` first) or

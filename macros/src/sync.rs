@@ -109,15 +109,7 @@ pub fn parse(
     };
     let source_type = args.source_type.as_ref().map(|lit| {
         let value = lit.value();
-        if !is_valid_source_type(&value) {
-            errors.spanned(
-                lit,
-                format!(
-                    "invalid source type `{value}`: a source type is `[a-z][a-z0-9_]*`, like `file_system` or `jira`; try `{}`",
-                    suggest_source_type(&value)
-                ),
-            );
-        }
+        check_source_type(errors, lit, &value);
         value
     });
     let version = match &args.version {
@@ -378,6 +370,43 @@ fn parse_modes(errors: &mut Errors, lit: &LitStr) -> Vec<Mode> {
         modes.push(Mode::Full);
     }
     modes
+}
+
+/// Reports `value` (written at `lit`) unless it is a valid source type.
+fn check_source_type(errors: &mut Errors, lit: &LitStr, value: &str) {
+    if !is_valid_source_type(value) {
+        errors.spanned(
+            lit,
+            format!(
+                "invalid source type `{value}`: a source type is `[a-z][a-z0-9_]*`, like `file_system` or `jira`; try `{}`",
+                suggest_source_type(value)
+            ),
+        );
+    }
+}
+
+/// `"jira, confluence"`: comma-separated source types, each valid, none
+/// twice, at least one.
+pub fn parse_source_types(errors: &mut Errors, lit: &LitStr) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    for part in lit.value().split(',').map(str::trim) {
+        if part.is_empty() {
+            continue;
+        }
+        check_source_type(errors, lit, part);
+        if types.iter().any(|t| t == part) {
+            errors.spanned(lit, format!("source type `{part}` is listed twice"));
+        } else {
+            types.push(part.to_owned());
+        }
+    }
+    if types.is_empty() {
+        errors.spanned(
+            lit,
+            "list at least one source type, e.g. `source_types = \"jira, confluence\"`",
+        );
+    }
+    types
 }
 
 /// Whether `name` matches `[a-z][a-z0-9_]*`.

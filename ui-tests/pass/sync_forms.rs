@@ -13,7 +13,7 @@ struct Cursor {
 }
 
 /// Serves a directory tree.
-#[connector(name = "files")]
+#[connector(name = "files", source_types = "local_files, file_system")]
 pub struct Files {}
 
 #[derive(Debug)]
@@ -121,6 +121,8 @@ fn main() {
     let manifest = files.manifest();
     let names: Vec<&str> = manifest.syncs.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["files", "platform", "tags", "watch"]);
+    // The connector's source types, then its syncs', each once.
+    assert_eq!(manifest.source_types, ["local_files", "file_system"]);
     let def = files.sync("files").unwrap();
     assert_eq!(def.modes, [SyncMode::Full, SyncMode::Incremental]);
     assert_eq!(def.source_type, Some("file_system"));

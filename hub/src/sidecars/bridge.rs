@@ -690,6 +690,7 @@ pub(crate) fn manifest_of(params: &Value, sidecar: &str) -> Result<String, Strin
         name,
         version: text("version").unwrap_or_else(|| "0.0.0".to_owned()),
         description: String::new(),
+        source_types: Vec::new(),
         config: json!({"type": "object"}),
         actions,
         search_operators: Vec::new(),

@@ -194,6 +194,9 @@ pub struct ConnectorRegistration {
     pub display_name: &'static str,
     /// What it does.
     pub description: &'static str,
+    /// The kinds of source it serves (`#[connector(source_types = "...")]`):
+    /// Omni routes a source to the connector that lists its type.
+    pub source_types: &'static [&'static str],
     /// Its config fields, in declaration order.
     pub config_fields: &'static [ConfigFieldDef],
     /// Builds it from config.

@@ -50,7 +50,8 @@ impl ValueType {
 }
 
 /// A connector's manifest, serialised as
-/// `{ "spoke": 1, "name", "version", "display_name", "description", "config",
+/// `{ "spoke": 1, "name", "version", "display_name", "description",
+/// "source_types" (when there are any), "config",
 /// "actions", "search_operators", "syncs" (when there are any), "capabilities" }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -64,6 +65,11 @@ pub struct Manifest {
     pub display_name: String,
     /// What the connector does.
     pub description: String,
+    /// The kinds of source it serves: those it declares
+    /// (`#[connector(source_types = "...")]`), then those its syncs declare,
+    /// each once (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_types: Vec<String>,
     /// JSON Schema (draft 2020-12) of the configuration.
     pub config: Value,
     /// The actions, sorted by name.

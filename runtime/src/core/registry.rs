@@ -469,12 +469,21 @@ impl ConnectorType {
             capabilities.push("producers");
         }
         capabilities.sort_unstable();
+        // The connector's own, then those of its syncs, each once.
+        let mut source_types: Vec<String> = Vec::new();
+        let declared = r.source_types.iter().copied();
+        for t in declared.chain(self.syncs.iter().filter_map(|s| s.source_type)) {
+            if !source_types.iter().any(|known| known == t) {
+                source_types.push(t.to_owned());
+            }
+        }
         Manifest {
             spoke: MANIFEST_VERSION,
             name: r.name.into(),
             version: r.version.into(),
             display_name: r.display_name.into(),
             description: r.description.into(),
+            source_types,
             config: config_schema(r.config_fields),
             actions,
             search_operators,

@@ -12,8 +12,9 @@ use crate::schema::OMNI_FORBIDDEN_KEYWORDS;
 ///
 /// - `sync_modes`: every mode of the connector's syncs, in the order
 ///   full, incremental, realtime (empty when it has none);
-/// - `source_types`: the `source_type`s its syncs declare; every action
-///   lists them all (Omni refuses an action whose list is empty);
+/// - `source_types`: the manifest's (the connector's, then its syncs');
+///   every action lists them all (Omni refuses an action whose list is
+///   empty);
 /// - `read_only`: true when no action writes;
 /// - actions: name, description, input schema, mode, `admin_only`,
 ///   `hidden`; search operators: operator, attribute key, value type.
@@ -36,7 +37,7 @@ pub fn omni_manifest(manifest: &Manifest, connector_url: &str) -> Value {
         .collect();
     sync_modes.sort();
     sync_modes.dedup();
-    let source_types = source_types(manifest);
+    let source_types = &manifest.source_types;
     let actions: Vec<Value> = manifest
         .actions
         .iter()
@@ -86,20 +87,6 @@ pub fn omni_manifest(manifest: &Manifest, connector_url: &str) -> Value {
         "skills": [],
         "oauth": null,
     })
-}
-
-/// The source types a connector serves: those its syncs declare, in order,
-/// each once.
-pub fn source_types(manifest: &Manifest) -> Vec<String> {
-    let mut types: Vec<String> = Vec::new();
-    for sync in &manifest.syncs {
-        if let Some(t) = &sync.source_type
-            && !types.contains(t)
-        {
-            types.push(t.clone());
-        }
-    }
-    types
 }
 
 /// What Omni's connector-manager would refuse in the input schema of action

@@ -108,7 +108,7 @@ impl Sources {
                 Instance::start(Arc::clone(&self.ty), config)
                     .await
                     .map_err(|e| {
-                        start_error("this call names no source, and the connector's own config (from its environment)", &e, &secrets)
+                        start_error("this call names no source, so it runs on the connector's own config, from its environment", &e, &secrets)
                     })
             })
             .await

@@ -3,8 +3,8 @@
 //! everywhere.
 //!
 //! Each transport is a [`Leg`]: how to run one call through it and read
-//! back the answer as a [`Answer`]. A transport that lands (hub, HTTP,
-//! NATS, MCP) adds its leg to [`legs`] with the `--help` name it is listed
+//! back the answer as a [`Answer`]. A transport that lands (NATS, MCP)
+//! adds its leg to [`legs`] with the `--help` name it is listed
 //! under, and every connector's conformance test covers it from then on.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,6 +60,12 @@ pub trait Leg {
     /// Runs `case` and reads the answer; `Err` when the transport itself
     /// failed (no answer, a malformed one, the process died).
     fn answer(&self, run: &Conformance, case: &Case) -> Result<Answer, String>;
+    /// Whether the transport carries `case` at all (Omni's HTTP contract
+    /// has no route to resolve a search operator). Default: every case.
+    fn carries(&self, case: &Case) -> bool {
+        let _ = case;
+        true
+    }
 }
 
 /// The binary's own `call` and `resolve` commands.
@@ -113,6 +119,99 @@ impl Leg for StdioLeg {
                 "a result frame with neither output nor error: {result}"
             )),
         }
+    }
+}
+
+/// Omni's HTTP contract: for each call, the binary's `http` on a free
+/// loopback port, sent `POST /action` (search operators are declarative
+/// there: it carries no resolution).
+struct HttpLeg;
+
+impl Leg for HttpLeg {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn carries(&self, case: &Case) -> bool {
+        matches!(case, Case::Action { .. })
+    }
+
+    fn answer(&self, run: &Conformance, case: &Case) -> Result<Answer, String> {
+        let Case::Action { action, input } = case else {
+            return Err("HTTP carries no search operator resolution".into());
+        };
+        let mut command = run.command();
+        command
+            .args(["http", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "spoke::http=info,warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", display(&run.binary)))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take();
+        std::thread::spawn(move || {
+            let mut log = String::new();
+            let mut sent = false;
+            for line in BufReader::new(stderr?).lines().map_while(Result::ok) {
+                let addr = line
+                    .split("listening on http://")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next());
+                if let (false, Some(addr)) = (sent, addr) {
+                    sent = tx.send(Ok(addr.to_owned())).is_ok();
+                } else if !sent {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+            if !sent {
+                let _ = tx.send(Err(log));
+            }
+            Some(())
+        });
+        let answer = match rx.recv_timeout(run.timeout) {
+            Ok(Ok(addr)) => {
+                let body = json!({"action": action, "params": input}).to_string();
+                post_action(&addr, &body, run.timeout)
+            }
+            Ok(Err(log)) => Err(format!("`http` did not listen: {log}")),
+            Err(_) => Err(format!("`http` did not listen within {:?}", run.timeout)),
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        answer
+    }
+}
+
+/// `POST /action` to `addr` over one HTTP/1.1 connection; the answer's
+/// `result`, or the code of its error.
+fn post_action(addr: &str, body: &str, timeout: Duration) -> Result<Answer, String> {
+    let mut stream =
+        std::net::TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let request = format!(
+        "POST /action HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("sending the request: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    let (head, text) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("not an HTTP answer: {response}"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    let answer: Value =
+        serde_json::from_str(text).map_err(|e| format!("the body is not JSON ({e}): {text}"))?;
+    match (status, answer["details"]["code"].as_str()) {
+        ("200", _) => Ok(Answer::Output(answer["result"].clone())),
+        (_, Some(code)) => Ok(Answer::Error(code.to_owned())),
+        _ => Err(format!("HTTP {status} without an error code: {answer}")),
     }
 }
 
@@ -312,6 +411,7 @@ pub fn legs() -> Vec<(Option<&'static str>, Box<dyn Leg>)> {
     vec![
         (None, Box::new(InProcess)),
         (Some("stdio"), Box::new(StdioLeg)),
+        (Some("http"), Box::new(HttpLeg)),
     ]
 }
 
@@ -333,7 +433,7 @@ pub fn legs() -> Vec<(Option<&'static str>, Box<dyn Leg>)> {
 ///     .hub("target/debug/spoke") // optional: through the Spoke hub too
 ///     .run()
 ///     .unwrap();
-/// assert_eq!(report.transports, ["in-process", "stdio", "hub"]);
+/// assert_eq!(report.transports, ["in-process", "stdio", "http", "hub"]);
 /// ```
 pub struct Conformance {
     binary: PathBuf,
@@ -470,7 +570,7 @@ impl Conformance {
         let mut problems = Vec::new();
         for case in &self.cases {
             let mut seen: Vec<(&'static str, Answer)> = Vec::new();
-            for leg in &legs {
+            for leg in legs.iter().filter(|leg| leg.carries(case)) {
                 match leg.answer(self, case) {
                     Ok(answer) => seen.push((leg.name(), answer)),
                     Err(why) => problems.push(format!("`{case}` through {}: {why}", leg.name())),

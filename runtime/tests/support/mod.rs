@@ -507,6 +507,7 @@ static PROBE: ConnectorRegistration = ConnectorRegistration {
     version: "1.2.3",
     display_name: "Probe",
     description: "Reports what serve made it see.",
+    source_types: &[],
     config_fields: &[],
     build,
     check_config: check,

@@ -212,6 +212,7 @@ static WALKER: ConnectorRegistration = ConnectorRegistration {
     version: "1.0.0",
     display_name: "Walker",
     description: "Walks things.",
+    source_types: &[],
     config_fields: &[],
     build,
     check_config: check,
