@@ -51,6 +51,26 @@ struct FilesCursor {
     newest: Option<Timestamp>,
 }
 
+/// What the `files` sync puts in a document's attributes: the values the
+/// `ext` and `modified_after` search operators filter on.
+#[derive(Serialize, JsonSchema)]
+struct FileAttributes {
+    /// Its extension without the dot (`rs`), lower-cased, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extension: Option<String>,
+    /// When it last changed, RFC 3339 in UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    modified: Option<String>,
+}
+
+/// What the `files` sync keeps in a document's `metadata.extra`.
+#[derive(Serialize, JsonSchema)]
+struct FileExtra {
+    /// The directory that holds it, relative to the root (`.` for the root).
+    directory: String,
+}
+
 /// Entries per `list` page when the caller does not say.
 const DEFAULT_LIMIT: usize = 100;
 /// The most entries one `list` page may hold.
@@ -408,7 +428,9 @@ impl Files {
         // Both modes walk every file (an unchanged one is marked seen).
         sweep = "full, incremental",
         error_budget = "10%",
-        source_type = "file_system"
+        source_type = "file_system",
+        attributes = FileAttributes,
+        extra = FileExtra
     )]
     async fn files(&self, ctx: &SyncContext<FilesCursor>) -> Result<(), ActionError> {
         let last = ctx.last_checkpoint().cloned().unwrap_or_default();
@@ -481,14 +503,27 @@ impl Files {
             .map_err(|e| e.message().to_owned())?;
         let bytes = fs::read(&file.abs).map_err(|e| format!("cannot read `{path}`: {e}"))?;
         let size = bytes.len() as u64;
+        let modified = meta.modified().ok();
+        let attributes = FileAttributes {
+            extension: Path::new(path)
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase()),
+            modified: modified.map(format_rfc3339),
+        };
+        let extra = FileExtra {
+            directory: path.rsplit_once('/').map_or(".", |(dir, _)| dir).to_owned(),
+        };
         let document = Document::new(path)
             .title(file_name(path))
             .path(path)
             .size(size)
-            .permissions(Permissions::public());
-        let document = match meta.modified() {
-            Ok(modified) => document.updated_at(modified),
-            Err(_) => document,
+            .permissions(Permissions::public())
+            .attributes_from(&attributes)
+            .and_then(|d| d.extra_from(&extra))
+            .map_err(|e| e.message().to_owned())?;
+        let document = match modified {
+            Some(modified) => document.updated_at(modified),
+            None => document,
         };
         Ok(match String::from_utf8(bytes) {
             Ok(text) if size <= self.max_bytes => document.text(text).mime_type("text/plain"),

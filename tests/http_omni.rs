@@ -47,6 +47,15 @@ async fn it_registers_at_once_and_again_with_a_manifest_the_manager_accepts() {
     assert_eq!(registered["sync_modes"], json!(["full", "incremental"]));
     assert_eq!(registered["source_types"], json!(["file_system"]));
     assert_eq!(registered["read_only"], false);
+    // The document field types the `files` sync declares.
+    assert_eq!(
+        registered["attributes_schema"]["properties"]["modified"]["format"],
+        "date-time"
+    );
+    assert_eq!(
+        registered["extra_schema"]["properties"]["directory"]["type"],
+        "string"
+    );
     for action in registered["actions"].as_array().unwrap() {
         assert_eq!(action["source_types"], json!(["file_system"]), "{action}");
         assert!(["read", "write"].contains(&action["mode"].as_str().unwrap()));
@@ -112,6 +121,15 @@ async fn a_full_sync_then_an_incremental_one_from_the_stored_checkpoint() {
     let first = &events[0];
     assert_eq!(first["document_id"], "f000.txt");
     assert_eq!(first["metadata"]["size"], "6");
+    // What the search operators filter on, in the declared shape.
+    assert_eq!(first["attributes"]["extension"], "txt");
+    assert!(
+        first["attributes"]["modified"]
+            .as_str()
+            .is_some_and(|m| m.ends_with('Z')),
+        "{first}"
+    );
+    assert_eq!(first["metadata"]["extra"]["directory"], ".");
     assert_eq!(
         first["permissions"],
         json!({"public": true, "users": [], "groups": []})

@@ -30,6 +30,33 @@ impl FromMeta for PathArg {
     }
 }
 
+/// A type: `Ticket`, `crate::Ticket`, or any type as a string,
+/// `"BTreeMap<String, String>"`.
+#[derive(Debug, Clone)]
+pub struct TypeArg(pub syn::Type);
+
+impl FromMeta for TypeArg {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match expr {
+            Expr::Path(p) => Ok(TypeArg(syn::Type::Path(syn::TypePath {
+                qself: p.qself.clone(),
+                path: p.path.clone(),
+            }))),
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Str(s), ..
+            }) => s
+                .parse()
+                .map(TypeArg)
+                .map_err(|e| Error::custom(e).with_span(s)),
+            Expr::Group(g) => Self::from_expr(&g.expr),
+            other => Err(Error::custom(
+                "expected a type, e.g. `extra = TicketFields`; write a generic type as a string: `extra = \"BTreeMap<String, String>\"`",
+            )
+            .with_span(other)),
+        }
+    }
+}
+
 /// A value taken verbatim, for a parser that checks it itself (darling's
 /// own `Expr` would parse the text of a string literal as an expression).
 #[derive(Debug, Clone)]
@@ -148,6 +175,10 @@ pub struct SyncArgs {
     /// `"5%"` or a fraction `0.05`.
     pub error_budget: Option<RawExpr>,
     pub sweep: Option<SweepArg>,
+    /// The type of its documents' `metadata.extra`.
+    pub extra: Option<TypeArg>,
+    /// The type of its documents' `attributes`.
+    pub attributes: Option<TypeArg>,
 }
 
 /// `sweep` (the full mode) or `sweep = "full, incremental"`.

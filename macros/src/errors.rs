@@ -90,6 +90,19 @@ pub fn messages<T>(result: syn::Result<T>) -> Vec<String> {
 /// darling speaks of "fields"; in `#[config_field(envv = "X")]`, which sits
 /// on a field, that misleads. Ours are an attribute's arguments.
 fn reword(message: String) -> String {
+    // darling appends where in the arguments an error arose (` at extra`);
+    // the span already shows it.
+    let message = match message.rsplit_once(" at ") {
+        Some((text, location))
+            if !location.is_empty()
+                && location
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/') =>
+        {
+            text.to_owned()
+        }
+        _ => message,
+    };
     if let Some(rest) = message.strip_prefix("Unknown field: ") {
         format!(
             "unknown argument {}",
@@ -127,5 +140,7 @@ mod tests {
             "duplicate argument `name`: give it once"
         );
         assert_eq!(reword("other".into()), "other");
+        assert_eq!(reword("expected a type at extra".into()), "expected a type");
+        assert_eq!(reword("look at `it`".into()), "look at `it`");
     }
 }

@@ -526,6 +526,12 @@ pub fn producer(_args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `sweep`: at the end of a complete full run, documents the host holds
 ///   that the run neither emitted nor marked seen are reported deleted.
 ///   Default: off.
+/// - `extra = Fields` / `attributes = Fields`: the types of its documents'
+///   `metadata.extra` and `attributes` (`Serialize + JsonSchema`, serializing
+///   as an object; a generic type as a string, `"BTreeMap<String, u64>"`).
+///   Their schemas go in the manifest (Omni's `extra_schema` and
+///   `attributes_schema`); fill documents with `Document::extra_from(&v)` /
+///   `attributes_from(&v)`. Default: none.
 ///
 /// # Example
 ///

@@ -74,6 +74,10 @@ pub struct SyncFn {
     /// The checkpoint type as written in `&SyncContext<C>`; `None` for
     /// `&SyncContext` (`()`).
     pub checkpoint: Option<Type>,
+    /// The type of its documents' `metadata.extra`, when declared.
+    pub extra: Option<Type>,
+    /// The type of its documents' `attributes`, when declared.
+    pub attributes: Option<Type>,
     /// The return type as written; `None` when omitted (`()`).
     pub output: Option<Type>,
 }
@@ -246,6 +250,8 @@ pub fn parse(
             .cloned()
             .collect(),
         checkpoint,
+        extra: args.extra.map(|t| t.0),
+        attributes: args.attributes.map(|t| t.0),
         output,
     })
 }
@@ -566,8 +572,8 @@ pub fn block_imports(krate: &syn::Path) -> TokenStream {
     quote! {
         #[allow(unused_imports)]
         use #krate::__private::{
-            ProbeCheckpoint as _, ProbeCheckpointFallback as _, ProbeSync as _,
-            ProbeSyncFallback as _,
+            ProbeCheckpoint as _, ProbeCheckpointFallback as _, ProbeDocumentFields as _,
+            ProbeDocumentFieldsFallback as _, ProbeSync as _, ProbeSyncFallback as _,
         };
     }
 }
@@ -625,6 +631,25 @@ impl SyncFn {
             }
         });
         let checkpoint = checkpoint.map_or_else(|| quote!(()), |ty| quote!(#ty));
+        // The document field types: checked at the user's type, and their
+        // schemas taken through the probe (no second error when a check fails).
+        let mut fields_checks = Vec::new();
+        let mut fields_schema = |ty: &Option<Type>| match ty {
+            None => quote!(::core::option::Option::None),
+            Some(ty) => {
+                let mut ty = ty.clone();
+                ReplaceSelf(self_ty).visit_type_mut(&mut ty);
+                fields_checks.push(quote! {
+                    #(#cfg)*
+                    const _: () = #p::assert_document_fields::<#ty>();
+                });
+                quote!(::core::option::Option::Some(
+                    || (&#p::Probe::<#ty>::new()).document_fields_schema()
+                ))
+            }
+        };
+        let extra_schema = fields_schema(&self.extra);
+        let attributes_schema = fields_schema(&self.attributes);
         let return_check = self.output.as_ref().map(|ty| {
             quote! {
                 #(#cfg)*
@@ -655,6 +680,7 @@ impl SyncFn {
         };
         let items = quote! {
             #checkpoint_check
+            #(#fields_checks)*
             #return_check
             #migrate_fn
 
@@ -707,6 +733,8 @@ impl SyncFn {
                 error_budget: #error_budget,
                 sweep: &[#(#sweep),*],
                 checkpoint_schema: || (&#p::Probe::<#checkpoint>::new()).checkpoint_schema(),
+                extra_schema: #extra_schema,
+                attributes_schema: #attributes_schema,
                 start: #start_ident,
                 location: #location,
             }
@@ -963,5 +991,47 @@ mod tests {
         assert!(!text.contains("Self"), "{text}");
         assert!(text.contains("< Files > :: upgrade"), "{text}");
         assert!(text.contains("Option < Files >"), "{text}");
+    }
+
+    #[test]
+    fn document_field_types_are_types_or_strings_of_types() {
+        let s = parse_method(
+            quote!(
+                extra = crate::Fields,
+                attributes = "BTreeMap<String, Vec<Self>>"
+            ),
+            quote!(
+                async fn files(&self, ctx: &SyncContext) {}
+            ),
+        )
+        .unwrap();
+        let extra = s.extra.as_ref().unwrap();
+        assert_eq!(quote!(#extra).to_string(), "crate :: Fields");
+        let self_ty: Type = syn::parse_quote!(Files);
+        let (items, entry) = s.expand(&syn::parse_quote!(::spoke), &self_ty);
+        let items = items.to_string();
+        assert!(
+            items.contains("assert_document_fields :: < crate :: Fields >"),
+            "{items}"
+        );
+        assert!(
+            items.contains("BTreeMap < String , Vec < Files > >"),
+            "{items}"
+        );
+        assert!(
+            entry.to_string().contains("document_fields_schema"),
+            "{entry}"
+        );
+        let error = crate::attrs::from_tokens::<SyncArgs>(quote!(extra = 5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("expected a type, e.g. `extra = TicketFields`"),
+            "{error}"
+        );
+        let error = crate::attrs::from_tokens::<SyncArgs>(quote!(attributes = "Vec<"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unexpected end of input"), "{error}");
     }
 }

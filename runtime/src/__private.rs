@@ -186,6 +186,18 @@ pub trait SyncCheckpointType: Serialize + DeserializeOwned + JsonSchema {}
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + JsonSchema> SyncCheckpointType for T {}
 
+/// Types a sync may declare as its documents' `extra` metadata or
+/// `attributes` (`#[sync(extra = T, attributes = T)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot describe a sync's document fields: it must implement `serde::Serialize` and `schemars::JsonSchema`",
+    label = "this type is not `Serialize + JsonSchema`",
+    note = "derive them: `#[derive(Serialize, JsonSchema)]` (both come with `use spoke::prelude::*`); the sync fills documents with `Document::extra_from(&value)` / `attributes_from(&value)`, and hosts read the type's schema from the manifest",
+    note = "Spoke uses serde 1 and schemars 1: a `JsonSchema` derived with another schemars major (`schemars = \"0.8\"` in Cargo.toml) is a different trait; derive the one `use spoke::prelude::*` brings (or `spoke::schemars::JsonSchema`)"
+)]
+pub trait DocumentFieldsType: Serialize + JsonSchema {}
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + JsonSchema> DocumentFieldsType for T {}
+
 /// What `#[sync(migrate = ...)]` may name: a fn from the stored version and
 /// JSON to the checkpoint type `C`, whose error is `Display`.
 #[diagnostic::on_unimplemented(
@@ -263,6 +275,8 @@ pub const fn assert_producer_return<R: ProducerReturnType>() {}
 pub const fn assert_sync_return<R: SyncReturnType>() {}
 /// Compile-time check used by generated code.
 pub const fn assert_checkpoint<C: SyncCheckpointType>() {}
+/// Compile-time check used by generated code.
+pub const fn assert_document_fields<T: DocumentFieldsType>() {}
 
 /// Types a `#[config_field]` may have. Reached only by types that are
 /// neither `FromStr` nor `Deserialize` (with `JsonSchema`): see [`ConfigProbe`].
@@ -579,6 +593,28 @@ impl<C> ProbeCheckpointFallback<C> for &Probe<C> {
         unreachable!(
             "spoke: a sync checkpoint that is not `Serialize + Deserialize + JsonSchema` compiled"
         )
+    }
+}
+
+/// Schema side of [`Probe`] for the types of a sync's document fields.
+pub trait ProbeDocumentFields<T> {
+    /// The schema of `T`'s serialized form.
+    fn document_fields_schema(&self) -> schemars::Schema;
+}
+impl<T: DocumentFieldsType> ProbeDocumentFields<T> for Probe<T> {
+    fn document_fields_schema(&self) -> schemars::Schema {
+        crate::schema::output_schema_for::<T>()
+    }
+}
+
+/// Fallback of [`ProbeDocumentFields`]: only chosen when the crate does not compile.
+pub trait ProbeDocumentFieldsFallback<T> {
+    /// Never called.
+    fn document_fields_schema(&self) -> schemars::Schema;
+}
+impl<T> ProbeDocumentFieldsFallback<T> for &Probe<T> {
+    fn document_fields_schema(&self) -> schemars::Schema {
+        unreachable!("spoke: document fields that are not `Serialize + JsonSchema` compiled")
     }
 }
 

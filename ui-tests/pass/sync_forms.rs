@@ -12,6 +12,19 @@ struct Cursor {
     last_path: Option<String>,
 }
 
+/// A file's attributes: what search operators filter on.
+#[derive(Serialize, JsonSchema)]
+struct FileAttributes {
+    extension: String,
+}
+
+/// The document fields of the `tags` sync.
+#[derive(Serialize, JsonSchema)]
+pub struct TagFields {
+    #[schemars(email)]
+    owner: String,
+}
+
 /// Serves a directory tree.
 #[connector(name = "files", source_types = "local_files, file_system")]
 pub struct Files {}
@@ -39,11 +52,17 @@ impl Files {
         migrate = Self::upgrade,
         error_budget = "5%",
         source_type = "file_system",
-        name = "files"
+        name = "files",
+        attributes = FileAttributes,
+        extra = "std::collections::BTreeMap<String, u64>"
     )]
     async fn r#files(&self, ctx: &SyncContext<Cursor>) -> Result<(), ActionError> {
         let after = ctx.last_checkpoint().and_then(|c| c.modified_after);
-        ctx.created(Document::new("a.txt").text("a")).await?;
+        let attributes = FileAttributes {
+            extension: "txt".into(),
+        };
+        ctx.created(Document::new("a.txt").text("a").attributes_from(&attributes)?)
+            .await?;
         let _ = ctx.mode() == SyncMode::Incremental;
         ctx.checkpoint(&Cursor {
             modified_after: after,
@@ -69,7 +88,9 @@ impl Files {
         version = 3,
         migrate = upgrade_tags,
         error_budget = 0.25,
-        description = "Tags."
+        description = "Tags.",
+        extra = TagFields,
+        attributes = crate::TagFields
     )]
     async fn tags(&self, ctx: &spoke::SyncContext) {
         ctx.cancelled().await;
@@ -90,7 +111,7 @@ impl Files {
     fn tags_action(&self) {}
 
     #[cfg(any())]
-    #[sync]
+    #[sync(extra = DoesNotExist)]
     async fn gone(&self, ctx: &SyncContext<DoesNotExist>) -> DoesNotExist {
         unreachable!()
     }
@@ -141,6 +162,17 @@ fn main() {
     assert_eq!(tags.sweep, [SyncMode::Incremental]);
     assert!(files.sync("watch").unwrap().sweep.is_empty());
     assert_eq!(tags.error_budget, 0.25);
+    // The document field types' schemas, in the manifest too.
+    let attributes = (def.attributes_schema.unwrap())().to_value();
+    assert_eq!(attributes["properties"]["extension"]["type"], "string");
+    let extra = (def.extra_schema.unwrap())().to_value();
+    assert_eq!(extra["additionalProperties"]["type"], "integer", "{extra}");
+    let tag_fields = (tags.extra_schema.unwrap())().to_value();
+    assert_eq!(tag_fields["properties"]["owner"]["format"], "email");
+    assert_eq!(tag_fields, (tags.attributes_schema.unwrap())().to_value());
+    let in_manifest = manifest.syncs.iter().find(|s| s.name == "tags").unwrap();
+    assert_eq!(in_manifest.extra_schema.as_ref().unwrap()["properties"]["owner"]["format"], "email");
+    assert!(files.sync("watch").unwrap().extra_schema.is_none());
     assert_eq!(files.sync("watch").unwrap().error_budget, 0.005);
     assert_eq!(files.sync("watch").unwrap().modes, [SyncMode::Full]);
     assert_eq!(files.sync("watch").unwrap().checkpoint_version, 1);

@@ -304,6 +304,12 @@ pub struct SyncDef {
     pub sweep: &'static [SyncMode],
     /// JSON Schema of its checkpoint type.
     pub checkpoint_schema: fn() -> Schema,
+    /// JSON Schema of the `metadata.extra` of the documents it emits, from
+    /// `#[sync(extra = T)]`.
+    pub extra_schema: Option<fn() -> Schema>,
+    /// JSON Schema of the `attributes` of the documents it emits, from
+    /// `#[sync(attributes = T)]`.
+    pub attributes_schema: Option<fn() -> Schema>,
     /// Decodes the checkpoint and starts a run.
     pub start: SyncStartFn,
     /// Where it was declared, `file:line`.

@@ -138,6 +138,14 @@ pub struct SyncManifest {
     /// The modes whose complete runs report unseen documents as deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweep_modes: Vec<crate::sync::SyncMode>,
+    /// JSON Schema of its documents' `metadata.extra`, when it declares
+    /// the type (`#[sync(extra = T)]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_schema: Option<Value>,
+    /// JSON Schema of its documents' `attributes`, when it declares the
+    /// type (`#[sync(attributes = T)]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes_schema: Option<Value>,
 }
 
 impl Manifest {

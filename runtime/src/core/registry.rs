@@ -351,6 +351,18 @@ fn sync_problem(sync: &SyncDef) -> Option<String> {
             "it sweeps in the `{m}` mode, which it does not have or which never walks everything"
         ));
     }
+    for (what, schema) in [
+        ("extra", sync.extra_schema),
+        ("attributes", sync.attributes_schema),
+    ] {
+        if let Some(schema) = schema
+            && schema().get("type").and_then(|t| t.as_str()) != Some("object")
+        {
+            return Some(format!(
+                "its `{what}` type is not a struct or a map: a document's {what} are named fields, so the type must serialize as a JSON object"
+            ));
+        }
+    }
     None
 }
 
@@ -448,6 +460,8 @@ impl ConnectorType {
                 checkpoint_version: s.checkpoint_version,
                 error_budget: s.error_budget,
                 sweep_modes: s.sweep.to_vec(),
+                extra_schema: s.extra_schema.map(|f| f().to_value()),
+                attributes_schema: s.attributes_schema.map(|f| f().to_value()),
             })
             .collect();
         let mut capabilities = vec!["cancellation", "deadlines", "events"];

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::manifest::{Manifest, Mode};
+use crate::manifest::{Manifest, Mode, SyncManifest};
 use crate::schema::OMNI_FORBIDDEN_KEYWORDS;
 
 /// The manifest `GET /manifest` answers and `POST /sdk/register` sends:
@@ -16,6 +16,11 @@ use crate::schema::OMNI_FORBIDDEN_KEYWORDS;
 ///   every action lists them all (Omni refuses an action whose list is
 ///   empty);
 /// - `read_only`: true when no action writes;
+/// - `extra_schema` / `attributes_schema`: the schemas of the types the
+///   syncs declare (`#[sync(extra = T, attributes = T)]`); when several
+///   syncs declare one, an object schema with all their fields (see
+///   [`manifest_schema_problems`] for fields they disagree on); `null`
+///   when none does;
 /// - actions: name, description, input schema, mode, `admin_only`,
 ///   `hidden`; search operators: operator, attribute key, value type.
 ///
@@ -78,8 +83,8 @@ pub fn omni_manifest(manifest: &Manifest, connector_url: &str) -> Value {
         "actions": actions,
         "search_operators": operators,
         "read_only": manifest.actions.iter().all(|a| a.mode == Mode::Read),
-        "extra_schema": null,
-        "attributes_schema": null,
+        "extra_schema": document_fields_schema(manifest, |s| s.extra_schema.as_ref()).0,
+        "attributes_schema": document_fields_schema(manifest, |s| s.attributes_schema.as_ref()).0,
         "mcp_enabled": false,
         "mcp_catalog_loaded": false,
         "resources": [],
@@ -152,18 +157,125 @@ fn walk(value: &Value, path: &mut String, problems: &mut Vec<String>) {
     }
 }
 
-/// Every problem [`omni_schema_problems`] finds in the connector's actions.
+/// Every problem [`omni_schema_problems`] finds in the connector's
+/// actions, and every document field two syncs declare with different
+/// schemas (Omni keeps one `extra_schema` and one `attributes_schema` per
+/// connector).
 pub fn manifest_schema_problems(manifest: &Manifest) -> Vec<String> {
-    manifest
+    let mut problems: Vec<String> = manifest
         .actions
         .iter()
         .flat_map(|a| omni_schema_problems(&manifest.name, &a.name, &a.input_schema))
-        .collect()
+        .collect();
+    problems.extend(document_fields_schema(manifest, |s| s.extra_schema.as_ref()).1);
+    problems.extend(document_fields_schema(manifest, |s| s.attributes_schema.as_ref()).1);
+    problems
+}
+
+/// One schema for the document fields (`extra` or `attributes`, picked by
+/// `pick`) of every sync that declares them, and the fields two syncs
+/// declare differently.
+///
+/// One sync's schema (or several equal ones) is kept whole. Several
+/// different ones become an object with every sync's properties; a field
+/// is required only where every sync requires it, since a document comes
+/// from one sync.
+fn document_fields_schema(
+    manifest: &Manifest,
+    pick: fn(&SyncManifest) -> Option<&Value>,
+) -> (Value, Vec<String>) {
+    let declared: Vec<(&str, &Value)> = manifest
+        .syncs
+        .iter()
+        .filter_map(|s| pick(s).map(|schema| (s.name.as_str(), schema)))
+        .collect();
+    let Some((_, first)) = declared.first() else {
+        return (Value::Null, Vec::new());
+    };
+    if declared.iter().all(|(_, schema)| schema == first) {
+        return ((*first).clone(), Vec::new());
+    }
+    let mut properties = serde_json::Map::new();
+    let mut owners: std::collections::BTreeMap<String, &str> = Default::default();
+    let mut problems = Vec::new();
+    let mut required: Option<Vec<Value>> = None;
+    for (sync, schema) in &declared {
+        for (field, field_schema) in schema["properties"].as_object().into_iter().flatten() {
+            match properties.get(field) {
+                Some(seen) if seen != field_schema => problems.push(format!(
+                    "syncs `{}` and `{sync}` of {} give the document field `{field}` different schemas; Omni keeps one schema per connector: give the field one type in both, or another name in one",
+                    owners[field], manifest.name
+                )),
+                Some(_) => {}
+                None => {
+                    properties.insert(field.clone(), field_schema.clone());
+                    owners.insert(field.clone(), sync);
+                }
+            }
+        }
+        let theirs = schema["required"].as_array().cloned().unwrap_or_default();
+        required = Some(match required {
+            None => theirs,
+            Some(so_far) => so_far.into_iter().filter(|f| theirs.contains(f)).collect(),
+        });
+    }
+    let mut merged = json!({"type": "object", "properties": properties});
+    if let Some(required) = required.filter(|r| !r.is_empty()) {
+        merged["required"] = Value::Array(required);
+    }
+    (merged, problems)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_syncs(syncs: Value) -> Manifest {
+        serde_json::from_value(json!({
+            "spoke": 1, "name": "c", "version": "1.0.0", "display_name": "C",
+            "description": "", "config": {}, "actions": [], "search_operators": [],
+            "capabilities": [], "syncs": syncs,
+        }))
+        .unwrap()
+    }
+
+    fn sync(name: &str, extra: Value) -> Value {
+        json!({"name": name, "description": "", "modes": ["full"], "checkpoint_schema": {},
+               "checkpoint_version": 1, "error_budget": 0.0, "extra_schema": extra})
+    }
+
+    #[test]
+    fn document_field_schemas_come_from_the_syncs_and_merge() {
+        let email = json!({"type": "string", "format": "email"});
+        let one = json!({"type": "object", "properties": {"owner": email}, "required": ["owner"]});
+        // None declared: null, as Omni's default.
+        let none = with_syncs(json!([]));
+        assert_eq!(omni_manifest(&none, "u")["extra_schema"], Value::Null);
+        // One sync (or equal ones): its schema whole.
+        let m = with_syncs(json!([sync("a", one.clone()), sync("b", one.clone())]));
+        assert_eq!(omni_manifest(&m, "u")["extra_schema"], one);
+        assert_eq!(omni_manifest(&m, "u")["attributes_schema"], Value::Null);
+        assert!(manifest_schema_problems(&m).is_empty());
+        // Different ones: every field, required only where all require it.
+        let two = json!({"type": "object", "properties": {"owner": email, "size": {"type": "integer"}},
+                         "required": ["owner", "size"]});
+        let m = with_syncs(json!([sync("a", one.clone()), sync("b", two)]));
+        assert_eq!(
+            omni_manifest(&m, "u")["extra_schema"],
+            json!({"type": "object", "properties": {"owner": email, "size": {"type": "integer"}},
+                   "required": ["owner"]})
+        );
+        assert!(manifest_schema_problems(&m).is_empty());
+        // A field two syncs type differently cannot have one schema.
+        let clash = json!({"type": "object", "properties": {"owner": {"type": "integer"}}});
+        let m = with_syncs(json!([sync("a", one), sync("b", clash)]));
+        assert_eq!(
+            manifest_schema_problems(&m),
+            [
+                "syncs `a` and `b` of c give the document field `owner` different schemas; Omni keeps one schema per connector: give the field one type in both, or another name in one"
+            ]
+        );
+    }
 
     #[test]
     fn the_managers_rules_report_every_problem_with_its_path() {

@@ -26,10 +26,11 @@ use crate::registry::ConnectorType;
 /// Why `http` could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// An action's input schema breaks Omni's rules: the manager would
-    /// refuse every registration.
+    /// The manifest cannot go to Omni: an action's input schema breaks the
+    /// manager's rules (it would refuse every registration), or two syncs
+    /// give a document field different schemas.
     #[error(
-        "Omni's connector-manager would refuse this connector's manifest:\n  - {}",
+        "this connector's manifest cannot be served to Omni:\n  - {}",
         .0.join("\n  - ")
     )]
     Manifest(Vec<String>),

@@ -19,6 +19,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::ActionError;
+
 /// One thing a sync run tells its sink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -95,6 +97,23 @@ pub struct Document {
     /// Attributes search operators filter on (`ext`, `label`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, Value>,
+}
+
+/// The fields of `value`'s JSON form, which must be an object.
+fn fields_of<T: Serialize + ?Sized>(
+    what: &str,
+    value: &T,
+) -> Result<serde_json::Map<String, Value>, ActionError> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(other) => Err(ActionError::invalid_input(format!(
+            "a document's {what} are named fields, but the value given serializes as {}: pass a struct or a map",
+            crate::core::decode::json_kind(&other)
+        ))),
+        Err(e) => Err(ActionError::invalid_input(format!(
+            "a document's {what} could not be serialized: {e}"
+        ))),
+    }
 }
 
 /// A document's content.
@@ -350,6 +369,54 @@ impl Document {
     pub fn attribute(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.attributes.insert(key.into(), value.into());
         self
+    }
+
+    /// The fields of `value` (a struct or a map) as metadata entries, over
+    /// any of the same name. Declare its type on the sync
+    /// (`#[sync(extra = T)]`) and hosts learn the fields' schema from the
+    /// manifest (Omni's `extra_schema`, from which its indexer finds people
+    /// in `format: email` fields).
+    ///
+    /// ```
+    /// use spoke::prelude::*;
+    /// use spoke::sync::Document;
+    ///
+    /// #[derive(Serialize, JsonSchema)]
+    /// struct Ticket {
+    ///     #[schemars(email)]
+    ///     assignee: String,
+    ///     priority: u8,
+    /// }
+    ///
+    /// let doc = Document::new("T-1")
+    ///     .extra_from(&Ticket { assignee: "ana@example.com".into(), priority: 2 })
+    ///     .unwrap();
+    /// assert_eq!(doc.metadata.extra["priority"], 2);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `invalid_input` when `value` does not serialize as a JSON object
+    /// (a number, a list) or fails to serialize.
+    pub fn extra_from<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, ActionError> {
+        self.metadata.extra.extend(fields_of("extra", value)?);
+        Ok(self)
+    }
+
+    /// The fields of `value` (a struct or a map) as attributes, over any of
+    /// the same name. Declare its type on the sync
+    /// (`#[sync(attributes = T)]`) and hosts learn their schema from the
+    /// manifest (Omni's `attributes_schema`).
+    ///
+    /// # Errors
+    ///
+    /// `invalid_input` when `value` does not serialize as a JSON object.
+    pub fn attributes_from<T: Serialize + ?Sized>(
+        mut self,
+        value: &T,
+    ) -> Result<Self, ActionError> {
+        self.attributes.extend(fields_of("attributes", value)?);
+        Ok(self)
     }
 
     /// Who may see it.

@@ -139,6 +139,8 @@ macro_rules! sync_def {
             error_budget: $budget,
             sweep: if $sweep { FULL } else { &[] },
             checkpoint_schema: cursor_schema,
+            extra_schema: None,
+            attributes_schema: None,
             start: $start,
             location: concat!(file!(), ":", line!()),
         }
@@ -642,6 +644,8 @@ static BAD_SYNCS: [SyncDef; 1] = [SyncDef {
     error_budget: 0.0,
     sweep: &[SyncMode::Incremental],
     checkpoint_schema: cursor_schema,
+    extra_schema: None,
+    attributes_schema: None,
     start: docs,
     location: "bad.rs:1",
 }];
@@ -664,6 +668,47 @@ fn a_hand_written_sync_that_contradicts_itself_is_refused_at_start_up() {
     assert_eq!(
         err.to_string(),
         "sync `bad` of connector `walker` (at bad.rs:1): it sweeps in the `incremental` mode, which it does not have or which never walks everything"
+    );
+}
+
+fn string_schema() -> schemars::Schema {
+    crate::schema::output_schema_for::<String>()
+}
+
+static FLAT_SYNCS: [SyncDef; 1] = [SyncDef {
+    name: "flat",
+    description: "",
+    modes: FULL,
+    source_type: None,
+    checkpoint_version: 1,
+    migrates: false,
+    error_budget: 0.0,
+    sweep: &[],
+    checkpoint_schema: cursor_schema,
+    extra_schema: None,
+    attributes_schema: Some(string_schema),
+    start: docs,
+    location: "flat.rs:1",
+}];
+
+static FLAT_SET: ActionSet = ActionSet {
+    connector: "walker",
+    actions: &[],
+    operators: &[],
+    producers: &[],
+    syncs: &FLAT_SYNCS,
+};
+
+#[test]
+fn document_fields_that_are_not_an_object_are_refused_at_start_up() {
+    let err = Registry::builder()
+        .connector(&WALKER)
+        .action_set(&FLAT_SET)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "sync `flat` of connector `walker` (at flat.rs:1): its `attributes` type is not a struct or a map: a document's attributes are named fields, so the type must serialize as a JSON object"
     );
 }
 
