@@ -315,7 +315,7 @@ impl Files {
     /// * `path` - The file, relative to the root.
     /// * `content` - The new content, at most `max_bytes` bytes.
     /// * `create_dirs` - Create missing parent directories (default false).
-    #[action(write, admin_only)]
+    #[action(write, admin_only, idempotent)]
     fn write(
         &self,
         path: String,

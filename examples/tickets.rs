@@ -111,7 +111,7 @@ impl Tickets {
     ///
     /// # Arguments
     /// * `title` - One line saying what is wrong.
-    #[action(write)]
+    #[action(write, destructive = false)]
     fn create(&self, title: String) -> Result<Ticket, ActionError> {
         let title = title.trim();
         if title.is_empty() {
@@ -165,7 +165,7 @@ impl Tickets {
     }
 
     /// Close tickets, reporting progress after each.
-    #[action(write)]
+    #[action(write, destructive = false, idempotent)]
     async fn close(&self, ctx: &Context, ids: Vec<i64>) -> Result<u32, ActionError> {
         let total = ids.len() as f64;
         let mut closed = 0;

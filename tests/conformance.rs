@@ -22,7 +22,10 @@ fn tickets_answers_the_same_through_every_transport() {
         .hub(common::spoke_bin())
         .run()
         .unwrap();
-    assert_eq!(report.transports, ["in-process", "stdio", "http", "hub"]);
+    assert_eq!(
+        report.transports,
+        ["in-process", "stdio", "http", "mcp", "hub"]
+    );
     let answers: Vec<&Answer> = report.answers.iter().map(|(_, a)| a).collect();
     assert_eq!(
         answers,

@@ -141,7 +141,9 @@ fn its_help_lists_only_the_transports_compiled_in() {
     );
     let help = stdout(&out);
     assert!(
-        help.contains("Transports compiled in: grpc (`serve`), stdio (`stdio`), http (`http`)."),
+        help.contains(
+            "Transports compiled in: grpc (`serve`), stdio (`stdio`), http (`http`), mcp (`mcp`)."
+        ),
         "{help}"
     );
     assert!(help.contains("  serve "), "{help}");

@@ -72,6 +72,8 @@ pub enum Kind {
         read: bool,
         admin_only: bool,
         hidden: bool,
+        destructive: bool,
+        idempotent: bool,
         timeout_ms: Option<u64>,
     },
     Operator {
@@ -130,10 +132,28 @@ pub fn parse_action(
             }
         }
     });
+    let read = args.read.is_present();
+    if read {
+        if let Some(lit) = &args.destructive {
+            errors.spanned(
+                lit,
+                "a `read` action changes nothing, so it cannot be destructive: drop `destructive` (it describes writes)",
+            );
+        }
+        if args.idempotent.is_present() {
+            errors.at(
+                args.idempotent.span(),
+                "a `read` action is idempotent already: drop `idempotent` (it describes writes)",
+            );
+        }
+    }
     let kind = Kind::Action {
-        read: args.read.is_present(),
+        read,
         admin_only: args.admin_only.is_present(),
         hidden: args.hidden.is_present(),
+        // A write destroys unless it says otherwise; a read never does.
+        destructive: !read && args.destructive.as_ref().is_none_or(syn::LitBool::value),
+        idempotent: read || args.idempotent.is_present(),
         timeout_ms,
     };
     parse_fn(errors, kind, args.name, args.description, attrs, sig, owner)
@@ -746,6 +766,8 @@ impl ActionFn {
                 read,
                 admin_only,
                 hidden,
+                destructive,
+                idempotent,
                 timeout_ms,
             } => {
                 let mode = if *read {
@@ -765,6 +787,8 @@ impl ActionFn {
                         mode: #mode,
                         admin_only: #admin_only,
                         hidden: #hidden,
+                        destructive: #destructive,
+                        idempotent: #idempotent,
                         timeout_ms: #timeout,
                         input_schema: || #input_schema,
                         output_schema: || (&#p::Probe::<#out_ty>::new()).output_schema(),

@@ -136,6 +136,10 @@ pub struct ActionArgs {
     pub write: Flag,
     pub admin_only: Flag,
     pub hidden: Flag,
+    /// `destructive = false`: a write that destroys nothing.
+    pub destructive: Option<syn::LitBool>,
+    /// Calling it again with the same input changes nothing more.
+    pub idempotent: Flag,
     pub timeout: Option<LitStr>,
     pub connector: Option<PathArg>,
     #[darling(rename = "crate")]

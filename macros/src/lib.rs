@@ -214,6 +214,11 @@ pub fn connector(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   Default: anyone may call it.
 /// - `hidden`: not listed to callers (still callable by name). Default:
 ///   listed.
+/// - `destructive = false`: a write that destroys or overwrites nothing
+///   (it only adds). Hosts that ask before destructive calls (MCP's
+///   `destructiveHint`) need not ask. Default: a write is destructive.
+/// - `idempotent`: a write that, called again with the same input,
+///   changes nothing more (MCP's `idempotentHint`). Default: not.
 /// - `timeout = "30s"`: its own deadline: a number and a unit (`ms`, `s`,
 ///   `m`, `h`), combined as `1m30s`; checked at compile time. A call runs
 ///   until the earlier of this and the caller's deadline. Default: none.

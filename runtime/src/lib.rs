@@ -30,11 +30,15 @@
 
 #![warn(missing_docs)]
 
+#[cfg(any(feature = "http", feature = "mcp"))]
+pub mod bearer;
 pub mod core;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 #[cfg(feature = "stdio")]
 pub mod stdio;
 #[cfg(feature = "testing")]

@@ -678,6 +678,8 @@ pub(crate) fn manifest_of(params: &Value, sidecar: &str) -> Result<String, Strin
             mode: Mode::Write,
             admin_only: false,
             hidden: false,
+            destructive: true,
+            idempotent: false,
             timeout_ms: None,
             input_schema: json!({"type": "object"}),
             output_schema: json!({}),

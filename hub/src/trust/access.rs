@@ -242,6 +242,8 @@ mod tests {
             mode: Mode::Read,
             admin_only: false,
             hidden: false,
+            destructive: false,
+            idempotent: false,
             timeout_ms: None,
             input_schema: serde_json::Value::Null,
             output_schema: serde_json::Value::Null,

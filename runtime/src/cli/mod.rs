@@ -4,6 +4,7 @@
 //! <bin> [serve]                  attach to a Spoke hub and serve calls (the default)
 //! <bin> stdio                    serve the stdio sidecar protocol on stdin/stdout
 //! <bin> http [--listen ADDR]     serve Omni's connector contract over HTTP
+//! <bin> mcp [--http ADDR]        serve the actions as MCP tools, over stdio or Streamable HTTP
 //! <bin> describe                 print the manifest and LibreFang's `fields` form as JSON (also: --describe)
 //! <bin> call <action> [JSON|-]   run one action in-process, print its output
 //! <bin> resolve <op> <value>     resolve a search operator's value
@@ -128,6 +129,31 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Serve the actions as MCP tools for AI agents, over stdio (or
+    /// Streamable HTTP with --http).
+    ///
+    /// Needs the `mcp` feature.
+    ///
+    /// Over stdio, stdout carries protocol frames only (logs go to stderr)
+    /// and the local user is an administrator (sees and calls `admin_only`
+    /// and `hidden` tools) unless --no-admin. Over HTTP the endpoint is
+    /// http://ADDR/mcp; SPOKE_MCP_TOKEN makes every request need
+    /// `Authorization: Bearer <token>`, SPOKE_MCP_ADMIN_TOKEN is a token of
+    /// administrators, and an address beyond loopback needs one of them.
+    /// Also reads SPOKE_MCP_ALLOWED_HOSTS, SPOKE_MCP_MAX_BODY (default 4 MiB),
+    /// SPOKE_MCP_TIMEOUT and SPOKE_MAX_IN_FLIGHT. Runs until the client
+    /// leaves (stdio) or SIGINT/SIGTERM. Exits 2 on a bad setting or an
+    /// address it cannot bind.
+    #[cfg_attr(not(feature = "mcp"), command(hide = true))]
+    Mcp {
+        /// Serve Streamable HTTP on this address (e.g. 127.0.0.1:8931)
+        /// instead of stdio.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Over stdio, the local user is not an administrator.
+        #[arg(long)]
+        no_admin: bool,
+    },
     /// Print the connector's manifest (config schema, actions, schemas) and
     /// LibreFang's `fields` form as one JSON object.
     Describe,
@@ -217,7 +243,9 @@ pub fn main() -> ExitCode {
     let serving = !cli.describe
         && matches!(
             cli.command,
-            None | Some(Command::Serve | Command::Stdio { .. } | Command::Http { .. })
+            None | Some(
+                Command::Serve | Command::Stdio { .. } | Command::Http { .. } | Command::Mcp { .. }
+            )
         );
     crate::logging::init(if serving { "info" } else { "warn" });
     // `stdio` runs on one thread (stdin and stdout have a thread each, plain
@@ -324,15 +352,21 @@ fn transports_compiled_in() -> String {
 }
 
 /// Each transport: its cargo feature, whether it is compiled in, its command.
-const TRANSPORTS: [(&str, bool, &str); 3] = [
+const TRANSPORTS: [(&str, bool, &str); 4] = [
     ("grpc", cfg!(feature = "grpc"), "serve"),
     ("stdio", cfg!(feature = "stdio"), "stdio"),
     ("http", cfg!(feature = "http"), "http"),
+    ("mcp", cfg!(feature = "mcp"), "mcp"),
 ];
 
 /// A command whose transport is not compiled in: a usage error naming the
 /// feature to enable.
-#[cfg(any(not(feature = "grpc"), not(feature = "stdio"), not(feature = "http")))]
+#[cfg(any(
+    not(feature = "grpc"),
+    not(feature = "stdio"),
+    not(feature = "http"),
+    not(feature = "mcp")
+))]
 fn not_compiled_in(command: &str, feature: &str) -> ExitCode {
     fail(
         EXIT_USAGE,
@@ -426,6 +460,7 @@ async fn run(cli: Cli, registry: Result<Registry, RegistryError>) -> ExitCode {
         Command::Serve => serve(ty, source).await,
         Command::Stdio { max_line_bytes } => stdio(ty, source, max_line_bytes).await,
         Command::Http { listen } => http(ty, listen).await,
+        Command::Mcp { http, no_admin } => mcp(ty, source, http, no_admin).await,
         Command::Describe => describe(&ty),
         Command::Actions { all } => actions(&ty, all),
         Command::Sync(args) => sync::sync(ty, source, args).await,
@@ -670,6 +705,40 @@ async fn http(ty: Arc<ConnectorType>, listen: Option<std::net::SocketAddr>) -> E
         Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
     };
     match crate::http::serve::run(ty, options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
+    }
+}
+
+/// Serves the actions as MCP tools.
+#[cfg(not(feature = "mcp"))]
+async fn mcp(
+    _: Arc<ConnectorType>,
+    _: ConfigSource,
+    _: Option<std::net::SocketAddr>,
+    _: bool,
+) -> ExitCode {
+    not_compiled_in("mcp", "mcp")
+}
+
+/// Serves the actions as MCP tools, over stdio or Streamable HTTP, until
+/// the client leaves (stdio) or a signal.
+#[cfg(feature = "mcp")]
+async fn mcp(
+    ty: Arc<ConnectorType>,
+    source: ConfigSource,
+    http: Option<std::net::SocketAddr>,
+    no_admin: bool,
+) -> ExitCode {
+    let options = match crate::mcp::McpOptions::from_env(http, no_admin) {
+        Ok(o) => o,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+    };
+    let instance = match start_instance(&ty, &source).await {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
+    match crate::mcp::serve::run(instance, options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
     }

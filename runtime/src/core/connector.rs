@@ -237,6 +237,11 @@ pub struct ActionDef {
     pub admin_only: bool,
     /// Not listed to callers.
     pub hidden: bool,
+    /// A write that may destroy or overwrite data (`false` for a read, or a
+    /// write declared `destructive = false`).
+    pub destructive: bool,
+    /// Calling it again with the same input changes nothing more.
+    pub idempotent: bool,
     /// Its own timeout, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// Schema of the input object.

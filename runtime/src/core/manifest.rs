@@ -96,6 +96,14 @@ pub struct ActionManifest {
     pub admin_only: bool,
     /// Not listed to callers; still callable by name where allowed.
     pub hidden: bool,
+    /// A write that may destroy or overwrite data: true for a write unless
+    /// it says `#[action(write, destructive = false)]`, false for a read.
+    #[serde(default = "yes")]
+    pub destructive: bool,
+    /// Calling it again with the same input changes nothing more
+    /// (`#[action(idempotent)]`; reads are).
+    #[serde(default)]
+    pub idempotent: bool,
     /// Its own timeout, if it declares one.
     pub timeout_ms: Option<u64>,
     /// Self-contained JSON Schema of the input object.
@@ -153,4 +161,9 @@ impl Manifest {
     pub fn action(&self, name: &str) -> Option<&ActionManifest> {
         self.actions.iter().find(|a| a.name == name)
     }
+}
+
+/// A write destroys until it says otherwise (MCP's default too).
+fn yes() -> bool {
+    true
 }

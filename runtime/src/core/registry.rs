@@ -433,6 +433,8 @@ impl ConnectorType {
                 mode: a.mode,
                 admin_only: a.admin_only,
                 hidden: a.hidden,
+                destructive: a.destructive,
+                idempotent: a.idempotent,
                 timeout_ms: a.timeout_ms,
                 input_schema: (a.input_schema)().to_value(),
                 output_schema: (a.output_schema)().to_value(),

@@ -4,13 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::secret::Secret;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use subtle::ConstantTimeEq;
-
-use crate::secret::Secret;
 
 /// The token, for [`require_token`].
 #[derive(Debug, Clone)]
@@ -25,15 +23,9 @@ pub async fn require_token(State(token): State<Token>, request: Request, next: N
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+        .and_then(crate::bearer::token_of);
     match given {
-        Some(given) if bool::from(given.as_bytes().ct_eq(token.0.expose().as_bytes())) => {
-            next.run(request).await
-        }
+        Some(given) if crate::bearer::matches(given, token.0.expose()) => next.run(request).await,
         Some(_) => super::routes::error(StatusCode::UNAUTHORIZED, "the bearer token is wrong"),
         None => super::routes::error(
             StatusCode::UNAUTHORIZED,

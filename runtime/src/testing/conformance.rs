@@ -3,7 +3,7 @@
 //! everywhere.
 //!
 //! Each transport is a [`Leg`]: how to run one call through it and read
-//! back the answer as a [`Answer`]. A transport that lands (NATS, MCP)
+//! back the answer as a [`Answer`]. A transport that lands (NATS next)
 //! adds its leg to [`legs`] with the `--help` name it is listed
 //! under, and every connector's conformance test covers it from then on.
 
@@ -119,6 +119,82 @@ impl Leg for StdioLeg {
                 "a result frame with neither output nor error: {result}"
             )),
         }
+    }
+}
+
+/// MCP over stdio, the stateless revision: `tools/list` then `tools/call`
+/// as raw JSON lines to the binary's `mcp`; the result compared through
+/// `structuredContent` (unwrapped where the tool's `_meta` says the value
+/// is wrapped). MCP has no search operator resolution.
+struct McpLeg;
+
+impl Leg for McpLeg {
+    fn name(&self) -> &'static str {
+        "mcp"
+    }
+
+    fn carries(&self, case: &Case) -> bool {
+        matches!(case, Case::Action { .. })
+    }
+
+    fn answer(&self, run: &Conformance, case: &Case) -> Result<Answer, String> {
+        let Case::Action { action, input } = case else {
+            return Err("MCP carries no search operator resolution".into());
+        };
+        let meta = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "spoke-conformance", "version": "1"},
+        });
+        let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+            "params": {"_meta": meta}});
+        let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"_meta": meta, "name": action, "arguments": input}});
+        let mut command = run.command();
+        command.arg("mcp");
+        let (_, stdout, stderr) = run.finish(&mut command, Some(format!("{list}\n{call}\n")))?;
+        let frames: Vec<Value> = stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .map_err(|e| format!("stdout carried a line that is no JSON ({e}): {line}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let answer = |id: u64| {
+            frames.iter().find(|f| f["id"] == id).ok_or_else(|| {
+                format!("no answer to request {id}; stdout: {stdout} stderr: {stderr}")
+            })
+        };
+        let tools = answer(1)?;
+        let answered = answer(2)?;
+        if let Some(error) = answered.get("error") {
+            // An unknown tool: the protocol's invalid params, as `not_found`.
+            return match error["code"].as_i64() {
+                Some(-32602) => Ok(Answer::Error("not_found".into())),
+                _ => Err(format!("a protocol error: {error}")),
+            };
+        }
+        let result = &answered["result"];
+        if result["isError"] == true {
+            let text = result["content"][0]["text"].as_str().unwrap_or_default();
+            return text
+                .strip_prefix("error[")
+                .and_then(|rest| rest.split_once(']'))
+                .map(|(code, _)| Answer::Error(code.to_owned()))
+                .ok_or_else(|| format!("an error result with no `error[code]`: {result}"));
+        }
+        let wrapped = tools["result"]["tools"]
+            .as_array()
+            .and_then(|tools| tools.iter().find(|t| t["name"] == action.as_str()))
+            .is_some_and(|t| t["_meta"]["spoke/output"] == "wrapped");
+        let value = result
+            .get("structuredContent")
+            .ok_or_else(|| format!("a result with no structuredContent: {result}"))?;
+        Ok(Answer::Output(if wrapped {
+            value["result"].clone()
+        } else {
+            value.clone()
+        }))
     }
 }
 
@@ -412,6 +488,7 @@ pub fn legs() -> Vec<(Option<&'static str>, Box<dyn Leg>)> {
         (None, Box::new(InProcess)),
         (Some("stdio"), Box::new(StdioLeg)),
         (Some("http"), Box::new(HttpLeg)),
+        (Some("mcp"), Box::new(McpLeg)),
     ]
 }
 
@@ -433,7 +510,7 @@ pub fn legs() -> Vec<(Option<&'static str>, Box<dyn Leg>)> {
 ///     .hub("target/debug/spoke") // optional: through the Spoke hub too
 ///     .run()
 ///     .unwrap();
-/// assert_eq!(report.transports, ["in-process", "stdio", "http", "hub"]);
+/// assert_eq!(report.transports, ["in-process", "stdio", "http", "mcp", "hub"]);
 /// ```
 pub struct Conformance {
     binary: PathBuf,
@@ -532,6 +609,8 @@ impl Conformance {
             .lines()
             .find_map(|l| l.strip_prefix("Transports compiled in:"))
             .ok_or_else(|| format!("`--help` lists no transports: {stdout}{stderr}"))?;
+        // `... Not compiled in: grpc, http (...)` follows on the same line.
+        let line = line.split("Not compiled in:").next().unwrap_or_default();
         Ok(line
             .split(',')
             .filter_map(|t| t.split_whitespace().next())

@@ -476,6 +476,8 @@ macro_rules! action {
             mode: Mode::Read,
             admin_only: false,
             hidden: false,
+            destructive: false,
+            idempotent: true,
             timeout_ms: None,
             input_schema: object,
             output_schema: anything,

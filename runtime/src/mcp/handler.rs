@@ -1,0 +1,273 @@
+//! [`McpServer`]: rmcp's `ServerHandler` over one connector instance, the
+//! same for stdio and Streamable HTTP, and for every protocol revision
+//! rmcp speaks (the stateless 2026-07-28 and the handshake ones back to
+//! 2024-11-05).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ProgressToken, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData as McpError, ServerHandler};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::tools::{Lookup, ToolSet};
+use crate::connector::Input;
+use crate::context::{Context, Event, EventKind};
+use crate::error::ActionError;
+use crate::instance::Instance;
+
+/// Who is calling: set by the HTTP layer from the caller's token; over
+/// stdio, the local user (an administrator unless `--no-admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// Sees and calls `admin_only` and `hidden` tools.
+    pub admin: bool,
+}
+
+/// Serves one connector instance's actions as MCP tools. Cheap to clone
+/// (the HTTP transport makes one per request).
+#[derive(Clone)]
+pub struct McpServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    instance: Instance,
+    tools: ToolSet,
+    /// The caller when the transport says nothing (stdio).
+    default_caller: Caller,
+    timeout: Option<Duration>,
+    in_flight: Semaphore,
+}
+
+impl McpServer {
+    /// A server for `instance`; `default_caller` is who calls when the
+    /// transport does not say (stdio).
+    pub fn new(
+        instance: Instance,
+        default_caller: Caller,
+        timeout: Option<Duration>,
+        max_in_flight: usize,
+    ) -> McpServer {
+        let tools = ToolSet::new(instance.manifest());
+        McpServer {
+            inner: Arc::new(Inner {
+                instance,
+                tools,
+                default_caller,
+                timeout,
+                in_flight: Semaphore::new(max_in_flight),
+            }),
+        }
+    }
+
+    /// The caller of a request: the HTTP layer's [`Caller`], else the default.
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Caller {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .copied()
+            .unwrap_or(self.inner.default_caller)
+    }
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        let manifest = self.inner.instance.manifest();
+        let mut info = Implementation::new(manifest.name.clone(), manifest.version.clone())
+            .with_title(manifest.display_name.clone());
+        if !manifest.description.is_empty() {
+            info = info.with_description(manifest.description.clone());
+        }
+        let config = ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(info);
+        if manifest.description.is_empty() {
+            config
+        } else {
+            config.with_instructions(manifest.description.clone())
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let admin = self.caller(&context).admin;
+        // The list depends on who asks: only that caller may cache it.
+        Ok(
+            ListToolsResult::with_all_items(self.inner.tools.listed(admin))
+                .with_cache_scope(CacheScope::Private),
+        )
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.inner.tools.get(name).map(|e| e.tool.clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let admin = self.caller(&context).admin;
+        let entry = match self.inner.tools.lookup(&request.name, admin) {
+            Lookup::Callable(entry) => entry,
+            Lookup::AdminOnly(entry) => {
+                let e = ActionError::unauthorized(format!(
+                    "tool `{}` is for administrators only",
+                    entry.action
+                ));
+                return Ok(error_result(&e).into());
+            }
+            Lookup::Unknown(names) => {
+                return Err(McpError::invalid_params(
+                    format!(
+                        "unknown tool `{}`; the tools are: {}",
+                        request.name,
+                        names.join(", ")
+                    ),
+                    Some(json!({"tool": request.name, "tools": names})),
+                ));
+            }
+        };
+        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
+        let progress = context.meta.get_progress_token();
+        let request_id = format!("mcp-{}", request_id_text(&context));
+        let mut builder =
+            Context::builder(request_id, entry.action.as_str()).cancellation(context.ct.clone());
+        if let Some(timeout) = self.inner.timeout {
+            builder = builder.timeout(timeout);
+        }
+        let (tx, mut rx) = mpsc::channel::<Event>(64);
+        if progress.is_some() {
+            builder = builder.events(tx);
+        } else {
+            drop(tx);
+        }
+        let ctx = builder.build();
+        let Ok(_permit) = self.inner.in_flight.acquire().await else {
+            return Ok(
+                error_result(&ActionError::unavailable("the connector is shutting down")).into(),
+            );
+        };
+        let call = self
+            .inner
+            .instance
+            .invoke(&entry.action, Input::Value(&arguments), ctx);
+        tokio::pin!(call);
+        let mut reporter = Progress::new(progress, &context);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(event) = rx.recv() => reporter.report(event).await,
+                outcome = &mut call => break outcome,
+            }
+        };
+        // Every event the action emitted came before its answer.
+        while let Ok(event) = rx.try_recv() {
+            reporter.report(event).await;
+        }
+        if let Err(e) = &outcome {
+            tracing::info!(
+                target: "spoke::mcp",
+                tool = %entry.action,
+                "call ended: {}: {}",
+                e.code(),
+                e.message()
+            );
+        }
+        Ok(match outcome {
+            Ok(output) => {
+                let value: Value = serde_json::from_str(output.raw().get()).map_err(|e| {
+                    McpError::internal_error(format!("the output is not JSON: {e}"), None)
+                })?;
+                let value = if entry.wraps_output {
+                    json!({ "result": value })
+                } else {
+                    value
+                };
+                CallToolResult::structured(value)
+            }
+            Err(e) => error_result(&e),
+        }
+        .into())
+    }
+}
+
+/// A failed call: `isError`, the code and message as text (and the
+/// details, when there are some, as a second block); no structured content,
+/// which clients would check against the success schema.
+fn error_result(error: &ActionError) -> CallToolResult {
+    let mut content = vec![ContentBlock::text(format!(
+        "error[{}]: {}",
+        error.code(),
+        error.message()
+    ))];
+    if let Some(details) = error.details() {
+        content.push(ContentBlock::text(details.to_string()));
+    }
+    CallToolResult::error(content)
+}
+
+fn request_id_text(context: &RequestContext<RoleServer>) -> String {
+    match serde_json::to_value(&context.id) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Sends an action's progress as `notifications/progress`, when the
+/// client asked with a progress token: in order, each higher than the one
+/// before (the protocol's rule; a lower one is dropped).
+struct Progress<'a> {
+    token: Option<ProgressToken>,
+    context: &'a RequestContext<RoleServer>,
+    last: Option<f64>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(token: Option<ProgressToken>, context: &'a RequestContext<RoleServer>) -> Self {
+        Progress {
+            token,
+            context,
+            last: None,
+        }
+    }
+
+    async fn report(&mut self, event: Event) {
+        let (
+            Some(token),
+            EventKind::Progress {
+                progress,
+                total,
+                message,
+            },
+        ) = (&self.token, event.kind)
+        else {
+            return;
+        };
+        if self.last.is_some_and(|last| progress <= last) {
+            return;
+        }
+        self.last = Some(progress);
+        let mut param = ProgressNotificationParam::new(token.clone(), progress);
+        if let Some(total) = total {
+            param = param.with_total(total);
+        }
+        if let Some(message) = message {
+            param = param.with_message(message);
+        }
+        if let Err(e) = self.context.peer.notify_progress(param).await {
+            tracing::debug!("a progress notification was not sent: {e}");
+        }
+    }
+}
