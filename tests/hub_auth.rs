@@ -1176,19 +1176,7 @@ fn a_real_connector_over_tls_waits_for_approval_then_serves() {
 
 /// Runs `spoke` with extra environment and the operator token; its stdout.
 fn spoke_with(hub: &Hub, env: &[(&str, &str)], args: &[&str]) -> String {
-    let out = hub
-        .cli()
-        .env("SPOKE_TOKEN", hub.operator_token.as_deref().unwrap())
-        .envs(env.iter().copied())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "spoke {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    hub.operator(env, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

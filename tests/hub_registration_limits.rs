@@ -151,18 +151,7 @@ fn start(extra: &[&str]) -> (Hub, tempfile::TempDir) {
 /// Runs `spoke <args>` with the operator token; its stdout (it must
 /// succeed).
 fn spoke(hub: &Hub, args: &[&str]) -> String {
-    let out = hub
-        .cli()
-        .env("SPOKE_TOKEN", hub.operator_token.as_deref().unwrap())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "spoke {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    hub.operator(&[], args)
 }
 
 /// The instance ids `spoke pending` (with `extra` flags) lists, in order.

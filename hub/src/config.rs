@@ -48,6 +48,9 @@ pub struct HubConfig {
     /// With auth: how instances pending approval, and the Attach streams
     /// each peer address opens, are bounded.
     pub registrations: RegistrationLimits,
+    /// Also serve every connector's actions as MCP tools over Streamable
+    /// HTTP at `http://<this>/mcp` (`spoke hub --mcp ADDR`); `None`: not.
+    pub mcp: Option<SocketAddr>,
 }
 
 /// How a hub with auth bounds registrations: the instances pending an
@@ -174,7 +177,15 @@ impl HubConfig {
             tls: None,
             connections: ConnectionLimits::default(),
             registrations: RegistrationLimits::default(),
+            mcp: None,
         }
+    }
+
+    /// Also serves the hub's actions as MCP tools at `http://<addr>/mcp`
+    /// (callers present client tokens; without auth, only on loopback).
+    pub fn with_mcp(mut self, addr: SocketAddr) -> Self {
+        self.mcp = Some(addr);
+        self
     }
 
     /// Turns auth on, with the store and operator token in `data_dir`.

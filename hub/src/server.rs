@@ -76,6 +76,9 @@ pub enum ServeError {
     /// The TLS certificate or key is missing or bad.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The MCP endpoint cannot serve as configured.
+    #[error("MCP: {0}")]
+    Mcp(String),
     /// The server failed while running.
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -174,6 +177,20 @@ pub async fn run_until_supervised(
         _ => std::collections::HashMap::new(),
     };
     let limits = config.connections.clone();
+    let mcp_listener = match config.mcp {
+        None => None,
+        Some(addr) => {
+            if matches!(access, Access::Open) && !addr.ip().is_loopback() {
+                return Err(ServeError::Mcp(format!(
+                    "--mcp {addr} listens beyond this machine on a hub without auth: any caller there could call every action; serve MCP on a loopback address, or turn auth on (callers then present client tokens)"
+                )));
+            }
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            Some(listener)
+        }
+    };
     let syncs = open_sync_store(&config)?;
     let state = HubState::with_auth(config, trust, access, syncs);
     let statuses = StatusMap::default();
@@ -216,6 +233,17 @@ pub async fn run_until_supervised(
             .max_encoding_message_size(MAX_ASSEMBLED_BYTES + RESPONSE_SLACK_BYTES),
         )
         .add_service(AdminServer::new(AdminApi::new(Arc::clone(&state))));
+
+    if let Some(listener) = mcp_listener {
+        let api = ClientApi::with_sidecars(Arc::clone(&state), statuses.clone());
+        let stop = state.shutdown_token().child_token();
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            if let Err(e) = crate::mcp::serve::serve_hub_http(state, api, listener, stop).await {
+                tracing::error!("the MCP endpoint stopped: {e}");
+            }
+        });
+    }
 
     on_bound(addr);
 
@@ -411,7 +439,7 @@ async fn end_health_watches(health: &mut HealthReporter) {
 }
 
 /// Completes on SIGINT or (on Unix) SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

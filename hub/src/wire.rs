@@ -1,14 +1,35 @@
-//! What the hub's services and the `spoke` CLI agree on beyond
-//! `spoke.proto`: the header a client names itself in, and the names the
-//! hub's logs and the CLI give gRPC status codes. Imports nothing of the
-//! hub.
+//! What the hub's services and its clients (the `spoke` CLI, `spoke mcp`)
+//! agree on beyond `spoke.proto`: the header a client names itself in, how
+//! a client presents its token, and the names the hub's logs and the CLI
+//! give gRPC status codes. Imports nothing of the hub.
 
 use spoke_proto::v1::SyncCounters;
-use tonic::Code;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 /// The request header a client names itself in; it becomes the Invoke's
 /// `caller` metadata.
 pub(crate) const CALLER_HEADER: &str = "x-spoke-caller";
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub(crate) struct Bearer(pub(crate) Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose requests carry the client token.
+pub(crate) type Authorized = InterceptedService<Channel, Bearer>;
 
 /// The snake_case name of a gRPC status code (`not_found`, `unavailable`, ...).
 pub fn code_name(code: Code) -> &'static str {

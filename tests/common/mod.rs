@@ -3,6 +3,7 @@
 
 #[path = "../frames/mod.rs"]
 pub mod frames;
+pub mod mcp_client;
 pub mod omni;
 pub mod peer;
 pub mod proxy;
@@ -377,6 +378,27 @@ impl Hub {
             cmd.env("PATH", path);
         }
         cmd
+    }
+
+    /// Runs `spoke <args>` with the operator token (a hub with auth) and
+    /// `env`; its stdout, trimmed. It must succeed.
+    pub fn operator(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let out = self
+            .cli()
+            .env(
+                "SPOKE_TOKEN",
+                self.operator_token.as_deref().expect("a hub with auth"),
+            )
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .expect("run spoke");
+        assert!(
+            out.status.success(),
+            "spoke {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// Starts an example connector in `serve` mode attached to this hub.

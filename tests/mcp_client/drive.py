@@ -10,16 +10,27 @@ Scenarios:
   files-stdio BIN ROOT ERA ADMIN admin_only and hidden tools (ADMIN: admin or no-admin)
   faults-stdio BIN ERA           progress, cancellation, an action error, a panic
   http URL TOKEN ADMIN_TOKEN ERA over Streamable HTTP, with and without the tokens
+  hub TRANSPORT ERA TARGET TOKENS FILES
+                                 the hub's MCP view (TRANSPORT: http, TARGET the MCP URL;
+                                 or stdio, TARGET `{"spoke": BIN, "hub": URL}`): tools by
+                                 the token's scope, routing by _meta, list changes as the
+                                 files connector (FILES: `{"argv": [...], "env": {...}}`)
+                                 attaches and leaves
 """
 
 import json
+import os
+import subprocess
 import sys
+from contextlib import asynccontextmanager
 
 import anyio
 import httpx2
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import listen
 from mcp.shared.exceptions import MCPError
+from mcp.types import ToolListChangedNotification
 
 
 async def open_session(session, era):
@@ -155,6 +166,122 @@ async def over_http(url, token, admin_token, era):
                 assert bad.is_error and text_of(bad).startswith("error[invalid_input]: $.path"), bad
 
 
+@asynccontextmanager
+async def hub_session(transport, target, token, era, message_handler=None):
+    if transport == "http":
+        client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        async with client, streamable_http_client(target, http_client=client) as streams:
+            async with ClientSession(streams[0], streams[1], message_handler=message_handler) as session:
+                await open_session(session, era)
+                yield session
+    elif transport == "stdio":
+        spec = json.loads(target)
+        env = {"SPOKE_HUB_URL": spec["hub"], "SPOKE_TOKEN": token}
+        params = StdioServerParameters(command=spec["spoke"], args=["mcp"], env=env)
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write, message_handler=message_handler) as session:
+                await open_session(session, era)
+                yield session
+    else:
+        raise SystemExit(f"unknown transport {transport}")
+
+
+async def names_of(session):
+    return [t.name for t in (await session.list_tools()).tools]
+
+
+async def refused_as_unknown(session, name, arguments):
+    try:
+        await session.call_tool(name, arguments)
+    except MCPError as e:
+        assert e.code == -32602 and f"unknown tool `{name}`" in e.message, e.error
+        return e.message
+    raise AssertionError(f"{name} was not refused as unknown")
+
+
+async def until(session, next_change, expected):
+    """Waits for change notifications until the list is `expected`."""
+    while True:
+        await next_change()
+        names = sorted(await names_of(session))
+        if names == expected:
+            return
+
+
+READ_TOOLS = ["echo__echo", "tickets__database", "tickets__get", "tickets__link", "tickets__list"]
+FILES_TOOLS = ["files__list", "files__read", "files__stat"]
+
+
+async def hub_view(transport, era, target, tokens, files):
+    tokens, files = json.loads(tokens), json.loads(files)
+    changed = anyio.Event()
+
+    async def on_message(message):
+        if isinstance(message, ToolListChangedNotification):
+            changed.set()
+
+    async with hub_session(transport, target, tokens["read"], era, on_message) as session:
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        # Write actions are not listed to a token without --write.
+        assert sorted(tools) == READ_TOOLS, sorted(tools)
+        assert tools["tickets__list"].description.startswith("[Tickets] "), tools["tickets__list"]
+        assert tools["tickets__list"].annotations.read_only_hint is True, tools["tickets__list"]
+        ok = await session.call_tool("echo__echo", {"text": "hi"}, meta={"spoke/tag": "eu"})
+        assert not ok.is_error and ok.structured_content == {"result": "eu: hi"}, ok
+        ok = await session.call_tool("echo__echo", {"text": "hi"}, meta={"spoke/instance": "echo-us"})
+        assert ok.structured_content == {"result": "us: hi"}, ok
+        nowhere = await session.call_tool("echo__echo", {"text": "hi"}, meta={"spoke/tag": "mars"})
+        assert nowhere.is_error and "has tag `mars`; the tags of its ready instances: eu, us" in text_of(nowhere), nowhere
+        bad = await session.call_tool("echo__echo", {"text": 5})
+        assert bad.is_error and text_of(bad).startswith("error[invalid_input]: $.text"), bad
+        # A write tool, by name, with a read token: the hub refuses it.
+        refused = await session.call_tool("tickets__create", {"title": "x"})
+        assert refused.is_error and refused.structured_content is None, refused
+        assert text_of(refused).startswith("error[unauthorized]: ") and "write action" in text_of(refused), refused
+        await refused_as_unknown(session, "echo__ehco", {})
+
+        # The files connector attaches, then leaves: the list follows, and
+        # the client is told each time.
+        env = {"PATH": os.environ.get("PATH", "")} | files["env"]
+
+        async def follow(next_change):
+            connector = subprocess.Popen(files["argv"], env=env, stdout=subprocess.DEVNULL)
+            try:
+                with anyio.fail_after(20):
+                    await until(session, next_change, sorted(READ_TOOLS + FILES_TOOLS))
+                    listed = await session.call_tool("files__list", {})
+                    assert not listed.is_error, listed
+                    connector.terminate()
+                    await anyio.to_thread.run_sync(connector.wait, 10)
+                    await until(session, next_change, READ_TOOLS)
+            finally:
+                connector.kill()
+
+        if era == "modern":
+            async with listen(session, tools_list_changed=True) as subscription:
+                await follow(subscription.__anext__)
+        else:
+
+            async def next_change():
+                nonlocal changed
+                await changed.wait()
+                changed = anyio.Event()
+
+            await follow(next_change)
+
+    # A token scoped to echo: only echo's tools exist for it.
+    async with hub_session(transport, target, tokens["echo"], era) as session:
+        assert await names_of(session) == ["echo__echo"]
+        await refused_as_unknown(session, "tickets__list", {})
+
+    # A token made with --write lists and calls the write tools.
+    async with hub_session(transport, target, tokens["write"], era) as session:
+        names = await names_of(session)
+        assert "tickets__create" in names and "tickets__close" in names, names
+        created = await session.call_tool("tickets__create", {"title": f"from {transport} {era}"})
+        assert not created.is_error and created.structured_content["title"] == f"from {transport} {era}", created
+
+
 def main():
     scenario, args = sys.argv[1], sys.argv[2:]
     run = {
@@ -162,6 +289,7 @@ def main():
         "files-stdio": files_stdio,
         "faults-stdio": faults_stdio,
         "http": over_http,
+        "hub": hub_view,
     }[scenario]
     anyio.run(run, *args)
     print("ok")

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use spoke_proto::prost::bytes::Bytes;
 use spoke_proto::v1::hub_server::Hub;
 use spoke_proto::v1::{
-    CancelSyncRequest, CancelSyncResponse, ConnectorSummary, DescribeRequest, DescribeResponse,
-    Encoding, InstanceInfo, InstanceState, InvokeKind, InvokeRequest, InvokeResponse,
-    InvokeStreamItem, ListConnectorsRequest, ListConnectorsResponse, ListSyncsRequest,
-    ListSyncsResponse, SyncRequest, invoke_stream_item,
+    CancelSyncRequest, CancelSyncResponse, Catalog, ConnectorSummary, DescribeRequest,
+    DescribeResponse, Encoding, InstanceInfo, InstanceState, InvokeKind, InvokeRequest,
+    InvokeResponse, InvokeStreamItem, ListConnectorsRequest, ListConnectorsResponse,
+    ListSyncsRequest, ListSyncsResponse, SyncRequest, WatchCatalogRequest, invoke_stream_item,
 };
 use spoke_runtime::Mode;
 use tokio::sync::mpsc;
@@ -31,6 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::api::call_log::CallLog;
+use crate::api::catalog::{self, manifest_for};
 use crate::api::invoke::{self, Call};
 use crate::deadline;
 use crate::routing::registry::Registry;
@@ -407,21 +408,30 @@ impl Hub for ClientApi {
         caller.check_connector(&connector).map_err(refused)?;
         let tables = self.state.lock();
         match tables.registry.connector(caller.tenant(), &connector) {
-            Some(ty) if caller.is_admin() || !ty.manifest.actions.iter().any(|a| a.hidden) => {
-                Ok(Response::new(DescribeResponse {
-                    manifest_json: ty.manifest_json.to_string(),
-                }))
-            }
-            Some(ty) => {
-                // Hidden actions are never shown to callers that are not admins.
-                let mut manifest = (*ty.manifest).clone();
-                manifest.actions.retain(|a| !a.hidden);
-                let manifest_json = serde_json::to_string(&manifest)
-                    .map_err(|e| Status::internal(format!("cannot encode the manifest: {e}")))?;
-                Ok(Response::new(DescribeResponse { manifest_json }))
-            }
+            Some(ty) => Ok(Response::new(DescribeResponse {
+                manifest_json: manifest_for(ty, &caller)?,
+            })),
             None => Err(refused(no_connector(&tables.registry, &caller, &connector))),
         }
+    }
+
+    type WatchCatalogStream = ReceiverStream<Result<Catalog, Status>>;
+
+    async fn watch_catalog(
+        &self,
+        request: Request<WatchCatalogRequest>,
+    ) -> Result<Response<Self::WatchCatalogStream>, Status> {
+        // Refused at once when the token is not good; checked again at
+        // each change.
+        self.caller(&request, "-", "WatchCatalog")?;
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes().to_vec());
+        Ok(Response::new(ReceiverStream::new(catalog::watch(
+            &self.state,
+            authorization,
+        ))))
     }
 }
 

@@ -8,6 +8,7 @@
 //! | `client_api` | the Hub service: the caller's access, manifest checks, routing, deadlines, unary and streamed answers, the sidecars not attached in `ListConnectors` |
 //! | `admin_api` | the Admin service: every call needs an admin token and acts on its tenant |
 //! | `invoke` | one call's life: hand an Invoke to an instance, wait until the deadline, cancel, retry once elsewhere when safe |
+//! | `catalog` | what one client may call, sent again as it changes (`WatchCatalog`), also read by the hub's MCP view |
 //! | `call_log` | the one log line of every call (request id, connector, instances tried, action, duration, outcome) |
 //!
 //! It uses the connector sessions (the shared state, the pending calls),
@@ -16,5 +17,6 @@
 
 pub(crate) mod admin_api;
 pub(crate) mod call_log;
+pub(crate) mod catalog;
 pub(crate) mod client_api;
 pub(crate) mod invoke;

@@ -42,12 +42,12 @@ use spoke_proto::v1::{
     Chunk, ConnectorSummary, DescribeRequest, Encoding, Event, InstanceResult, InvokeKind,
     InvokeRequest, ListConnectorsRequest, Route, instance_result, invoke_stream_item, route,
 };
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 pub use crate::wire::code_name;
+pub(crate) use crate::wire::{Authorized, Bearer};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -86,24 +86,6 @@ impl std::fmt::Debug for HubTarget {
             .finish()
     }
 }
-
-/// Adds `authorization: Bearer <token>` to every request.
-#[derive(Clone)]
-pub(crate) struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-/// A channel whose requests carry the client token.
-pub(crate) type Authorized = InterceptedService<Channel, Bearer>;
 
 /// Which instance(s) `spoke call` targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +155,24 @@ impl Failure {
                 eprintln!("error[{code}]: {message}");
                 EXIT_HUB_ERROR
             }
+        }
+    }
+}
+
+/// `spoke mcp`: serves the hub's tools over stdio until the agent leaves
+/// (exit 0); the hub unreachable or refusing the token is exit 3 (said on
+/// stderr; stdout carries protocol frames only).
+pub async fn mcp(hub: &HubTarget, timeout: Option<Duration>) -> u8 {
+    let client = match connect(hub).await {
+        Ok(client) => client,
+        Err(failure) => return failure.report(),
+    };
+    match crate::mcp::serve::serve_stdio(client, timeout, crate::server::shutdown_signal()).await {
+        Ok(()) => EXIT_OK,
+        Err(crate::mcp::StdioError::Hub(status)) => Failure::from_status(&status).report(),
+        Err(crate::mcp::StdioError::Serve(message)) => {
+            eprintln!("error: {message}");
+            EXIT_HUB_ERROR
         }
     }
 }

@@ -62,6 +62,17 @@ enum Command {
     },
     /// Call an action (or resolve a search operator) through the hub.
     Call(CallArgs),
+    /// Serve the hub's actions as MCP tools over stdio, for an AI agent
+    /// that starts this command (tools `<connector>__<action>`, those the
+    /// token may call; the list follows connectors as they attach and leave).
+    Mcp {
+        /// The longest a tool call may run [default: the action's own
+        /// timeout only].
+        #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
     /// List the instances waiting for an administrator's approval (JSON).
     Pending {
         /// Print a table for people instead of JSON.
@@ -327,6 +338,11 @@ struct HubArgs {
     /// clients call without a token, put everything in tenant "default".
     #[arg(long)]
     no_auth: bool,
+    /// Also serve every connector's actions as MCP tools over Streamable
+    /// HTTP at http://ADDR/mcp; callers present client tokens (without
+    /// auth: loopback only).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    mcp: Option<SocketAddr>,
     #[command(flatten)]
     connections: ConnectionFlags,
     #[command(flatten)]
@@ -470,6 +486,7 @@ fn run_hub(args: HubArgs) -> ExitCode {
         tls: None,
         connections: args.connections.limits(),
         registrations: args.registrations.limits(),
+        mcp: args.mcp,
     };
     let config = match secure(config, &args) {
         Ok(config) => config,
@@ -639,6 +656,7 @@ fn run_client(command: Command) -> ExitCode {
                 };
                 client::call(&args.hub.target(), options).await
             }
+            Command::Mcp { timeout, hub } => client::mcp(&hub.target(), timeout).await,
             Command::Hub(_) => EXIT_USAGE,
         }
     });

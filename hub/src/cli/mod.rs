@@ -3,11 +3,12 @@
 //! ```text
 //! spoke hub [--listen ADDR] [--heartbeat-interval D] [--resume-window D] [--shutdown-grace D]
 //!           [--sidecars FILE.toml] [--data DIR] (--tls-cert FILE --tls-key FILE | --insecure)
-//!           [--no-auth]
+//!           [--no-auth] [--mcp ADDR]
 //! spoke ls [--table]                        connector types and their instances (JSON)
 //! spoke describe <connector>                a connector's manifest (pretty JSON)
 //! spoke call <connector> <action> [JSON|-]  call an action through the hub
 //!     [--instance ID | --name NAME | --tag TAG] [--timeout D] [--operator]
+//! spoke mcp [--timeout D]                   the hub's actions as MCP tools over stdio
 //! spoke pending [--table]                   instances awaiting approval
 //! spoke approve|reject|revoke|forget <instance> [--connector C] [--tenant T]
 //! spoke token create --connector NAME [--tenant T] [--ttl D]
@@ -38,7 +39,7 @@
 //! | `commands` | the arguments and [`main`]: `spoke hub` runs a [`server`](crate::server), the others call one |
 //! | `connection_flags` | `spoke hub`'s connection-limit flags (`--max-connections`, the timeouts, the budgets) |
 //! | `registration_flags` | `spoke hub`'s registration-limit flags (`--max-pending-per-tenant`, `--max-pending`, `--pending-expiry`, `--register-burst`, `--register-rate`) |
-//! | [`client`] | `ls`, `describe`, `call`: the Hub service's client, the token and TLS of `--hub` |
+//! | [`client`] | `ls`, `describe`, `call`, `mcp`: the Hub service's client, the token and TLS of `--hub` |
 //! | [`admin_client`] | `pending`, `approve`, `reject`, `revoke`, `forget`, `token`, `client-token`: the Admin service's client |
 //! | [`sync_client`] | `sync`, `syncs` (the Hub service's sync calls) and `checkpoint` (the Admin service's) |
 //!

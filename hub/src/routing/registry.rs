@@ -210,9 +210,32 @@ pub(crate) struct Registry {
     instances: BTreeMap<InstanceKey, Instance>,
     tokens: HashMap<String, InstanceKey>,
     generations: u64,
+    /// Bumped on every change of an instance's presence or state.
+    changes: Changes,
+}
+
+/// A counter bumped on every change of the registry's instances, for the
+/// clients that watch what they may call (`Hub.WatchCatalog`).
+#[derive(Debug)]
+pub(crate) struct Changes(tokio::sync::watch::Sender<u64>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes(tokio::sync::watch::channel(0).0)
+    }
 }
 
 impl Registry {
+    /// A receiver that sees every later change of the instances (their
+    /// presence, approval and state).
+    pub(crate) fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.0.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Admits a registration whose stream sends through `tx`: resumes the
     /// session its token names, or starts a new one; `approved` says
     /// whether calls may be routed to it (otherwise it is pending), and
@@ -231,6 +254,7 @@ impl Registry {
         } else {
             InstanceStatus::Pending
         };
+        self.changed();
         self.generations += 1;
         let generation = self.generations;
         let link = Link {
@@ -437,6 +461,7 @@ impl Registry {
         &mut self,
         key: &InstanceKey,
     ) -> Option<(mpsc::Sender<HubFrame>, String, String)> {
+        self.changed();
         let instance = self.instances.get_mut(key)?;
         if instance.status != InstanceStatus::Pending {
             return None;
@@ -451,6 +476,7 @@ impl Registry {
     /// Ends the instance's session because it was rejected or revoked: its
     /// live stream ends with `PERMISSION_DENIED`, its session token dies.
     pub(crate) fn deny(&mut self, key: &InstanceKey) -> Option<Instance> {
+        self.changed();
         if let Some(link) = self.instances.get(key).and_then(|i| i.link.as_ref()) {
             link.denied.cancel();
         }
@@ -501,6 +527,7 @@ impl Registry {
     /// Marks the instance disconnected if `generation` is still its stream;
     /// returns whether it was.
     pub(crate) fn disconnect(&mut self, key: &InstanceKey, generation: u64) -> bool {
+        self.changed();
         match self.instances.get_mut(key) {
             Some(instance) if instance.generation == generation && instance.link.is_some() => {
                 instance.link = None;
@@ -514,6 +541,7 @@ impl Registry {
 
     /// Marks the instance draining if `generation` is still its stream.
     pub(crate) fn set_draining(&mut self, key: &InstanceKey, generation: u64) {
+        self.changed();
         if let Some(instance) = self.instances.get_mut(key)
             && instance.generation == generation
             && instance.link.is_some()
@@ -526,6 +554,7 @@ impl Registry {
     /// Ends the session if `generation` is still the instance's latest
     /// stream; returns the instance if it did.
     pub(crate) fn end(&mut self, key: &InstanceKey, generation: u64) -> Option<Instance> {
+        self.changed();
         if self.instances.get(key)?.generation != generation {
             return None;
         }
@@ -535,6 +564,7 @@ impl Registry {
     /// Ends the session if the instance is still disconnected from stream
     /// `generation` (it did not resume in the meantime).
     pub(crate) fn expire(&mut self, key: &InstanceKey, generation: u64) -> Option<Instance> {
+        self.changed();
         let instance = self.instances.get(key)?;
         if instance.generation != generation || instance.status != InstanceStatus::Disconnected {
             return None;

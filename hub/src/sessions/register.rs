@@ -13,6 +13,7 @@ use spoke_proto::prost::Message;
 use spoke_proto::v1::Register;
 use spoke_runtime::Manifest;
 use spoke_runtime::manifest::MANIFEST_VERSION;
+use spoke_runtime::mcp::tools::qualified_name;
 
 use crate::ids::DEFAULT_TENANT;
 use crate::routing::registry::Registration;
@@ -263,6 +264,16 @@ pub(crate) fn parse_manifest(json: &str) -> Result<Manifest, Invalid> {
             manifest.name
         )
         .into());
+    }
+    // Every action is a tool of the hub's MCP view (`spoke mcp`).
+    for action in &manifest.actions {
+        if let Err(why) = qualified_name(&manifest.name, &action.name) {
+            return Err(format!(
+                "Register.manifest_json: action `{}` of connector `{}` cannot be offered as an MCP tool: {why}",
+                action.name, manifest.name
+            )
+            .into());
+        }
     }
     Ok(manifest)
 }
@@ -601,6 +612,26 @@ mod tests {
         let mut r = register(&manifest(), "a");
         r.manifest_json = "  ".into();
         assert!(check_open(r).unwrap_err().contains("empty"));
+
+        // Every action must fit a tool name of the hub's MCP view.
+        let mut m = manifest();
+        let action = |name: String| {
+            serde_json::json!({
+                "name": name, "description": "", "mode": "read", "admin_only": false,
+                "hidden": true, "timeout_ms": null, "input_schema": {}, "output_schema": {},
+            })
+        };
+        m["actions"] = serde_json::json!([action("a".repeat(58))]);
+        assert!(check_open(register(&m, "a")).is_ok());
+        m["actions"] = serde_json::json!([action("ok".into()), action("a".repeat(59))]);
+        let err = check_open(register(&m, "a")).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "action `{}` of connector `echo` cannot be offered as an MCP tool",
+                "a".repeat(59)
+            )) && err.contains("is 65 characters; tool names are at most 64"),
+            "{err}"
+        );
     }
 
     #[test]

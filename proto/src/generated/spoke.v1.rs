@@ -571,6 +571,35 @@ pub struct DescribeResponse {
     #[prost(string, tag = "1")]
     pub manifest_json: ::prost::alloc::string::String,
 }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchCatalogRequest {}
+/// What one client may call (Hub.WatchCatalog).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Catalog {
+    /// The caller's token may call `write` actions.
+    #[prost(bool, tag = "1")]
+    pub write: bool,
+    /// The caller's token may call `admin_only` and `hidden` actions.
+    #[prost(bool, tag = "2")]
+    pub admin: bool,
+    /// The connectors with an approved instance (ready, draining, or
+    /// disconnected within its resume window), in the caller's tenant and
+    /// scope, sorted by name.
+    #[prost(message, repeated, tag = "3")]
+    pub connectors: ::prost::alloc::vec::Vec<CatalogConnector>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CatalogConnector {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// The manifest as Describe gives it to the caller (hidden actions only
+    /// to an admin).
+    #[prost(string, tag = "2")]
+    pub manifest_json: ::prost::alloc::string::String,
+    /// Its approved instances, sorted by id.
+    #[prost(message, repeated, tag = "3")]
+    pub instances: ::prost::alloc::vec::Vec<InstanceState>,
+}
 /// Starts a run of one of a connector's syncs (`spoke sync`).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SyncRequest {
@@ -1548,6 +1577,32 @@ pub mod hub_client {
             req.extensions_mut().insert(GrpcMethod::new("spoke.v1.Hub", "CancelSync"));
             self.inner.unary(req, path, codec).await
         }
+        /// What the caller may call, at once and again each time it changes (a
+        /// connector attached or left, an instance was approved, ...); see
+        /// "Catalog." above. The stream ends when the hub shuts down.
+        pub async fn watch_catalog(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatchCatalogRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::Catalog>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/spoke.v1.Hub/WatchCatalog",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("spoke.v1.Hub", "WatchCatalog"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1624,6 +1679,22 @@ pub mod hub_server {
             request: tonic::Request<super::CancelSyncRequest>,
         ) -> std::result::Result<
             tonic::Response<super::CancelSyncResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the WatchCatalog method.
+        type WatchCatalogStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::Catalog, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// What the caller may call, at once and again each time it changes (a
+        /// connector attached or left, an instance was approved, ...); see
+        /// "Catalog." above. The stream ends when the hub shuts down.
+        async fn watch_catalog(
+            &self,
+            request: tonic::Request<super::WatchCatalogRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::WatchCatalogStream>,
             tonic::Status,
         >;
     }
@@ -2009,6 +2080,52 @@ pub mod hub_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/spoke.v1.Hub/WatchCatalog" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchCatalogSvc<T: Hub>(pub Arc<T>);
+                    impl<
+                        T: Hub,
+                    > tonic::server::ServerStreamingService<super::WatchCatalogRequest>
+                    for WatchCatalogSvc<T> {
+                        type Response = super::Catalog;
+                        type ResponseStream = T::WatchCatalogStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WatchCatalogRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Hub>::watch_catalog(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchCatalogSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

@@ -1,8 +1,11 @@
-//! Who calls over Streamable HTTP: with `SPOKE_MCP_TOKEN` or
+//! Who calls over Streamable HTTP, decided from the `Authorization` header
+//! before the body is read ([`Authorize`]; 401 when refused).
+//!
+//! `<bin> mcp --http` uses [`Tokens`]: with `SPOKE_MCP_TOKEN` or
 //! `SPOKE_MCP_ADMIN_TOKEN` set, every request needs one of them as
-//! `Authorization: Bearer <token>` (401 otherwise, before the body is
-//! read); the admin token makes the caller an administrator. With neither,
-//! callers are not administrators.
+//! `Authorization: Bearer <token>`; the admin token makes the caller an
+//! administrator. With neither, callers are not administrators. A host
+//! serving its own view (the hub's) brings its own [`Authorize`].
 
 use std::sync::Arc;
 
@@ -14,7 +17,40 @@ use axum::response::{IntoResponse, Response};
 use super::handler::Caller;
 use crate::secret::Secret;
 
-/// The tokens callers present.
+/// Decides who calls from a request's `Authorization` header.
+///
+/// ```
+/// use spoke::mcp::Authorize;
+///
+/// /// One shared key; its callers are called `"ops"`.
+/// #[derive(Clone)]
+/// struct SharedKey(String);
+///
+/// impl Authorize for SharedKey {
+///     type Caller = &'static str;
+///     fn authorize(&self, authorization: Option<&str>) -> Result<&'static str, String> {
+///         match authorization.and_then(|h| h.strip_prefix("Bearer ")) {
+///             Some(key) if key == self.0 => Ok("ops"),
+///             _ => Err("send `Authorization: Bearer <key>`".into()),
+///         }
+///     }
+/// }
+///
+/// let key = SharedKey("k".into());
+/// assert_eq!(key.authorize(Some("Bearer k")), Ok("ops"));
+/// assert!(key.authorize(None).is_err());
+/// ```
+pub trait Authorize: Clone + Send + Sync + 'static {
+    /// What the handler learns of the caller: put in the request's
+    /// extensions (the handler finds it in `http::request::Parts`).
+    type Caller: Clone + Send + Sync + 'static;
+
+    /// The caller presenting `authorization` (the header's value; `None`
+    /// without one), or why it is refused (answered 401, with this text).
+    fn authorize(&self, authorization: Option<&str>) -> Result<Self::Caller, String>;
+}
+
+/// The tokens callers of `<bin> mcp --http` present.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     /// Callers who are not administrators.
@@ -44,28 +80,42 @@ impl Tokens {
     }
 }
 
-/// Marks the request with its [`Caller`], or refuses it (401).
-pub async fn authorize(State(tokens): State<Tokens>, mut request: Request, next: Next) -> Response {
-    let caller = if tokens.required() {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::bearer::token_of);
-        match given.map(|g| tokens.caller_of(g)) {
-            Some(Some(caller)) => caller,
-            Some(None) => return unauthorized("the bearer token is wrong"),
-            None => {
-                return unauthorized(
-                    "this MCP server requires `Authorization: Bearer <token>` (SPOKE_MCP_TOKEN)",
-                );
-            }
+impl Authorize for Tokens {
+    type Caller = Caller;
+
+    fn authorize(&self, authorization: Option<&str>) -> Result<Caller, String> {
+        if !self.required() {
+            return Ok(Caller { admin: false });
         }
-    } else {
-        Caller { admin: false }
-    };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+        match authorization.and_then(crate::bearer::token_of) {
+            Some(given) => self
+                .caller_of(given)
+                .ok_or_else(|| "the bearer token is wrong".to_owned()),
+            None => Err(
+                "this MCP server requires `Authorization: Bearer <token>` (SPOKE_MCP_TOKEN)"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// Marks the request with its caller, or refuses it (401).
+pub(crate) async fn authorize<A: Authorize>(
+    State(authorizer): State<A>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    match authorizer.authorize(header) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(why) => unauthorized(&why),
+    }
 }
 
 fn unauthorized(message: &str) -> Response {

@@ -205,14 +205,28 @@ impl ServerHandler for McpServer {
 /// A failed call: `isError`, the code and message as text (and the
 /// details, when there are some, as a second block); no structured content,
 /// which clients would check against the success schema.
-fn error_result(error: &ActionError) -> CallToolResult {
-    let mut content = vec![ContentBlock::text(format!(
-        "error[{}]: {}",
-        error.code(),
-        error.message()
-    ))];
-    if let Some(details) = error.details() {
-        content.push(ContentBlock::text(details.to_string()));
+pub fn error_result(error: &ActionError) -> CallToolResult {
+    error_content(
+        error.code().as_str(),
+        error.message(),
+        error.details().map(|d| d.to_string()),
+    )
+}
+
+/// [`error_result`] from its parts: `error[<code>]: <message>`, then the
+/// details (JSON text), if any, as a second block.
+///
+/// ```
+/// use spoke::mcp::handler::error_content;
+/// let result = error_content("not_found", "no ticket 7", Some(r#"{"id":7}"#.into()));
+/// assert_eq!(result.is_error, Some(true));
+/// assert_eq!(result.content.len(), 2);
+/// assert!(result.structured_content.is_none());
+/// ```
+pub fn error_content(code: &str, message: &str, details: Option<String>) -> CallToolResult {
+    let mut content = vec![ContentBlock::text(format!("error[{code}]: {message}"))];
+    if let Some(details) = details.filter(|d| !d.is_empty()) {
+        content.push(ContentBlock::text(details));
     }
     CallToolResult::error(content)
 }
@@ -228,14 +242,15 @@ fn request_id_text(context: &RequestContext<RoleServer>) -> String {
 /// Sends an action's progress as `notifications/progress`, when the
 /// client asked with a progress token: in order, each higher than the one
 /// before (the protocol's rule; a lower one is dropped).
-struct Progress<'a> {
+pub struct Progress<'a> {
     token: Option<ProgressToken>,
     context: &'a RequestContext<RoleServer>,
     last: Option<f64>,
 }
 
 impl<'a> Progress<'a> {
-    fn new(token: Option<ProgressToken>, context: &'a RequestContext<RoleServer>) -> Self {
+    /// Reports to the client of `context` when `token` is some.
+    pub fn new(token: Option<ProgressToken>, context: &'a RequestContext<RoleServer>) -> Self {
         Progress {
             token,
             context,
@@ -243,7 +258,8 @@ impl<'a> Progress<'a> {
         }
     }
 
-    async fn report(&mut self, event: Event) {
+    /// Sends `event` if it is progress, higher than the last sent.
+    pub async fn report(&mut self, event: Event) {
         let (
             Some(token),
             EventKind::Progress {

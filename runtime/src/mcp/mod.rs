@@ -20,18 +20,28 @@
 //! | [`options`] | [`McpOptions`]: flags and variables |
 //! | [`tools`] | the action → tool mapping, and who may call what |
 //! | [`handler`] | [`McpServer`], rmcp's `ServerHandler` over an instance |
-//! | `auth` | the bearer tokens over HTTP |
+//! | [`auth`] | who calls over HTTP: [`Authorize`], and the bearer tokens of `<bin> mcp --http` |
 //! | [`serve`] | stdio and Streamable HTTP |
+//!
+//! A host serving many connectors as one MCP server (the hub) builds on the
+//! same pieces: [`tools::qualified_name`] and [`tools::ToolEntry::of`] for
+//! the tools, [`handler::error_result`] and [`handler::Progress`] for the
+//! calls, [`serve::serve_http`] with its own [`Authorize`].
 //!
 //! It imports the core and the shared pieces only, never another transport.
 
-mod auth;
+pub mod auth;
 pub mod handler;
 pub mod options;
 pub mod serve;
 pub mod tools;
 
+pub use auth::Authorize;
 pub use handler::{Caller, McpServer};
 pub use options::McpOptions;
-pub use serve::McpServeError;
+pub use serve::{HttpLimits, McpServeError};
 pub use tools::ToolSet;
+
+/// The MCP SDK this transport is built on (rmcp, pinned), for a host that
+/// writes its own handler over Spoke's pieces (the hub's MCP view).
+pub use rmcp;

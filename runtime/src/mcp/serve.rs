@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ServerHandler, ServiceExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{Tokens, authorize};
+use super::auth::{Authorize, Tokens, authorize};
 use super::handler::{Caller, McpServer};
 use super::options::McpOptions;
 use crate::instance::Instance;
@@ -58,7 +58,15 @@ pub async fn run(instance: Instance, options: McpOptions) -> Result<(), McpServe
                 tracing::info!(target: "spoke::mcp", "{signal}: stopping");
                 stopping.cancel();
             });
-            serve_http(server, &options, listener, stop).await
+            let tokens = Tokens {
+                user: options.token.clone().map(Arc::new),
+                admin: options.admin_token.clone().map(Arc::new),
+            };
+            let limits = HttpLimits {
+                max_body: options.max_body,
+                allowed_hosts: options.allowed_hosts.clone(),
+            };
+            serve_http(server, &limits, tokens, listener, stop).await
         }
     };
     instance.cancel_all_syncs();
@@ -87,36 +95,50 @@ async fn serve_stdio(server: McpServer, signals: &Signals) -> Result<(), McpServ
     }
 }
 
-/// Serves Streamable HTTP at `/mcp` on `listener` until `stop`.
-pub async fn serve_http(
-    server: McpServer,
-    options: &McpOptions,
+/// What a Streamable HTTP endpoint accepts.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// The largest request body, in bytes (413 beyond).
+    pub max_body: usize,
+    /// The `Host` values accepted (against DNS rebinding); empty: any.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// Serves `server` over Streamable HTTP at `/mcp` on `listener` until
+/// `stop`. Each request's `Authorization` header goes through `authorizer`
+/// before its body is read (401 when refused); the caller it gives is in
+/// the request's extensions, which the handler reads from the
+/// `http::request::Parts` in its `RequestContext`.
+pub async fn serve_http<S, A>(
+    server: S,
+    limits: &HttpLimits,
+    authorizer: A,
     listener: TcpListener,
     stop: CancellationToken,
-) -> Result<(), McpServeError> {
+) -> Result<(), McpServeError>
+where
+    S: ServerHandler + Clone,
+    A: Authorize,
+{
     let local = listener
         .local_addr()
         .map_err(|e| McpServeError::Serve(e.to_string()))?;
     let mut config = StreamableHttpServerConfig::default()
-        .with_max_request_body_bytes(options.max_body)
+        .with_max_request_body_bytes(limits.max_body)
         .with_cancellation_token(stop.child_token());
-    config = if options.allowed_hosts.is_empty() {
+    config = if limits.allowed_hosts.is_empty() {
         config.disable_allowed_hosts()
     } else {
-        config.with_allowed_hosts(options.allowed_hosts.clone())
+        config.with_allowed_hosts(limits.allowed_hosts.clone())
     };
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let tokens = Tokens {
-        user: options.token.clone().map(Arc::new),
-        admin: options.admin_token.clone().map(Arc::new),
-    };
-    let app = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(tokens, authorize));
+    let app = axum::Router::new().nest_service("/mcp", service).layer(
+        axum::middleware::from_fn_with_state(authorizer, authorize::<A>),
+    );
     tracing::info!(target: "spoke::mcp", "serving MCP at http://{local}/mcp");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -55,7 +55,11 @@ pub enum Lookup<'a> {
 impl ToolSet {
     /// The tools of `manifest`'s actions.
     pub fn new(manifest: &Manifest) -> ToolSet {
-        let mut entries: Vec<ToolEntry> = manifest.actions.iter().map(entry_of).collect();
+        let mut entries: Vec<ToolEntry> = manifest
+            .actions
+            .iter()
+            .map(|a| ToolEntry::of(a, a.name.clone()))
+            .collect();
         entries.sort_by(|a, b| a.tool.name.cmp(&b.tool.name));
         ToolSet { entries }
     }
@@ -65,7 +69,7 @@ impl ToolSet {
     pub fn listed(&self, admin: bool) -> Vec<Tool> {
         self.entries
             .iter()
-            .filter(|e| !e.hidden && (admin || !e.admin_only))
+            .filter(|e| e.listed_for(admin))
             .map(|e| e.tool.clone())
             .collect()
     }
@@ -90,7 +94,7 @@ impl ToolSet {
     fn names(&self, admin: bool) -> Vec<&str> {
         self.entries
             .iter()
-            .filter(|e| !e.hidden && (admin || !e.admin_only))
+            .filter(|e| e.listed_for(admin))
             .map(|e| e.action.as_str())
             .collect()
     }
@@ -99,7 +103,55 @@ impl ToolSet {
 /// The `_meta` entry of a tool whose value comes as `{"result": value}`.
 pub const WRAPPED_META: (&str, &str) = ("spoke/output", "wrapped");
 
-fn entry_of(action: &ActionManifest) -> ToolEntry {
+/// The longest tool name: what the strictest model APIs accept.
+pub const MAX_TOOL_NAME: usize = 64;
+
+/// The name of a connector's action among many connectors' tools (the
+/// hub's MCP view): `<connector>__<action>`, checked against what agents
+/// and model APIs accept (at most [`MAX_TOOL_NAME`] characters of
+/// `[A-Za-z0-9_-]`). The error says which rule the name breaks.
+///
+/// ```
+/// use spoke::mcp::tools::qualified_name;
+/// assert_eq!(qualified_name("tickets", "create").unwrap(), "tickets__create");
+/// let long = "a".repeat(60);
+/// assert!(qualified_name("tickets", &long).unwrap_err().contains("at most 64"));
+/// ```
+pub fn qualified_name(connector: &str, action: &str) -> Result<String, String> {
+    let name = format!("{connector}__{action}");
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "its MCP tool name `{name}` contains {bad:?}; tool names are made of [A-Za-z0-9_-]"
+        ));
+    }
+    let length = name.chars().count();
+    if length > MAX_TOOL_NAME {
+        return Err(format!(
+            "its MCP tool name `{name}` is {length} characters; tool names are at most {MAX_TOOL_NAME} (shorten the connector's or the action's name by {})",
+            length - MAX_TOOL_NAME
+        ));
+    }
+    Ok(name)
+}
+
+impl ToolEntry {
+    /// `action` as a tool named `name` (the action's own name for one
+    /// connector, [`qualified_name`] among many).
+    pub fn of(action: &ActionManifest, name: String) -> ToolEntry {
+        entry_of(action, name)
+    }
+
+    /// Whether a caller sees it listed: never a hidden one, an
+    /// `admin_only` one only as an administrator.
+    pub fn listed_for(&self, admin: bool) -> bool {
+        !self.hidden && (admin || !self.admin_only)
+    }
+}
+
+fn entry_of(action: &ActionManifest, name: String) -> ToolEntry {
     let title = title_of(&action.name);
     let mut input = object_of(&action.input_schema);
     if input.get("type").is_none_or(|t| t == "object") {
@@ -130,7 +182,7 @@ fn entry_of(action: &ActionManifest) -> ToolEntry {
             .destructive(action.destructive)
             .idempotent(action.idempotent),
     };
-    let mut tool = Tool::new(action.name.clone(), action.description.clone(), input)
+    let mut tool = Tool::new(name, action.description.clone(), input)
         .with_title(title)
         .with_raw_output_schema(Arc::new(output))
         .with_annotations(annotations);
@@ -250,5 +302,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(set.lookup("nope", true), Lookup::Unknown(n) if n.len() == 3));
+    }
+
+    #[test]
+    fn qualified_names_fit_what_agents_accept() {
+        assert_eq!(
+            qualified_name("my-files", "list_2").unwrap(),
+            "my-files__list_2"
+        );
+        let fits = "a".repeat(MAX_TOOL_NAME - "c__".len());
+        assert_eq!(qualified_name("c", &fits).unwrap().len(), MAX_TOOL_NAME);
+        let err = qualified_name("c", &format!("{fits}x")).unwrap_err();
+        assert!(
+            err.contains("is 65 characters") && err.contains("by 1)"),
+            "{err}"
+        );
+        let err = qualified_name("c", "list.files").unwrap_err();
+        assert!(err.contains("contains '.'"), "{err}");
     }
 }
