@@ -61,7 +61,8 @@ fn python_grpcio_checks_health_and_calls_through_reflection() {
             "InvokeStream",
             "ListConnectors",
             "ListSyncs",
-            "Sync"
+            "Sync",
+            "WatchCatalog"
         ])
     );
     let connectors = report["list_connectors"]["connectors"]
