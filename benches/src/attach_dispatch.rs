@@ -14,8 +14,8 @@ use tonic::{Status, Streaming};
 use crate::baseline::{self, Msg};
 use crate::driver;
 use crate::payload::{IN_FLIGHT, SIZES, echo_input};
-use crate::report::{Report, Target};
-use crate::stats::{Run, median_of};
+use crate::report::{Report, Runs, Target};
+use crate::stats::Run;
 use crate::window::{Link, drive};
 use crate::{Opts, echo};
 
@@ -172,33 +172,16 @@ pub async fn run(opts: &Opts, report: &mut Report) {
                 spoke_runs.push(drive(&mut spoke_link, calls, window).await);
             }
             let case = format!("{size_name}, {window} in flight");
-            let thr = |r: &Run| r.throughput();
-            let mut tput = report
-                .add(
-                    PATH,
-                    &case,
-                    "throughput",
-                    "calls/s",
-                    median_of(&spoke_runs, thr),
-                )
-                .baseline(median_of(&raw_runs, thr))
-                .note("baseline: raw tonic bidi echo of the same bytes");
-            if window == 64 {
-                tput = tput.target(Target::RatioAtLeast { ratio: 0.85 });
-            }
-            drop(tput);
-            let p50 = |r: &Run| r.percentile_us(50.0);
-            let mut median = report
-                .add(PATH, &case, "p50", "us", median_of(&spoke_runs, p50))
-                .baseline(median_of(&raw_runs, p50));
-            if window == 1 {
-                median = median.target(Target::AddedAtMost { added: 10.0 });
-            }
-            drop(median);
-            let p99 = |r: &Run| r.percentile_us(99.0);
-            report
-                .add(PATH, &case, "p99", "us", median_of(&spoke_runs, p99))
-                .baseline(median_of(&raw_runs, p99));
+            report.add_runs(
+                PATH,
+                &case,
+                Runs {
+                    throughput: (window == 64).then_some(Target::RatioAtLeast { ratio: 0.85 }),
+                    p50: (window == 1).then_some(Target::AddedAtMost { added: 10.0 }),
+                    note: "baseline: raw tonic bidi echo of the same bytes".to_owned(),
+                    ..Runs::new(&spoke_runs, &raw_runs, "calls/s")
+                },
+            );
         }
     }
 }

@@ -11,8 +11,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::baseline::{self, Msg};
 use crate::payload::{IN_FLIGHT, SIZES, echo_input};
-use crate::report::{Report, Target};
-use crate::stats::{Run, median_of};
+use crate::report::{Report, Runs, Target};
+use crate::stats::Run;
 use crate::window::closed_loop;
 use crate::{Opts, echo};
 
@@ -122,27 +122,16 @@ pub async fn run(opts: &Opts, report: &mut Report) {
                 spoke_runs.push(closed_loop(calls, workers, spoke_call.clone()).await);
             }
             let case = format!("{size_name}, {workers} in flight");
-            let thr = |r: &Run| r.throughput();
-            report
-                .add(
-                    PATH,
-                    &case,
-                    "throughput",
-                    "calls/s",
-                    median_of(&spoke_runs, thr),
-                )
-                .baseline(median_of(&raw_runs, thr))
-                .target(Target::RatioAtLeast { ratio: 0.5 })
-                .note("baseline: raw tonic unary echo server");
-            let p50 = |r: &Run| r.percentile_us(50.0);
-            report
-                .add(PATH, &case, "p50", "us", median_of(&spoke_runs, p50))
-                .baseline(median_of(&raw_runs, p50));
-            let p99 = |r: &Run| r.percentile_us(99.0);
-            report
-                .add(PATH, &case, "p99", "us", median_of(&spoke_runs, p99))
-                .baseline(median_of(&raw_runs, p99))
-                .target(Target::RatioAtMost { ratio: 2.5 });
+            report.add_runs(
+                PATH,
+                &case,
+                Runs {
+                    throughput: Some(Target::RatioAtLeast { ratio: 0.5 }),
+                    p99: Some(Target::RatioAtMost { ratio: 2.5 }),
+                    note: "baseline: raw tonic unary echo server".to_owned(),
+                    ..Runs::new(&spoke_runs, &raw_runs, "calls/s")
+                },
+            );
         }
     }
 }

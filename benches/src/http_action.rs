@@ -17,8 +17,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use crate::report::{Report, Target};
-use crate::stats::{Run, cpu_us, median_of};
+use crate::report::{Report, Runs, Target};
+use crate::stats::{Run, cpu_us};
 use crate::{Opts, binaries};
 
 const PATH: &str = "9 http action";
@@ -251,32 +251,21 @@ pub async fn run(opts: &Opts, report: &mut Report) {
     let spoke_runs: Vec<Run> = spoke_rounds.into_iter().map(|m| m.run).collect();
     let raw_runs: Vec<Run> = raw_rounds.into_iter().map(|m| m.run).collect();
     let case = format!("echo `hello`, {WORKERS} in flight");
-    let thr = |r: &Run| r.throughput();
-    report
-        .add(
-            PATH,
-            &case,
-            "throughput",
-            "req/s",
-            median_of(&spoke_runs, thr),
-        )
-        .baseline(median_of(&raw_runs, thr))
-        .target(Target::RatioAtLeast { ratio: 0.8 })
-        .note(format!(
-            "`echo http` (a child process), POST /action {BODY}, {calls} requests per round from \
-             {WORKERS} reqwest tasks over keep-alive, median of {} rounds; baseline: \
-             `raw-http-action`, a child serving the one route with plain axum and serde_json",
-            opts.rounds
-        ));
-    let p50 = |r: &Run| r.percentile_us(50.0);
-    report
-        .add(PATH, &case, "p50", "us", median_of(&spoke_runs, p50))
-        .baseline(median_of(&raw_runs, p50));
-    let p99 = |r: &Run| r.percentile_us(99.0);
-    report
-        .add(PATH, &case, "p99", "us", median_of(&spoke_runs, p99))
-        .baseline(median_of(&raw_runs, p99))
-        .target(Target::RatioAtMost { ratio: 1.5 });
+    report.add_runs(
+        PATH,
+        &case,
+        Runs {
+            throughput: Some(Target::RatioAtLeast { ratio: 0.8 }),
+            p99: Some(Target::RatioAtMost { ratio: 1.5 }),
+            note: format!(
+                "`echo http` (a child process), POST /action {BODY}, {calls} requests per round \
+                 from {WORKERS} reqwest tasks over keep-alive, median of {} rounds; baseline: \
+                 `raw-http-action`, a child serving the one route with plain axum and serde_json",
+                opts.rounds
+            ),
+            ..Runs::new(&spoke_runs, &raw_runs, "req/s")
+        },
+    );
     report
         .add(PATH, &case, "server cpu per request", "us", spoke_cpu)
         .baseline(raw_cpu)

@@ -25,8 +25,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::end_to_end::{client, invoke};
 use crate::payload::echo_input;
-use crate::report::{Report, Target};
-use crate::stats::{Run, median_of};
+use crate::report::{Report, Runs, Target};
+use crate::stats::Run;
 use crate::window::closed_loop;
 use crate::{Opts, binaries, echo};
 
@@ -457,11 +457,11 @@ pub async fn run(opts: &Opts, report: &mut Report) {
             rss_loaded / 1024.0
         ));
     let routed = format!("{case}, {CALLERS} in flight");
-    let thr = |r: &Run| r.throughput();
-    report
-        .add(PATH, &routed, "throughput", "calls/s", median_of(&big_runs, thr))
-        .baseline(median_of(&small_runs, thr))
-        .note(format!(
+    report.add_runs(
+        PATH,
+        &routed,
+        Runs {
+            note: format!(
             "Hub.Invoke `echo` (64 B) round-robin over {} simulated instances ({distinct} distinct \
              answered {} sequential calls); baseline: a second hub process of the same binary with \
              ONE simulated instance, rounds interleaved; {calls} calls a round, median of {rounds}, \
@@ -469,8 +469,10 @@ pub async fn run(opts: &Opts, report: &mut Report) {
              process; {:.1} s in all",
             count + 1,
             count + 1,
-            routing_time.as_secs_f64()
-        ));
+            routing_time.as_secs_f64()),
+            ..Runs::new(&big_runs, &small_runs, "calls/s")
+        },
+    );
     report
         .add(PATH, &routed, "hub cpu per call", "us", big_cpu / all_calls)
         .baseline(small_cpu / all_calls)
@@ -478,14 +480,6 @@ pub async fn run(opts: &Opts, report: &mut Report) {
             "user + system CPU time of the hub process (/proc/<pid>/stat, clock-tick \
              resolution) over all measured rounds, divided by their calls",
         );
-    let p50 = |r: &Run| r.percentile_us(50.0);
-    report
-        .add(PATH, &routed, "p50", "us", median_of(&big_runs, p50))
-        .baseline(median_of(&small_runs, p50));
-    let p99 = |r: &Run| r.percentile_us(99.0);
-    report
-        .add(PATH, &routed, "p99", "us", median_of(&big_runs, p99))
-        .baseline(median_of(&small_runs, p99));
 
     // Close the streams first, then kill and reap both hubs.
     drop((sims, solo, big_client, small_client));

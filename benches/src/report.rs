@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::stats::{Run, median_of};
+
 /// What a figure must do to meet its target.
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -69,6 +71,35 @@ pub struct Report {
     pub figures: Vec<Figure>,
 }
 
+/// A case's closed-loop figures, Spoke's timed runs against the
+/// baseline's: throughput, p50 and p99, each the median over rounds.
+pub struct Runs<'a> {
+    pub spoke: &'a [Run],
+    pub baseline: &'a [Run],
+    /// The throughput's unit: `calls/s`, `req/s`.
+    pub unit: &'a str,
+    pub throughput: Option<Target>,
+    pub p50: Option<Target>,
+    pub p99: Option<Target>,
+    /// Said of the throughput figure: what the baseline is, how it ran.
+    pub note: String,
+}
+
+impl<'a> Runs<'a> {
+    /// Spoke's runs against the baseline's, no targets, no note.
+    pub fn new(spoke: &'a [Run], baseline: &'a [Run], unit: &'a str) -> Self {
+        Runs {
+            spoke,
+            baseline,
+            unit,
+            throughput: None,
+            p50: None,
+            p99: None,
+            note: String::new(),
+        }
+    }
+}
+
 /// A figure being described: `report.add(path, case, metric, unit, spoke)`
 /// then `.baseline(..)`, `.target(..)`, `.note(..)`.
 pub struct Adding<'a> {
@@ -100,6 +131,26 @@ impl Report {
                 met: None,
                 note: String::new(),
             },
+        }
+    }
+
+    /// Adds a case's throughput, p50 and p99 (see [`Runs`]).
+    pub fn add_runs(&mut self, path: &str, case: &str, runs: Runs<'_>) {
+        // (metric, unit, the figure of one run, its target)
+        type Metric<'u> = (&'static str, &'u str, fn(&Run) -> f64, Option<Target>);
+        let figures: [Metric<'_>; 3] = [
+            ("throughput", runs.unit, Run::throughput, runs.throughput),
+            ("p50", "us", |r| r.percentile_us(50.0), runs.p50),
+            ("p99", "us", |r| r.percentile_us(99.0), runs.p99),
+        ];
+        for (i, (metric, unit, figure, target)) in figures.into_iter().enumerate() {
+            let mut adding = self
+                .add(path, case, metric, unit, median_of(runs.spoke, figure))
+                .baseline(median_of(runs.baseline, figure));
+            adding.figure.target = target;
+            if i == 0 {
+                adding.figure.note.clone_from(&runs.note);
+            }
         }
     }
 

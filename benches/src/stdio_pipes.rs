@@ -11,8 +11,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 use crate::payload::{IN_FLIGHT, SIZES, echo_input};
-use crate::report::{Report, Target};
-use crate::stats::{Run, median_of};
+use crate::report::{Report, Runs, Target};
+use crate::stats::Run;
 use crate::window::{Link, drive};
 use crate::{Opts, binaries};
 
@@ -28,8 +28,8 @@ struct PipeLink {
 }
 
 /// Writes lines to the child's stdin, the lines queued behind one in the
-/// same write.
-async fn write_stdin(mut stdin: ChildStdin, mut lines: mpsc::UnboundedReceiver<String>) {
+/// same write (path 10 writes its MCP requests with it too).
+pub(crate) async fn write_stdin(mut stdin: ChildStdin, mut lines: mpsc::UnboundedReceiver<String>) {
     let mut batch = String::new();
     while let Some(line) = lines.recv().await {
         batch.push_str(&line);
@@ -127,22 +127,15 @@ pub async fn run(opts: &Opts, report: &mut Report) {
                 spoke_runs.push(drive(&mut spoke_link, calls, window).await);
             }
             let case = format!("{size_name}, {window} in flight");
-            let thr = |r: &Run| r.throughput();
-            report
-                .add(
-                    PATH,
-                    &case,
-                    "throughput",
-                    "calls/s",
-                    median_of(&spoke_runs, thr),
-                )
-                .baseline(median_of(&raw_runs, thr))
-                .target(Target::RatioAtLeast { ratio: 0.7 })
-                .note("baseline: a child answering the same lines with serde_json");
-            let p50 = |r: &Run| r.percentile_us(50.0);
-            report
-                .add(PATH, &case, "p50", "us", median_of(&spoke_runs, p50))
-                .baseline(median_of(&raw_runs, p50));
+            report.add_runs(
+                PATH,
+                &case,
+                Runs {
+                    throughput: Some(Target::RatioAtLeast { ratio: 0.7 }),
+                    note: "baseline: a child answering the same lines with serde_json".to_owned(),
+                    ..Runs::new(&spoke_runs, &raw_runs, "calls/s")
+                },
+            );
         }
     }
 }

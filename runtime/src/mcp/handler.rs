@@ -138,19 +138,23 @@ impl ServerHandler for McpServer {
                 ));
             }
         };
-        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
+        // The request is ours: its arguments are taken, not cloned.
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
         let progress = context.meta.get_progress_token();
-        let request_id = format!("mcp-{}", request_id_text(&context));
+        // `RequestId`'s Display is the id's text (a number or the string).
+        let request_id = format!("mcp-{}", context.id);
         let mut builder =
             Context::builder(request_id, entry.action.as_str()).cancellation(context.ct.clone());
         if let Some(timeout) = self.inner.timeout {
             builder = builder.timeout(timeout);
         }
-        let (tx, mut rx) = mpsc::channel::<Event>(64);
+        // A channel for the action's events only when the client asked for
+        // progress (a bounded channel allocates its first block up front).
+        let mut events = None;
         if progress.is_some() {
+            let (tx, rx) = mpsc::channel::<Event>(64);
             builder = builder.events(tx);
-        } else {
-            drop(tx);
+            events = Some(rx);
         }
         let ctx = builder.build();
         let Ok(_permit) = self.inner.in_flight.acquire().await else {
@@ -162,19 +166,25 @@ impl ServerHandler for McpServer {
             .inner
             .instance
             .invoke(&entry.action, Input::Value(&arguments), ctx);
-        tokio::pin!(call);
-        let mut reporter = Progress::new(progress, &context);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                Some(event) = rx.recv() => reporter.report(event).await,
-                outcome = &mut call => break outcome,
+        let outcome = match events {
+            None => call.await,
+            Some(mut rx) => {
+                tokio::pin!(call);
+                let mut reporter = Progress::new(progress, &context);
+                let outcome = loop {
+                    tokio::select! {
+                        biased;
+                        Some(event) = rx.recv() => reporter.report(event).await,
+                        outcome = &mut call => break outcome,
+                    }
+                };
+                // Every event the action emitted came before its answer.
+                while let Ok(event) = rx.try_recv() {
+                    reporter.report(event).await;
+                }
+                outcome
             }
         };
-        // Every event the action emitted came before its answer.
-        while let Ok(event) = rx.try_recv() {
-            reporter.report(event).await;
-        }
         if let Err(e) = &outcome {
             tracing::info!(
                 target: "spoke::mcp",
@@ -229,14 +239,6 @@ pub fn error_content(code: &str, message: &str, details: Option<String>) -> Call
         content.push(ContentBlock::text(details));
     }
     CallToolResult::error(content)
-}
-
-fn request_id_text(context: &RequestContext<RoleServer>) -> String {
-    match serde_json::to_value(&context.id) {
-        Ok(Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
 }
 
 /// Sends an action's progress as `notifications/progress`, when the
