@@ -1,6 +1,6 @@
 //! `spoke::testing::Conformance` over real connector binaries: the same
-//! calls through the in-process CLI, the stdio sidecar and a real hub on
-//! loopback give the same
+//! calls through the in-process CLI, the stdio sidecar, Omni's HTTP, MCP,
+//! a real hub on loopback and a real nats-server give the same
 //! outputs and error codes, and a transport that answers differently fails
 //! the run naming the call.
 
@@ -11,6 +11,7 @@ use spoke::testing::{Answer, Case, Conformance, Leg};
 
 #[test]
 fn tickets_answers_the_same_through_every_transport() {
+    let nats = common::nats::NatsServer::start();
     let report = Conformance::new(common::example_bin("tickets"))
         .env("TICKETS_PATH", ":memory:")
         .call("create", json!({"title": "Printer on fire"}))
@@ -20,11 +21,12 @@ fn tickets_answers_the_same_through_every_transport() {
         .call("link", json!({"id": 1}))
         .resolve("title", "printer")
         .hub(common::spoke_bin())
+        .nats(&nats.url)
         .run()
         .unwrap();
     assert_eq!(
         report.transports,
-        ["in-process", "stdio", "http", "mcp", "hub"]
+        ["in-process", "stdio", "http", "mcp", "hub", "nats"]
     );
     let answers: Vec<&Answer> = report.answers.iter().map(|(_, a)| a).collect();
     assert_eq!(

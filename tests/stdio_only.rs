@@ -142,7 +142,7 @@ fn its_help_lists_only_the_transports_compiled_in() {
     let help = stdout(&out);
     assert!(
         help.contains(
-            "Transports compiled in: grpc (`serve`), stdio (`stdio`), http (`http`), mcp (`mcp`)."
+            "Transports compiled in: grpc (`serve`), stdio (`stdio`), http (`http`), mcp (`mcp`), nats (`nats`)."
         ),
         "{help}"
     );

@@ -9,6 +9,7 @@
 //! | [`core`] | the connector model, and the interface every transport uses (its docs say how) | always |
 //! | [`grpc`] | attached to a Spoke hub over gRPC: `serve`, the instance's key, TLS | `grpc` (default) |
 //! | `http` | Omni's connector contract over HTTP: `<bin> http`, registration, syncs and actions for Omni's connector-manager | `http` |
+//! | `nats` | a NATS micro service: `<bin> nats`, actions and search operators on `spoke.<tenant>.<connector>.*` in a queue group, `$SRV` discovery | `nats` |
 //! | [`stdio`] | a sidecar over stdin/stdout, for the hub's supervisor and LibreFang; LibreFang's protocol types and `--describe` form | `stdio` (default) |
 //! | `testing` | the test kit for connector authors: an instance in one line, calls by name, manifest rules | `testing` |
 //! | [`cli`] | the command line of every connector binary: the commands of the transports compiled in | always |
@@ -39,6 +40,8 @@ pub mod grpc;
 pub mod http;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "stdio")]
 pub mod stdio;
 #[cfg(feature = "testing")]

@@ -4,6 +4,7 @@
 #[path = "../frames/mod.rs"]
 pub mod frames;
 pub mod mcp_client;
+pub mod nats;
 pub mod omni;
 pub mod peer;
 pub mod proxy;

@@ -239,7 +239,7 @@ pub async fn describe(hub: &HubTarget, connector: &str, hidden: bool) -> u8 {
 }
 
 /// Removes the actions marked `"hidden": true` from a manifest.
-fn drop_hidden_actions(manifest: &mut Value) {
+pub(crate) fn drop_hidden_actions(manifest: &mut Value) {
     if let Some(actions) = manifest.get_mut("actions").and_then(Value::as_array_mut) {
         actions.retain(|a| a.get("hidden") != Some(&Value::Bool(true)));
     }
@@ -476,7 +476,7 @@ impl Pieces {
 
 /// The payload of `spoke call`: the input JSON (default `{}`); for a search
 /// operator, `{"value": ...}`.
-fn read_input(options: &CallOptions) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_input(options: &CallOptions) -> Result<Vec<u8>, Failure> {
     let text = match options.input.as_deref() {
         Some("-") => {
             let mut text = String::new();

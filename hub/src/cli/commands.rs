@@ -12,6 +12,7 @@ use spoke_runtime::duration;
 use crate::cli::admin_client::{self, ClientTokenOptions, Decision};
 use crate::cli::client::{self, CallOptions, EXIT_USAGE, HubTarget, RouteFlag, ShowEvents};
 use crate::cli::connection_flags::ConnectionFlags;
+use crate::cli::nats_client;
 use crate::cli::registration_flags::RegistrationFlags;
 use crate::cli::sync_client::{self, SyncOptions};
 use crate::config::{self, DEFAULT_LISTEN, HubConfig, TlsFiles};
@@ -57,6 +58,8 @@ enum Command {
         /// or an admin token, shows them).
         #[arg(long, alias = "all")]
         hidden: bool,
+        #[command(flatten)]
+        nats: NatsFlags,
         #[command(flatten)]
         hub: HubUrl,
     },
@@ -422,7 +425,36 @@ struct CallArgs {
     #[arg(long)]
     progress: bool,
     #[command(flatten)]
+    nats: NatsFlags,
+    #[command(flatten)]
     hub: HubUrl,
+}
+
+/// `--nats URL` and `--tenant`: straight to connectors served on NATS.
+#[derive(Debug, Args)]
+struct NatsFlags {
+    /// Go straight to the connector's instances on this NATS server (they
+    /// serve with `<bin> nats`), not through a hub. SPOKE_NATS_CREDS and
+    /// SPOKE_TLS_CA apply.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// With --nats: the tenant whose connectors to reach.
+    #[arg(
+        long,
+        value_name = "TENANT",
+        requires = "nats",
+        default_value = "default"
+    )]
+    tenant: String,
+}
+
+impl NatsFlags {
+    fn target(&self) -> Option<nats_client::NatsTarget> {
+        self.nats.as_ref().map(|url| nats_client::NatsTarget {
+            url: url.clone(),
+            tenant: self.tenant.clone(),
+        })
+    }
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -566,8 +598,12 @@ fn run_client(command: Command) -> ExitCode {
             Command::Describe {
                 connector,
                 hidden,
+                nats,
                 hub,
-            } => client::describe(&hub.target(), &connector, hidden).await,
+            } => match nats.target() {
+                Some(target) => nats_client::describe(&target, &connector, hidden).await,
+                None => client::describe(&hub.target(), &connector, hidden).await,
+            },
             Command::Pending {
                 table,
                 page_size,
@@ -654,7 +690,10 @@ fn run_client(command: Command) -> ExitCode {
                         (false, false) => ShowEvents::Off,
                     },
                 };
-                client::call(&args.hub.target(), options).await
+                match args.nats.target() {
+                    Some(target) => nats_client::call(&target, options).await,
+                    None => client::call(&args.hub.target(), options).await,
+                }
             }
             Command::Mcp { timeout, hub } => client::mcp(&hub.target(), timeout).await,
             Command::Hub(_) => EXIT_USAGE,

@@ -50,6 +50,7 @@ pub mod admin_client;
 pub mod client;
 mod commands;
 mod connection_flags;
+pub mod nats_client;
 mod registration_flags;
 pub mod sync_client;
 

@@ -154,6 +154,23 @@ enum Command {
         #[arg(long)]
         no_admin: bool,
     },
+    /// Serve as a NATS micro service: calls spread over every instance.
+    ///
+    /// Needs the `nats` feature.
+    ///
+    /// Connects to SPOKE_NATS_URL (default nats://127.0.0.1:4222; user and
+    /// password or a token in the URL, SPOKE_NATS_CREDS for a creds file,
+    /// SPOKE_TLS_CA for TLS) and answers each action on
+    /// spoke.<tenant>.<connector>.<action> in queue group `q`, each search
+    /// operator on ...operator.<operator>, the manifest on ...describe, the
+    /// same under ...instance.<id>. for this instance alone, and
+    /// $SRV.PING/INFO/STATS. Also reads SPOKE_TENANT, SPOKE_INSTANCE_ID,
+    /// SPOKE_DISPLAY_NAME, SPOKE_TAGS, SPOKE_NATS_TIMEOUT,
+    /// SPOKE_MAX_IN_FLIGHT and SPOKE_SHUTDOWN_GRACE. Runs until
+    /// SIGINT/SIGTERM, then drains. Exits 2 on a bad setting or a name that
+    /// cannot be a subject token, 1 when NATS cannot be reached.
+    #[cfg_attr(not(feature = "nats"), command(hide = true))]
+    Nats,
     /// Print the connector's manifest (config schema, actions, schemas) and
     /// LibreFang's `fields` form as one JSON object.
     Describe,
@@ -244,7 +261,11 @@ pub fn main() -> ExitCode {
         && matches!(
             cli.command,
             None | Some(
-                Command::Serve | Command::Stdio { .. } | Command::Http { .. } | Command::Mcp { .. }
+                Command::Serve
+                    | Command::Stdio { .. }
+                    | Command::Http { .. }
+                    | Command::Mcp { .. }
+                    | Command::Nats
             )
         );
     crate::logging::init(if serving { "info" } else { "warn" });
@@ -352,11 +373,12 @@ fn transports_compiled_in() -> String {
 }
 
 /// Each transport: its cargo feature, whether it is compiled in, its command.
-const TRANSPORTS: [(&str, bool, &str); 4] = [
+const TRANSPORTS: [(&str, bool, &str); 5] = [
     ("grpc", cfg!(feature = "grpc"), "serve"),
     ("stdio", cfg!(feature = "stdio"), "stdio"),
     ("http", cfg!(feature = "http"), "http"),
     ("mcp", cfg!(feature = "mcp"), "mcp"),
+    ("nats", cfg!(feature = "nats"), "nats"),
 ];
 
 /// A command whose transport is not compiled in: a usage error naming the
@@ -365,7 +387,8 @@ const TRANSPORTS: [(&str, bool, &str); 4] = [
     not(feature = "grpc"),
     not(feature = "stdio"),
     not(feature = "http"),
-    not(feature = "mcp")
+    not(feature = "mcp"),
+    not(feature = "nats")
 ))]
 fn not_compiled_in(command: &str, feature: &str) -> ExitCode {
     fail(
@@ -461,6 +484,7 @@ async fn run(cli: Cli, registry: Result<Registry, RegistryError>) -> ExitCode {
         Command::Stdio { max_line_bytes } => stdio(ty, source, max_line_bytes).await,
         Command::Http { listen } => http(ty, listen).await,
         Command::Mcp { http, no_admin } => mcp(ty, source, http, no_admin).await,
+        Command::Nats => nats(ty, source).await,
         Command::Describe => describe(&ty),
         Command::Actions { all } => actions(&ty, all),
         Command::Sync(args) => sync::sync(ty, source, args).await,
@@ -740,6 +764,31 @@ async fn mcp(
     };
     match crate::mcp::serve::run(instance, options).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
+    }
+}
+
+/// Serves the actions as a NATS micro service.
+#[cfg(not(feature = "nats"))]
+async fn nats(_: Arc<ConnectorType>, _: ConfigSource) -> ExitCode {
+    not_compiled_in("nats", "nats")
+}
+
+/// Serves the actions and search operators as a NATS micro service until a
+/// signal, then drains.
+#[cfg(feature = "nats")]
+async fn nats(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
+    let options = match crate::nats::NatsOptions::from_env(ty.name()) {
+        Ok(o) => o,
+        Err(e) => return fail(EXIT_USAGE, format_args!("{e}")),
+    };
+    let instance = match start_instance(&ty, &source).await {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
+    match crate::nats::serve::run(instance, options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ crate::nats::NatsServeError::Connect(_)) => fail(1, format_args!("{e}")),
         Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
     }
 }

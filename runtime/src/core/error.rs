@@ -68,6 +68,45 @@ impl ErrorCode {
         }
     }
 
+    /// The HTTP status that means the same (the `http` transport's status,
+    /// the NATS transport's `Nats-Service-Error-Code`).
+    ///
+    /// ```
+    /// use spoke::ErrorCode;
+    /// assert_eq!(ErrorCode::NotFound.http_status(), 404);
+    /// assert_eq!(ErrorCode::from_http_status(504), ErrorCode::DeadlineExceeded);
+    /// ```
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidInput => 400,
+            ErrorCode::Unauthorized => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::FailedPrecondition => 409,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::DeadlineExceeded => 504,
+            // The caller went away or cancelled (nginx's "client closed request").
+            ErrorCode::Cancelled => 499,
+            ErrorCode::Internal | ErrorCode::Panicked => 500,
+        }
+    }
+
+    /// The code an HTTP-like status means (for answers from outside Spoke):
+    /// the codes' own statuses, then by class (4xx invalid input, 5xx
+    /// internal).
+    pub fn from_http_status(status: u16) -> ErrorCode {
+        match status {
+            400 | 422 => ErrorCode::InvalidInput,
+            401 | 403 => ErrorCode::Unauthorized,
+            404 => ErrorCode::NotFound,
+            409 | 412 => ErrorCode::FailedPrecondition,
+            429 | 502 | 503 => ErrorCode::Unavailable,
+            408 | 504 => ErrorCode::DeadlineExceeded,
+            499 => ErrorCode::Cancelled,
+            400..=499 => ErrorCode::InvalidInput,
+            _ => ErrorCode::Internal,
+        }
+    }
+
     /// Parses a wire name back into a code.
     pub fn parse(s: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)

@@ -166,24 +166,7 @@ impl Instance {
     }
 
     fn unknown(&self, kind: &str, name: &str, known: Vec<&'static str>) -> ActionError {
-        let hint = did_you_mean(name, known.iter().copied())
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
-        let list = if known.is_empty() {
-            "none".to_owned()
-        } else {
-            known.join(", ")
-        };
-        let key = if kind == "action" {
-            "actions"
-        } else {
-            "search_operators"
-        };
-        ActionError::not_found(format!(
-            "connector `{}` has no {kind} `{name}`{hint} ({key}: {list})",
-            self.ty.name()
-        ))
-        .with_details(json!({ key: known }))
+        unknown_name(self.ty.name(), kind, name, &known)
     }
 }
 
@@ -209,6 +192,38 @@ async fn supervise(
             Err(_) => Err(ActionError::cancelled(format!("`{}` was cancelled", ctx.action()))),
         },
     }
+}
+
+/// The error for a call of an action (`kind` = `"action"`) or a search
+/// operator (`"search operator"`) that connector `connector` does not
+/// have: `not_found`, with a did-you-mean and the names there are, which
+/// are also its details (`{"actions": [...]}` or `{"search_operators":
+/// [...]}`). Transports whose callers learn of a missing name another way
+/// (no one listening on its subject) use it too.
+///
+/// ```
+/// use spoke::instance::unknown_name;
+/// let e = unknown_name("echo", "action", "ecoh", &["echo"]);
+/// assert_eq!(e.message(), "connector `echo` has no action `ecoh`; did you mean `echo`? (actions: echo)");
+/// ```
+pub fn unknown_name(connector: &str, kind: &str, name: &str, known: &[&str]) -> ActionError {
+    let hint = did_you_mean(name, known.iter().copied())
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    let list = if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known.join(", ")
+    };
+    let key = if kind == "action" {
+        "actions"
+    } else {
+        "search_operators"
+    };
+    ActionError::not_found(format!(
+        "connector `{connector}` has no {kind} `{name}`{hint} ({key}: {list})"
+    ))
+    .with_details(json!({ key: known }))
 }
 
 /// The message of a panic payload (`&str` or `String`), or a placeholder.

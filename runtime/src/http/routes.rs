@@ -127,17 +127,7 @@ async fn manifest(State(state): State<Arc<AppState>>) -> Response {
 
 /// The HTTP status of a Spoke error code.
 pub fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
-        ErrorCode::Unauthorized => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::FailedPrecondition => StatusCode::CONFLICT,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        // The caller went away or cancelled: nobody reads this.
-        ErrorCode::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-        ErrorCode::Internal | ErrorCode::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 fn action_error(e: &ActionError) -> Response {

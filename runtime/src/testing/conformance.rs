@@ -5,7 +5,9 @@
 //! Each transport is a [`Leg`]: how to run one call through it and read
 //! back the answer as a [`Answer`]. A transport that lands (NATS next)
 //! adds its leg to [`legs`] with the `--help` name it is listed
-//! under, and every connector's conformance test covers it from then on.
+//! under, and every connector's conformance test covers it from then on;
+//! a transport that needs a server the test provides (the hub, NATS) is a
+//! leg the test asks for ([`Conformance::hub`], `Conformance::nats`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -325,13 +327,7 @@ impl HubLeg {
             std::env::temp_dir().join(format!("spoke-conformance-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&home)
             .map_err(|e| format!("cannot make {}: {e}", display(&home)))?;
-        let mut describe = run.command();
-        describe.arg("describe").env("HOME", &home);
-        let (_, manifest, stderr) = run.finish(describe.stdin(Stdio::null()), None)?;
-        let connector = serde_json::from_str::<Value>(&manifest)
-            .ok()
-            .and_then(|m| m["name"].as_str().map(str::to_owned))
-            .ok_or_else(|| format!("`describe` printed no manifest: {manifest}{stderr}"))?;
+        let connector = run.connector_name()?;
         let mut hub = clean_command(&self.spoke)
             .args(["hub", "--listen", "127.0.0.1:0", "--insecure", "--no-auth"])
             .env("HOME", &home)
@@ -519,6 +515,8 @@ pub struct Conformance {
     timeout: Duration,
     extra: Vec<Box<dyn Leg>>,
     hub: Option<PathBuf>,
+    #[cfg(feature = "nats")]
+    nats: Option<String>,
 }
 
 impl std::fmt::Debug for Conformance {
@@ -549,7 +547,20 @@ impl Conformance {
             timeout: Duration::from_secs(30),
             extra: Vec::new(),
             hub: None,
+            #[cfg(feature = "nats")]
+            nats: None,
         }
+    }
+
+    /// Also runs every call through the `nats` transport (feature `nats`
+    /// of `spoke`, beside `testing`), on the NATS server at `url` (one the
+    /// test started, e.g. `nats-server -a 127.0.0.1 -p -1`): each call
+    /// starts `<bin> nats` in a tenant of its own and calls it with
+    /// Spoke's NATS client.
+    #[cfg(feature = "nats")]
+    pub fn nats(mut self, url: impl Into<String>) -> Self {
+        self.nats = Some(url.into());
+        self
     }
 
     /// Also runs every call through the Spoke hub (when the binary has the
@@ -640,6 +651,16 @@ impl Conformance {
                 state: std::sync::Mutex::new(None),
             }));
         }
+        #[cfg(feature = "nats")]
+        if let Some(url) = &self.nats {
+            if !compiled.iter().any(|t| t == "nats") {
+                return Err(format!(
+                    "a NATS leg was asked for, but {} has no `nats` transport",
+                    display(&self.binary)
+                ));
+            }
+            known.push(Box::new(super::nats_leg::NatsLeg { url: url.clone() }));
+        }
         let legs: Vec<&dyn Leg> = known
             .iter()
             .chain(&self.extra)
@@ -682,6 +703,22 @@ impl Conformance {
                 problems.join("\n  - ")
             ))
         }
+    }
+
+    /// How long one call through one transport may take.
+    pub fn call_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The connector's name, from the binary's `describe`.
+    pub fn connector_name(&self) -> Result<String, String> {
+        let mut describe = self.command();
+        describe.arg("describe");
+        let (_, manifest, stderr) = self.finish(describe.stdin(Stdio::null()), None)?;
+        serde_json::from_str::<Value>(&manifest)
+            .ok()
+            .and_then(|m| m["name"].as_str().map(str::to_owned))
+            .ok_or_else(|| format!("`describe` printed no manifest: {manifest}{stderr}"))
     }
 
     /// A command for the binary with the run's environment only (and

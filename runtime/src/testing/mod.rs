@@ -15,6 +15,8 @@
 mod conformance;
 mod harness;
 mod manifest_check;
+#[cfg(feature = "nats")]
+mod nats_leg;
 
 pub use conformance::{Answer, Case, Conformance, Leg, Report, legs};
 pub use harness::{Call, Outcome, Progress, TestConnector};
