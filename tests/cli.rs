@@ -523,8 +523,8 @@ fn help_lists_every_command() {
     assert_eq!(
         commands,
         [
-            "serve", "stdio", "http", "mcp", "describe", "call", "resolve", "check", "sync",
-            "actions"
+            "serve", "stdio", "http", "mcp", "nats", "describe", "call", "resolve", "check",
+            "sync", "actions"
         ],
         "{text}"
     );
