@@ -59,6 +59,36 @@ pub fn read(names: &[&'static str]) -> Result<Vec<(&'static str, String)>, EnvEr
     Ok(vars)
 }
 
+/// The value of `name` among `vars`, trimmed; a value that is empty (or
+/// only spaces) counts as unset.
+///
+/// ```
+/// use spoke::env::value;
+/// let vars = [("SPOKE_A", " x "), ("SPOKE_B", " ")];
+/// assert_eq!(value(&vars, "SPOKE_A"), Some("x"));
+/// assert_eq!(value(&vars, "SPOKE_B"), None);
+/// ```
+pub fn value<'a>(vars: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
+    vars.iter()
+        .find(|(k, v)| *k == name && !v.trim().is_empty())
+        .map(|(_, v)| v.trim())
+}
+
+/// A comma-separated list such as `SPOKE_TAGS`: entries trimmed, empty
+/// ones dropped.
+///
+/// ```
+/// assert_eq!(spoke::env::list(" eu, blue ,,"), ["eu", "blue"]);
+/// ```
+pub fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A positive whole number, e.g. `SPOKE_MAX_IN_FLIGHT`.
 ///
 /// ```

@@ -206,6 +206,33 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Starts `cmd` with its stderr (its log) collected into the returned
+/// buffer and passed on to this test's stderr, each line prefixed `tag: `.
+pub fn spawn_logged(
+    cmd: &mut Command,
+    tag: &str,
+) -> (ChildGuard, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the process");
+    let stderr = child.stderr.take().expect("its stderr");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&log);
+    let tag = tag.to_owned();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{tag}: {line}");
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    (ChildGuard { child }, log)
+}
+
 /// How long [`Hub::wait_log`] waits for a log line.
 pub const LOG_WAIT: Duration = Duration::from_secs(10);
 
@@ -422,28 +449,12 @@ impl Hub {
         example_name: &str,
         env: &[(&str, &str)],
     ) -> (ChildGuard, std::sync::Arc<std::sync::Mutex<String>>) {
-        use std::io::BufRead;
         let mut cmd = example(example_name);
         cmd.arg("serve")
             .env("SPOKE_HUB_URL", &self.url)
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start connector");
-        let stderr = child.stderr.take().expect("connector stderr");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = std::sync::Arc::clone(&log);
-        let example_name = example_name.to_owned();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("{example_name}: {line}");
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        (ChildGuard { child }, log)
+            .stdout(Stdio::null());
+        spawn_logged(&mut cmd, example_name)
     }
 
     /// Waits until `spoke ls --json` shows `count` ready instances of `connector`.

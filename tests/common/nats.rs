@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{ChildGuard, example};
+use super::{ChildGuard, example, spawn_logged};
 
 fn venv(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -119,30 +119,15 @@ impl Served {
     /// Starts `example_name nats` against `url` as instance `id`, with
     /// `env`, and waits for it to serve.
     pub fn start(example_name: &str, url: &str, id: &str, env: &[(&str, &str)]) -> Served {
-        use std::io::BufRead;
         let mut cmd = example(example_name);
         cmd.arg("nats")
             .env("SPOKE_NATS_URL", url)
             .env("SPOKE_INSTANCE_ID", id)
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start connector");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let tag = id.to_owned();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("{tag}: {line}");
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+            .stdout(Stdio::null());
+        let (process, log) = spawn_logged(&mut cmd, id);
         let served = Served {
-            process: ChildGuard { child },
+            process,
             log,
             instance_id: id.to_owned(),
         };

@@ -133,14 +133,7 @@ impl AttachOptions {
                 }
                 INSTANCE_ID => instance_id = Some(value.trim().to_owned()),
                 DISPLAY_NAME => options.instance.display_name = value.trim().to_owned(),
-                TAGS => {
-                    options.instance.tags = value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty())
-                        .map(str::to_owned)
-                        .collect();
-                }
+                TAGS => options.instance.tags = crate::env::list(value),
                 TENANT => options.tenant = value.trim().to_owned(),
                 MAX_IN_FLIGHT => options.max_in_flight = crate::env::positive(key, value)?,
                 SHUTDOWN_GRACE => options.shutdown_grace = crate::env::duration(key, value)?,

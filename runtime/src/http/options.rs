@@ -141,11 +141,7 @@ impl HttpOptions {
         vars: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<HttpOptions, EnvError> {
         let vars: Vec<(&str, &str)> = vars.into_iter().collect();
-        let get = |name: &str| {
-            vars.iter()
-                .find(|(k, v)| *k == name && !v.trim().is_empty())
-                .map(|(_, v)| v.trim())
-        };
+        let get = |name: &str| env::value(&vars, name);
         let listen = match (listen, get(PORT)) {
             (Some(addr), _) => addr,
             (None, Some(port)) => SocketAddr::new(

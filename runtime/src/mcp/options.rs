@@ -86,11 +86,7 @@ impl McpOptions {
         vars: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<McpOptions, EnvError> {
         let vars: Vec<(&str, &str)> = vars.into_iter().collect();
-        let get = |name: &str| {
-            vars.iter()
-                .find(|(k, v)| *k == name && !v.trim().is_empty())
-                .map(|(_, v)| v.trim())
-        };
+        let get = |name: &str| env::value(&vars, name);
         let token = get(TOKEN).map(|t| Secret::new(t.to_owned()));
         let admin_token = get(ADMIN_TOKEN).map(|t| Secret::new(t.to_owned()));
         if let (Some(t), Some(a)) = (&token, &admin_token)

@@ -70,11 +70,7 @@ impl NatsConnect {
     }
 
     fn from_vars(vars: &[(&str, &str)]) -> Result<NatsConnect, EnvError> {
-        let get = |name: &str| {
-            vars.iter()
-                .find(|(k, v)| *k == name && !v.trim().is_empty())
-                .map(|(_, v)| v.trim())
-        };
+        let get = |name: &str| env::value(vars, name);
         let file = |name: &'static str| -> Result<Option<PathBuf>, EnvError> {
             let Some(path) = get(name) else {
                 return Ok(None);
@@ -159,11 +155,7 @@ impl NatsOptions {
         vars: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<NatsOptions, EnvError> {
         let vars: Vec<(&str, &str)> = vars.into_iter().collect();
-        let get = |name: &str| {
-            vars.iter()
-                .find(|(k, v)| *k == name && !v.trim().is_empty())
-                .map(|(_, v)| v.trim())
-        };
+        let get = |name: &str| env::value(&vars, name);
         let token = |name: &'static str, kind: &'static str, value: &str| {
             check_token(kind, value).map_err(|e| EnvError::new(name, e.to_string()))
         };
@@ -179,15 +171,7 @@ impl NatsOptions {
             tenant,
             instance_id,
             display_name: get(DISPLAY_NAME).map(str::to_owned),
-            tags: get(TAGS)
-                .map(|t| {
-                    t.split(',')
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            tags: get(TAGS).map(env::list).unwrap_or_default(),
             timeout: get(TIMEOUT)
                 .map(|v| env::duration(TIMEOUT, v))
                 .transpose()?,

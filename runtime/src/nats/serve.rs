@@ -453,16 +453,16 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
             })?
         }
     };
+    let (name, operator) = match target {
+        Target::Describe => return Ok(shared.manifest.clone()),
+        Target::Action(action) => (action, false),
+        Target::Operator(operator) => (operator, true),
+    };
     let headers = message.headers.as_ref();
     let caller_id = wire::request_id(headers)?;
     let timeout = match (wire::timeout(headers)?, shared.timeout) {
         (Some(caller), Some(own)) => Some(caller.min(own)),
         (caller, own) => caller.or(own),
-    };
-    let (name, operator) = match target {
-        Target::Describe => return Ok(shared.manifest.clone()),
-        Target::Action(action) => (action, false),
-        Target::Operator(operator) => (operator, true),
     };
     // Every call is registered, so that a drain past its grace can cancel
     // it; a caller cancels by the id it sent.
@@ -487,24 +487,22 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
     } else {
         &message.payload
     };
-    let known = |op: &str| {
-        shared
-            .instance
-            .manifest()
-            .search_operators
-            .iter()
-            .any(|o| o.operator == op)
-    };
-    let output = if operator && !known(name) {
-        // Its own not_found, naming the operators, whatever the body.
-        shared.instance.resolve(name, "", ctx).await?
-    } else if operator {
-        let request: OperatorRequest = serde_json::from_slice(payload).map_err(|e| {
-            ActionError::invalid_input(format!(
-                "a search operator takes {{\"value\": \"...\"}}: {e}"
-            ))
-        })?;
-        shared.instance.resolve(name, &request.value, ctx).await?
+    let output = if operator {
+        // An operator the connector lacks gets its own not_found (naming
+        // the operators), whatever the body.
+        let value = match shared.instance.connector_type().operator(name) {
+            None => String::new(),
+            Some(_) => {
+                serde_json::from_slice::<OperatorRequest>(payload)
+                    .map_err(|e| {
+                        ActionError::invalid_input(format!(
+                            "a search operator takes {{\"value\": \"...\"}}: {e}"
+                        ))
+                    })?
+                    .value
+            }
+        };
+        shared.instance.resolve(name, &value, ctx).await?
     } else {
         shared
             .instance

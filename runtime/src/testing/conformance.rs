@@ -659,7 +659,10 @@ impl Conformance {
                     display(&self.binary)
                 ));
             }
-            known.push(Box::new(super::nats_leg::NatsLeg { url: url.clone() }));
+            known.push(Box::new(super::nats_leg::NatsLeg {
+                url: url.clone(),
+                connector: self.connector_name()?,
+            }));
         }
         let legs: Vec<&dyn Leg> = known
             .iter()

@@ -18,6 +18,8 @@ use crate::nats::subjects::Subjects;
 /// `<bin> nats` on a NATS server at `url`.
 pub(super) struct NatsLeg {
     pub(super) url: String,
+    /// The connector's name (from `describe`, once per run).
+    pub(super) connector: String,
 }
 
 impl Leg for NatsLeg {
@@ -65,8 +67,7 @@ impl Leg for NatsLeg {
                     ));
                 }
             }
-            let manifest_name = run.connector_name()?;
-            let subjects = Subjects::new(&tenant, &manifest_name).map_err(|e| e.to_string())?;
+            let subjects = Subjects::new(&tenant, &self.connector).map_err(|e| e.to_string())?;
             let (callee, payload) = match case {
                 Case::Action { action, input } => (Callee::Action(action), input.to_string()),
                 Case::Resolve { operator, value } => (
