@@ -700,3 +700,269 @@ fn the_spoke_cli_calls_and_describes_over_nats() {
         common::stderr(&out)
     );
 }
+
+/// `spoke ls --nats URL [--tenant T] [--table]`.
+fn spoke_ls(url: &str, extra: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(common::spoke_bin());
+    cmd.env_remove("SPOKE_HUB_URL")
+        .env_remove("SPOKE_NATS_CREDS")
+        .args(["ls", "--nats", url])
+        .args(extra);
+    common::run_with_limit(&mut cmd, Duration::from_secs(30))
+}
+
+/// The instances `spoke ls --nats` lists for `connector`, by id.
+fn listed(url: &str, tenant: &str, connector: &str) -> BTreeMap<String, Value> {
+    let out = spoke_ls(url, &["--tenant", tenant]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let ls = common::stdout_json(&out);
+    ls["connectors"]
+        .as_array()
+        .expect("connectors")
+        .iter()
+        .filter(|c| c["name"] == connector)
+        .flat_map(|c| c["instances"].as_array().unwrap().clone())
+        .map(|i| (i["id"].as_str().unwrap().to_owned(), i))
+        .collect()
+}
+
+/// Polls `spoke ls --nats` (at most `limit`) until `done` holds.
+fn wait_listed(
+    url: &str,
+    tenant: &str,
+    connector: &str,
+    limit: Duration,
+    done: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> (BTreeMap<String, Value>, Duration) {
+    let started = Instant::now();
+    loop {
+        let now = listed(url, tenant, connector);
+        if done(&now) {
+            return (now, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "after {limit:?}, spoke ls --nats lists {now:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_status_bucket_lists_live_instances_and_forgets_dead_ones() {
+    let server = NatsServer::start();
+    // Before any instance made the bucket: nothing, and no error.
+    let out = spoke_ls(&server.url, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(common::stdout_json(&out), json!({ "connectors": [] }));
+
+    let every = [("SPOKE_NATS_STATUS_EVERY", "1s")];
+    let a = Served::start(
+        "echo",
+        &server.url,
+        "echo-a",
+        &[
+            every[0],
+            ("SPOKE_DISPLAY_NAME", "Echo A"),
+            ("SPOKE_TAGS", "eu,blue"),
+        ],
+    );
+    let b = Served::start("echo", &server.url, "echo-b", &every);
+    let _other_tenant = Served::start(
+        "echo",
+        &server.url,
+        "echo-acme",
+        &[every[0], ("SPOKE_TENANT", "acme")],
+    );
+    let (live, _) = wait_listed(
+        &server.url,
+        "default",
+        "echo",
+        Duration::from_secs(10),
+        |l| l.len() == 2,
+    );
+    let echo_a = &live["echo-a"];
+    assert_eq!(echo_a["display_name"], "Echo A");
+    assert_eq!(echo_a["tags"], json!(["eu", "blue"]));
+    assert_eq!(echo_a["state"], "serving");
+    assert_eq!(echo_a["tenant"], "default");
+    assert_eq!(live["echo-b"]["display_name"], "Echo");
+    assert!(
+        !live.contains_key("echo-acme"),
+        "another tenant's: {live:#?}"
+    );
+    let (acme, _) = wait_listed(&server.url, "acme", "echo", Duration::from_secs(10), |l| {
+        l.len() == 1
+    });
+    assert!(acme.contains_key("echo-acme"), "{acme:#?}");
+
+    // Calls show in the counters within a heartbeat or two.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(&server.url).await.unwrap();
+        let subjects = Subjects::new("", "echo").unwrap().instance("echo-a");
+        for i in 0..5 {
+            let input = Bytes::from(json!({ "text": format!("n{i}") }).to_string());
+            client
+                .request(subjects.action("echo"), input)
+                .await
+                .unwrap();
+        }
+    });
+    wait_listed(
+        &server.url,
+        "default",
+        "echo",
+        Duration::from_secs(5),
+        |l| {
+            l.get("echo-a")
+                .is_some_and(|a| a["requests"].as_u64() >= Some(5) && a["in_flight"] == 0)
+        },
+    );
+
+    let out = spoke_ls(&server.url, &["--table"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let table = common::stdout(&out);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("CONNECTOR") && header.contains("REQUESTS"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("echo-a") && l.contains("Echo A") && l.contains("eu,blue")),
+        "{table}"
+    );
+
+    // Killed without a word: gone within its TTL (3 s at 1 s a beat).
+    b.process.signal("KILL");
+    let (_, took) = wait_listed(
+        &server.url,
+        "default",
+        "echo",
+        Duration::from_secs(10),
+        |l| !l.contains_key("echo-b"),
+    );
+    assert!(took < Duration::from_secs(8), "it took {took:?} to expire");
+
+    // Stopped: it removes itself before it leaves.
+    let mut a = a;
+    a.process.signal("TERM");
+    let status = a
+        .process
+        .wait_for(Duration::from_secs(10))
+        .expect("it leaves");
+    assert!(status.success(), "{status:?}");
+    let now = listed(&server.url, "default", "echo");
+    assert!(
+        now.is_empty(),
+        "a stopped instance is still listed: {now:#?}"
+    );
+}
+
+/// What instance `id` of `accounts` says of `keys`: the members it sees
+/// and the keys it owns.
+async fn ownership(client: &Client, id: &str, keys: &[String]) -> (Vec<String>, Vec<String>) {
+    let subjects = Subjects::new("", "accounts").unwrap().instance(id);
+    let input = Bytes::from(json!({ "accounts": keys }).to_string());
+    let m = client
+        .request(subjects.action("refresh"), input)
+        .await
+        .expect("refresh");
+    let v: Value = serde_json::from_slice(&m.payload).expect("JSON");
+    assert_eq!(v["instance"], id, "{v}");
+    let strings = |v: &Value| -> Vec<String> {
+        serde_json::from_value(v.clone()).expect("a list of strings")
+    };
+    (strings(&v["members"]), strings(&v["refreshed"]))
+}
+
+/// Asks every one of `ids` until each sees exactly `ids` as the members
+/// (at most 10 s); what each owns then.
+async fn settled(client: &Client, ids: &[&str], keys: &[String]) -> BTreeMap<String, Vec<String>> {
+    let started = Instant::now();
+    loop {
+        let mut owned = BTreeMap::new();
+        let mut agreed = true;
+        for id in ids {
+            let (members, mine) = ownership(client, id, keys).await;
+            let mut want: Vec<&str> = ids.to_vec();
+            want.sort();
+            agreed &= members == want;
+            owned.insert((*id).to_owned(), mine);
+        }
+        if agreed {
+            return owned;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the instances did not agree on {ids:?} in 10 s: {owned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_is_partitioned_and_only_a_leavers_share_moves() {
+    let server = NatsServer::start();
+    let every = [("SPOKE_NATS_STATUS_EVERY", "1s")];
+    let _a = Served::start("accounts", &server.url, "acct-a", &every);
+    let mut b = Served::start("accounts", &server.url, "acct-b", &every);
+    let _c = Served::start("accounts", &server.url, "acct-c", &every);
+    let client = connect(&server).await;
+    let keys: Vec<String> = (0..300).map(|k| format!("account-{k}")).collect();
+
+    let before = settled(&client, &["acct-a", "acct-b", "acct-c"], &keys).await;
+    // Each key exactly once, where the documented hash puts it.
+    let members = ["acct-a", "acct-b", "acct-c"];
+    for key in &keys {
+        let holders: Vec<&String> = before
+            .iter()
+            .filter(|(_, mine)| mine.contains(key))
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(holders.len(), 1, "{key} is owned by {holders:?}");
+        assert_eq!(
+            holders[0],
+            spoke::partition::owner(key, &members).unwrap(),
+            "{key}"
+        );
+    }
+    for (id, mine) in &before {
+        assert!((60..=140).contains(&mine.len()), "{id} owns {}", mine.len());
+    }
+
+    // b leaves: a and c keep all they had and take exactly b's share.
+    b.process.signal("TERM");
+    b.process
+        .wait_for(Duration::from_secs(10))
+        .expect("it leaves");
+    let after = settled(&client, &["acct-a", "acct-c"], &keys).await;
+    let mut gained: Vec<String> = Vec::new();
+    for id in ["acct-a", "acct-c"] {
+        let (old, new) = (&before[id], &after[id]);
+        assert!(
+            old.iter().all(|k| new.contains(k)),
+            "{id} lost keys though it stayed"
+        );
+        gained.extend(new.iter().filter(|k| !old.contains(k)).cloned());
+    }
+    gained.sort();
+    let mut of_b = before["acct-b"].clone();
+    of_b.sort();
+    assert_eq!(gained, of_b, "what moved is exactly what b owned");
+
+    // d joins: it takes keys only from the others, none moves between them.
+    let _d = Served::start("accounts", &server.url, "acct-d", &every);
+    let joined = settled(&client, &["acct-a", "acct-c", "acct-d"], &keys).await;
+    for id in ["acct-a", "acct-c"] {
+        assert!(
+            joined[id].iter().all(|k| after[id].contains(k)),
+            "{id} took keys when d joined"
+        );
+    }
+    assert!(!joined["acct-d"].is_empty());
+    let total: usize = joined.values().map(Vec::len).sum();
+    assert_eq!(total, keys.len());
+}

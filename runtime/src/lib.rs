@@ -63,8 +63,8 @@ pub mod __private;
 mod props;
 
 pub use self::core::{
-    config, connector, context, decode, error, instance, manifest, producer, registry, schema,
-    secret, sync,
+    config, connector, context, decode, error, instance, manifest, partition, producer, registry,
+    schema, secret, sync,
 };
 #[cfg(feature = "stdio")]
 pub use stdio::{describe_form, librefang};

@@ -38,7 +38,8 @@ struct Cli {
 enum Command {
     /// Run a hub: connectors attach to it, clients call their actions through it.
     Hub(HubArgs),
-    /// List connector types and their instances, as JSON.
+    /// List connector types and their instances, as JSON (with --nats:
+    /// the instances serving on NATS, from their status bucket).
     Ls {
         /// Print a table for people instead of JSON.
         #[arg(long, short = 't', conflicts_with = "json")]
@@ -46,6 +47,8 @@ enum Command {
         /// Print JSON (the default; kept for scripts that ask for it).
         #[arg(long, hide = true)]
         json: bool,
+        #[command(flatten)]
+        nats: NatsFlags,
         #[command(flatten)]
         hub: HubUrl,
     },
@@ -594,7 +597,12 @@ fn run_client(command: Command) -> ExitCode {
     };
     let code = runtime.block_on(async move {
         match command {
-            Command::Ls { table, hub, .. } => client::ls(&hub.target(), !table).await,
+            Command::Ls {
+                table, nats, hub, ..
+            } => match nats.target() {
+                Some(target) => nats_client::ls(&target, !table).await,
+                None => client::ls(&hub.target(), !table).await,
+            },
             Command::Describe {
                 connector,
                 hidden,

@@ -10,6 +10,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::partition::{LOCAL, Partition};
+
 /// Something an action or producer reports while it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -87,6 +89,7 @@ struct Inner {
     cancel: CancellationToken,
     events: Option<mpsc::Sender<Event>>,
     metadata: Arc<BTreeMap<String, String>>,
+    partition: Option<Partition>,
 }
 
 impl Context {
@@ -155,6 +158,25 @@ impl Context {
         self.inner.cancel.is_cancelled()
     }
 
+    /// Which keys of shared work are this instance's: served on NATS, its
+    /// share among the connector's live instances of the same tenant
+    /// (rendezvous hashing, see [`crate::partition`]); anywhere else, one
+    /// instance that owns every key.
+    ///
+    /// ```
+    /// use spoke::Context;
+    /// let ctx = Context::new("req-1", "poll");
+    /// let accounts = ["a-1", "a-2", "a-3"];
+    /// let mine: Vec<&str> = accounts.into_iter().filter(|a| ctx.partition().owns(a)).collect();
+    /// assert_eq!(mine, accounts, "alone, every key is mine");
+    /// ```
+    pub fn partition(&self) -> Partition {
+        match &self.inner.partition {
+            Some(partition) => partition.clone(),
+            None => Partition::solo(LOCAL),
+        }
+    }
+
     /// Resolves when the invocation is cancelled; use in `tokio::select!`.
     pub async fn cancelled(&self) {
         self.inner.cancel.cancelled().await
@@ -175,6 +197,7 @@ impl Context {
                 cancel: self.inner.cancel.clone(),
                 events: self.inner.events.clone(),
                 metadata: Arc::clone(&self.inner.metadata),
+                partition: self.inner.partition.clone(),
             }),
         }
     }
@@ -248,6 +271,7 @@ impl ContextBuilder {
                 cancel: CancellationToken::new(),
                 events: None,
                 metadata: Arc::default(),
+                partition: None,
             },
         }
     }
@@ -278,6 +302,13 @@ impl ContextBuilder {
     /// The invocation's metadata (see [`Context::metadata`]); empty by default.
     pub fn metadata(mut self, metadata: BTreeMap<String, String>) -> Self {
         self.inner.metadata = Arc::new(metadata);
+        self
+    }
+
+    /// The instance's share of the work among its connector's live
+    /// instances (see [`Context::partition`]).
+    pub fn partition(mut self, partition: Partition) -> Self {
+        self.inner.partition = Some(partition);
         self
     }
 

@@ -11,6 +11,7 @@
 //! | [`manifest`], [`schema`] | what a connector declares, and its JSON Schemas |
 //! | [`config`], [`secret`] | its configuration, every problem reported at once; secrets never shown |
 //! | [`producer`] | long-running producers, restarted with backoff |
+//! | [`partition`] | which live instance owns a key: rendezvous hashing with a fixed hash |
 //! | `constraints` | the checks generated for constraints on named action parameters (`range`, `length`, `regex`) |
 //! | [`decode`] | decoding an input into the action's type, with the path of a bad field |
 //! | [`sync`] | syncs: runs that walk an outside system into a host, with typed checkpoints |
@@ -30,9 +31,12 @@
 //!    [`Context::builder`](context::Context::builder)`(request id, name)`:
 //!    its deadline (`.deadline(at)` / `.timeout(d)`), its cancellation token
 //!    (`.cancellation(token)`: the transport cancels it when its peer
-//!    cancels or goes away), the caller's metadata (`.metadata(map)`), and
-//!    an event sender (`.events(tx)`) through which progress, logs and
-//!    custom events come out while the call runs.
+//!    cancels or goes away), the caller's metadata (`.metadata(map)`), an
+//!    event sender (`.events(tx)`) through which progress, logs and
+//!    custom events come out while the call runs, and, where several
+//!    instances share work, the instance's
+//!    [`Partition`](partition::Partition) (`.partition(p)`; one of one
+//!    when not given).
 //! 3. **Invoke** an action by name with its input as bytes or a JSON value
 //!    ([`Instance::invoke`](instance::Instance::invoke)`(name,
 //!    `[`Input`](connector::Input)`, ctx)`), or **resolve** a search
@@ -67,6 +71,7 @@ pub mod decode;
 pub mod error;
 pub mod instance;
 pub mod manifest;
+pub mod partition;
 pub mod producer;
 pub mod registry;
 pub mod schema;

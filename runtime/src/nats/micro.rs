@@ -94,6 +94,12 @@ impl Endpoint {
         }
     }
 
+    /// The answers counted so far, and of those the errors.
+    pub fn counts(&self) -> (u64, u64) {
+        let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        (c.requests, c.errors)
+    }
+
     fn stats(&self) -> EndpointStats<'_> {
         let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         let total = c.processing.as_nanos().min(i64::MAX as u128) as i64;
@@ -159,6 +165,16 @@ impl Micro {
     /// The service's description of itself.
     pub fn info(&self) -> &ServiceInfo {
         &self.info
+    }
+
+    /// Its endpoints.
+    pub fn endpoints(&self) -> &[std::sync::Arc<Endpoint>] {
+        &self.endpoints
+    }
+
+    /// When it started, RFC 3339 in UTC.
+    pub fn started(&self) -> &str {
+        &self.started
     }
 
     fn answer<T: Serialize>(&self, kind: &'static str, more: T) -> Bytes {

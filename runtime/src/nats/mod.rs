@@ -20,7 +20,8 @@
 //! `Nats-Service-Error`/`-Code` **and** a JSON body `{code, message,
 //! details}`. Panics, deadlines and cancellation behave as on every
 //! transport; `SPOKE_MAX_IN_FLIGHT` bounds the calls run at once; SIGTERM
-//! drains.
+//! drains. Each instance puts its status in the KV bucket `spoke_status`
+//! ([`status`]) while it lives.
 //!
 //! | module | what it is |
 //! |---|---|
@@ -30,15 +31,19 @@
 //! | [`wire`] | the headers of a call and the shape of an error answer |
 //! | [`micro`] | ADR-32: the `$SRV` answers and the endpoints' counters |
 //! | [`serve`] | the endpoints, each request to its one answer, cancels, drain |
+//! | [`status`] | the `spoke_status` bucket: each instance's heartbeat, `spoke ls --nats` |
+//! | [`membership`] | the live instances sharing the work, from the status bucket, for [`Context::partition`](crate::context::Context::partition) |
 //! | [`client`] | calling a connector over NATS (the CLI, the hub) |
 //!
 //! It imports the core and the shared pieces only, never another transport.
 
 pub mod client;
 pub mod connect;
+pub mod membership;
 pub mod micro;
 pub mod options;
 pub mod serve;
+pub mod status;
 pub mod subjects;
 pub mod wire;
 

@@ -11,6 +11,7 @@
 //! | `SPOKE_DISPLAY_NAME` | a human-friendly name for this instance | the connector's display name |
 //! | `SPOKE_TAGS` | comma-separated tags | none |
 //! | `SPOKE_NATS_TIMEOUT` | the longest a call may run when its caller gives no `Spoke-Timeout` (a caller's longer one is cut to it too) | none |
+//! | `SPOKE_NATS_STATUS_EVERY` | how often the instance puts its status in the `spoke_status` bucket ([`super::status`]), which keeps it three periods; `off`: never | `30s` |
 //!
 //! It also reads `SPOKE_MAX_IN_FLIGHT` and `SPOKE_SHUTDOWN_GRACE`
 //! ([`crate::env`]). The tenant and the instance id become subject tokens,
@@ -40,6 +41,12 @@ pub const DISPLAY_NAME: &str = "SPOKE_DISPLAY_NAME";
 pub const TAGS: &str = "SPOKE_TAGS";
 /// `SPOKE_NATS_TIMEOUT`.
 pub const TIMEOUT: &str = "SPOKE_NATS_TIMEOUT";
+/// `SPOKE_NATS_STATUS_EVERY`.
+pub const STATUS_EVERY: &str = "SPOKE_NATS_STATUS_EVERY";
+
+/// How often an instance puts its status when `SPOKE_NATS_STATUS_EVERY`
+/// is not set.
+pub const DEFAULT_STATUS_EVERY: Duration = Duration::from_secs(30);
 
 /// The server when `SPOKE_NATS_URL` is not set.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -116,6 +123,8 @@ pub struct NatsOptions {
     pub tags: Vec<String>,
     /// The longest a call may run.
     pub timeout: Option<Duration>,
+    /// How often the instance puts its status; `None`: never.
+    pub status_every: Option<Duration>,
     /// How many calls run at once (more wait).
     pub max_in_flight: usize,
     /// How long calls under way get to finish on SIGTERM.
@@ -134,6 +143,7 @@ impl NatsOptions {
             DISPLAY_NAME,
             TAGS,
             TIMEOUT,
+            STATUS_EVERY,
             env::MAX_IN_FLIGHT,
             env::SHUTDOWN_GRACE,
         ])?;
@@ -175,6 +185,19 @@ impl NatsOptions {
             timeout: get(TIMEOUT)
                 .map(|v| env::duration(TIMEOUT, v))
                 .transpose()?,
+            status_every: match get(STATUS_EVERY) {
+                None => Some(DEFAULT_STATUS_EVERY),
+                Some("off") => None,
+                Some(v) => match env::duration(STATUS_EVERY, v)? {
+                    every if every < Duration::from_secs(1) => {
+                        return Err(EnvError::new(
+                            STATUS_EVERY,
+                            format!("`{v}` is under a second: give 1s or more, or `off`"),
+                        ));
+                    }
+                    every => Some(every),
+                },
+            },
             max_in_flight: match get(env::MAX_IN_FLIGHT) {
                 Some(v) => env::positive(env::MAX_IN_FLIGHT, v)?,
                 None => env::DEFAULT_MAX_IN_FLIGHT,
@@ -238,6 +261,11 @@ mod tests {
         assert_eq!(o.tags, ["eu", "blue"]);
         assert_eq!(o.timeout, Some(Duration::from_secs(2)));
         assert_eq!(o.max_in_flight, 3);
+        assert_eq!(o.status_every, Some(DEFAULT_STATUS_EVERY));
+        let off = NatsOptions::from_vars("files", [(STATUS_EVERY, "off")]).unwrap();
+        assert_eq!(off.status_every, None);
+        let err = NatsOptions::from_vars("files", [(STATUS_EVERY, "200ms")]).unwrap_err();
+        assert_eq!(err.variable, STATUS_EVERY);
         assert_eq!(o.connect.url.expose(), "nats://u:p@127.0.0.1:1");
         assert!(!format!("{o:?}").contains("u:p"), "the URL is a secret");
         let err = NatsOptions::from_vars("files", [(TENANT, "a b")]).unwrap_err();

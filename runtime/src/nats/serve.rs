@@ -11,7 +11,8 @@
 //! until the end, and the connection is flushed before the process leaves.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, Message, Subscriber};
@@ -26,12 +27,14 @@ use tokio_util::task::TaskTracker;
 use super::connect::{ConnectError, connect};
 use super::micro::{Endpoint, EndpointInfo, Micro, QUEUE_GROUP, ServiceInfo};
 use super::options::{NatsOptions, redacted};
+use super::status::{self, Heartbeat, InstanceStatus};
 use super::subjects::{DESCRIBE, SubjectError, Subjects, Target, check_token, target_of};
 use super::wire::{self, error_answer, new_request_id};
 use crate::connector::Input;
 use crate::context::Context;
 use crate::error::ActionError;
 use crate::instance::Instance;
+use crate::partition::Partition;
 use crate::signals::Signals;
 
 /// Why `nats` could not serve.
@@ -73,6 +76,18 @@ struct Shared {
     /// The calls under way, by request id (the caller's, or one made up).
     cancels: Mutex<HashMap<String, CancellationToken>>,
     calls: TaskTracker,
+    /// This instance's share of the work, given to every call.
+    partition: Partition,
+    /// Told when calls start and end, once the heartbeat runs.
+    heartbeat: OnceLock<Heartbeat>,
+}
+
+impl Shared {
+    fn status_changed(&self) {
+        if let Some(heartbeat) = self.heartbeat.get() {
+            heartbeat.changed();
+        }
+    }
 }
 
 /// Removes a call's cancel entry when the call ends.
@@ -250,6 +265,20 @@ pub async fn serve(
         },
         endpoints.iter().map(|(_, e)| e.clone()).collect(),
     ));
+    // The members come from the status bucket: without heartbeats there
+    // are none to follow, and this instance works alone.
+    let membership_stop = CancellationToken::new();
+    let _membership_stopped_on_return = membership_stop.clone().drop_guard();
+    let partition = match options.status_every {
+        Some(_) => super::membership::follow(
+            async_nats::jetstream::new(client.clone()),
+            options.tenant.clone(),
+            manifest.name.clone(),
+            id.clone(),
+            membership_stop.clone(),
+        ),
+        None => Partition::solo(id.clone()),
+    };
     let subscribe_error = |e: async_nats::SubscribeError| NatsServeError::Subscribe(e.to_string());
     let verbs = CancellationToken::new();
     micro
@@ -266,6 +295,8 @@ pub async fn serve(
         in_flight: Arc::new(Semaphore::new(options.max_in_flight)),
         cancels: Mutex::default(),
         calls: TaskTracker::new(),
+        heartbeat: OnceLock::new(),
+        partition,
     });
     let cancels = client
         .subscribe(subjects.cancel_wildcard())
@@ -302,7 +333,28 @@ pub async fn serve(
         redacted(options.connect.url.expose()),
         pumps.len()
     );
+    let draining = Arc::new(AtomicBool::new(false));
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat = options.status_every.map(|every| {
+        let status = status_source(
+            &options,
+            &micro,
+            &shared,
+            draining.clone(),
+            status::ttl_for(every),
+        );
+        let (heartbeat, task) = Heartbeat::spawn(
+            async_nats::jetstream::new(client.clone()),
+            every,
+            status,
+            heartbeat_stop.clone(),
+        );
+        let _ = shared.heartbeat.set(heartbeat);
+        task
+    });
     stop.cancelled().await;
+    draining.store(true, Ordering::Relaxed);
+    shared.status_changed();
     for pump in pumps {
         let _ = pump.await;
     }
@@ -330,12 +382,65 @@ pub async fn serve(
         let _ = tokio::time::timeout(grace, shared.calls.wait()).await;
     }
     cancel_listener.abort();
+    heartbeat_stop.cancel();
+    if let Some(task) = heartbeat {
+        let _ = task.await;
+    }
     verbs.cancel();
     if let Err(e) = client.flush().await {
         tracing::warn!(target: "spoke::nats", "flushing the last answers: {e}");
     }
     tracing::info!(target: "spoke::nats", instance = %id, "left NATS");
     Ok(())
+}
+
+/// What the heartbeat puts: this instance's status as of now.
+fn status_source(
+    options: &NatsOptions,
+    micro: &Arc<Micro>,
+    shared: &Arc<Shared>,
+    draining: Arc<AtomicBool>,
+    ttl: Duration,
+) -> impl Fn() -> InstanceStatus + Send + 'static {
+    let info = micro.info();
+    let manifest = shared.instance.manifest();
+    let fixed = InstanceStatus {
+        tenant: options.tenant.clone(),
+        connector: info.name.clone(),
+        instance_id: info.id.clone(),
+        display_name: options
+            .display_name
+            .clone()
+            .unwrap_or_else(|| manifest.display_name.clone()),
+        version: info.version.clone(),
+        sdk_version: env!("CARGO_PKG_VERSION").to_owned(),
+        tags: options.tags.clone(),
+        state: String::new(),
+        in_flight: 0,
+        requests: 0,
+        errors: 0,
+        started: micro.started().to_owned(),
+        updated: String::new(),
+        ttl_seconds: ttl.as_secs(),
+    };
+    let (micro, shared) = (micro.clone(), Arc::downgrade(shared));
+    move || {
+        let mut now = fixed.clone();
+        now.state = if draining.load(Ordering::Relaxed) {
+            "draining"
+        } else {
+            "serving"
+        }
+        .to_owned();
+        for endpoint in micro.endpoints() {
+            let (requests, errors) = endpoint.counts();
+            now.requests += requests;
+            now.errors += errors;
+        }
+        now.in_flight = shared.upgrade().map_or(0, |s| s.calls.len() as u64);
+        now.updated = jiff::Timestamp::now().to_string();
+        now
+    }
 }
 
 /// Takes `subscriber`'s requests in order until it is drained after `stop`.
@@ -370,8 +475,10 @@ async fn pump(
         };
         let (shared2, endpoint, kind) = (shared.clone(), endpoint.clone(), kind.clone());
         shared.calls.spawn(async move {
+            shared2.status_changed();
             answer(&shared2, &endpoint, &kind, message).await;
             drop(permit);
+            shared2.status_changed();
         });
     }
 }
@@ -477,7 +584,9 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
         shared,
         id: request_id.clone(),
     };
-    let mut builder = Context::builder(format!("nats-{request_id}"), name).cancellation(token);
+    let mut builder = Context::builder(format!("nats-{request_id}"), name)
+        .cancellation(token)
+        .partition(shared.partition.clone());
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);
     }
