@@ -1211,3 +1211,49 @@ fn inputs_that_are_not_objects_are_rejected_at_the_root() {
         "a syntax error is not blamed on a field"
     );
 }
+
+#[test]
+fn the_store_keeps_values_in_local_files_between_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = |tenant: &str, args: &[&str]| {
+        run(example("accounts")
+            .env("SPOKE_STORE_DIR", dir.path())
+            .env("SPOKE_TENANT", tenant)
+            .arg("call")
+            .args(args))
+    };
+    let out = accounts("default", &["note", r#"{"account":"a-1","text":"first"}"#]);
+    assert_exit(&out, 0);
+    let revision = stdout_json(&out)["revision"].as_u64().unwrap();
+    assert!(
+        dir.path().join("accounts/default/notes.json").is_file(),
+        "the bucket's file"
+    );
+
+    // A second process: the note is there, and a second create loses.
+    let out = accounts("default", &["note", r#"{"account":"a-1","text":"again"}"#]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out)
+            .starts_with("error[failed_precondition]: bucket `notes`, key `a-1`: it exists"),
+        "{}",
+        stderr(&out)
+    );
+    let swap = format!(r#"{{"account":"a-1","text":"second","revision":{revision}}}"#);
+    assert_exit(&accounts("default", &["note", &swap]), 0);
+    let out = accounts("default", &["note", &swap]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("not "),
+        "a stale revision: {}",
+        stderr(&out)
+    );
+    let out = accounts("default", &["notes", r#"{"account":"a-1"}"#]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout_json(&out)["text"], "second");
+
+    // Another tenant has its own keys.
+    let out = accounts("acme", &["notes", r#"{"account":"a-1"}"#]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout_json(&out), json!(null));
+}

@@ -966,3 +966,257 @@ async fn work_is_partitioned_and_only_a_leavers_share_moves() {
     let total: usize = joined.values().map(Vec::len).sum();
     assert_eq!(total, keys.len());
 }
+
+/// Calls `accounts note` at instance `id`.
+async fn note(client: &Client, id: &str, input: Value) -> Result<Value, spoke::ActionError> {
+    let subjects = Subjects::new("", "accounts").unwrap();
+    let body = call(
+        client,
+        &subjects,
+        Some(id),
+        Callee::Action("note"),
+        Bytes::from(input.to_string()),
+        Some(Duration::from_secs(10)),
+    )
+    .await?;
+    Ok(serde_json::from_slice(&body).expect("JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_shared_and_of_racing_writers_exactly_one_wins() {
+    let server = NatsServer::start();
+    let _a = Served::start("accounts", &server.url, "store-a", &[]);
+    let _b = Served::start("accounts", &server.url, "store-b", &[]);
+    let client = connect(&server).await;
+
+    // The declared bucket exists in JetStream KV, made at start-up.
+    let js = async_nats::jetstream::new(client.clone());
+    let kv = js
+        .get_key_value("spoke_accounts_notes")
+        .await
+        .expect("the bucket spoke_accounts_notes");
+
+    for round in 0..10 {
+        let account = format!("acct-{round}");
+        // Creating: both at once, exactly one makes it.
+        let input = |text: &str| json!({ "account": account, "text": text });
+        let (ra, rb) = tokio::join!(
+            note(&client, "store-a", input("from a")),
+            note(&client, "store-b", input("from b"))
+        );
+        let (created, lost) = match (ra, rb) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        assert_eq!(lost.code(), ErrorCode::FailedPrecondition, "{lost:?}");
+        assert!(lost.message().contains("exists"), "{}", lost.message());
+        let revision = created["revision"].as_u64().unwrap();
+
+        // Swapping from the same revision: exactly one again.
+        let swap = |text: &str| json!({ "account": account, "text": text, "revision": revision });
+        let (ra, rb) = tokio::join!(
+            note(&client, "store-a", swap("a swapped")),
+            note(&client, "store-b", swap("b swapped"))
+        );
+        let (won, lost) = match (ra, rb) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            other => panic!("round {round}: not exactly one swap won: {other:?}"),
+        };
+        assert_eq!(lost.code(), ErrorCode::FailedPrecondition);
+        // Both instances read what the winner wrote, and so does KV.
+        for id in ["store-a", "store-b"] {
+            let subjects = Subjects::new("", "accounts").unwrap();
+            let body = call(
+                &client,
+                &subjects,
+                Some(id),
+                Callee::Action("notes"),
+                Bytes::from(json!({ "account": account }).to_string()),
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap();
+            let seen: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(seen["text"], won["text"], "{id}");
+            assert_eq!(seen["revision"], won["revision"], "{id}");
+        }
+        let stored = kv
+            .get(format!("default.{account}"))
+            .await
+            .unwrap()
+            .expect("the note in KV, under the tenant");
+        let stored: Value = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(stored["text"], won["text"]);
+    }
+}
+
+/// The events of a sync run on `events` until its end message (at most
+/// `limit`), or until `enough` of them came: their document ids, and the
+/// end (`None` when stopped early).
+async fn run_events(
+    events: &mut async_nats::Subscriber,
+    enough: usize,
+    limit: Duration,
+) -> (Vec<String>, Option<(String, Value)>) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut ids = Vec::new();
+    while ids.len() < enough {
+        let m = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no end of the run in {limit:?}; {} events", ids.len()))
+            .expect("the subscription");
+        let body: Value = serde_json::from_slice(&m.payload).expect("JSON");
+        let end = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Spoke-Sync-End"))
+            .map(|v| v.to_string());
+        if let Some(status) = end {
+            return (ids, Some((status, body)));
+        }
+        ids.push(body["id"].as_str().expect("a document id").to_owned());
+    }
+    (ids, None)
+}
+
+/// Asks `subject` to start a sync run, events to `events`.
+async fn start_sync(
+    client: &Client,
+    subject: String,
+    events: &str,
+) -> Result<Value, (String, String)> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Spoke-Timeout", "10000");
+    let body = Bytes::from(json!({ "events": events }).to_string());
+    let m = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.request_with_headers(subject, headers, body),
+    )
+    .await
+    .expect("an answer in 10 s")
+    .expect("an answer");
+    match m.headers.as_ref().and_then(|h| h.get("Spoke-Error-Code")) {
+        Some(code) => {
+            let body: Value = serde_json::from_slice(&m.payload).unwrap();
+            Err((
+                code.to_string(),
+                body["message"].as_str().unwrap().to_owned(),
+            ))
+        }
+        None => Ok(serde_json::from_slice(&m.payload).unwrap()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_half_way_is_resumed_by_another_instance_from_kv() {
+    let server = NatsServer::start();
+    let every = ("SPOKE_NATS_STATUS_EVERY", "1s");
+    let mut a = Served::start(
+        "accounts",
+        &server.url,
+        "sync-a",
+        &[every, ("ACCOUNTS_PAGE_DELAY", "300ms")],
+    );
+    let _b = Served::start("accounts", &server.url, "sync-b", &[every]);
+    let client = connect(&server).await;
+    let subjects = Subjects::new("", "accounts").unwrap();
+    let kv = async_nats::jetstream::new(client.clone())
+        .get_key_value("spoke_accounts_syncs")
+        .await
+        .expect("the sync state bucket, made at start-up");
+    let state = || async {
+        let raw = kv
+            .get("default.ledger.none")
+            .await
+            .unwrap()
+            .expect("the state");
+        serde_json::from_slice::<Value>(&raw).unwrap()
+    };
+
+    // A starts the walk; after three pages it is killed.
+    let mut first = client.subscribe("evt.first").await.unwrap();
+    let started = start_sync(
+        &client,
+        subjects.instance("sync-a").sync("ledger"),
+        "evt.first",
+    )
+    .await
+    .expect("started");
+    assert_eq!(started["instance"], "sync-a");
+    assert_eq!(started["is_resume"], false);
+    let (seen, end) = run_events(&mut first, 30, Duration::from_secs(20)).await;
+    assert!(end.is_none(), "the walk ended before it was killed");
+    a.process.signal("KILL");
+    let _ = a.process.wait_for(Duration::from_secs(5));
+    let left = state().await;
+    assert_eq!(left["last_run"]["status"], "running", "{left:#}");
+    assert_eq!(left["last_run"]["instance"], "sync-a");
+    let next = left["checkpoint"]["checkpoint"]["next"].as_u64().unwrap();
+    assert!((30..100).contains(&next), "{left:#}");
+    // What A's checkpoint covers was delivered before it was stored.
+    let mut seen = seen;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), first.next()).await {
+        let body: Value = serde_json::from_slice(&m.payload).unwrap();
+        seen.push(body["id"].as_str().unwrap().to_owned());
+    }
+    for n in 0..next {
+        assert!(
+            seen.contains(&format!("account-{n}")),
+            "account-{n} not delivered"
+        );
+    }
+
+    // While A still counts as live, B will not start a second run.
+    let refused = start_sync(
+        &client,
+        subjects.instance("sync-b").sync("ledger"),
+        "evt.second",
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(refused.0, "failed_precondition", "{refused:?}");
+    assert!(refused.1.contains("at instance sync-a"), "{refused:?}");
+
+    // Once A's status expired, B resumes after A's last checkpoint.
+    let mut second = client.subscribe("evt.second").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let resumed = loop {
+        match start_sync(
+            &client,
+            subjects.instance("sync-b").sync("ledger"),
+            "evt.second",
+        )
+        .await
+        {
+            Ok(answer) => break answer,
+            Err(e) => assert!(
+                Instant::now() < deadline && e.0 == "failed_precondition",
+                "B never resumed: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(resumed["instance"], "sync-b");
+    assert_eq!(resumed["is_resume"], true, "{resumed}");
+    let (rest, end) = run_events(&mut second, usize::MAX, Duration::from_secs(20)).await;
+    let (status, outcome) = end.expect("the end of B's run");
+    assert_eq!(status, "completed", "{outcome:#}");
+    let want: Vec<String> = (next..100).map(|n| format!("account-{n}")).collect();
+    assert_eq!(
+        rest, want,
+        "B emits exactly what A's checkpoint did not cover"
+    );
+    let done = state().await;
+    assert_eq!(done["last_run"]["status"], "completed");
+    assert_eq!(done["completed"]["checkpoint"]["next"], 100);
+
+    // The next run, on any instance, starts from the completed checkpoint.
+    let mut third = client.subscribe("evt.third").await.unwrap();
+    let again = start_sync(&client, subjects.sync("ledger"), "evt.third")
+        .await
+        .unwrap();
+    assert_eq!(again["is_resume"], false);
+    let (none, end) = run_events(&mut third, usize::MAX, Duration::from_secs(10)).await;
+    assert!(none.is_empty(), "{none:?}");
+    assert_eq!(end.unwrap().0, "completed");
+}

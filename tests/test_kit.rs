@@ -12,7 +12,7 @@ use spoke::testing::{TestConnector, check_manifest};
 type ApiKey = Secret<String>;
 
 /// A connector for the kit.
-#[connector(name = "kit", init = Self::init)]
+#[connector(name = "kit", init = Self::init, buckets(counters))]
 pub struct Kit {
     /// A secret by its type alone: no `secret` key.
     #[config_field]
@@ -41,6 +41,26 @@ impl Kit {
 
 #[connector]
 impl Kit {
+    /// Adds one to counter `name` in the store (compare-and-swap, tried
+    /// again when another writer got there first); its new value.
+    #[action(write)]
+    async fn bump(&self, ctx: &Context, name: String) -> Result<u64, ActionError> {
+        let counters = ctx.store().bucket("counters")?;
+        loop {
+            let now = counters.get::<u64>(&name).await?;
+            let next = now.as_ref().map_or(0, |n| n.value) + 1;
+            let written = match now {
+                Some(n) => counters.update(&name, &next, n.revision).await,
+                None => counters.create(&name, &next).await,
+            };
+            match written {
+                Ok(_) => return Ok(next),
+                Err(e) if e.kind() == spoke::store::StoreErrorKind::Conflict => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Adds two numbers.
     #[action(read)]
     async fn add(&self, a: i64, b: i64) -> Result<i64, ActionError> {
@@ -277,4 +297,41 @@ fn the_describe_form_shows_a_secret_type_as_a_password_box() {
 #[test]
 fn the_manifest_follows_every_rule() {
     check_manifest().unwrap();
+}
+
+#[tokio::test]
+async fn each_harness_has_a_store_of_its_own_unless_it_shares_one() {
+    let config = json!({"api_key": "k"});
+    let a = TestConnector::<Kit>::start(&config).await.unwrap();
+    let b = TestConnector::<Kit>::start(&config)
+        .await
+        .unwrap()
+        .sharing_store_of(&a);
+    let alone = TestConnector::<Kit>::start(&config).await.unwrap();
+    // Two harnesses on one store, bumping at once: no update is lost.
+    let bumps = (0..10).map(|i| {
+        let t = if i % 2 == 0 { &a } else { &b };
+        t.call::<u64>("bump", json!({"name": "n"}))
+    });
+    let mut seen: Vec<u64> = futures_util::future::join_all(bumps)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=10).collect::<Vec<u64>>());
+    assert_eq!(
+        alone
+            .call::<u64>("bump", json!({"name": "n"}))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(a.manifest().capabilities.iter().any(|c| c == "store"));
+    // A context no instance made has no store, and says so.
+    let err = Context::new("r", "x")
+        .store()
+        .bucket("counters")
+        .unwrap_err();
+    assert!(err.message().contains("not made by an instance"), "{err}");
 }

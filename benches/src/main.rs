@@ -9,7 +9,7 @@
 //! Paths (see BENCHMARKS.md): 1 dispatch over the Attach stream, 2 end to
 //! end through the hub, 3 stdio, 4 in-process call, 5 cold start, 6 hub
 //! scale, 7 compile cost and transport features, 8 sync throughput, 9 HTTP
-//! `POST /action`, 10 MCP `tools/call` over stdio.
+//! `POST /action`, 10 MCP `tools/call` over stdio, 11 action calls over NATS.
 
 mod attach_dispatch;
 mod baseline;
@@ -24,6 +24,7 @@ mod hub_scale;
 mod in_process;
 mod listen;
 mod mcp_stdio;
+mod nats_calls;
 mod payload;
 mod report;
 mod stats;
@@ -69,7 +70,7 @@ fn main() -> ExitCode {
         quick: false,
         rounds: 7,
     };
-    let mut only: BTreeSet<u32> = (1..=10).collect();
+    let mut only: BTreeSet<u32> = (1..=11).collect();
     let mut json: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -89,10 +90,10 @@ fn main() -> ExitCode {
                 let parsed: Result<BTreeSet<u32>, _> =
                     list.split(',').map(|p| p.trim().parse::<u32>()).collect();
                 match parsed {
-                    Ok(set) if !set.is_empty() && set.iter().all(|p| (1..=10).contains(p)) => {
+                    Ok(set) if !set.is_empty() && set.iter().all(|p| (1..=11).contains(p)) => {
                         only = set;
                     }
-                    _ => return usage(&format!("--only {list}: paths are numbers from 1 to 10")),
+                    _ => return usage(&format!("--only {list}: paths are numbers from 1 to 11")),
                 }
             }
             "--json" => match args.next() {
@@ -143,6 +144,7 @@ fn main() -> ExitCode {
                 8 => sync_throughput::run(&opts, &mut report).await,
                 9 => http_action::run(&opts, &mut report).await,
                 10 => mcp_stdio::run(&opts, &mut report).await,
+                11 => nats_calls::run(&opts, &mut report).await,
                 _ => eprintln!("path {path}: not built yet"),
             }
         }

@@ -127,7 +127,7 @@ pub fn parse_action(
             }
             Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             Err(e) => {
-                errors.spanned(lit, timeout_error(&text, &e));
+                errors.spanned(lit, duration_error("timeout", &text, &e));
                 None
             }
         }
@@ -159,8 +159,9 @@ pub fn parse_action(
     parse_fn(errors, kind, args.name, args.description, attrs, sig, owner)
 }
 
-/// The message for a timeout that does not parse, with a fix when one is clear.
-fn timeout_error(text: &str, parse_error: &str) -> String {
+/// The message for a duration (`what`: `timeout`, `ttl`) that does not
+/// parse, with a fix when one is clear.
+pub(crate) fn duration_error(what: &str, text: &str, parse_error: &str) -> String {
     let trimmed = text.trim();
     let digits = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -173,21 +174,22 @@ fn timeout_error(text: &str, parse_error: &str) -> String {
         "h" | "hr" | "hrs" | "hour" | "hours" => Some("h"),
         _ => None,
     };
-    let example =
-        "a number and a unit, e.g. `timeout = \"30s\"` (units: ms, s, m, h; combine as `1m30s`)";
+    let example = format!(
+        "a number and a unit, e.g. `{what} = \"30s\"` (units: ms, s, m, h; combine as `1m30s`)"
+    );
     match (number.is_empty(), unit.is_empty(), known) {
         (false, false, Some(unit)) => {
-            format!("invalid timeout `{text}`: write `{number}{unit}`")
+            format!("invalid {what} `{text}`: write `{number}{unit}`")
         }
         (false, false, None) => {
-            format!("invalid timeout `{text}`: unknown unit `{unit}`; write {example}")
+            format!("invalid {what} `{text}`: unknown unit `{unit}`; write {example}")
         }
-        (false, true, _) => format!("invalid timeout `{text}`: missing unit; write {example}"),
+        (false, true, _) => format!("invalid {what} `{text}`: missing unit; write {example}"),
         _ => {
             let reason = parse_error
                 .strip_prefix(&format!("invalid duration `{text}`: "))
                 .unwrap_or(parse_error);
-            format!("invalid timeout `{text}`: {reason}; write {example}")
+            format!("invalid {what} `{text}`: {reason}; write {example}")
         }
     }
 }

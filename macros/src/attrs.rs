@@ -101,8 +101,68 @@ pub struct ConnectorArgs {
     pub description: Option<LitStr>,
     pub source_types: Option<LitStr>,
     pub init: Option<PathArg>,
+    /// `buckets(cursors, cache(ttl = "1h"))`: the buckets of `ctx.store()`.
+    pub buckets: Option<BucketsArg>,
     #[darling(rename = "crate")]
     pub krate: Option<PathArg>,
+}
+
+/// `buckets(name, name(ttl = "1h"), ...)`.
+#[derive(Debug, Default)]
+pub struct BucketsArg(pub Vec<BucketArg>);
+
+/// One bucket: its name (as written) and its options.
+#[derive(Debug)]
+pub struct BucketArg {
+    pub name: syn::Ident,
+    pub ttl: Option<LitStr>,
+}
+
+/// The options of one bucket.
+#[derive(Debug, Default, FromMeta)]
+struct BucketOptions {
+    ttl: Option<LitStr>,
+}
+
+const BUCKET_FORM: &str = "write each bucket as `name` or `name(ttl = \"1h\")`, e.g. `buckets(cursors, cache(ttl = \"1h\"))`";
+
+impl FromMeta for BucketsArg {
+    fn from_list(items: &[NestedMeta]) -> darling::Result<Self> {
+        let mut out = Vec::new();
+        let mut errors = Error::accumulator();
+        for item in items {
+            let bucket = match item {
+                NestedMeta::Meta(Meta::Path(path)) => match path.get_ident() {
+                    Some(name) => Ok(BucketArg {
+                        name: name.clone(),
+                        ttl: None,
+                    }),
+                    None => Err(Error::custom(BUCKET_FORM).with_span(path)),
+                },
+                NestedMeta::Meta(Meta::List(list)) => match list.path.get_ident() {
+                    Some(name) => NestedMeta::parse_meta_list(list.tokens.clone())
+                        .map_err(Error::from)
+                        .and_then(|items| BucketOptions::from_list(&items))
+                        .map_err(|e| e.with_span(list))
+                        .map(|options| BucketArg {
+                            name: name.clone(),
+                            ttl: options.ttl,
+                        }),
+                    None => Err(Error::custom(BUCKET_FORM).with_span(&list.path)),
+                },
+                NestedMeta::Meta(other) => Err(Error::custom(BUCKET_FORM).with_span(other)),
+                NestedMeta::Lit(lit) => Err(Error::custom(BUCKET_FORM).with_span(lit)),
+            };
+            if let Some(bucket) = errors.handle(bucket) {
+                out.push(bucket);
+            }
+        }
+        errors.finish_with(BucketsArg(out))
+    }
+
+    fn from_word() -> darling::Result<Self> {
+        Err(Error::custom(BUCKET_FORM))
+    }
 }
 
 /// `#[connector(...)]` on an impl block.

@@ -24,7 +24,15 @@ pub struct ConnectorStruct {
     /// The kinds of source it serves (`source_types = "jira, confluence"`).
     pub source_types: Vec<String>,
     pub init: Option<syn::Path>,
+    /// The buckets of its store.
+    pub buckets: Vec<Bucket>,
     pub fields: Vec<Field>,
+}
+
+/// A bucket of the connector's store.
+pub struct Bucket {
+    pub name: String,
+    pub ttl_ms: Option<u64>,
 }
 
 /// One field of the struct.
@@ -176,6 +184,10 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> syn::Result<ConnectorStruc
         Some(lit) => crate::sync::parse_source_types(&mut errors, lit),
         None => Vec::new(),
     };
+    let buckets = args
+        .buckets
+        .map(|b| buckets(&mut errors, b.0))
+        .unwrap_or_default();
     errors.finish_with(ConnectorStruct {
         ident: item.ident.clone(),
         vis: item.vis.clone(),
@@ -186,8 +198,56 @@ pub fn parse(args: TokenStream, item: &ItemStruct) -> syn::Result<ConnectorStruc
         description,
         source_types,
         init: args.init.map(|p| p.0),
+        buckets,
         fields,
     })
+}
+
+/// Checks the declared buckets: lower-case names, each once, TTLs of a
+/// second or more.
+fn buckets(errors: &mut Errors, declared: Vec<attrs::BucketArg>) -> Vec<Bucket> {
+    let mut out: Vec<Bucket> = Vec::new();
+    for bucket in declared {
+        let name = types::unraw(&bucket.name);
+        let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            let suggestion = names::suggest_connector_name(&name).replace('-', "_");
+            errors.spanned(
+                &bucket.name,
+                format!(
+                    "invalid bucket name `{name}`: bucket names match `[a-z][a-z0-9_]*`; try `{suggestion}`"
+                ),
+            );
+        }
+        if out.iter().any(|b| b.name == name) {
+            errors.spanned(
+                &bucket.name,
+                format!("duplicate bucket `{name}`: declare each bucket once"),
+            );
+        }
+        let ttl_ms = bucket.ttl.as_ref().and_then(|lit| {
+            let text = lit.value();
+            match crate::duration::parse(&text) {
+                Ok(d) if d < std::time::Duration::from_secs(1) => {
+                    errors.spanned(
+                        lit,
+                        format!("a bucket's ttl is at least 1s (`{text}` is shorter); e.g. `ttl = \"1h\"`"),
+                    );
+                    None
+                }
+                Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                Err(e) => {
+                    errors.spanned(lit, crate::action::duration_error("ttl", &text, &e));
+                    None
+                }
+            }
+        });
+        out.push(Bucket { name, ttl_ms });
+    }
+    out
 }
 
 fn config_field(
@@ -309,6 +369,14 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
     };
     let (display_name, description) = (&model.display_name, &model.description);
     let source_types = &model.source_types;
+    let buckets = model.buckets.iter().map(|b| {
+        let name = &b.name;
+        let ttl = match b.ttl_ms {
+            Some(ms) => quote!(::core::option::Option::Some(#ms)),
+            None => quote!(::core::option::Option::None),
+        };
+        quote!(#p::BucketDef { name: #name, ttl_ms: #ttl })
+    });
     let config_ident = format_ident!("{}Config", ident);
 
     // The dispatch traits, once for the block: the schema, parse, default
@@ -487,6 +555,7 @@ pub fn expand(model: &ConnectorStruct) -> TokenStream {
                     description: #description,
                     source_types: &[#(#source_types),*],
                     config_fields: __SPOKE_FIELDS,
+                    buckets: &[#(#buckets),*],
                     build: #p::build::<#ident>,
                     check_config: #p::check_config::<#ident>,
                     location: ::core::concat!(::core::file!(), ":", ::core::line!()),
@@ -578,7 +647,7 @@ pub fn fallback_impl(ident: &Ident, generics: &syn::Generics, args: TokenStream)
         impl #impl_generics #p::Connector for #ident #ty_generics #where_clause {
             const NAME: &'static str = "invalid";
             const REGISTRATION: #p::ConnectorRegistration = #p::ConnectorRegistration {
-                name: "invalid", version: "", display_name: "", description: "", source_types: &[], config_fields: &[],
+                name: "invalid", version: "", display_name: "", description: "", source_types: &[], config_fields: &[], buckets: &[],
                 build: #p::build::<Self>, check_config: #p::check_config::<Self>, location: "",
             };
             type Config = ();

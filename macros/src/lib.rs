@@ -68,6 +68,11 @@ mod snapshot_tests;
 ///   `async fn init(config: spoke::Config<Self>) -> Result<Self, E>` (it
 ///   builds the whole connector, state included), with `E: Display`. If it
 ///   fails or panics the connector does not start (the CLI exits with code 2).
+/// - `buckets(cursors, cache(ttl = "1h"))`: the key-value buckets of its
+///   store, which its actions reach through `ctx.store().bucket("cursors")`
+///   (names `[a-z][a-z0-9_]*`, each once; `ttl`: how long a value lives
+///   after its last write, `1s` or more). On NATS each is a JetStream KV
+///   bucket made at start-up; elsewhere a local file. Default: none.
 /// - `crate = ::spoke`: the path of the `spoke` crate, for a crate that
 ///   re-exports it under another name. Default: `::spoke`.
 ///

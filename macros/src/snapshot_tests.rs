@@ -78,6 +78,12 @@ fn faults_expansion() {
     insta::assert_snapshot!("faults", expand_file(&example("faults")));
 }
 
+#[test]
+fn accounts_expansion() {
+    // Buckets (`ctx.store()`), a sync and config fields with a duration.
+    insta::assert_snapshot!("accounts", expand_file(&example("accounts")));
+}
+
 /// Producers have no example yet: a small connector, inline.
 const PRODUCERS: &str = r#"
 #[connector]

@@ -26,6 +26,7 @@ pub use crate::error::ActionError;
 pub use crate::manifest::{Mode, ValueType};
 pub use crate::producer::Restart;
 pub use crate::schema::{input_schema_for, output_schema_for};
+pub use crate::store::BucketDef;
 pub use crate::sync::{CheckpointError, MigrateFn, SyncContext, SyncMode, SyncStart};
 
 use std::fmt::Display;

@@ -64,7 +64,7 @@ mod props;
 
 pub use self::core::{
     config, connector, context, decode, error, instance, manifest, partition, producer, registry,
-    schema, secret, sync,
+    schema, secret, store, sync,
 };
 #[cfg(feature = "stdio")]
 pub use stdio::{describe_form, librefang};

@@ -697,6 +697,7 @@ pub(crate) fn manifest_of(params: &Value, sidecar: &str) -> Result<String, Strin
         actions,
         search_operators: Vec::new(),
         syncs: Vec::new(),
+        buckets: Vec::new(),
         capabilities: vec!["actions".to_owned()],
     };
     serde_json::to_string(&manifest).map_err(|e| format!("cannot build its manifest: {e}"))

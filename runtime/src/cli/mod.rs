@@ -788,7 +788,9 @@ async fn nats(ty: Arc<ConnectorType>, source: ConfigSource) -> ExitCode {
     };
     match crate::nats::serve::run(instance, options).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ crate::nats::NatsServeError::Connect(_)) => fail(1, format_args!("{e}")),
+        Err(
+            e @ (crate::nats::NatsServeError::Connect(_) | crate::nats::NatsServeError::Store(_)),
+        ) => fail(1, format_args!("{e}")),
         Err(e) => fail(EXIT_USAGE, format_args!("{e}")),
     }
 }

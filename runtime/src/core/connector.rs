@@ -199,6 +199,8 @@ pub struct ConnectorRegistration {
     pub source_types: &'static [&'static str],
     /// Its config fields, in declaration order.
     pub config_fields: &'static [ConfigFieldDef],
+    /// The buckets of its store (`#[connector(buckets(...))]`).
+    pub buckets: &'static [crate::store::BucketDef],
     /// Builds it from config.
     pub build: fn(ConfigSource) -> BuildFuture,
     /// Loads the config only (no init hook), reporting every problem.

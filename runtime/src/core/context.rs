@@ -1,7 +1,7 @@
 //! [`Context`]: what an action knows about the invocation it serves.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::partition::{LOCAL, Partition};
+use crate::store::Store;
 
 /// Something an action or producer reports while it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +91,8 @@ struct Inner {
     events: Option<mpsc::Sender<Event>>,
     metadata: Arc<BTreeMap<String, String>>,
     partition: Option<Partition>,
+    /// The instance's store, attached when an instance invokes.
+    store: OnceLock<Store>,
 }
 
 impl Context {
@@ -177,6 +180,36 @@ impl Context {
         }
     }
 
+    /// The connector's store: the buckets it declares
+    /// (`#[connector(buckets(...))]`), for the tenant it serves; in
+    /// JetStream KV when served on NATS, in local files elsewhere (see
+    /// [`crate::store`]).
+    ///
+    /// ```
+    /// # use spoke::prelude::*;
+    /// # async fn f(ctx: &Context) -> Result<(), ActionError> {
+    /// let seen = ctx.store().bucket("cursors")?;
+    /// if let Some(last) = seen.get::<String>("inbox").await? {
+    ///     seen.update("inbox", "msg-43", last.revision).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A context an instance did not invoke through (a bare
+    /// `Context::new` in a unit test) has a store with no buckets, whose
+    /// errors say so: use the test kit's harness to call actions.
+    pub fn store(&self) -> Store {
+        match self.inner.store.get() {
+            Some(store) => store.clone(),
+            None => Store::detached(),
+        }
+    }
+
+    /// Gives the context its instance's store (once; later calls keep it).
+    pub(crate) fn attach_store(&self, store: &Store) {
+        let _ = self.inner.store.set(store.clone());
+    }
+
     /// Resolves when the invocation is cancelled; use in `tokio::select!`.
     pub async fn cancelled(&self) {
         self.inner.cancel.cancelled().await
@@ -198,6 +231,7 @@ impl Context {
                 events: self.inner.events.clone(),
                 metadata: Arc::clone(&self.inner.metadata),
                 partition: self.inner.partition.clone(),
+                store: self.inner.store.clone(),
             }),
         }
     }
@@ -272,6 +306,7 @@ impl ContextBuilder {
                 events: None,
                 metadata: Arc::default(),
                 partition: None,
+                store: OnceLock::new(),
             },
         }
     }

@@ -30,6 +30,11 @@ use crate::context::Context;
 use crate::error::ActionError;
 use crate::manifest::Manifest;
 use crate::registry::ConnectorType;
+use crate::store::{LocalStore, Store};
+
+/// The variable that names the tenant an instance serves (its store keeps
+/// each tenant's keys apart).
+const TENANT_VAR: &str = "SPOKE_TENANT";
 use crate::suggest::did_you_mean;
 
 /// How long a cancelled action may take to wind down before it is dropped.
@@ -42,6 +47,7 @@ pub struct Instance {
     connector: AnyConnector,
     cancel_grace: Duration,
     syncs: Arc<crate::sync::start::SyncSlots>,
+    store: Store,
 }
 
 impl std::fmt::Debug for Instance {
@@ -58,14 +64,43 @@ impl Instance {
         ty: Arc<ConnectorType>,
         source: ConfigSource,
     ) -> Result<Instance, StartError> {
-        let build = ty.registration().build;
-        let connector = build(source).await?;
+        let registration = ty.registration();
+        let connector = (registration.build)(source).await?;
+        let tenant = std::env::var(TENANT_VAR)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let store = Store::new(
+            registration.name,
+            tenant,
+            registration.buckets,
+            Arc::new(LocalStore::from_env(registration.name)),
+        );
         Ok(Instance {
             ty,
             connector,
             cancel_grace: DEFAULT_CANCEL_GRACE,
             syncs: Arc::default(),
+            store,
         })
+    }
+
+    /// Keeps the connector's store in `backend` (for `tenant`) instead of
+    /// the local files: what a transport with storage of its own (NATS)
+    /// does before it serves.
+    pub fn with_store_backend(
+        mut self,
+        tenant: &str,
+        backend: Arc<dyn crate::store::StoreBackend>,
+    ) -> Self {
+        let r = self.ty.registration();
+        self.store = Store::new(r.name, tenant, r.buckets, backend);
+        self
+    }
+
+    /// The connector's store, as `ctx.store()` gives it to its actions.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Sets the grace period a cancelled action gets to return on its own.
@@ -156,6 +191,7 @@ impl Instance {
     }
 
     fn start_call(&self, invoke: InvokeFn, input: Input<'_>, ctx: Context) -> ActionFuture {
+        ctx.attach_store(&self.store);
         let connector = self.connector.clone();
         match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(connector, input, ctx))) {
             Ok(future) => future,

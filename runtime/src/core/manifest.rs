@@ -52,7 +52,8 @@ impl ValueType {
 /// A connector's manifest, serialised as
 /// `{ "spoke": 1, "name", "version", "display_name", "description",
 /// "source_types" (when there are any), "config",
-/// "actions", "search_operators", "syncs" (when there are any), "capabilities" }`.
+/// "actions", "search_operators", "syncs" and "buckets" (when there are any),
+/// "capabilities" }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Always [`MANIFEST_VERSION`].
@@ -79,8 +80,22 @@ pub struct Manifest {
     /// The syncs, sorted by name (absent when there are none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub syncs: Vec<SyncManifest>,
+    /// The buckets of its store, in declaration order (absent when there
+    /// are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<BucketManifest>,
     /// What the connector supports, e.g. `"actions"`, `"search_operators"`.
     pub capabilities: Vec<String>,
+}
+
+/// One bucket of a connector's store in a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketManifest {
+    /// Its name.
+    pub name: String,
+    /// How long a value lives after its last write (absent: for ever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 /// One action in a [`Manifest`].

@@ -14,6 +14,7 @@
 //! | [`partition`] | which live instance owns a key: rendezvous hashing with a fixed hash |
 //! | `constraints` | the checks generated for constraints on named action parameters (`range`, `length`, `regex`) |
 //! | [`decode`] | decoding an input into the action's type, with the path of a bad field |
+//! | [`store`] | `ctx.store()`: the connector's declared key-value buckets, local files or JetStream KV |
 //! | [`sync`] | syncs: runs that walk an outside system into a host, with typed checkpoints |
 //!
 //! # The interface every transport uses
@@ -76,4 +77,5 @@ pub mod producer;
 pub mod registry;
 pub mod schema;
 pub mod secret;
+pub mod store;
 pub mod sync;

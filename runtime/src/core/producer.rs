@@ -113,6 +113,7 @@ pub fn spawn_producers(
     let producers = instance.connector_type().producers().to_vec();
     let connector = instance.connector_handle().clone();
     let grace = instance.cancel_grace();
+    let store = instance.store().clone();
     tokio::spawn(async move {
         if producers.is_empty() || shutdown.is_cancelled() {
             return;
@@ -129,6 +130,7 @@ pub fn spawn_producers(
                 events: events.clone(),
                 stop: stop.clone(),
                 grace,
+                store: store.clone(),
             }));
         }
         loop {
@@ -156,6 +158,7 @@ struct Supervised {
     events: mpsc::Sender<Event>,
     stop: CancellationToken,
     grace: Duration,
+    store: crate::store::Store,
 }
 
 async fn supervise(s: Supervised) {
@@ -195,6 +198,7 @@ impl Supervised {
             .events(self.events.clone())
             .cancellation(self.stop.child_token())
             .build();
+        ctx.attach_store(&self.store);
         let (run, connector) = (self.def.run, self.connector.clone());
         let future = match std::panic::catch_unwind(AssertUnwindSafe(|| run(connector, ctx))) {
             Ok(future) => future,

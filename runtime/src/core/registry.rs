@@ -470,6 +470,9 @@ impl ConnectorType {
         if !syncs.is_empty() {
             capabilities.push("syncs");
         }
+        if !r.buckets.is_empty() {
+            capabilities.push("store");
+        }
         if !actions.is_empty() {
             capabilities.push("actions");
         }
@@ -504,6 +507,14 @@ impl ConnectorType {
             actions,
             search_operators,
             syncs,
+            buckets: r
+                .buckets
+                .iter()
+                .map(|b| crate::manifest::BucketManifest {
+                    name: b.name.to_owned(),
+                    ttl_ms: b.ttl_ms,
+                })
+                .collect(),
             capabilities: capabilities.into_iter().map(String::from).collect(),
         }
     }

@@ -31,6 +31,8 @@
 //! | [`wire`] | the headers of a call and the shape of an error answer |
 //! | [`micro`] | ADR-32: the `$SRV` answers and the endpoints' counters |
 //! | [`serve`] | the endpoints, each request to its one answer, cancels, drain |
+//! | [`sync`] | sync runs started by a request, events to the caller's subject, checkpoints in KV |
+//! | [`kv_store`] | `ctx.store()` on NATS: each declared bucket a JetStream KV bucket |
 //! | [`status`] | the `spoke_status` bucket: each instance's heartbeat, `spoke ls --nats` |
 //! | [`membership`] | the live instances sharing the work, from the status bucket, for [`Context::partition`](crate::context::Context::partition) |
 //! | [`client`] | calling a connector over NATS (the CLI, the hub) |
@@ -39,12 +41,14 @@
 
 pub mod client;
 pub mod connect;
+pub mod kv_store;
 pub mod membership;
 pub mod micro;
 pub mod options;
 pub mod serve;
 pub mod status;
 pub mod subjects;
+pub mod sync;
 pub mod wire;
 
 pub use async_nats;

@@ -29,6 +29,7 @@ use super::micro::{Endpoint, EndpointInfo, Micro, QUEUE_GROUP, ServiceInfo};
 use super::options::{NatsOptions, redacted};
 use super::status::{self, Heartbeat, InstanceStatus};
 use super::subjects::{DESCRIBE, SubjectError, Subjects, Target, check_token, target_of};
+use super::sync::SyncHost;
 use super::wire::{self, error_answer, new_request_id};
 use crate::connector::Input;
 use crate::context::Context;
@@ -52,6 +53,9 @@ pub enum NatsServeError {
     /// A subscription failed.
     #[error("subscribing on NATS failed: {0}")]
     Subscribe(String),
+    /// The connector's buckets could not be made.
+    #[error("the connector's store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// What an endpoint serves.
@@ -60,6 +64,8 @@ enum Kind {
     Action(String),
     Operator(String),
     Describe,
+    /// The connector's syncs: `...sync.<name>`.
+    Sync,
     /// Everything under this instance's own prefix.
     Instance,
 }
@@ -73,8 +79,12 @@ struct Shared {
     manifest: Bytes,
     timeout: Option<Duration>,
     in_flight: Arc<Semaphore>,
-    /// The calls under way, by request id (the caller's, or one made up).
-    cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// The calls and sync runs under way, by request id (the caller's, or
+    /// one made up) or run id.
+    cancels: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// Where sync runs keep their state; why not, when JetStream is not
+    /// there (a sync request then answers `unavailable`).
+    syncs: Result<Arc<SyncHost>, String>,
     calls: TaskTracker,
     /// This instance's share of the work, given to every call.
     partition: Partition,
@@ -168,6 +178,16 @@ fn endpoints(
             ),
         ));
     }
+    if !instance.connector_type().syncs().is_empty() {
+        out.push((
+            Kind::Sync,
+            shared(
+                "spoke-sync".to_owned(),
+                subjects.sync_wildcard(),
+                meta(&[("spoke.kind", "sync")]),
+            ),
+        ));
+    }
     out.push((
         Kind::Describe,
         shared(
@@ -234,6 +254,15 @@ pub async fn serve(
     let endpoints = endpoints(&instance, &subjects, &id)?;
     let manifest_json = Bytes::from(serde_json::to_vec(&manifest).unwrap_or_default());
     let client = connect(&options.connect, &format!("spoke {} {id}", manifest.name)).await?;
+    // The store's buckets exist before any call can use them.
+    let buckets = instance.connector_type().registration().buckets;
+    let instance = if buckets.is_empty() {
+        instance
+    } else {
+        let js = async_nats::jetstream::new(client.clone());
+        let store = super::kv_store::KvStore::open(&js, &manifest.name, buckets).await?;
+        instance.with_store_backend(&options.tenant, Arc::new(store))
+    };
     let mut metadata = BTreeMap::from([
         ("spoke.tenant".to_owned(), options.tenant.clone()),
         (
@@ -286,6 +315,17 @@ pub async fn serve(
         .answer_verbs(client.clone(), verbs.clone())
         .await
         .map_err(subscribe_error)?;
+    let syncs = if instance.connector_type().syncs().is_empty() {
+        Err("the connector has no syncs".to_owned())
+    } else {
+        match SyncHost::open(client.clone(), &options.tenant, &manifest.name, &id).await {
+            Ok(host) => Ok(Arc::new(host)),
+            Err(e) => {
+                tracing::warn!(target: "spoke::nats", "syncs cannot run here: {e}");
+                Err(e.to_string())
+            }
+        }
+    };
     let shared = Arc::new(Shared {
         instance,
         client: client.clone(),
@@ -293,7 +333,8 @@ pub async fn serve(
         manifest: manifest_json,
         timeout: options.timeout,
         in_flight: Arc::new(Semaphore::new(options.max_in_flight)),
-        cancels: Mutex::default(),
+        cancels: Arc::default(),
+        syncs,
         calls: TaskTracker::new(),
         heartbeat: OnceLock::new(),
         partition,
@@ -354,6 +395,12 @@ pub async fn serve(
     });
     stop.cancelled().await;
     draining.store(true, Ordering::Relaxed);
+    if let Ok(host) = &shared.syncs {
+        // Sync runs stop now, recorded `interrupted`: the next request, to
+        // any instance, resumes them.
+        host.draining.store(true, Ordering::Relaxed);
+        shared.instance.cancel_all_syncs();
+    }
     shared.status_changed();
     for pump in pumps {
         let _ = pump.await;
@@ -546,6 +593,14 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
         Kind::Action(action) => Target::Action(action),
         Kind::Operator(operator) => Target::Operator(operator),
         Kind::Describe => Target::Describe,
+        Kind::Sync => Target::Sync(
+            message
+                .subject
+                .as_str()
+                .rsplit('.')
+                .next()
+                .unwrap_or_default(),
+        ),
         Kind::Instance => {
             let rest = message
                 .subject
@@ -554,7 +609,7 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
                 .unwrap_or_default();
             target_of(rest).ok_or_else(|| {
                 ActionError::not_found(format!(
-                    "nothing is served at {}: this instance serves `<action>`, `operator.<operator>` and `describe` under {}",
+                    "nothing is served at {}: this instance serves `<action>`, `operator.<operator>`, `sync.<sync>` and `describe` under {}",
                     message.subject, shared.instance_prefix
                 ))
             })?
@@ -562,6 +617,20 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
     };
     let (name, operator) = match target {
         Target::Describe => return Ok(shared.manifest.clone()),
+        Target::Sync(sync) => {
+            let host = shared.syncs.as_ref().map_err(|why| {
+                ActionError::unavailable(format!("syncs cannot run on this instance: {why}"))
+            })?;
+            return host
+                .start(
+                    &shared.instance,
+                    sync,
+                    &message.payload,
+                    &shared.cancels,
+                    &shared.calls,
+                )
+                .await;
+        }
         Target::Action(action) => (action, false),
         Target::Operator(operator) => (operator, true),
     };

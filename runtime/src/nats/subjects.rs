@@ -10,7 +10,8 @@
 //! | `spoke.<tenant>.<connector>.operator.<operator>` | resolve a search operator's value | one instance (`q`) |
 //! | `spoke.<tenant>.<connector>.describe` | the manifest | one instance (`q`) |
 //! | `spoke.<tenant>.<connector>.instance.<id>.<action>` (`.operator.<op>`, `.describe`) | the same, at one instance | that instance |
-//! | `spoke.<tenant>.<connector>.cancel.<request id>` | cancel a call (published, no answer) | the instance running it |
+//! | `spoke.<tenant>.<connector>.sync.<sync>` | start a sync run ([`super::sync`]) | one instance (`q`) |
+//! | `spoke.<tenant>.<connector>.cancel.<request id>` | cancel a call or a sync run (published, no answer) | the instance running it |
 //!
 //! The number of tokens keeps these apart: an action is always the fourth
 //! and last token, so an action may be named `instance`, `operator` or
@@ -132,6 +133,16 @@ impl Subjects {
         format!("{}.instance.{id}.>", self.base)
     }
 
+    /// A sync's subject: a request there starts a run.
+    pub fn sync(&self, sync: &str) -> String {
+        format!("{}.sync.{sync}", self.base)
+    }
+
+    /// Every sync of this connector: `...sync.*`.
+    pub fn sync_wildcard(&self) -> String {
+        format!("{}.sync.*", self.base)
+    }
+
     /// Where a caller cancels the call it sent with `request_id`.
     pub fn cancel(&self, request_id: &str) -> String {
         format!("{}.cancel.{request_id}", self.base)
@@ -158,6 +169,8 @@ pub enum Target<'a> {
     Operator(&'a str),
     /// The manifest.
     Describe,
+    /// A sync run.
+    Sync(&'a str),
 }
 
 /// What `rest` (the tokens after `...instance.<id>.`) asks for, or `None`
@@ -176,6 +189,7 @@ pub fn target_of(rest: &str) -> Option<Target<'_>> {
         (Some(DESCRIBE), None, _) => Some(Target::Describe),
         (Some(action), None, _) if !action.is_empty() => Some(Target::Action(action)),
         (Some("operator"), Some(op), None) if !op.is_empty() => Some(Target::Operator(op)),
+        (Some("sync"), Some(sync), None) if !sync.is_empty() => Some(Target::Sync(sync)),
         _ => None,
     }
 }
@@ -207,6 +221,8 @@ mod tests {
             "spoke.acme.files.instance.i1.operator.ext"
         );
         assert_eq!(target_of("operator"), Some(Target::Action("operator")));
+        assert_eq!(target_of("sync.ledger"), Some(Target::Sync("ledger")));
+        assert_eq!(s.sync("ledger"), "spoke.acme.files.sync.ledger");
         assert_eq!(target_of(""), None);
     }
 }

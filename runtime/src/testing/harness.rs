@@ -20,6 +20,7 @@ use crate::error::ActionError;
 use crate::instance::Instance;
 use crate::manifest::Manifest;
 use crate::registry::Registry;
+use crate::store::LocalStore;
 
 /// A running instance of connector `C` for tests: built from a config (its
 /// init hook run), called by action name with a typed or JSON input.
@@ -61,6 +62,8 @@ use crate::registry::Registry;
 pub struct TestConnector<C> {
     instance: Instance,
     connector: Arc<C>,
+    /// The store's files: a temp dir of this harness's own, removed with it.
+    store_dir: Option<Arc<tempfile::TempDir>>,
     _type: PhantomData<fn() -> C>,
 }
 
@@ -110,6 +113,14 @@ impl<C: Connector> TestConnector<C> {
             )));
         };
         let instance = Instance::start(Arc::clone(ty), source).await?;
+        // The store in a temp dir of its own: a test never reads or writes
+        // the user's `~/.spoke/store`.
+        let store_dir = tempfile::tempdir()
+            .map_err(|e| init_error::<C>(format!("a temp dir for the store: {e}")))?;
+        let instance = instance.with_store_backend(
+            "default",
+            Arc::new(LocalStore::new(store_dir.path(), C::NAME)),
+        );
         let connector = match Arc::clone(instance.connector_handle()).downcast::<C>() {
             Ok(c) => c,
             Err(_) => unreachable!("spoke: the registry built another type for `{}`", C::NAME),
@@ -117,8 +128,25 @@ impl<C: Connector> TestConnector<C> {
         Ok(TestConnector {
             instance,
             connector,
+            store_dir: Some(Arc::new(store_dir)),
             _type: PhantomData,
         })
+    }
+
+    /// This harness with the store of `other`: two instances of a
+    /// connector sharing one store, as two processes on one machine do
+    /// (to test a compare-and-swap race, say).
+    ///
+    /// ```ignore
+    /// let a = TestConnector::<Counter>::start(()).await?;
+    /// let b = TestConnector::<Counter>::start(()).await?.sharing_store_of(&a);
+    /// ```
+    pub fn sharing_store_of(mut self, other: &TestConnector<C>) -> Self {
+        self.instance = self
+            .instance
+            .with_store_backend("default", Arc::clone(other.instance.store().backend()));
+        self.store_dir.clone_from(&other.store_dir);
+        self
     }
 
     /// The connector itself, to look at its state.

@@ -511,6 +511,7 @@ static PROBE: ConnectorRegistration = ConnectorRegistration {
     description: "Reports what serve made it see.",
     source_types: &[],
     config_fields: &[],
+    buckets: &[],
     build,
     check_config: check,
     location: concat!(file!(), ":", line!()),

@@ -216,6 +216,7 @@ static WALKER: ConnectorRegistration = ConnectorRegistration {
     description: "Walks things.",
     source_types: &[],
     config_fields: &[],
+    buckets: &[],
     build,
     check_config: check,
     location: concat!(file!(), ":", line!()),
