@@ -520,7 +520,7 @@ pub async fn run(opts: &Opts, report: &mut Report) {
             "the serving process",
         );
     }
-    drop(raw);
+    raw.stop().await;
 
     scale_out(opts, report, &client, &spoke, &echo, &server, first).await;
     server.stop().await;

@@ -110,8 +110,7 @@ async fn watch_once(
             *members = Members::new(live.iter().cloned(), members.epoch + 1);
             tracing::info!(
                 target: "spoke::nats",
-                "{} instances of {connector} share the work: {}",
-                members.instances.len(),
+                "the instances of {connector} sharing the work: {}",
                 members.instances.join(", ")
             );
             true
