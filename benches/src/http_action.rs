@@ -173,12 +173,12 @@ async fn round(server: &Server, client: &reqwest::Client, calls: u64) -> Run {
                 tokio::pin!(limit);
                 loop {
                     if next.fetch_add(1, Ordering::Relaxed) >= calls {
-                        return (latencies, false);
+                        return latencies;
                     }
                     let at = Instant::now();
                     tokio::select! {
                         biased;
-                        () = &mut limit => return (latencies, true),
+                        () = &mut limit => return latencies,
                         result = post(&client, &url) => match result {
                             Ok((200, body)) if body == answer => latencies.push(at.elapsed()),
                             Ok((status, body)) => panic!(
@@ -193,25 +193,11 @@ async fn round(server: &Server, client: &reqwest::Client, calls: u64) -> Run {
         })
         .collect();
     let mut latencies = Vec::with_capacity(calls as usize);
-    let mut stopped = false;
     for task in tasks {
-        let (mine, timed_out) = task.await.expect("a caller panicked");
-        latencies.extend(mine);
-        stopped |= timed_out;
+        latencies.extend(task.await.expect("a caller panicked"));
     }
     let elapsed = started.elapsed();
-    if stopped {
-        eprintln!(
-            "  {}: stopped after {ROUND_LIMIT:?} with {} of {calls} calls answered",
-            server.name,
-            latencies.len()
-        );
-    }
-    Run {
-        calls: latencies.len() as u64,
-        elapsed,
-        latencies,
-    }
+    Run::of_round(server.name, calls, ROUND_LIMIT, elapsed, latencies)
 }
 
 pub async fn run(opts: &Opts, report: &mut Report) {

@@ -236,18 +236,7 @@ async fn drive(link: &mut McpLink, calls: u64, window: usize) -> Run {
     }
     let elapsed = started.elapsed();
     link.id_base += calls;
-    if (latencies.len() as u64) < calls {
-        eprintln!(
-            "  {}: stopped after {ROUND_LIMIT:?} with {} of {calls} calls answered",
-            link.name,
-            latencies.len()
-        );
-    }
-    Run {
-        calls: latencies.len() as u64,
-        elapsed,
-        latencies,
-    }
+    Run::of_round(link.name, calls, ROUND_LIMIT, elapsed, latencies)
 }
 
 /// A measured round and the CPU time it cost the server, in microseconds.

@@ -308,18 +308,7 @@ async fn drive(client: &Client, side: &Side, calls: u64, window: usize) -> Run {
         }
     }
     let elapsed = started.elapsed();
-    if (latencies.len() as u64) < calls {
-        eprintln!(
-            "  {}: stopped after {ROUND_LIMIT:?} with {} of {calls} calls answered",
-            side.name,
-            latencies.len()
-        );
-    }
-    Run {
-        calls: latencies.len() as u64,
-        elapsed,
-        latencies,
-    }
+    Run::of_round(side.name, calls, ROUND_LIMIT, elapsed, latencies)
 }
 
 /// A measured round and the CPU time it cost each process, in

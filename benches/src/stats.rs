@@ -12,6 +12,29 @@ pub struct Run {
 }
 
 impl Run {
+    /// The run of a round of `name` that wanted `wanted` calls and got
+    /// `latencies` in `elapsed`; says so on stderr when the round stopped
+    /// at its time `limit` short of them.
+    pub fn of_round(
+        name: &str,
+        wanted: u64,
+        limit: Duration,
+        elapsed: Duration,
+        latencies: Vec<Duration>,
+    ) -> Run {
+        if (latencies.len() as u64) < wanted {
+            eprintln!(
+                "  {name}: stopped after {limit:?} with {} of {wanted} calls answered",
+                latencies.len()
+            );
+        }
+        Run {
+            calls: latencies.len() as u64,
+            elapsed,
+            latencies,
+        }
+    }
+
     /// Calls per second.
     pub fn throughput(&self) -> f64 {
         self.calls as f64 / self.elapsed.as_secs_f64()

@@ -18,6 +18,13 @@ pub const MAX_IN_FLIGHT: &str = "SPOKE_MAX_IN_FLIGHT";
 /// `SPOKE_SHUTDOWN_GRACE`: how long running invocations get on shutdown.
 pub const SHUTDOWN_GRACE: &str = "SPOKE_SHUTDOWN_GRACE";
 
+/// `SPOKE_TENANT`: the tenant an instance serves (its store keeps each
+/// tenant's keys apart; on NATS, its subjects).
+pub const TENANT: &str = "SPOKE_TENANT";
+
+/// The tenant of an instance that names none.
+pub const DEFAULT_TENANT: &str = "default";
+
 /// The default of `SPOKE_MAX_IN_FLIGHT`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 /// The default of `SPOKE_SHUTDOWN_GRACE`.

@@ -92,7 +92,7 @@ struct Inner {
     metadata: Arc<BTreeMap<String, String>>,
     partition: Option<Partition>,
     /// The instance's store, attached when an instance invokes.
-    store: OnceLock<Store>,
+    store: OnceLock<Arc<Store>>,
 }
 
 impl Context {
@@ -200,14 +200,14 @@ impl Context {
     /// errors say so: use the test kit's harness to call actions.
     pub fn store(&self) -> Store {
         match self.inner.store.get() {
-            Some(store) => store.clone(),
+            Some(store) => Store::clone(store),
             None => Store::detached(),
         }
     }
 
     /// Gives the context its instance's store (once; later calls keep it).
-    pub(crate) fn attach_store(&self, store: &Store) {
-        let _ = self.inner.store.set(store.clone());
+    pub(crate) fn attach_store(&self, store: &Arc<Store>) {
+        let _ = self.inner.store.set(Arc::clone(store));
     }
 
     /// Resolves when the invocation is cancelled; use in `tokio::select!`.

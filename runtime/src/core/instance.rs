@@ -31,10 +31,6 @@ use crate::error::ActionError;
 use crate::manifest::Manifest;
 use crate::registry::ConnectorType;
 use crate::store::{LocalStore, Store};
-
-/// The variable that names the tenant an instance serves (its store keeps
-/// each tenant's keys apart).
-const TENANT_VAR: &str = "SPOKE_TENANT";
 use crate::suggest::did_you_mean;
 
 /// How long a cancelled action may take to wind down before it is dropped.
@@ -47,7 +43,8 @@ pub struct Instance {
     connector: AnyConnector,
     cancel_grace: Duration,
     syncs: Arc<crate::sync::start::SyncSlots>,
-    store: Store,
+    /// Shared with every call's context (one reference count per call).
+    store: Arc<Store>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -66,10 +63,10 @@ impl Instance {
     ) -> Result<Instance, StartError> {
         let registration = ty.registration();
         let connector = (registration.build)(source).await?;
-        let tenant = std::env::var(TENANT_VAR)
+        let tenant = std::env::var(crate::env::TENANT)
             .ok()
             .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| "default".to_owned());
+            .unwrap_or_else(|| crate::env::DEFAULT_TENANT.to_owned());
         let store = Store::new(
             registration.name,
             tenant,
@@ -81,7 +78,7 @@ impl Instance {
             connector,
             cancel_grace: DEFAULT_CANCEL_GRACE,
             syncs: Arc::default(),
-            store,
+            store: Arc::new(store),
         })
     }
 
@@ -94,12 +91,12 @@ impl Instance {
         backend: Arc<dyn crate::store::StoreBackend>,
     ) -> Self {
         let r = self.ty.registration();
-        self.store = Store::new(r.name, tenant, r.buckets, backend);
+        self.store = Arc::new(Store::new(r.name, tenant, r.buckets, backend));
         self
     }
 
     /// The connector's store, as `ctx.store()` gives it to its actions.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 

@@ -182,7 +182,7 @@ impl Partition {
 
     /// Whether this instance owns `key`.
     pub fn owns(&self, key: &str) -> bool {
-        self.owner(key) == *self.me
+        owner(key, &self.members().instances).is_none_or(|o| o == &*self.me)
     }
 
     /// Waits for the members to change, and returns them; `None` when

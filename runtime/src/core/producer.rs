@@ -158,7 +158,7 @@ struct Supervised {
     events: mpsc::Sender<Event>,
     stop: CancellationToken,
     grace: Duration,
-    store: crate::store::Store,
+    store: std::sync::Arc<crate::store::Store>,
 }
 
 async fn supervise(s: Supervised) {

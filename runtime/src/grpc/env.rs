@@ -65,8 +65,7 @@ pub const DISPLAY_NAME: &str = "SPOKE_DISPLAY_NAME";
 pub const TAGS: &str = "SPOKE_TAGS";
 /// `SPOKE_METADATA_<KEY>`: one metadata entry per variable.
 pub const METADATA_PREFIX: &str = "SPOKE_METADATA_";
-/// `SPOKE_TENANT`: the tenant served.
-pub const TENANT: &str = "SPOKE_TENANT";
+pub use crate::env::TENANT;
 /// `SPOKE_TLS_CA`: the CA certificates that sign the hub's certificate.
 pub const TLS_CA: &str = crate::grpc::tls::TLS_CA;
 /// `SPOKE_KEY_PATH`: this instance's private key file.

@@ -10,14 +10,15 @@
 //! the server lets exactly one write.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 
-use crate::store::{BucketDef, RawEntry, StoreBackend, StoreError, StoreErrorKind};
+use crate::store::{
+    BucketDef, Expect, RawEntry, StoreBackend, StoreError, StoreErrorKind, conflict,
+};
 
 /// The NATS KV bucket of connector `connector`'s bucket `bucket`.
 ///
@@ -31,7 +32,7 @@ pub fn bucket_name(connector: &str, bucket: &str) -> String {
 /// A connector's buckets in JetStream KV.
 pub struct KvStore {
     connector: String,
-    stores: Mutex<HashMap<&'static str, kv::Store>>,
+    stores: HashMap<&'static str, kv::Store>,
 }
 
 impl std::fmt::Debug for KvStore {
@@ -79,16 +80,13 @@ impl KvStore {
         }
         Ok(KvStore {
             connector: connector.to_owned(),
-            stores: Mutex::new(stores),
+            stores,
         })
     }
 
-    fn store(&self, bucket: &BucketDef) -> Result<kv::Store, StoreError> {
+    fn store(&self, bucket: &BucketDef) -> Result<&kv::Store, StoreError> {
         self.stores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .get(bucket.name)
-            .cloned()
             .ok_or_else(|| unavailable(bucket.name, "it was not opened at start-up"))
     }
 }
@@ -119,61 +117,42 @@ impl StoreBackend for KvStore {
         })
     }
 
-    fn put<'a>(
+    fn write<'a>(
         &'a self,
         tenant: &'a str,
         bucket: &'a BucketDef,
         key: &'a str,
         value: Vec<u8>,
+        expect: Expect,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
-            self.store(bucket)?
-                .put(nats_key(tenant, key), Bytes::from(value))
-                .await
-                .map_err(|e| unavailable(bucket.name, e))
-        })
-    }
-
-    fn create<'a>(
-        &'a self,
-        tenant: &'a str,
-        bucket: &'a BucketDef,
-        key: &'a str,
-        value: Vec<u8>,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            self.store(bucket)?
-                .create(nats_key(tenant, key), Bytes::from(value))
-                .await
-                .map_err(|e| match e.kind() {
-                    kv::CreateErrorKind::AlreadyExists => {
-                        crate::store::conflict(bucket.name, key, "it exists")
-                    }
+            let store = self.store(bucket)?;
+            let (at, value) = (nats_key(tenant, key), Bytes::from(value));
+            // JetStream's own compare-and-swap: the expected last sequence
+            // of the key's subject.
+            match expect {
+                Expect::Anything => store
+                    .put(at, value)
+                    .await
+                    .map_err(|e| unavailable(bucket.name, e)),
+                Expect::Absent => store.create(at, value).await.map_err(|e| match e.kind() {
+                    kv::CreateErrorKind::AlreadyExists => conflict(bucket.name, key, "it exists"),
                     _ => unavailable(bucket.name, e),
-                })
-        })
-    }
-
-    fn update<'a>(
-        &'a self,
-        tenant: &'a str,
-        bucket: &'a BucketDef,
-        key: &'a str,
-        value: Vec<u8>,
-        revision: u64,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            self.store(bucket)?
-                .update(nats_key(tenant, key), Bytes::from(value), revision)
-                .await
-                .map_err(|e| match e.kind() {
-                    kv::UpdateErrorKind::WrongLastRevision => crate::store::conflict(
-                        bucket.name,
-                        key,
-                        format!("it is no longer at revision {revision}"),
-                    ),
-                    _ => unavailable(bucket.name, e),
-                })
+                }),
+                Expect::Revision(revision) => {
+                    store
+                        .update(at, value, revision)
+                        .await
+                        .map_err(|e| match e.kind() {
+                            kv::UpdateErrorKind::WrongLastRevision => conflict(
+                                bucket.name,
+                                key,
+                                format!("it is no longer at revision {revision}"),
+                            ),
+                            _ => unavailable(bucket.name, e),
+                        })
+                }
+            }
         })
     }
 

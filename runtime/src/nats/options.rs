@@ -31,8 +31,7 @@ pub const URL: &str = "SPOKE_NATS_URL";
 pub const CREDS: &str = "SPOKE_NATS_CREDS";
 /// `SPOKE_TLS_CA`.
 pub const TLS_CA: &str = "SPOKE_TLS_CA";
-/// `SPOKE_TENANT`.
-pub const TENANT: &str = "SPOKE_TENANT";
+pub use crate::env::TENANT;
 /// `SPOKE_INSTANCE_ID`.
 pub const INSTANCE_ID: &str = "SPOKE_INSTANCE_ID";
 /// `SPOKE_DISPLAY_NAME`.

@@ -11,7 +11,6 @@
 //! until the end, and the connection is flushed before the process leaves.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -263,15 +262,13 @@ pub async fn serve(
         let store = super::kv_store::KvStore::open(&js, &manifest.name, buckets).await?;
         instance.with_store_backend(&options.tenant, Arc::new(store))
     };
+    let display_name = options
+        .display_name
+        .clone()
+        .unwrap_or_else(|| manifest.display_name.clone());
     let mut metadata = BTreeMap::from([
         ("spoke.tenant".to_owned(), options.tenant.clone()),
-        (
-            "spoke.display_name".to_owned(),
-            options
-                .display_name
-                .clone()
-                .unwrap_or_else(|| manifest.display_name.clone()),
-        ),
+        ("spoke.display_name".to_owned(), display_name.clone()),
         (
             "spoke.manifest_sha256".to_owned(),
             manifest_digest(&manifest_json),
@@ -318,7 +315,15 @@ pub async fn serve(
     let syncs = if instance.connector_type().syncs().is_empty() {
         Err("the connector has no syncs".to_owned())
     } else {
-        match SyncHost::open(client.clone(), &options.tenant, &manifest.name, &id).await {
+        match SyncHost::open(
+            client.clone(),
+            &options.tenant,
+            &manifest.name,
+            &id,
+            stop.clone(),
+        )
+        .await
+        {
             Ok(host) => Ok(Arc::new(host)),
             Err(e) => {
                 tracing::warn!(target: "spoke::nats", "syncs cannot run here: {e}");
@@ -374,14 +379,14 @@ pub async fn serve(
         redacted(options.connect.url.expose()),
         pumps.len()
     );
-    let draining = Arc::new(AtomicBool::new(false));
     let heartbeat_stop = CancellationToken::new();
     let heartbeat = options.status_every.map(|every| {
         let status = status_source(
             &options,
+            display_name,
             &micro,
             &shared,
-            draining.clone(),
+            stop.clone(),
             status::ttl_for(every),
         );
         let (heartbeat, task) = Heartbeat::spawn(
@@ -394,11 +399,9 @@ pub async fn serve(
         task
     });
     stop.cancelled().await;
-    draining.store(true, Ordering::Relaxed);
-    if let Ok(host) = &shared.syncs {
-        // Sync runs stop now, recorded `interrupted`: the next request, to
-        // any instance, resumes them.
-        host.draining.store(true, Ordering::Relaxed);
+    if shared.syncs.is_ok() {
+        // Sync runs stop now, recorded `interrupted` (the host sees `stop`):
+        // the next request, to any instance, resumes them.
         shared.instance.cancel_all_syncs();
     }
     shared.status_changed();
@@ -444,21 +447,18 @@ pub async fn serve(
 /// What the heartbeat puts: this instance's status as of now.
 fn status_source(
     options: &NatsOptions,
+    display_name: String,
     micro: &Arc<Micro>,
     shared: &Arc<Shared>,
-    draining: Arc<AtomicBool>,
+    draining: CancellationToken,
     ttl: Duration,
 ) -> impl Fn() -> InstanceStatus + Send + 'static {
     let info = micro.info();
-    let manifest = shared.instance.manifest();
     let fixed = InstanceStatus {
         tenant: options.tenant.clone(),
         connector: info.name.clone(),
         instance_id: info.id.clone(),
-        display_name: options
-            .display_name
-            .clone()
-            .unwrap_or_else(|| manifest.display_name.clone()),
+        display_name,
         version: info.version.clone(),
         sdk_version: env!("CARGO_PKG_VERSION").to_owned(),
         tags: options.tags.clone(),
@@ -473,7 +473,7 @@ fn status_source(
     let (micro, shared) = (micro.clone(), Arc::downgrade(shared));
     move || {
         let mut now = fixed.clone();
-        now.state = if draining.load(Ordering::Relaxed) {
+        now.state = if draining.is_cancelled() {
             "draining"
         } else {
             "serving"

@@ -24,8 +24,7 @@ use std::fmt;
 /// The first token of every Spoke subject.
 pub const ROOT: &str = "spoke";
 
-/// The tenant of an instance that names none.
-pub const DEFAULT_TENANT: &str = "default";
+pub use crate::env::DEFAULT_TENANT;
 
 /// The token of the describe endpoint, taken from the action names.
 pub const DESCRIBE: &str = "describe";

@@ -136,9 +136,9 @@ struct SyncAsk {
 
 /// What serving syncs on NATS needs.
 pub struct SyncHost {
-    /// Set when the instance drains: its runs end `interrupted`, and the
-    /// next request resumes them.
-    pub draining: std::sync::atomic::AtomicBool,
+    /// Cancelled when the instance drains: its runs end `interrupted`, and
+    /// the next request resumes them.
+    draining: CancellationToken,
     client: Client,
     js: jetstream::Context,
     kv: kv::Store,
@@ -185,12 +185,13 @@ fn check_subject(subject: &str) -> Result<(), ActionError> {
 
 impl SyncHost {
     /// Opens (creating it when it does not exist) the connector's sync
-    /// state bucket.
+    /// state bucket; runs end `interrupted` once `draining` is cancelled.
     pub async fn open(
         client: Client,
         tenant: &str,
         connector: &str,
         me: &str,
+        draining: CancellationToken,
     ) -> Result<SyncHost, crate::store::StoreError> {
         let js = jetstream::new(client.clone());
         let name = bucket_name(connector);
@@ -209,7 +210,7 @@ impl SyncHost {
                 )
             })?;
         Ok(SyncHost {
-            draining: std::sync::atomic::AtomicBool::new(false),
+            draining,
             client,
             js,
             kv,
@@ -278,9 +279,7 @@ impl SyncHost {
             .map_err(|e| ActionError::invalid_input(format!("source_id: {e}")))?;
         let (mut state, revision) = self.read(&key).await?;
         let interrupted = match &state.last_run {
-            Some(run) if run.status == INTERRUPTED => {
-                state.checkpoint.is_some().then_some(run.mode)
-            }
+            Some(run) if run.status == INTERRUPTED => Some(run.mode),
             Some(run) if run.status == "running" => {
                 if run.instance == self.me || self.is_live(&run.instance).await {
                     return Err(ActionError::failed_precondition(format!(
@@ -290,25 +289,30 @@ impl SyncHost {
                     ))
                     .with_details(json!({ "running_run_id": run.run_id, "instance": run.instance })));
                 }
-                state.checkpoint.is_some().then_some(run.mode)
+                Some(run.mode)
             }
             _ => None,
         };
-        // As `<bin> sync` does: an interrupted run is resumed in its mode
-        // from its last checkpoint; any other starts from the checkpoint of
-        // the last completed run.
-        let mode = ask.mode.or(interrupted);
-        let is_resume = interrupted.is_some() && interrupted == mode;
-        let checkpoint = if is_resume {
-            state.checkpoint.clone()
-        } else {
-            state.completed.clone()
-        };
         let run_id = format!("run-{:016x}", fastrand::u64(..));
+        let request = SyncRequest {
+            sync: Some(def.name.to_owned()),
+            run_id: Some(run_id.clone()),
+            source_id: ask.source_id.clone(),
+            deadline: ask
+                .timeout_ms
+                .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms)),
+            ..SyncRequest::default()
+        }
+        .after(
+            ask.mode,
+            interrupted,
+            state.checkpoint.clone(),
+            state.completed.clone(),
+        );
         let previous = state.last_run.take();
         state.last_run = Some(RunRecord {
             run_id: run_id.clone(),
-            mode: mode.unwrap_or(SyncMode::Full),
+            mode: request.mode.unwrap_or(SyncMode::Full),
             status: "running".to_owned(),
             instance: self.me.clone(),
             started_at: now(),
@@ -332,17 +336,6 @@ impl SyncHost {
             key: key.clone(),
             state: Mutex::new((state, claimed)),
         });
-        let request = SyncRequest {
-            sync: Some(def.name.to_owned()),
-            run_id: Some(run_id.clone()),
-            source_id: ask.source_id.clone(),
-            mode,
-            checkpoint,
-            is_resume,
-            deadline: ask
-                .timeout_ms
-                .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms)),
-        };
         let run = match instance.start_sync(request, sink.clone() as Arc<dyn SyncSink>) {
             Ok(run) => run,
             Err(e) => {
@@ -494,11 +487,8 @@ impl NatsSink {
     /// (the next request resumes it).
     async fn finish(&self, outcome: &SyncOutcome) {
         let completed = outcome.status == SyncStatus::Completed;
-        let interrupted = outcome.status == SyncStatus::Cancelled
-            && self
-                .host
-                .draining
-                .load(std::sync::atomic::Ordering::Relaxed);
+        let interrupted =
+            outcome.status == SyncStatus::Cancelled && self.host.draining.is_cancelled();
         let saved = self
             .save(|state| {
                 if completed {

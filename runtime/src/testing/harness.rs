@@ -118,7 +118,7 @@ impl<C: Connector> TestConnector<C> {
         let store_dir = tempfile::tempdir()
             .map_err(|e| init_error::<C>(format!("a temp dir for the store: {e}")))?;
         let instance = instance.with_store_backend(
-            "default",
+            crate::env::DEFAULT_TENANT,
             Arc::new(LocalStore::new(store_dir.path(), C::NAME)),
         );
         let connector = match Arc::clone(instance.connector_handle()).downcast::<C>() {
@@ -142,9 +142,10 @@ impl<C: Connector> TestConnector<C> {
     /// let b = TestConnector::<Counter>::start(()).await?.sharing_store_of(&a);
     /// ```
     pub fn sharing_store_of(mut self, other: &TestConnector<C>) -> Self {
-        self.instance = self
-            .instance
-            .with_store_backend("default", Arc::clone(other.instance.store().backend()));
+        self.instance = self.instance.with_store_backend(
+            crate::env::DEFAULT_TENANT,
+            Arc::clone(other.instance.store().backend()),
+        );
         self.store_dir.clone_from(&other.store_dir);
         self
     }

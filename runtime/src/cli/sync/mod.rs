@@ -71,21 +71,24 @@ pub(crate) async fn sync(ty: Arc<ConnectorType>, source: ConfigSource, args: Syn
         .as_ref()
         .and_then(|s| s.entry(def.name, &args.source))
         .cloned();
-    let latest = entry.as_ref().and_then(|e| e.checkpoint.clone());
-    // A run that did not complete (killed: still `running`) is resumed in
-    // its mode, from its last checkpoint; any other run starts from the
-    // checkpoint of the last completed one (not from a walk left half-way).
+    // A run that did not complete (killed: still `running`) is resumed.
     let interrupted = entry
         .as_ref()
         .and_then(|e| e.last_run.as_ref())
-        .filter(|r| r.status != SyncStatus::Completed.as_str() && latest.is_some());
-    let mode = args.mode.or(interrupted.map(|r| r.mode));
-    let is_resume = interrupted.is_some_and(|r| Some(r.mode) == mode);
-    let checkpoint = if is_resume {
-        latest
-    } else {
-        entry.as_ref().and_then(|e| e.completed.clone())
-    };
+        .filter(|r| r.status != SyncStatus::Completed.as_str())
+        .map(|r| r.mode);
+    let mut request = SyncRequest {
+        sync: Some(def.name.to_owned()),
+        source_id: args.source.clone(),
+        ..SyncRequest::default()
+    }
+    .after(
+        args.mode,
+        interrupted,
+        entry.as_ref().and_then(|e| e.checkpoint.clone()),
+        entry.as_ref().and_then(|e| e.completed.clone()),
+    );
+    let is_resume = request.is_resume;
     // Opened once the state is locked (a second run must not truncate the
     // first one's output); a resume appends to what the interrupted run
     // delivered.
@@ -111,15 +114,7 @@ pub(crate) async fn sync(ty: Arc<ConnectorType>, source: ConfigSource, args: Syn
         Err(code) => return code,
     };
     let sink = Arc::new(CliSink::new(output, state, journal));
-    let request = SyncRequest {
-        sync: Some(def.name.to_owned()),
-        run_id: None,
-        source_id: args.source.clone(),
-        mode,
-        checkpoint,
-        is_resume,
-        deadline: args.timeout.map(|t| tokio::time::Instant::now() + t),
-    };
+    request.deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     // The state stays locked from the start until the run is recorded as
     // running, so no checkpoint of the run can come before that record.
     let mut state = sink.state();

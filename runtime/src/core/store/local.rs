@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
-use super::{BucketDef, RawEntry, StoreBackend, StoreError, StoreErrorKind, conflict};
+use super::{BucketDef, Expect, RawEntry, StoreBackend, StoreError, StoreErrorKind, conflict};
 
 /// `SPOKE_STORE_DIR`: where the local store keeps its files.
 pub const STORE_DIR: &str = "SPOKE_STORE_DIR";
@@ -40,7 +40,7 @@ struct BucketFile {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredEntry {
-    value: Value,
+    value: Box<RawValue>,
     revision: u64,
     /// When it was written, milliseconds since the Unix epoch.
     written_ms: u64,
@@ -180,24 +180,51 @@ impl LocalStore {
             Ok(out)
         })
     }
+}
 
-    fn write(
-        &self,
-        tenant: &str,
-        bucket: &BucketDef,
-        key: &str,
+impl StoreBackend for LocalStore {
+    fn get<'a>(
+        &'a self,
+        tenant: &'a str,
+        bucket: &'a BucketDef,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RawEntry>, StoreError>> {
+        let path = self.file(tenant, bucket);
+        let key = key.to_owned();
+        let bucket = *bucket;
+        blocking(path, move |path| {
+            let file = Self::read(&path)?;
+            Ok(file
+                .entries
+                .get(&key)
+                .filter(|e| e.live(&bucket, now_ms()))
+                .map(|e| RawEntry {
+                    value: e.value.get().as_bytes().to_vec(),
+                    revision: e.revision,
+                }))
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        tenant: &'a str,
+        bucket: &'a BucketDef,
+        key: &'a str,
         value: Vec<u8>,
         expect: Expect,
-    ) -> BoxFuture<'static, Result<u64, StoreError>> {
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let key = key.to_owned();
         let name = bucket.name;
         self.locked(tenant, bucket, move |file, now| {
-            let value: Value = serde_json::from_slice(&value).map_err(|e| {
-                StoreError::new(
-                    StoreErrorKind::Value,
-                    format!("bucket `{name}`, key `{key}`: {e}"),
-                )
-            })?;
+            let value = String::from_utf8(value)
+                .map_err(|e| e.to_string())
+                .and_then(|text| RawValue::from_string(text).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    StoreError::new(
+                        StoreErrorKind::Value,
+                        format!("bucket `{name}`, key `{key}`: {e}"),
+                    )
+                })?;
             let current = file.entries.get(&key).map(|e| e.revision);
             match (expect, current) {
                 (Expect::Anything, _) => {}
@@ -229,68 +256,6 @@ impl LocalStore {
             );
             Ok((revision, true))
         })
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Expect {
-    Anything,
-    Absent,
-    Revision(u64),
-}
-
-impl StoreBackend for LocalStore {
-    fn get<'a>(
-        &'a self,
-        tenant: &'a str,
-        bucket: &'a BucketDef,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<RawEntry>, StoreError>> {
-        let path = self.file(tenant, bucket);
-        let key = key.to_owned();
-        let bucket = *bucket;
-        blocking(path, move |path| {
-            let file = Self::read(&path)?;
-            Ok(file
-                .entries
-                .get(&key)
-                .filter(|e| e.live(&bucket, now_ms()))
-                .map(|e| RawEntry {
-                    value: serde_json::to_vec(&e.value).unwrap_or_default(),
-                    revision: e.revision,
-                }))
-        })
-    }
-
-    fn put<'a>(
-        &'a self,
-        tenant: &'a str,
-        bucket: &'a BucketDef,
-        key: &'a str,
-        value: Vec<u8>,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.write(tenant, bucket, key, value, Expect::Anything)
-    }
-
-    fn create<'a>(
-        &'a self,
-        tenant: &'a str,
-        bucket: &'a BucketDef,
-        key: &'a str,
-        value: Vec<u8>,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.write(tenant, bucket, key, value, Expect::Absent)
-    }
-
-    fn update<'a>(
-        &'a self,
-        tenant: &'a str,
-        bucket: &'a BucketDef,
-        key: &'a str,
-        value: Vec<u8>,
-        revision: u64,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.write(tenant, bucket, key, value, Expect::Revision(revision))
     }
 
     fn delete<'a>(

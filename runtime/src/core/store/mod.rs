@@ -179,6 +179,17 @@ pub struct RawEntry {
     pub revision: u64,
 }
 
+/// What a write expects of the key it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing: it writes whatever the key holds (`put`).
+    Anything,
+    /// That the key holds nothing (`create`).
+    Absent,
+    /// That the key is at this revision (`update`: compare-and-swap).
+    Revision(u64),
+}
+
 /// Where values are kept: a file per bucket ([`LocalStore`]), JetStream
 /// KV (`spoke::nats::kv_store`), or a host's own.
 ///
@@ -193,32 +204,15 @@ pub trait StoreBackend: Send + Sync + fmt::Debug + 'static {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<RawEntry>, StoreError>>;
 
-    /// Writes `key` whatever it holds; its new revision.
-    fn put<'a>(
+    /// Writes `key` if it is as `expect` says (else
+    /// [`StoreErrorKind::Conflict`]); its new revision.
+    fn write<'a>(
         &'a self,
         tenant: &'a str,
         bucket: &'a BucketDef,
         key: &'a str,
         value: Vec<u8>,
-    ) -> BoxFuture<'a, Result<u64, StoreError>>;
-
-    /// Writes `key` if it holds nothing; else [`StoreErrorKind::Conflict`].
-    fn create<'a>(
-        &'a self,
-        tenant: &'a str,
-        bucket: &'a BucketDef,
-        key: &'a str,
-        value: Vec<u8>,
-    ) -> BoxFuture<'a, Result<u64, StoreError>>;
-
-    /// Writes `key` if it is at `revision`; else [`StoreErrorKind::Conflict`].
-    fn update<'a>(
-        &'a self,
-        tenant: &'a str,
-        bucket: &'a BucketDef,
-        key: &'a str,
-        value: Vec<u8>,
-        revision: u64,
+        expect: Expect,
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
 
     /// Removes `key` (nothing when it holds nothing).
@@ -265,7 +259,12 @@ impl Store {
 
     /// A store of no connector, for a context no instance invoked through.
     pub(crate) fn detached() -> Store {
-        Store::new("", "default", &[], Arc::new(LocalStore::new("", "")))
+        Store::new(
+            "",
+            crate::env::DEFAULT_TENANT,
+            &[],
+            Arc::new(LocalStore::new("", "")),
+        )
     }
 
     /// The buckets the connector declared.
@@ -329,19 +328,6 @@ pub struct Bucket {
     def: &'static BucketDef,
 }
 
-fn encode<T: Serialize + ?Sized>(
-    bucket: &str,
-    key: &str,
-    value: &T,
-) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| {
-        StoreError::new(
-            StoreErrorKind::Value,
-            format!("bucket `{bucket}`, key `{key}`: the value does not serialise to JSON: {e}"),
-        )
-    })
-}
-
 impl Bucket {
     /// Its name.
     pub fn name(&self) -> &'static str {
@@ -392,11 +378,7 @@ impl Bucket {
         key: &str,
         value: &T,
     ) -> Result<u64, StoreError> {
-        check_key(key)?;
-        let bytes = encode(self.def.name, key, value)?;
-        self.backend()
-            .put(&self.store.tenant, self.def, key, bytes)
-            .await
+        self.write(key, value, Expect::Anything).await
     }
 
     /// Writes `value` at `key` only if it holds nothing (else
@@ -406,11 +388,7 @@ impl Bucket {
         key: &str,
         value: &T,
     ) -> Result<u64, StoreError> {
-        check_key(key)?;
-        let bytes = encode(self.def.name, key, value)?;
-        self.backend()
-            .create(&self.store.tenant, self.def, key, bytes)
-            .await
+        self.write(key, value, Expect::Absent).await
     }
 
     /// Writes `value` at `key` only if it is still at `revision` (else
@@ -421,10 +399,27 @@ impl Bucket {
         value: &T,
         revision: u64,
     ) -> Result<u64, StoreError> {
+        self.write(key, value, Expect::Revision(revision)).await
+    }
+
+    async fn write<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        expect: Expect,
+    ) -> Result<u64, StoreError> {
         check_key(key)?;
-        let bytes = encode(self.def.name, key, value)?;
+        let bytes = serde_json::to_vec(value).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Value,
+                format!(
+                    "bucket `{}`, key `{key}`: the value does not serialise to JSON: {e}",
+                    self.def.name
+                ),
+            )
+        })?;
         self.backend()
-            .update(&self.store.tenant, self.def, key, bytes, revision)
+            .write(&self.store.tenant, self.def, key, bytes, expect)
             .await
     }
 
@@ -443,7 +438,7 @@ impl Bucket {
 }
 
 /// The conflict error of a backend.
-pub(crate) fn conflict(bucket: &str, key: &str, what: impl fmt::Display) -> StoreError {
+pub fn conflict(bucket: &str, key: &str, what: impl fmt::Display) -> StoreError {
     StoreError::new(
         StoreErrorKind::Conflict,
         format!("bucket `{bucket}`, key `{key}`: {what}"),

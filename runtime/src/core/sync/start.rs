@@ -90,6 +90,39 @@ impl SyncRequest {
         self.run_id = Some(run_id.into());
         self
     }
+
+    /// Where this run starts, from what the last runs of its sync and
+    /// source left (what `<bin> sync` and syncs over NATS both do): a run
+    /// that did not end (`interrupted`, its mode) and stored a checkpoint
+    /// (`latest`) is resumed in its mode from that checkpoint, unless
+    /// `mode` asks for another; any other run starts in `mode` from the
+    /// checkpoint of the last completed run (`completed`), not from a walk
+    /// left half-way.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use spoke::sync::{StoredCheckpoint, SyncMode, SyncRequest};
+    /// let (latest, done) = (StoredCheckpoint::new(1, json!(30)), StoredCheckpoint::new(1, json!(0)));
+    /// let r = SyncRequest::new("ledger").after(None, Some(SyncMode::Full), Some(latest.clone()), Some(done.clone()));
+    /// assert!(r.is_resume);
+    /// assert_eq!((r.mode, r.checkpoint), (Some(SyncMode::Full), Some(latest.clone())));
+    /// let r = SyncRequest::new("ledger").after(Some(SyncMode::Incremental), Some(SyncMode::Full), Some(latest), Some(done.clone()));
+    /// assert!(!r.is_resume);
+    /// assert_eq!(r.checkpoint, Some(done));
+    /// ```
+    pub fn after(
+        mut self,
+        mode: Option<SyncMode>,
+        interrupted: Option<SyncMode>,
+        latest: Option<StoredCheckpoint>,
+        completed: Option<StoredCheckpoint>,
+    ) -> Self {
+        let interrupted = interrupted.filter(|_| latest.is_some());
+        self.mode = mode.or(interrupted);
+        self.is_resume = interrupted.is_some() && interrupted == self.mode;
+        self.checkpoint = if self.is_resume { latest } else { completed };
+        self
+    }
 }
 
 /// How a run ended.
