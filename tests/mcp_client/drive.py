@@ -246,14 +246,22 @@ async def hub_view(transport, era, target, tokens, files):
 
         async def follow(next_change):
             connector = subprocess.Popen(files["argv"], env=env, stdout=subprocess.DEVNULL)
+            stage = "waiting to be told of files' tools"
             try:
                 with anyio.fail_after(20):
                     await until(session, next_change, sorted(READ_TOOLS + FILES_TOOLS))
                     listed = await session.call_tool("files__list", {})
                     assert not listed.is_error, listed
+                    stage = "waiting for files to stop"
                     connector.terminate()
                     await anyio.to_thread.run_sync(connector.wait, 10)
+                    stage = "waiting to be told files' tools are gone"
                     await until(session, next_change, READ_TOOLS)
+            except TimeoutError:
+                # Say what the list is now: told late, or never changed.
+                with anyio.fail_after(5):
+                    names = sorted(await names_of(session))
+                raise AssertionError(f"20 s {stage}; the list now: {names}") from None
             finally:
                 connector.kill()
 

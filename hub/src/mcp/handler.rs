@@ -35,7 +35,7 @@ use spoke_runtime::mcp::rmcp::service::{
 use spoke_runtime::mcp::rmcp::{ErrorData as McpError, ServerHandler};
 use tonic::{Code, Status};
 
-use super::backend::{Backend, Credentials};
+use super::backend::{Backend, Changes, Credentials};
 use super::view::{HubTool, ToolView};
 
 /// The `_meta` key naming the instance a call goes to.
@@ -111,20 +111,18 @@ impl HubMcp {
         Ok(view)
     }
 
-    /// Completes when the names `who` sees listed differ from `last`
-    /// (returning the new ones), `None` when no change will come.
-    async fn next_list(&self, who: &Credentials, last: &mut Vec<String>) -> Option<()> {
-        let mut changes = self.inner.backend.changes();
-        loop {
-            if !changes.changed().await {
-                return None;
-            }
-            let Ok(view) = self.view(who) else { continue };
-            let names: Vec<String> = view.listed_names().into_iter().map(str::to_owned).collect();
-            if names != *last {
-                *last = names;
-                return Some(());
-            }
+    /// Watches the names `who` sees listed. It subscribes to the changes
+    /// before it reads the list, so no change falls between the two, and
+    /// keeps that one subscription: a change while a notification is being
+    /// sent is seen on the next turn, not lost.
+    fn watch_list(&self, who: Credentials) -> ListWatch {
+        let changes = self.inner.backend.changes();
+        let last = self.listed_now(&who);
+        ListWatch {
+            server: self.clone(),
+            who,
+            changes,
+            last,
         }
     }
 
@@ -354,11 +352,10 @@ impl ServerHandler for HubMcp {
         // A session (stdio, or Streamable HTTP before 2026-07-28): told of
         // every change of its list on the session itself.
         let who = Self::who(&context.extensions);
-        let server = self.clone();
+        let mut list = self.watch_list(who);
         let peer = context.peer;
         tokio::spawn(async move {
-            let mut last = server.listed_now(&who);
-            while server.next_list(&who, &mut last).await.is_some() {
+            while list.next().await.is_some() {
                 if peer.notify_tool_list_changed().await.is_err() {
                     return;
                 }
@@ -376,15 +373,44 @@ impl ServerHandler for HubMcp {
     async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
         // 2026-07-28: told on the `subscriptions/listen` stream.
         let who = Self::who(&subscription.request_context().extensions);
-        let mut last = self.listed_now(&who);
+        let mut list = self.watch_list(who);
         loop {
             tokio::select! {
                 () = subscription.cancelled() => return Ok(()),
-                next = self.next_list(&who, &mut last) => {
+                next = list.next() => {
                     if next.is_none() || subscription.sink().notify_tool_list_changed().await.is_err() {
                         return Ok(());
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The list of tools one client sees, and its changes (see
+/// `HubMcp::watch_list`).
+struct ListWatch {
+    server: HubMcp,
+    who: Credentials,
+    changes: Changes,
+    last: Vec<String>,
+}
+
+impl ListWatch {
+    /// Completes when the listed names differ from the last ones seen,
+    /// `None` when no change will come.
+    async fn next(&mut self) -> Option<()> {
+        loop {
+            if !self.changes.changed().await {
+                return None;
+            }
+            let Ok(view) = self.server.view(&self.who) else {
+                continue;
+            };
+            let names: Vec<String> = view.listed_names().into_iter().map(str::to_owned).collect();
+            if names != self.last {
+                self.last = names;
+                return Some(());
             }
         }
     }
