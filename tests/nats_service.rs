@@ -1220,3 +1220,200 @@ async fn a_sync_killed_half_way_is_resumed_by_another_instance_from_kv() {
     assert!(none.is_empty(), "{none:?}");
     assert_eq!(end.unwrap().0, "completed");
 }
+
+/// `spoke <args>` against `hub` with client token `token` (none: a hub
+/// without auth), bounded in time.
+fn hub_call(hub: &common::Hub, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = hub.cli();
+    if let Some(token) = token {
+        cmd.env("SPOKE_TOKEN", token);
+    }
+    cmd.args(args);
+    common::run_with_limit(&mut cmd, Duration::from_secs(30))
+}
+
+/// Asserts that `spoke` exited with `code`, saying `needle` on stderr.
+fn failed_with(out: &std::process::Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
+    let stderr = common::stderr(out);
+    assert!(stderr.contains(needle), "{stderr}");
+}
+
+#[test]
+fn two_hubs_on_one_nats_call_each_others_connectors() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    // Hub A, with auth: echo attaches to it.
+    let a = common::Hub::start_secure(
+        &dir.path().join("a"),
+        &["--insecure", "--nats", &server.url],
+    );
+    let registration = a.operator(&[], &["token", "create", "--connector", "echo"]);
+    let mut echo = common::example("echo");
+    echo.arg("serve")
+        .env("SPOKE_HUB_URL", &a.url)
+        .env("HOME", &home)
+        .env("SPOKE_INSTANCE_ID", "echo-a")
+        .env("SPOKE_REGISTRATION_TOKEN", &registration)
+        .env("ECHO_PREFIX", "a: ")
+        .stdout(std::process::Stdio::null());
+    let (_echo, _) = common::spawn_logged(&mut echo, "echo-a");
+    // Hub B, without auth: tickets attaches to it.
+    let b = common::Hub::start(&["--nats", &server.url]);
+    let mut tickets = b.attach("tickets", &[("SPOKE_INSTANCE_ID", "tickets-b")]);
+    // And faults serves NATS itself.
+    let _faults = Served::start("faults", &server.url, "faults-n", &[]);
+
+    // A client of B calls echo, which only A has: through NATS.
+    let started = Instant::now();
+    let out = loop {
+        let out = hub_call(&b, None, &["call", "echo", "echo", r#"{"text":"hi"}"#]);
+        if out.status.success() || started.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(common::stdout_json(&out), json!("a: hi"));
+    let out = hub_call(
+        &b,
+        None,
+        &[
+            "call",
+            "echo",
+            "echo",
+            r#"{"text":"one"}"#,
+            "--instance",
+            "echo-a",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(common::stdout_json(&out), json!("a: one"));
+    let out = hub_call(&b, None, &["call", "echo", "echo", "--tag", "eu"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        common::stderr(&out)
+            .contains("a route by tag or display name picks among this hub's instances only"),
+        "{}",
+        common::stderr(&out)
+    );
+    // B logged it like any call; A took it over NATS and logged it too.
+    b.wait_log(&["connector=echo", "action=echo", "outcome=ok"]);
+    a.wait_log(&[
+        "connector=echo",
+        "instance=echo-a",
+        "action=echo",
+        "outcome=ok",
+    ]);
+    // A plain NATS caller reaches A's echo too, by its instance subject.
+    let mut nats_cli = std::process::Command::new(common::spoke_bin());
+    nats_cli
+        .env_remove("SPOKE_HUB_URL")
+        .args([
+            "call",
+            "--nats",
+            &server.url,
+            "echo",
+            "echo",
+            r#"{"text":"n"}"#,
+        ])
+        .args(["--instance", "echo-a"]);
+    let out = common::run_with_limit(&mut nats_cli, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(common::stdout_json(&out), json!("a: n"));
+
+    // Clients of A reach tickets on B, with their tokens checked at A.
+    let read = a.operator(&[], &["client-token", "create", "--connectors", "*"]);
+    let write = a.operator(
+        &[],
+        &["client-token", "create", "--connectors", "*", "--write"],
+    );
+    let echo_only = a.operator(&[], &["client-token", "create", "--connectors", "echo"]);
+    let acme = a.operator(
+        &[],
+        &[
+            "client-token",
+            "create",
+            "--tenant",
+            "acme",
+            "--connectors",
+            "*",
+        ],
+    );
+    let out = hub_call(&a, Some(&read), &["call", "tickets", "list"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(common::stdout_json(&out).is_array(), "{out:?}");
+    let out = hub_call(
+        &a,
+        Some(&read),
+        &["call", "tickets", "create", r#"{"title":"x"}"#],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        common::stderr(&out).contains("is a write action; this token was made without --write"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = hub_call(
+        &a,
+        Some(&write),
+        &["call", "tickets", "create", r#"{"title":"x"}"#],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(common::stdout_json(&out)["title"], "x");
+    let out = hub_call(
+        &a,
+        Some(&read),
+        &["call", "tickets", "get", r#"{"id":"seven"}"#],
+    );
+    failed_with(&out, 1, "error[invalid_input]");
+    let out = hub_call(&a, Some(&echo_only), &["call", "tickets", "list"]);
+    failed_with(&out, 3, "token does not grant connector tickets");
+    // Tenant acme has no tickets, here or on NATS.
+    let out = hub_call(&a, Some(&acme), &["call", "tickets", "list"]);
+    failed_with(&out, 3, "nor does one serve tenant `acme` on NATS");
+    // A connector serving NATS itself answers A's clients, its errors whole.
+    let out = hub_call(
+        &a,
+        Some(&read),
+        &[
+            "call",
+            "faults",
+            "fail",
+            r#"{"code":"not_found","message":"gone"}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = common::stderr(&out);
+    assert!(err.contains("error[not_found]: gone"), "{err}");
+    assert!(err.contains(r#""requested":"not_found""#), "{err}");
+    let out = hub_call(&a, Some(&read), &["call", "faults", "nosuch"]);
+    failed_with(&out, 3, "connector `faults` has no action `nosuch`");
+    // No token reached either log.
+    for token in [&read, &write, &echo_only, &acme] {
+        assert!(!a.log_text().contains(token.as_str()), "a token was logged");
+    }
+
+    // Tickets leaves B: B stops serving it on NATS, and A says so.
+    tickets.signal("TERM");
+    assert!(tickets.wait_for(Duration::from_secs(15)).is_some());
+    let started = Instant::now();
+    let out = loop {
+        let out = hub_call(&a, Some(&read), &["call", "tickets", "list"]);
+        if !out.status.success() || started.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Unavailable while A still holds its manifest (a few seconds), not
+    // found after.
+    assert!(matches!(out.status.code(), Some(1 | 3)), "{out:?}");
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("error[unavailable]: no instance answers on spoke.default.tickets.list")
+            || err.contains("nor does one serve tenant `default` on NATS"),
+        "{err}"
+    );
+}

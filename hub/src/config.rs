@@ -51,6 +51,9 @@ pub struct HubConfig {
     /// Also serve every connector's actions as MCP tools over Streamable
     /// HTTP at `http://<this>/mcp` (`spoke hub --mcp ADDR`); `None`: not.
     pub mcp: Option<SocketAddr>,
+    /// Also serve the attached connectors on NATS, and reach connectors
+    /// with no instance here over NATS (`spoke hub --nats URL`); `None`: not.
+    pub nats: Option<spoke_runtime::nats::NatsConnect>,
 }
 
 /// How a hub with auth bounds registrations: the instances pending an
@@ -178,6 +181,7 @@ impl HubConfig {
             connections: ConnectionLimits::default(),
             registrations: RegistrationLimits::default(),
             mcp: None,
+            nats: None,
         }
     }
 
@@ -185,6 +189,13 @@ impl HubConfig {
     /// (callers present client tokens; without auth, only on loopback).
     pub fn with_mcp(mut self, addr: SocketAddr) -> Self {
         self.mcp = Some(addr);
+        self
+    }
+
+    /// Also serves the attached connectors on NATS and reaches the
+    /// connectors it has no instance of there (`spoke hub --nats URL`).
+    pub fn with_nats(mut self, connect: spoke_runtime::nats::NatsConnect) -> Self {
+        self.nats = Some(connect);
         self
     }
 

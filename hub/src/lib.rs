@@ -17,13 +17,14 @@
 //! | [`cli`] | the `spoke` command line: [`client`] and [`admin_client`] commands, and `spoke hub` |
 //! | [`server`] | the gRPC server (ConnectorHub, Hub, Admin, `grpc.health.v1`, reflection v1 and v1alpha) and its graceful shutdown |
 //! | `reflection` | server reflection v1 and v1alpha for the server: tonic-reflection's lookups, with a failed lookup answered in-stream (an `ErrorResponse`) and the stream kept open |
+//! | `nats/` | `spoke hub --nats`: the attached connectors served on NATS (calls to connectors with no instance here go there through `api`) |
 //! | `mcp/` | the hub as one MCP server (`spoke hub --mcp`, `spoke mcp`): every connector's actions as `<connector>__<action>` tools, by what the caller's token may call, with list changes |
 //! | `guard/` | what bounds a peer before any credential: the connection limit, handshake and idle timeouts, the token checked from headers before a body is read, request bytes in flight per connection and overall |
 //! | [`config`] | the hub's settings |
 //! | `ids`, `wire`, `deadline` | shared pieces: request and session ids, tokens, the clock, the default tenant; the caller header and status code names; `grpc-timeout` |
 //!
 //! Imports point one way, and no two folders import each other:
-//! `cli → server → mcp → api → sessions → trust → routing → shared pieces`, and
+//! `cli → server → mcp, nats → api → sessions → trust → routing → shared pieces`, and
 //! `sidecars` (used by the server, the CLI and the Hub service) imports
 //! nothing else of the hub, nor does `reflection` (used by the server);
 //! `guard` imports only the settings and shared pieces (`deadline`; the server gives it
@@ -42,6 +43,7 @@ mod deadline;
 mod guard;
 mod ids;
 pub mod mcp;
+mod nats;
 mod reflection;
 mod routing;
 pub mod server;

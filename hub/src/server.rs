@@ -79,6 +79,9 @@ pub enum ServeError {
     /// The MCP endpoint cannot serve as configured.
     #[error("MCP: {0}")]
     Mcp(String),
+    /// NATS (`--nats`) could not be reached.
+    #[error("{0}")]
+    Nats(String),
     /// The server failed while running.
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -191,6 +194,14 @@ pub async fn run_until_supervised(
             Some(listener)
         }
     };
+    let nats = match &config.nats {
+        None => None,
+        Some(connect) => Some(
+            spoke_runtime::nats::connect::connect(connect, &format!("spoke hub {addr}"))
+                .await
+                .map_err(|e| ServeError::Nats(e.to_string()))?,
+        ),
+    };
     let syncs = open_sync_store(&config)?;
     let state = HubState::with_auth(config, trust, access, syncs);
     let statuses = StatusMap::default();
@@ -245,6 +256,22 @@ pub async fn run_until_supervised(
         });
     }
 
+    let exporting = nats.map(|client| {
+        let link = Arc::new(crate::routing::nats_link::NatsLink::new(client.clone()));
+        state.set_nats(link);
+        tracing::info!(
+            "on NATS: serving the attached connectors there, reaching the others through it"
+        );
+        let api = ClientApi::with_sidecars(Arc::clone(&state), statuses.clone());
+        let stop = state.shutdown_token().clone();
+        tokio::spawn(crate::nats::export::run(
+            Arc::clone(&state),
+            api,
+            client,
+            stop,
+        ))
+    });
+
     on_bound(addr);
 
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
@@ -267,6 +294,9 @@ pub async fn run_until_supervised(
     state.begin_shutdown();
     let _ = stopped_tx.send(());
     let served = tokio::time::timeout(grace + CLOSE_MARGIN, &mut serving).await;
+    if let Some(exporting) = exporting {
+        let _ = tokio::time::timeout(grace + CLOSE_MARGIN, exporting).await;
+    }
     if let Some(stopping) = stopping_sidecars {
         let _ = stopping.await;
     }

@@ -24,7 +24,7 @@ use spoke_proto::v1::{
     InvokeResponse, InvokeStreamItem, ListConnectorsRequest, ListConnectorsResponse,
     ListSyncsRequest, ListSyncsResponse, SyncRequest, WatchCatalogRequest, invoke_stream_item,
 };
-use spoke_runtime::Mode;
+use spoke_runtime::{Manifest, Mode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -32,8 +32,10 @@ use tonic::{Request, Response, Status};
 
 use crate::api::call_log::CallLog;
 use crate::api::catalog::{self, manifest_for};
+use crate::api::forward::Forwarded;
 use crate::api::invoke::{self, Call};
 use crate::deadline;
+use crate::routing::nats_link::NatsLink;
 use crate::routing::registry::Registry;
 use crate::routing::route::{self, Selection, Target};
 use crate::sessions::pending::ItemSender;
@@ -92,29 +94,84 @@ impl ClientApi {
         ClientApi { state, sidecars }
     }
 
-    /// Checks a request and picks its instance(s), `None` when the call
-    /// must wait for one to resume ([`route::select_or_await`]). The call's
-    /// log line starts here; a refused call gets it at once.
-    fn prepare(
-        &self,
-        request: Request<InvokeRequest>,
-    ) -> Result<(Call, Option<Selection>, CallLog), Status> {
-        let deadline = deadline::of_request(&request);
-        let metadata = invoke_metadata(&request);
-        let caller = self.state.access.caller(request.metadata());
-        let request = request.into_inner();
+    /// A client's request as asked: its caller (from its token), its
+    /// deadline and what the hub adds to its metadata.
+    fn asked(&self, request: Request<InvokeRequest>) -> Asked {
+        Asked {
+            deadline: deadline::of_request(&request),
+            metadata: invoke_metadata(&request),
+            caller: self.state.access.caller(request.metadata()),
+            request: request.into_inner(),
+            reach: Reach::Anywhere,
+        }
+    }
+
+    /// Checks a call and picks its instance(s), `None` when the call must
+    /// wait for one to resume ([`route::select_or_await`]). The call's log
+    /// line starts here; a refused call gets it at once.
+    fn prepare(&self, asked: Asked) -> Result<(Prepared, CallLog), Status> {
+        let Asked {
+            caller,
+            request,
+            deadline,
+            metadata,
+            reach,
+        } = asked;
         let request_id = self.state.next_request_id();
         let log = CallLog::new(&request_id, &request.connector, &request.action);
-        let checked =
-            caller.and_then(|caller| self.check(&caller, request, request_id, deadline, metadata));
+        let checked = caller
+            .and_then(|caller| self.check(&caller, request, request_id, deadline, metadata, reach));
         match checked {
-            Ok((call, selection)) => Ok((call, selection, log)),
+            Ok(prepared) => Ok((prepared, log)),
             Err(status) => {
                 tracing::debug!("call refused: {}", status.message());
                 log.refused(&status);
                 Err(status)
             }
         }
+    }
+
+    /// Runs a call to its one answer, as `Invoke` does: the NATS endpoints
+    /// of this hub's connectors call here with [`Reach::Here`].
+    pub(crate) async fn invoke_as(&self, asked: Asked) -> Result<InvokeResponse, Status> {
+        let (prepared, log) = self.prepare(asked)?;
+        let state = &self.state;
+        let (call, selection) = match prepared {
+            Prepared::Here(call, selection) => (call, selection),
+            Prepared::Nats(forwarded, link) => {
+                let request_id = forwarded.request_id.clone();
+                let answer = forwarded.call(state, &link).await;
+                log.answered(&answer);
+                return Ok(InvokeResponse {
+                    request_id,
+                    results: vec![answer?],
+                });
+            }
+        };
+        let selection = match selection {
+            Some(selection) => selection,
+            None => invoke::select_when_ready(state, &call)
+                .await
+                .inspect_err(|status| log.refused(status))?,
+        };
+        let results = match selection {
+            Selection::One(key) => {
+                let retry = call.target.allows_retry();
+                let id = &call.request_id;
+                let answer = invoke::run_one(state, &call, id, key, retry, None, &log).await;
+                log.answered(&answer);
+                vec![answer?]
+            }
+            Selection::Broadcast(keys) => {
+                let results = invoke::run_broadcast(state, &call, keys, None, &log).await;
+                log.broadcast(&results);
+                results
+            }
+        };
+        Ok(InvokeResponse {
+            request_id: call.request_id,
+            results,
+        })
     }
 
     fn check(
@@ -124,7 +181,8 @@ impl ClientApi {
         request_id: String,
         deadline: Option<Instant>,
         from_hub: HashMap<String, String>,
-    ) -> Result<(Call, Option<Selection>), Status> {
+        reach: Reach,
+    ) -> Result<Prepared, Status> {
         if self.state.is_shutting_down() {
             return Err(Status::unavailable("the hub is shutting down"));
         }
@@ -151,6 +209,30 @@ impl ClientApi {
 
         let tenant = caller.tenant();
         let mut tables = self.state.lock();
+        // No instance of it here (none ever, or all gone): NATS may have one.
+        if reach == Reach::Anywhere
+            && let Some(link) = self.state.nats()
+            && tables
+                .registry
+                .instances_of(tenant, &request.connector)
+                .next()
+                .is_none()
+        {
+            return Ok(Prepared::Nats(
+                Forwarded {
+                    caller: caller.clone(),
+                    connector: request.connector,
+                    action: request.action,
+                    kind,
+                    payload,
+                    encoding,
+                    target,
+                    deadline,
+                    request_id,
+                },
+                Arc::clone(link),
+            ));
+        }
         let mode = find_callable(
             &tables.registry,
             caller,
@@ -182,8 +264,40 @@ impl ClientApi {
             target,
             request_id,
         };
-        Ok((call, selection))
+        Ok(Prepared::Here(call, selection))
     }
+}
+
+/// A call as its caller asked it.
+pub(crate) struct Asked {
+    /// Who calls, or why the hub does not know.
+    pub(crate) caller: Result<Caller, Status>,
+    pub(crate) request: InvokeRequest,
+    /// When the caller gives up.
+    pub(crate) deadline: Option<Instant>,
+    /// What the hub adds to the call's metadata.
+    pub(crate) metadata: HashMap<String, String>,
+    pub(crate) reach: Reach,
+}
+
+/// Where a call may be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// By an instance attached here or, on a hub with `--nats`, when the
+    /// connector has none here, over NATS.
+    Anywhere,
+    /// By an instance attached here only: a call that came over NATS, never
+    /// sent back there.
+    Here,
+}
+
+/// A checked call.
+enum Prepared {
+    /// To this hub's instance(s): the call, and its instance(s) if they
+    /// are known yet.
+    Here(Call, Option<Selection>),
+    /// To a connector with no instance here, over NATS.
+    Nats(Forwarded, Arc<NatsLink>),
 }
 
 /// An empty JSON payload means "no input", `{}`; any other JSON payload
@@ -233,7 +347,17 @@ fn find_callable(
     let Some(ty) = registry.connector(caller.tenant(), connector) else {
         return Err(no_connector(registry, caller, connector));
     };
-    let manifest = &ty.manifest;
+    callable_in(&ty.manifest, caller, connector, action, kind)
+}
+
+/// [`find_callable`] in a manifest at hand (one read over NATS).
+pub(crate) fn callable_in(
+    manifest: &Manifest,
+    caller: &Caller,
+    connector: &str,
+    action: &str,
+    kind: InvokeKind,
+) -> Result<Mode, Status> {
     match kind {
         InvokeKind::Action => match manifest.action(action).filter(|a| caller.sees(a)) {
             Some(a) => {
@@ -283,32 +407,7 @@ impl Hub for ClientApi {
         &self,
         request: Request<InvokeRequest>,
     ) -> Result<Response<InvokeResponse>, Status> {
-        let (call, selection, log) = self.prepare(request)?;
-        let state = &self.state;
-        let selection = match selection {
-            Some(selection) => selection,
-            None => invoke::select_when_ready(state, &call)
-                .await
-                .inspect_err(|status| log.refused(status))?,
-        };
-        let results = match selection {
-            Selection::One(key) => {
-                let retry = call.target.allows_retry();
-                let id = &call.request_id;
-                let answer = invoke::run_one(state, &call, id, key, retry, None, &log).await;
-                log.answered(&answer);
-                vec![answer?]
-            }
-            Selection::Broadcast(keys) => {
-                let results = invoke::run_broadcast(state, &call, keys, None, &log).await;
-                log.broadcast(&results);
-                results
-            }
-        };
-        Ok(Response::new(InvokeResponse {
-            request_id: call.request_id,
-            results,
-        }))
+        self.invoke_as(self.asked(request)).await.map(Response::new)
     }
 
     type InvokeStreamStream = ReceiverStream<Result<InvokeStreamItem, Status>>;
@@ -317,11 +416,25 @@ impl Hub for ClientApi {
         &self,
         request: Request<InvokeRequest>,
     ) -> Result<Response<Self::InvokeStreamStream>, Status> {
-        let (call, selection, log) = self.prepare(request)?;
+        let (prepared, log) = self.prepare(self.asked(request))?;
         let (tx, rx) = mpsc::channel(STREAM_ITEMS);
         let state = Arc::clone(&self.state);
         tokio::spawn(async move {
-            let work = stream_call(&state, &call, selection, &tx, &log);
+            let work = async {
+                match prepared {
+                    Prepared::Here(call, selection) => {
+                        stream_call(&state, &call, selection, &tx, &log).await;
+                    }
+                    Prepared::Nats(forwarded, link) => {
+                        let answer = forwarded.call(&state, &link).await;
+                        log.answered(&answer);
+                        let item = |result| InvokeStreamItem {
+                            item: Some(invoke_stream_item::Item::Result(result)),
+                        };
+                        let _ = tx.send(answer.map(item)).await;
+                    }
+                }
+            };
             tokio::select! {
                 () = work => {}
                 // The caller went away: dropping `work` cancels its calls.

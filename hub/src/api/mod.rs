@@ -9,6 +9,7 @@
 //! | `admin_api` | the Admin service: every call needs an admin token and acts on its tenant |
 //! | `invoke` | one call's life: hand an Invoke to an instance, wait until the deadline, cancel, retry once elsewhere when safe |
 //! | `catalog` | what one client may call, sent again as it changes (`WatchCatalog`), also read by the hub's MCP view |
+//! | `forward` | with `spoke hub --nats`: a call to a connector with no instance here, checked against the manifest it describes on NATS and answered there |
 //! | `call_log` | the one log line of every call (request id, connector, instances tried, action, duration, outcome) |
 //!
 //! It uses the connector sessions (the shared state, the pending calls),
@@ -19,4 +20,5 @@ pub(crate) mod admin_api;
 pub(crate) mod call_log;
 pub(crate) mod catalog;
 pub(crate) mod client_api;
+pub(crate) mod forward;
 pub(crate) mod invoke;

@@ -349,6 +349,12 @@ struct HubArgs {
     /// auth: loopback only).
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     mcp: Option<SocketAddr>,
+    /// Also join NATS at URL: serve the attached connectors there (under
+    /// spoke.<tenant>.<connector>.*, as `<bin> nats` does) and answer calls
+    /// to connectors with no instance here through it. SPOKE_NATS_CREDS and
+    /// SPOKE_TLS_CA apply.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
     #[command(flatten)]
     connections: ConnectionFlags,
     #[command(flatten)]
@@ -522,6 +528,17 @@ fn run_hub(args: HubArgs) -> ExitCode {
         connections: args.connections.limits(),
         registrations: args.registrations.limits(),
         mcp: args.mcp,
+        nats: None,
+    };
+    let config = match &args.nats {
+        None => config,
+        Some(url) => match spoke_runtime::nats::NatsConnect::from_env(Some(url)) {
+            Ok(connect) => config.with_nats(connect),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
     };
     let config = match secure(config, &args) {
         Ok(config) => config,

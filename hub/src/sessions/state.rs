@@ -59,6 +59,8 @@ pub(crate) struct HubState {
     pub(crate) open_replays: crate::trust::assertion::ReplayCache,
     /// The sync runs going on, and the store of their checkpoints.
     pub(crate) syncs: Syncs,
+    /// With `--nats`: the connection, once made.
+    nats: std::sync::OnceLock<Arc<crate::routing::nats_link::NatsLink>>,
 }
 
 impl HubState {
@@ -86,6 +88,7 @@ impl HubState {
             ready_changed: tokio::sync::Notify::new(),
             open_replays: crate::trust::assertion::ReplayCache::default(),
             syncs,
+            nats: std::sync::OnceLock::new(),
         });
         start_pending_expiry(&state);
         state
@@ -160,6 +163,16 @@ impl HubState {
     /// A fresh request id.
     pub(crate) fn next_request_id(&self) -> String {
         self.ids.next()
+    }
+
+    /// The connection to NATS (`--nats`), once made.
+    pub(crate) fn nats(&self) -> Option<&Arc<crate::routing::nats_link::NatsLink>> {
+        self.nats.get()
+    }
+
+    /// Keeps the connection to NATS; a hub makes one.
+    pub(crate) fn set_nats(&self, link: Arc<crate::routing::nats_link::NatsLink>) {
+        let _ = self.nats.set(link);
     }
 
     /// Cancelled when the hub starts shutting down.

@@ -99,6 +99,25 @@ impl Caller {
         }
     }
 
+    /// The caller of a call that came over NATS to a connector of
+    /// `tenant` attached here: NATS's permissions said who may publish
+    /// there; it may call what is not admin-only, writes included.
+    pub(crate) fn nats(tenant: &str) -> Caller {
+        Caller {
+            grant: Arc::new(ClientGrant {
+                id: "nats".into(),
+                tenant: tenant.into(),
+                connectors: Scope::All,
+                write: true,
+                admin: false,
+                operator: false,
+                label: String::new(),
+                expires_unix_ms: None,
+                revoked: false,
+            }),
+        }
+    }
+
     /// The caller's tenant.
     pub(crate) fn tenant(&self) -> &str {
         &self.grant.tenant

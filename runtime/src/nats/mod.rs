@@ -30,6 +30,7 @@
 //! | [`subjects`] | the subject layout and the token rule |
 //! | [`wire`] | the headers of a call and the shape of an error answer |
 //! | [`micro`] | ADR-32: the `$SRV` answers and the endpoints' counters |
+//! | [`draining`] | a subscription read until it is drained, as every endpoint reads its requests |
 //! | [`serve`] | the endpoints, each request to its one answer, cancels, drain |
 //! | [`sync`] | sync runs started by a request, events to the caller's subject, checkpoints in KV |
 //! | [`kv_store`] | `ctx.store()` on NATS: each declared bucket a JetStream KV bucket |
@@ -41,6 +42,7 @@
 
 pub mod client;
 pub mod connect;
+pub mod draining;
 pub mod kv_store;
 pub mod membership;
 pub mod micro;

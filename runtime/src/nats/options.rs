@@ -51,7 +51,7 @@ pub const DEFAULT_STATUS_EVERY: Duration = Duration::from_secs(30);
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 /// Where and how to connect: the part a client shares with a server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsConnect {
     /// The server URLs (they may carry credentials).
     pub url: Secret<String>,

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connect::{ConnectError, connect};
+use super::draining::Draining;
 use super::micro::{Endpoint, EndpointInfo, Micro, QUEUE_GROUP, ServiceInfo};
 use super::options::{NatsOptions, redacted};
 use super::status::{self, Heartbeat, InstanceStatus};
@@ -495,28 +496,11 @@ async fn pump(
     shared: Arc<Shared>,
     endpoint: Arc<Endpoint>,
     kind: Kind,
-    mut subscriber: Subscriber,
+    subscriber: Subscriber,
     stop: CancellationToken,
 ) {
-    let mut draining = false;
-    loop {
-        let next = if draining {
-            subscriber.next().await
-        } else {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => {
-                    if let Err(e) = subscriber.drain().await {
-                        tracing::warn!(target: "spoke::nats", "draining {}: {e}", endpoint.info.subject);
-                        return;
-                    }
-                    draining = true;
-                    continue;
-                }
-                next = subscriber.next() => next,
-            }
-        };
-        let Some(message) = next else { return };
+    let mut requests = Draining::new(subscriber, stop);
+    while let Some(message) = requests.next().await {
         let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
             return;
         };
