@@ -1250,21 +1250,33 @@ fn two_hubs_on_one_nats_call_each_others_connectors() {
         &dir.path().join("a"),
         &["--insecure", "--nats", &server.url],
     );
-    let registration = a.operator(&[], &["token", "create", "--connector", "echo"]);
-    let mut echo = common::example("echo");
-    echo.arg("serve")
-        .env("SPOKE_HUB_URL", &a.url)
-        .env("HOME", &home)
-        .env("SPOKE_INSTANCE_ID", "echo-a")
-        .env("SPOKE_REGISTRATION_TOKEN", &registration)
-        .env("ECHO_PREFIX", "a: ")
-        .stdout(std::process::Stdio::null());
-    let (_echo, _) = common::spawn_logged(&mut echo, "echo-a");
+    let attach_to_a = |name: &str, id: &str, env: &[(&str, &str)]| {
+        let registration = a.operator(&[], &["token", "create", "--connector", name]);
+        let mut cmd = common::example(name);
+        cmd.arg("serve")
+            .env("SPOKE_HUB_URL", &a.url)
+            .env("HOME", &home)
+            .env("SPOKE_INSTANCE_ID", id)
+            .env("SPOKE_REGISTRATION_TOKEN", &registration)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null());
+        common::spawn_logged(&mut cmd, id).0
+    };
+    let _echo = attach_to_a("echo", "echo-a", &[("ECHO_PREFIX", "a: ")]);
+    let _faults = attach_to_a("faults", "faults-a", &[]);
     // Hub B, without auth: tickets attaches to it.
     let b = common::Hub::start(&["--nats", &server.url]);
     let mut tickets = b.attach("tickets", &[("SPOKE_INSTANCE_ID", "tickets-b")]);
-    // And faults serves NATS itself.
-    let _faults = Served::start("faults", &server.url, "faults-n", &[]);
+    // And files serves NATS itself.
+    let root = dir.path().join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), "a").unwrap();
+    let _files = Served::start(
+        "files",
+        &server.url,
+        "files-n",
+        &[("FILES_ROOT", root.to_str().unwrap())],
+    );
 
     // A client of B calls echo, which only A has: through NATS.
     let started = Instant::now();
@@ -1374,23 +1386,70 @@ fn two_hubs_on_one_nats_call_each_others_connectors() {
     // Tenant acme has no tickets, here or on NATS.
     let out = hub_call(&a, Some(&acme), &["call", "tickets", "list"]);
     failed_with(&out, 3, "nor does one serve tenant `acme` on NATS");
-    // A connector serving NATS itself answers A's clients, its errors whole.
+    // A connector serving NATS itself answers A's clients.
+    let out = hub_call(&a, Some(&read), &["call", "files", "list"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("a.txt"), "{out:?}");
+    let out = hub_call(&a, Some(&read), &["call", "files", "nosuch"]);
+    failed_with(&out, 3, "connector `files` has no action `nosuch`");
+
+    // Through two hubs, an action's error arrives whole, the deadline
+    // reaches the action, and so does the caller's giving up.
+    let started = Instant::now();
+    let fail = [
+        "call",
+        "faults",
+        "fail",
+        r#"{"code":"not_found","message":"gone"}"#,
+    ];
+    let out = loop {
+        let out = hub_call(&b, None, &fail);
+        if out.status.code() == Some(1) || started.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    failed_with(&out, 1, "error[not_found]: gone");
+    assert!(
+        common::stderr(&out).contains(r#""requested":"not_found""#),
+        "{out:?}"
+    );
     let out = hub_call(
-        &a,
-        Some(&read),
+        &b,
+        None,
         &[
             "call",
             "faults",
-            "fail",
-            r#"{"code":"not_found","message":"gone"}"#,
+            "sleep",
+            r#"{"ms":20000}"#,
+            "--timeout",
+            "700ms",
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = common::stderr(&out);
-    assert!(err.contains("error[not_found]: gone"), "{err}");
-    assert!(err.contains(r#""requested":"not_found""#), "{err}");
-    let out = hub_call(&a, Some(&read), &["call", "faults", "nosuch"]);
-    failed_with(&out, 3, "connector `faults` has no action `nosuch`");
+    assert!(
+        common::stderr(&out).contains("deadline_exceeded"),
+        "{out:?}"
+    );
+    a.wait_log(&[
+        "connector=faults",
+        "action=sleep",
+        "outcome=deadline_exceeded",
+    ]);
+    let mut gives_up = b.cli();
+    gives_up
+        .args(["call", "faults", "sleep", r#"{"ms":30000}"#])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let gives_up = common::ChildGuard {
+        child: gives_up.spawn().unwrap(),
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    gives_up.signal("KILL");
+    // A gives the call up as soon as B's caller is gone, not when the 30 s
+    // are over.
+    let line = a.wait_log(&["connector=faults", "action=sleep", "outcome=caller_gone"]);
+    assert!(line.contains("instance=faults-a"), "{line}");
+
     // No token reached either log.
     for token in [&read, &write, &echo_only, &acme] {
         assert!(!a.log_text().contains(token.as_str()), "a token was logged");
@@ -1416,4 +1475,110 @@ fn two_hubs_on_one_nats_call_each_others_connectors() {
             || err.contains("nor does one serve tenant `default` on NATS"),
         "{err}"
     );
+}
+
+#[test]
+fn spoke_sync_over_nats_writes_the_events_and_says_how_the_run_ended() {
+    let server = NatsServer::start();
+    let every = ("SPOKE_NATS_STATUS_EVERY", "1s");
+    let _fast = Served::start("accounts", &server.url, "acc-1", &[every]);
+    let _slow = Served::start(
+        "accounts",
+        &server.url,
+        "acc-slow",
+        &[
+            every,
+            ("SPOKE_TENANT", "slow"),
+            ("ACCOUNTS_PAGE_DELAY", "300ms"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sync = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(common::spoke_bin());
+        cmd.env_remove("SPOKE_HUB_URL")
+            .args(["sync", "--nats", &server.url])
+            .args(args);
+        cmd
+    };
+    // The connector's one sync, to a file: every account once.
+    let out_file = dir.path().join("events.jsonl");
+    let out = common::run_with_limit(
+        sync(&["accounts", "--out", out_file.to_str().unwrap()]).stdin(std::process::Stdio::null()),
+        Duration::from_secs(60),
+    );
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("sync `ledger` of `accounts` on instance acc-1, full"),
+        "{err}"
+    );
+    assert!(err.contains("completed: 100 events"), "{err}");
+    let lines = std::fs::read_to_string(&out_file).unwrap();
+    let ids: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("a JSON line")["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 100);
+    assert!(ids.contains(&"account-0".to_owned()) && ids.contains(&"account-99".to_owned()));
+    // The next run starts from the completed checkpoint: nothing new.
+    let out = common::run_with_limit(
+        sync(&["accounts", "ledger"]).stdin(std::process::Stdio::null()),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("completed: 0 events"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(common::stdout(&out).is_empty());
+    // What needs a hub says so.
+    for args in [
+        &["accounts", "--display-name", "x"][..],
+        &["accounts", "--fresh"],
+        &["--cancel", "run-1"],
+    ] {
+        let out = common::run_with_limit(
+            sync(args).stdin(std::process::Stdio::null()),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(common::stderr(&out).contains("need"), "{out:?}");
+    }
+    let out = common::run_with_limit(
+        sync(&["nobody"]).stdin(std::process::Stdio::null()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // Ctrl-C cancels the run and waits for its end.
+    let log = dir.path().join("slow.log");
+    let mut slow = sync(&["--tenant", "slow", "accounts"]);
+    slow.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut slow = common::ChildGuard {
+        child: slow.spawn().unwrap(),
+    };
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("on instance acc-slow")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the run did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    slow.signal("INT");
+    let status = slow.wait_for(Duration::from_secs(20)).expect("it ends");
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("cancelling run run-"), "{err}");
+    assert!(err.contains(" cancelled: "), "{err}");
 }

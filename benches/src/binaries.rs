@@ -38,6 +38,21 @@ fn built(path: PathBuf, cargo_args: &[&str]) -> PathBuf {
     // Always: a binary left from an older build must not be measured.
     // Cargo does nothing when it is up to date.
     let mut cargo = Command::new(env!("CARGO"));
+    // Under `cargo run` the harness has the variables cargo sets for the
+    // package it runs; passed on, they count as changes (ring's build
+    // script tracks CARGO_MANIFEST_DIR) and what is up to date is built
+    // again.
+    let package_vars = std::env::vars_os().filter(|(name, _)| {
+        let name = name.to_string_lossy();
+        name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_CRATE_")
+            || name.starts_with("CARGO_BIN_")
+            || name == "CARGO_PRIMARY_PACKAGE"
+    });
+    for (name, _) in package_vars {
+        cargo.env_remove(name);
+    }
     cargo
         .arg("build")
         .arg("--quiet")

@@ -13,6 +13,15 @@ use tonic::{Code, Status};
 /// `caller` metadata.
 pub(crate) const CALLER_HEADER: &str = "x-spoke-caller";
 
+/// A connector's error as the wire carries it.
+pub(crate) fn error_frame(e: &spoke_runtime::ActionError) -> spoke_proto::v1::Error {
+    spoke_proto::v1::Error {
+        code: e.code().as_str().to_owned(),
+        message: e.message().to_owned(),
+        details_json: e.details().map(|d| d.to_string()).unwrap_or_default(),
+    }
+}
+
 /// Adds `authorization: Bearer <token>` to every request.
 #[derive(Clone)]
 pub(crate) struct Bearer(pub(crate) Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);

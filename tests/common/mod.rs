@@ -29,7 +29,16 @@ fn profile_dir() -> PathBuf {
 /// Runs `cargo build <args>` once per test process (per `once` cell).
 fn build_once(once: &'static OnceLock<()>, args: &[&str], what: &str) {
     once.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
+        let mut cargo = Command::new(env!("CARGO"));
+        // Not the variables cargo set for this test's package: inherited,
+        // they count as changes (ring's build script tracks
+        // CARGO_MANIFEST_DIR), and everything above ring is built again.
+        for (name, _) in std::env::vars_os() {
+            if is_set_for_a_package(&name.to_string_lossy()) {
+                cargo.env_remove(&name);
+            }
+        }
+        let status = cargo
             .arg("build")
             .args(args)
             .arg("--quiet")
@@ -38,6 +47,22 @@ fn build_once(once: &'static OnceLock<()>, args: &[&str], what: &str) {
             .expect("cargo build");
         assert!(status.success(), "building {what} failed");
     });
+}
+
+/// Whether cargo sets the variable `name` for the package it builds or
+/// runs (rather than for itself).
+fn is_set_for_a_package(name: &str) -> bool {
+    let prefixes = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CRATE_",
+    ];
+    prefixes.iter().any(|p| name.starts_with(p))
+        || matches!(
+            name,
+            "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// The path of a built binary in `target/<profile>/<subdir>`.

@@ -15,7 +15,6 @@ use std::time::Instant as StdInstant;
 
 use spoke_proto::prost::bytes::Bytes;
 use spoke_proto::v1::{self, Encoding, InstanceResult, InvokeKind};
-use spoke_runtime::ActionError;
 use spoke_runtime::nats::client::{Callee, call};
 use spoke_runtime::nats::subjects::Subjects;
 use tokio::time::Instant;
@@ -26,6 +25,7 @@ use crate::routing::nats_link::NatsLink;
 use crate::routing::route::Target;
 use crate::sessions::state::HubState;
 use crate::trust::access::Caller;
+use crate::wire::error_frame;
 
 /// A checked call to a connector with no instance here.
 #[derive(Debug)]
@@ -136,14 +136,5 @@ impl Forwarded {
             here.message(),
             self.caller.tenant()
         ))
-    }
-}
-
-/// An action error as the hub's wire carries it.
-pub(crate) fn error_frame(e: &ActionError) -> v1::Error {
-    v1::Error {
-        code: e.code().as_str().to_owned(),
-        message: e.message().to_owned(),
-        details_json: e.details().map(|d| d.to_string()).unwrap_or_default(),
     }
 }

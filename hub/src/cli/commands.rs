@@ -184,6 +184,8 @@ struct SyncArgs {
     cancel: Option<String>,
     #[command(flatten)]
     hub: HubUrl,
+    #[command(flatten)]
+    nats: NatsFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -739,7 +741,14 @@ async fn decide(decision: Decision, args: InstanceArgs) -> u8 {
 /// `spoke sync`: cancels the run `--cancel` names, or runs the sync.
 async fn sync(args: SyncArgs) -> u8 {
     let hub = args.hub.target();
+    let nats = args.nats.target();
     if let Some(run_id) = args.cancel {
+        if nats.is_some() {
+            return client::Failure::Usage(format!(
+                "--cancel needs a hub; over NATS, Ctrl-C the `spoke sync --nats` that started the run, or publish to spoke.<tenant>.<connector>.cancel.{run_id}"
+            ))
+            .report();
+        }
         return sync_client::cancel(&hub, run_id).await;
     }
     let route = match (args.instance, args.display_name) {
@@ -758,7 +767,10 @@ async fn sync(args: SyncArgs) -> u8 {
         out: args.out,
         verbose: args.verbose,
     };
-    sync_client::sync(&hub, options).await
+    match nats {
+        Some(target) => nats_client::sync(&target, options).await,
+        None => sync_client::sync(&hub, options).await,
+    }
 }
 
 #[cfg(test)]

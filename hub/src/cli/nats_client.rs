@@ -1,7 +1,8 @@
-//! `spoke call --nats URL`, `spoke describe --nats URL` and `spoke ls
-//! --nats URL`: the same commands, straight to connectors served on NATS
-//! (`<bin> nats`), with no hub in between (`ls` reads the instances'
-//! status bucket). The connection takes `SPOKE_NATS_CREDS` and
+//! `spoke call --nats URL`, `spoke describe --nats URL`, `spoke sync
+//! --nats URL` and `spoke ls --nats URL`: the same commands, straight to
+//! connectors served on NATS (`<bin> nats`, or a hub's with `spoke hub
+//! --nats`), with no hub in between (`ls` reads the instances' status
+//! bucket; `sync` listens to the run's events on an inbox of its own). The connection takes `SPOKE_NATS_CREDS` and
 //! `SPOKE_TLS_CA` from the environment; the tenant is `--tenant` (default
 //! `default`). Output and exit codes are those of the hub's commands: the
 //! output on stdout, `error[<code>]: <message>` (and `details: <json>`) on
@@ -9,18 +10,29 @@
 //! for an action it does not have), 3 when NATS cannot be reached or
 //! nobody serves the connector.
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use spoke_proto::v1::SyncRunInfo;
 use spoke_runtime::error::{ActionError, ErrorCode};
 use spoke_runtime::nats::NatsConnect;
-use spoke_runtime::nats::client::{Callee, call as call_over_nats, request};
+use spoke_runtime::nats::client::{Callee, call as call_over_nats, request, start_sync};
 use spoke_runtime::nats::connect::connect;
 use spoke_runtime::nats::status::{self, InstanceStatus};
 use spoke_runtime::nats::subjects::Subjects;
+use spoke_runtime::nats::sync::{SYNC_END_HEADER, SyncAsk};
+use spoke_runtime::sync::SyncOutcome;
+use tokio::time::Instant;
 
 use super::client::{
     CallOptions, EXIT_ACTION_ERROR, EXIT_HUB_ERROR, EXIT_OK, EXIT_USAGE, Failure, QUICK_TIMEOUT,
     RouteFlag, ShowEvents, columns, drop_hidden_actions, pretty, print_stdout, read_input,
+};
+use super::sync_client::{
+    Output, RUN_SLACK, SyncOptions, Writer, end_code, end_lines, interrupts, run_too_late,
+    started_line,
 };
 
 /// Where `--nats` sends: the server and the tenant.
@@ -234,4 +246,235 @@ fn ls_table(instances: &[InstanceStatus], tenant: &str) -> String {
         ]);
     }
     columns(&rows).join("\n")
+}
+
+/// How often `spoke sync --nats`, hearing nothing, checks that the run's
+/// instance is still live in the status bucket.
+const SILENCE_CHECK: Duration = Duration::from_secs(5);
+
+/// `spoke sync --nats URL`: starts a run on any instance serving the
+/// connector on NATS (or on `--instance`), writes its events as JSON
+/// lines, and ends as `spoke sync` through a hub does (the same lines on
+/// stderr, exit 0 when it completed, 1 when it failed or was cancelled, 3
+/// when it could not start or its instance died). Ctrl-C cancels the run
+/// and waits for its end; a second one stops waiting.
+pub async fn sync(target: &NatsTarget, options: SyncOptions) -> u8 {
+    let instance = match &options.route {
+        None => None,
+        Some(RouteFlag::Instance(id)) => Some(id.clone()),
+        Some(RouteFlag::Name(_) | RouteFlag::Tag(_)) => {
+            return Failure::Usage(
+                "over --nats a run goes to any instance or to one --instance ID; --display-name needs a hub".into(),
+            )
+            .report();
+        }
+    };
+    if options.fresh || options.verbose {
+        return Failure::Usage(
+            "--fresh and --verbose need a hub (not --nats): over NATS the instance resumes an interrupted run, and the checkpoints are in KV (spoke_<connector>_syncs)".into(),
+        )
+        .report();
+    }
+    let mode = match options
+        .mode
+        .as_deref()
+        .map(|m| serde_json::from_value(json!(m)))
+    {
+        None => None,
+        Some(Ok(mode)) => Some(mode),
+        Some(Err(e)) => return Failure::Usage(format!("--mode: {e}")).report(),
+    };
+    let mut writer = match Output::open(options.out.as_deref()) {
+        Ok(output) => Writer::start(output),
+        Err(failure) => return failure.report(),
+    };
+    let (client, subjects) = match client_and_subjects(target, &options.connector).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let sync = match options.sync.clone() {
+        Some(sync) => sync,
+        None => match only_sync(&client, &subjects, &options.connector).await {
+            Ok(sync) => sync,
+            Err(code) => return code,
+        },
+    };
+    let ask = SyncAsk {
+        source_id: options.source.clone().unwrap_or_default(),
+        mode,
+        timeout_ms: options
+            .timeout
+            .map(|t| t.as_millis().try_into().unwrap_or(u64::MAX)),
+        ..SyncAsk::default()
+    };
+    let mut interrupts = interrupts();
+    let started = tokio::select! {
+        started = start_sync(&client, &subjects, instance.as_deref(), &sync, ask) => started,
+        Some(()) = interrupts.recv() => {
+            eprintln!("cancelled before the run started");
+            return EXIT_ACTION_ERROR;
+        }
+    };
+    let (started, mut events) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            report(&error);
+            return EXIT_HUB_ERROR;
+        }
+    };
+    let text = |key: &str| started[key].as_str().unwrap_or_default().to_owned();
+    let mut info = SyncRunInfo {
+        run_id: text("run_id"),
+        tenant: target.tenant.clone(),
+        connector: options.connector.clone(),
+        sync: text("sync"),
+        source_id: text("source_id"),
+        mode: text("mode"),
+        resume: started["is_resume"] == true,
+        instance_id: text("instance"),
+        status: "running".to_owned(),
+        ..SyncRunInfo::default()
+    };
+    eprintln!("{}", started_line(&info));
+    let js = spoke_runtime::nats::async_nats::jetstream::new(client.clone());
+    let deadline = options.timeout.map(|t| Instant::now() + t + RUN_SLACK);
+    let mut too_late = std::pin::pin!(crate::deadline::sleep_until(deadline));
+    let mut cancelling = false;
+    loop {
+        tokio::select! {
+            message = tokio::time::timeout(SILENCE_CHECK, events.next()), if !writer.busy => {
+                let message = match message {
+                    Ok(Some(message)) => message,
+                    Ok(None) => {
+                        return Failure::Hub {
+                            code: "unavailable",
+                            message: "the connection to NATS ended before the run did".to_owned(),
+                        }
+                        .report();
+                    }
+                    Err(_silence) => {
+                        if let Some(why) = gone(&js, &info).await {
+                            return Failure::Hub { code: "unavailable", message: why }.report();
+                        }
+                        continue;
+                    }
+                };
+                let end = message.headers.as_ref().and_then(|h| h.get(SYNC_END_HEADER));
+                if end.is_none() {
+                    let mut line = Vec::with_capacity(message.payload.len() + 1);
+                    line.extend_from_slice(&message.payload);
+                    line.push(b'\n');
+                    writer.write(line.into());
+                    continue;
+                }
+                match serde_json::from_slice::<SyncOutcome>(&message.payload) {
+                    Ok(outcome) => ended(&mut info, &outcome),
+                    Err(e) => {
+                        info.status = end.map(|s| s.to_string()).unwrap_or_default();
+                        info.error = Some(spoke_proto::v1::Error {
+                            code: "internal".to_owned(),
+                            message: format!("the run's last message is not its outcome: {e}"),
+                            details_json: String::new(),
+                        });
+                    }
+                }
+                for line in end_lines(&info) {
+                    eprintln!("{line}");
+                }
+                return end_code(&info);
+            }
+            written = writer.written(), if writer.busy => {
+                if let Err(e) = written {
+                    let _ = client.publish(subjects.cancel(&info.run_id), Bytes::new()).await;
+                    let _ = client.flush().await;
+                    return Failure::Usage(format!(
+                        "cannot write the events to {}: {e}; the run is cancelled",
+                        writer.name
+                    ))
+                    .report();
+                }
+            }
+            Some(()) = interrupts.recv() => {
+                if cancelling {
+                    eprintln!("stopped waiting for run {} to end", info.run_id);
+                    return EXIT_ACTION_ERROR;
+                }
+                cancelling = true;
+                eprintln!("cancelling run {}…", info.run_id);
+                let sent = client.publish(subjects.cancel(&info.run_id), Bytes::new()).await;
+                if let Err(e) = sent {
+                    eprintln!("cannot cancel run {}: {e}; still waiting for its end (Ctrl-C again to stop waiting)", info.run_id);
+                }
+                let _ = client.flush().await;
+            }
+            () = &mut too_late => return run_too_late(options.timeout),
+        }
+    }
+}
+
+/// The connector's one sync, from its manifest (`describe`); a usage error
+/// naming them when it has several, none when it has none.
+async fn only_sync(
+    client: &spoke_runtime::nats::async_nats::Client,
+    subjects: &Subjects,
+    connector: &str,
+) -> Result<String, u8> {
+    let manifest = request(
+        client,
+        subjects,
+        subjects.describe(),
+        Bytes::new(),
+        Some(QUICK_TIMEOUT),
+    )
+    .await
+    .map_err(|e| report(&e))?;
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap_or_default();
+    let names: Vec<&str> = manifest["syncs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    match names.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(Failure::Usage(format!("connector `{connector}` has no syncs")).report()),
+        several => Err(Failure::Usage(format!(
+            "connector `{connector}` has several syncs ({}): name one",
+            several.join(", ")
+        ))
+        .report()),
+    }
+}
+
+/// Why the run will not end, when its instance is no longer live in the
+/// status bucket; `None` while it is (or when there is no bucket to ask).
+async fn gone(
+    js: &spoke_runtime::nats::async_nats::jetstream::Context,
+    info: &SyncRunInfo,
+) -> Option<String> {
+    let store = status::existing(js).await.ok()??;
+    let key = status::key(&info.tenant, &info.connector, &info.instance_id);
+    match store.get(key).await {
+        Ok(None) => Some(format!(
+            "instance {} running run {} is gone (no longer in the status bucket): the next `spoke sync --nats` resumes the run from its last checkpoint",
+            info.instance_id, info.run_id
+        )),
+        _ => None,
+    }
+}
+
+/// Fills `info` with how the run ended.
+fn ended(info: &mut SyncRunInfo, outcome: &SyncOutcome) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().try_into().unwrap_or(u64::MAX));
+    info.status = outcome.status.as_str().to_owned();
+    info.error = outcome.error.as_ref().map(crate::wire::error_frame);
+    info.counters = Some(spoke_runtime::grpc::wire_counters(&outcome.counters));
+    if !outcome.failures.is_empty() {
+        info.failures_json = serde_json::to_string(&outcome.failures).unwrap_or_default();
+    }
+    info.swept = outcome.swept;
+    info.started_unix_ms = now.saturating_sub(outcome.elapsed_ms);
+    info.ended_unix_ms = now;
 }

@@ -65,7 +65,7 @@ use crate::cli::client::{
 /// How long past its `--timeout` the CLI waits for a run's end: the hub
 /// gives a run past its deadline 5 s to end by itself, then cancels it and
 /// waits up to 30 s for the instance to say it ended.
-const RUN_SLACK: Duration = Duration::from_secs(40);
+pub(super) const RUN_SLACK: Duration = Duration::from_secs(40);
 /// How often, at most, the progress line is rewritten.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// About how many characters of the failed items the end of a run prints.
@@ -96,14 +96,14 @@ pub struct SyncOptions {
 }
 
 /// Where `spoke sync` writes the events.
-enum Output {
+pub(super) enum Output {
     Stdout,
     File { path: PathBuf, file: std::fs::File },
 }
 
 impl Output {
     /// Stdout for `None` or `-`, else the file, created or truncated.
-    fn open(out: Option<&Path>) -> Result<Output, Failure> {
+    pub(super) fn open(out: Option<&Path>) -> Result<Output, Failure> {
         match out {
             None => Ok(Output::Stdout),
             Some(path) if path == Path::new("-") => Ok(Output::Stdout),
@@ -147,17 +147,17 @@ impl Output {
 /// Writes the events on a thread of its own, one batch at a time, so that
 /// a reader of stdout that does not keep up holds back the run (the next
 /// batch is read only once this one is written) but not Ctrl-C.
-struct Writer {
+pub(super) struct Writer {
     batches: std::sync::mpsc::Sender<Bytes>,
     written: mpsc::UnboundedReceiver<std::io::Result<()>>,
     /// Whether a batch is being written.
-    busy: bool,
+    pub(super) busy: bool,
     /// Where the events go, for messages.
-    name: String,
+    pub(super) name: String,
 }
 
 impl Writer {
-    fn start(mut output: Output) -> Writer {
+    pub(super) fn start(mut output: Output) -> Writer {
         let name = output.name();
         let (batches, to_write) = std::sync::mpsc::channel::<Bytes>();
         let (done, written) = mpsc::unbounded_channel();
@@ -179,14 +179,14 @@ impl Writer {
     }
 
     /// Hands a batch to the thread.
-    fn write(&mut self, bytes: Bytes) {
+    pub(super) fn write(&mut self, bytes: Bytes) {
         self.busy = true;
         // Should the thread be gone, `written` says so.
         let _ = self.batches.send(bytes);
     }
 
     /// Waits until the batch handed over is written.
-    async fn written(&mut self) -> std::io::Result<()> {
+    pub(super) async fn written(&mut self) -> std::io::Result<()> {
         let result = self
             .written
             .recv()
@@ -390,21 +390,27 @@ pub async fn sync(hub: &HubTarget, options: SyncOptions) -> u8 {
             _ = tick.tick(), if progress.shown && run_id.is_some() => progress.draw(),
             () = &mut too_late => {
                 progress.clear();
-                let timeout = options.timeout.unwrap_or_default();
-                return Failure::Hub {
-                    code: "deadline_exceeded",
-                    message: format!(
-                        "the run did not end within its timeout of {timeout:?} and {RUN_SLACK:?} more (raise it with --timeout)"
-                    ),
-                }
-                .report();
+                return run_too_late(options.timeout);
             }
         }
     }
 }
 
+/// A run that did not end in its `--timeout` and [`RUN_SLACK`] more: said,
+/// and its exit code.
+pub(super) fn run_too_late(timeout: Option<Duration>) -> u8 {
+    let timeout = timeout.unwrap_or_default();
+    Failure::Hub {
+        code: "deadline_exceeded",
+        message: format!(
+            "the run did not end within its timeout of {timeout:?} and {RUN_SLACK:?} more (raise it with --timeout)"
+        ),
+    }
+    .report()
+}
+
 /// Ctrl-C presses, as they come (none if the signal cannot be listened to).
-fn interrupts() -> mpsc::UnboundedReceiver<()> {
+pub(super) fn interrupts() -> mpsc::UnboundedReceiver<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
@@ -437,7 +443,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// The stderr line that says the run started.
-fn started_line(info: &SyncRunInfo) -> String {
+pub(super) fn started_line(info: &SyncRunInfo) -> String {
     format!(
         "run {}: sync `{}` of `{}` on instance {}, {}{}",
         info.run_id,
@@ -451,7 +457,7 @@ fn started_line(info: &SyncRunInfo) -> String {
 
 /// The stderr lines that say how the run ended: the summary, its error,
 /// its failed items.
-fn end_lines(info: &SyncRunInfo) -> Vec<String> {
+pub(super) fn end_lines(info: &SyncRunInfo) -> Vec<String> {
     let c = info.counters.unwrap_or_default();
     let secs = info.ended_unix_ms.saturating_sub(info.started_unix_ms) as f64 / 1000.0;
     let mut lines = vec![format!(
@@ -476,7 +482,7 @@ fn end_lines(info: &SyncRunInfo) -> Vec<String> {
 }
 
 /// The exit code of an ended run: 0 when it completed, else 1.
-fn end_code(info: &SyncRunInfo) -> u8 {
+pub(super) fn end_code(info: &SyncRunInfo) -> u8 {
     if info.status == "completed" {
         EXIT_OK
     } else {

@@ -270,8 +270,9 @@ async fn pump(
             continue;
         }
         let (shared, serves) = (Arc::clone(&shared), serves.clone());
+        // Boxed, as a connector's own endpoints do: only a pointer moves.
         shared.calls.clone().spawn(async move {
-            answer(&shared, &serves, message).await;
+            Box::pin(answer(&shared, &serves, message)).await;
         });
     }
 }
@@ -463,7 +464,7 @@ fn action_error(status: &Status) -> ActionError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::forward::error_frame;
+    use crate::wire::error_frame;
 
     #[test]
     fn errors_cross_the_hub_whole() {

@@ -38,3 +38,5 @@ mod outbox;
 pub mod serve;
 mod syncs;
 pub mod tls;
+
+pub use syncs::wire_counters;

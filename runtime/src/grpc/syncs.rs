@@ -425,8 +425,14 @@ fn request_of(start: &StartSync) -> Result<SyncRequest, ActionError> {
     Ok(request)
 }
 
-/// The wire form of a run's counters.
-pub(crate) fn wire_counters(c: &SyncCounters) -> WireCounters {
+/// The wire form of a run's counters (`spoke.v1.SyncCounters`), as the
+/// hub and its clients read them.
+///
+/// ```
+/// let counters = spoke::sync::SyncCounters { emitted: 3, ..Default::default() };
+/// assert_eq!(spoke::grpc::wire_counters(&counters).emitted, 3);
+/// ```
+pub fn wire_counters(c: &SyncCounters) -> WireCounters {
     WireCounters {
         scanned: c.scanned,
         updated: c.updated,

@@ -9,9 +9,53 @@ use async_nats::{Client, HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 
 use super::subjects::Subjects;
+use super::sync::SyncAsk;
 use super::wire::{self, error_of, new_request_id};
 use crate::error::ActionError;
 use crate::instance::unknown_name;
+
+/// How long [`start_sync`] waits for a run to start.
+pub const SYNC_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts a run of `sync` over NATS, on any instance of the connector at
+/// `subjects` (or on `instance`), its events to a fresh inbox this client
+/// listens on before it asks (what `ask.events` says is replaced). The
+/// answer says which run started (`{"run_id", "instance", "sync",
+/// "source_id", "mode", "is_resume"}`); then each event is a message of
+/// the subscription, and the last one has the header
+/// [`SYNC_END_HEADER`](super::sync::SYNC_END_HEADER) and the run's
+/// outcome as its body. A connector nobody serves is `unavailable`, a
+/// sync it does not have `not_found`.
+pub async fn start_sync(
+    client: &Client,
+    subjects: &Subjects,
+    instance: Option<&str>,
+    sync: &str,
+    mut ask: SyncAsk,
+) -> Result<(serde_json::Value, async_nats::Subscriber), ActionError> {
+    ask.events = client.new_inbox();
+    let events = client
+        .subscribe(ask.events.clone())
+        .await
+        .map_err(|e| ActionError::unavailable(format!("subscribing to the run's events: {e}")))?;
+    let at = match instance {
+        Some(id) => subjects.instance(id),
+        None => subjects.clone(),
+    };
+    let body = serde_json::to_vec(&ask).map_err(|e| ActionError::internal(e.to_string()))?;
+    let answer = request(
+        client,
+        subjects,
+        at.sync(sync),
+        Bytes::from(body),
+        Some(SYNC_START_TIMEOUT),
+    )
+    .await?;
+    let started = serde_json::from_slice(&answer).map_err(|e| {
+        ActionError::internal(format!("the answer to a sync request is not JSON: {e}"))
+    })?;
+    Ok((started, events))
+}
 
 /// How much longer than its deadline a caller waits for the answer, so
 /// that the instance's own `deadline_exceeded` (with its message) arrives

@@ -507,7 +507,10 @@ async fn pump(
         let (shared2, endpoint, kind) = (shared.clone(), endpoint.clone(), kind.clone());
         shared.calls.spawn(async move {
             shared2.status_changed();
-            answer(&shared2, &endpoint, &kind, message).await;
+            // Boxed: the call's future is some kilobytes, which the task
+            // would otherwise be moved whole with (into its cell, and
+            // again as it completes); now only a pointer moves.
+            Box::pin(answer(&shared2, &endpoint, &kind, message)).await;
             drop(permit);
             shared2.status_changed();
         });

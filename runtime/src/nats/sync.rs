@@ -119,20 +119,32 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
-/// The body of a sync request.
-#[derive(Debug, Deserialize)]
+/// The body of a sync request (the server reads it, Spoke's client,
+/// [`start_sync`](super::client::start_sync), writes it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SyncAsk {
-    events: String,
-    #[serde(default)]
-    source_id: String,
-    #[serde(default)]
-    mode: Option<SyncMode>,
-    #[serde(default)]
-    durable: bool,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
+pub struct SyncAsk {
+    /// The subject the run's events go to.
+    pub events: String,
+    /// The source, for a sync that keeps a checkpoint per source.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_id: String,
+    /// The mode (the default: as `<bin> sync` decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SyncMode>,
+    /// Events through JetStream, acknowledged (a stream must capture
+    /// `events`), rather than plain messages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub durable: bool,
+    /// How long the run may take, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
+
+/// The header on each event of a run, naming it.
+pub const RUN_ID_HEADER: &str = "Spoke-Run-Id";
+/// The header on a run's last message: how it ended.
+pub const SYNC_END_HEADER: &str = "Spoke-Sync-End";
 
 /// What serving syncs on NATS needs.
 pub struct SyncHost {
@@ -416,8 +428,8 @@ impl SyncHost {
     /// The last message of a run: its outcome, with `Spoke-Sync-End`.
     async fn announce_end(&self, events: &str, durable: bool, outcome: &SyncOutcome) {
         let mut headers = HeaderMap::new();
-        headers.insert("Spoke-Run-Id", outcome.run.run_id.as_str());
-        headers.insert("Spoke-Sync-End", outcome.status.as_str());
+        headers.insert(RUN_ID_HEADER, outcome.run.run_id.as_str());
+        headers.insert(SYNC_END_HEADER, outcome.status.as_str());
         let body = Bytes::from(serde_json::to_vec(outcome).unwrap_or_default());
         let sent = if durable {
             match self
@@ -523,7 +535,7 @@ impl SyncSink for NatsSink {
                     .map_err(|e| SinkError::fatal(format!("encoding an event: {e}")))?;
                 line.pop();
                 let mut headers = HeaderMap::new();
-                headers.insert("Spoke-Run-Id", run.run_id.as_str());
+                headers.insert(RUN_ID_HEADER, run.run_id.as_str());
                 let payload = Bytes::copy_from_slice(&line);
                 if self.durable {
                     let ack = self
