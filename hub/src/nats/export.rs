@@ -46,17 +46,19 @@ enum Serves {
     Operator(Names, String),
     /// The manifest.
     Describe(Names),
-    /// Everything under one instance's prefix (`...instance.<id>.`).
-    Instance(Names, String),
+    /// Everything under one instance's prefix: its id, and the prefix
+    /// (`...instance.<id>.`).
+    Instance(Names, String, String),
     /// The callers' cancels.
     Cancels(Names),
 }
 
-/// A connector of a tenant.
+/// A connector of a tenant, and its subjects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Names {
     tenant: String,
     connector: String,
+    subjects: Subjects,
 }
 
 /// A subscription: the subject, its queue group, what it serves.
@@ -155,6 +157,7 @@ fn wanted(state: &HubState, refused: &mut HashSet<String>) -> Vec<Wanted> {
         let names = Names {
             tenant: tenant.to_owned(),
             connector: connector.to_owned(),
+            subjects: subjects.clone(),
         };
         let mut add = |subject: String, queue: bool, serves: Serves| {
             out.push(Wanted {
@@ -197,7 +200,11 @@ fn wanted(state: &HubState, refused: &mut HashSet<String>) -> Vec<Wanted> {
                 Ok(()) => add(
                     subjects.instance_wildcard(id),
                     false,
-                    Serves::Instance(names.clone(), id.clone()),
+                    Serves::Instance(
+                        names.clone(),
+                        id.clone(),
+                        format!("{}.", subjects.instance(id).base()),
+                    ),
                 ),
                 Err(e) => skip(format!("an instance of `{connector}`: {e}")),
             }
@@ -333,14 +340,7 @@ async fn call(shared: &Shared, serves: &Serves, message: &Message) -> Result<Byt
         Serves::Action(names, action) => (names, Target::Action(action), None),
         Serves::Operator(names, operator) => (names, Target::Operator(operator), None),
         Serves::Describe(names) => (names, Target::Describe, None),
-        Serves::Instance(names, id) => {
-            let prefix = format!(
-                "{}.",
-                Subjects::new(&names.tenant, &names.connector)
-                    .map_err(|e| ActionError::internal(e.to_string()))?
-                    .instance(id)
-                    .base()
-            );
+        Serves::Instance(names, id, prefix) => {
             let rest = message
                 .subject
                 .as_str()
@@ -374,9 +374,7 @@ async fn call(shared: &Shared, serves: &Serves, message: &Message) -> Result<Byt
     let _registered = Registered {
         shared,
         subject: request_id.map(|id| {
-            let subject = Subjects::new(&names.tenant, &names.connector)
-                .map(|s| s.cancel(&id))
-                .unwrap_or_default();
+            let subject = names.subjects.cancel(&id);
             shared
                 .cancels
                 .lock()
