@@ -309,6 +309,12 @@ fn a_second_start_is_refused_and_a_cancel_frees_the_slot() {
 fn a_connector_killed_mid_run_fails_the_run_and_the_next_resumes_after_the_checkpoint() {
     let all = names(3000);
     let setup = Setup::new(&all);
+    // Documents of 4 KB: the run (12 MB) cannot fit in the pipe, the
+    // caller's and the hub's HTTP/2 windows (about 1 MB) and end before
+    // the kill, as 3000 documents of 400 bytes sometimes did.
+    for f in &all {
+        setup.write(f, &"x".repeat(4000));
+    }
     let mut connector = setup.attach();
     let mut caller = setup.sync_stalled();
     let mut out = BufReader::new(caller.stdout.take().unwrap());

@@ -44,6 +44,7 @@ impl Link for AttachLink {
             timeout_ms: 0,
             metadata: Default::default(),
             kind: InvokeKind::Action.into(),
+            accept: Vec::new(),
         };
         let frame = HubFrame {
             frame: Some(hub_frame::Frame::Invoke(invoke)),

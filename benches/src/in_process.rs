@@ -37,7 +37,7 @@ pub async fn run(opts: &Opts, report: &mut Report) {
                     .invoke("echo", Input::Bytes(black_box(&payload)), ctx)
                     .await
                     .expect("echo");
-                black_box(output.json().len());
+                black_box(output.bytes().len());
             }
             let spoke = started.elapsed().as_nanos() as f64 / iterations as f64;
             let started = Instant::now();

@@ -15,6 +15,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, LitStr, Pat, ReturnType, Signature, Type};
 
 use crate::attrs::{ActionArgs, SearchOperatorArgs};
@@ -530,8 +531,10 @@ pub fn block_imports(krate: &syn::Path) -> TokenStream {
     quote! {
         #[allow(unused_imports)]
         use #krate::__private::{
-            ProbeInput as _, ProbeInputFallback as _, ProbeOutput as _,
-            ProbeOutputFallback as _, ProbeResult as _, ProbeResultFallback as _,
+            FallbackInputLevel as _, FallbackOutputLevel as _, OwnInputLevel as _,
+            OwnOutputLevel as _, ProbeResult as _, ProbeResultFallback as _,
+            ProtobufInputLevel as _, ProtobufOutputLevel as _, SerdeInputLevel as _,
+            SerdeOutputLevel as _,
         };
         #[allow(unused_imports)]
         use ::core::convert::Into as _;
@@ -613,15 +616,17 @@ impl ActionFn {
         p: &TokenStream,
         krate: &syn::Path,
     ) -> (TokenStream, Vec<TokenStream>, TokenStream) {
+        if self.whole_input {
+            // Any payload kind (serde, bytes, JSON Lines, Protobuf): the
+            // `input_payload` call in the table entry checks it, at the type.
+            let param = self.params().next().expect("checked: exactly one");
+            let (ident, ty) = (&param.ident, &param.ty);
+            return (quote!(#ty), Vec::new(), quote!(let #ident = __spoke_args;));
+        }
         let checks: Vec<TokenStream> = self
             .params()
             .map(|Param { ty, .. }| quote!(const _: () = #p::assert_input::<#ty>();))
             .collect();
-        if self.whole_input {
-            let param = self.params().next().expect("checked: exactly one");
-            let (ident, ty) = (&param.ident, &param.ty);
-            return (quote!(#ty), checks, quote!(let #ident = __spoke_args;));
-        }
         let input_ident = format_ident!("__SpokeInput_{}", self.fn_ident);
         let serde_crate = format!("{}", quote!(#krate::__private::serde));
         let schemars_crate = format!("{}", quote!(#krate::__private::schemars));
@@ -677,25 +682,61 @@ impl ActionFn {
         )
     }
 
-    /// The output (`Ok`) type, the checks of the output and error types, and
-    /// the expression that encodes `__spoke_ret`.
-    fn output(&self, p: &TokenStream) -> (TokenStream, Vec<TokenStream>, TokenStream) {
+    /// The output (`Ok`) type, the checks of the error type, the
+    /// expression that encodes `__spoke_ret` in `__spoke_enc`, and the one
+    /// that says what the output travels as (spanned at the type: a type
+    /// of no payload kind is reported there, once). A search operator's
+    /// output is JSON: its type is checked to be a serde type.
+    fn output(&self, p: &TokenStream) -> (TokenStream, Vec<TokenStream>, TokenStream, TokenStream) {
+        let probe = |ty: &TokenStream| quote!((&&&#p::PayloadProbe::<#ty>::new()));
+        let operator_check = |assert: TokenStream, ty: &Type| {
+            self.is_operator()
+                .then(|| quote_spanned!(ty.span()=> const _: () = #p::#assert::<#ty>();))
+        };
         match &self.output {
-            Output::Unit => (quote!(()), Vec::new(), quote!(#p::encode(&__spoke_ret))),
-            Output::Plain(ty) => (
-                quote!(#ty),
-                vec![quote!(const _: () = #p::assert_plain_output::<#ty>();)],
-                quote!((&#p::Probe::<#ty>::new()).encode_output(&__spoke_ret)),
-            ),
+            Output::Unit => {
+                let unit = quote!(());
+                let probe = probe(&unit);
+                (
+                    unit,
+                    Vec::new(),
+                    quote!(#probe.encode_output(__spoke_ret, __spoke_enc)),
+                    quote!(#probe.output_payload()),
+                )
+            }
+            Output::Plain(ty) => {
+                let t = quote!(#ty);
+                let probe = probe(&t);
+                (
+                    t,
+                    operator_check(quote!(assert_plain_output), ty)
+                        .into_iter()
+                        .collect(),
+                    quote!(#probe.encode_output(__spoke_ret, __spoke_enc)),
+                    at_type(&probe, ty, quote!(plain_output_payload)),
+                )
+            }
             Output::Result { whole, ok, err } => {
                 let err_check = match err {
                     Some(err) => quote!(const _: () = #p::assert_error::<#err>();),
                     None => quote!(const _: () = #p::assert_result::<#whole>();),
                 };
+                let t = quote!(#ok);
+                let probe = probe(&t);
+                let mut checks: Vec<TokenStream> = operator_check(quote!(assert_output), ok)
+                    .into_iter()
+                    .collect();
+                checks.push(err_check);
                 (
-                    quote!(#ok),
-                    vec![quote!(const _: () = #p::assert_output::<#ok>();), err_check],
-                    quote!((&#p::probe_of(&__spoke_ret)).encode_result(__spoke_ret)),
+                    t,
+                    checks,
+                    quote! {
+                        match (&#p::probe_of(&__spoke_ret)).split_result(__spoke_ret) {
+                            ::core::result::Result::Ok(__spoke_v) => #probe.encode_output(__spoke_v, __spoke_enc),
+                            ::core::result::Result::Err(__spoke_e) => ::core::result::Result::Err(__spoke_e),
+                        }
+                    },
+                    at_type(&probe, ok, quote!(output_payload)),
                 )
             }
         }
@@ -710,7 +751,7 @@ impl ActionFn {
         let invoke_ident = format_ident!("__spoke_invoke_{}", fn_ident);
         let conn_ty = self.conn_ty();
         let (input_ty, input_items, bind) = self.input(&p, krate);
-        let (out_ty, output_checks, encode) = self.output(&p);
+        let (out_ty, output_checks, encode, output_payload) = self.output(&p);
 
         let args = self.slots.iter().map(|slot| match slot {
             Slot::Ctx => quote!(&__spoke_ctx),
@@ -750,16 +791,18 @@ impl ActionFn {
             #(#cfg)*
             #[allow(non_snake_case, unused_variables, clippy::needless_borrow)]
             fn #invoke_ident(__spoke_conn: #p::AnyConnector, __spoke_input: #p::Input<'_>, __spoke_ctx: #p::Context) -> #p::ActionFuture {
-                let __spoke_args: #input_ty = match (&#p::Probe::<#input_ty>::new()).decode_input(__spoke_input) {
+                let __spoke_args: #input_ty = match (&&&#p::PayloadProbe::<#input_ty>::new()).decode_input(__spoke_input) {
                     ::core::result::Result::Ok(__spoke_v) => __spoke_v,
                     ::core::result::Result::Err(__spoke_e) => return #p::ready(::core::result::Result::Err(__spoke_e)),
                 };
+                let __spoke_enc = __spoke_ctx.output_encoding();
                 let __spoke_conn = #p::downcast::<#conn_ty>(__spoke_conn);
                 #body
             }
         };
 
         let input_schema = self.input_schema(&p, &input_ty);
+        let input_payload = self.input_payload(&p, &input_ty);
         let name = &self.name;
         let description = &self.description;
         let location = quote::quote_spanned!(self.name_span=> ::core::concat!(::core::file!(), ":", ::core::line!()));
@@ -793,7 +836,9 @@ impl ActionFn {
                         idempotent: #idempotent,
                         timeout_ms: #timeout,
                         input_schema: || #input_schema,
-                        output_schema: || (&#p::Probe::<#out_ty>::new()).output_schema(),
+                        output_schema: || (&&&#p::PayloadProbe::<#out_ty>::new()).output_schema(),
+                        input_payload: || #input_payload,
+                        output_payload: || #output_payload,
                         invoke: #invoke_ident,
                         location: #location,
                     }
@@ -896,7 +941,7 @@ impl ActionFn {
     /// schemars does not publish of the parameters' constraints (`length`
     /// on a map, as `minProperties`/`maxProperties`).
     fn input_schema(&self, p: &TokenStream, input_ty: &TokenStream) -> TokenStream {
-        let schema = quote!((&#p::Probe::<#input_ty>::new()).input_schema());
+        let schema = quote!((&&&#p::PayloadProbe::<#input_ty>::new()).input_schema());
         let lengths: Vec<TokenStream> = self
             .params()
             .filter(|_| !self.whole_input)
@@ -918,8 +963,34 @@ impl ActionFn {
         }
     }
 
+    /// What the input travels as; for an `#[input]` parameter, spanned at
+    /// its type (a type of no payload kind is reported there, once).
+    fn input_payload(&self, p: &TokenStream, input_ty: &TokenStream) -> TokenStream {
+        let probe = quote!((&&&#p::PayloadProbe::<#input_ty>::new()));
+        match self.params().next().filter(|_| self.whole_input) {
+            Some(param) => at_type(&probe, &param.ty, quote!(input_payload)),
+            // Named parameters are an object: a serde type. (Asking the
+            // probe would repeat the error of a parameter that is not one.)
+            None => quote!(#p::PayloadSpec::SERDE),
+        }
+    }
+
     /// Whether this is a search operator.
     pub fn is_operator(&self) -> bool {
         matches!(self.kind, Kind::Operator { .. })
     }
+}
+
+/// `probe.method()` spanned at `ty`'s first token (its name: `Vec` of
+/// `Vec<Hit>`): an unmet bound of the method is reported there, under the
+/// user's type. (A method call's error points at the method's name, one
+/// token, so it cannot cover the whole type.)
+fn at_type(probe: &TokenStream, ty: &Type, method: TokenStream) -> TokenStream {
+    let span = quote!(#ty)
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |t| t.span());
+    let probe = respan(probe.clone(), span);
+    let method = respan(method, span);
+    quote_spanned!(span=> #probe.#method())
 }

@@ -15,6 +15,7 @@ pub mod v1 {
     include!("generated/spoke.v1.rs");
 }
 
+pub mod chunks;
 pub mod limits;
 
 /// The encoded `FileDescriptorSet` of the protocol, for gRPC server reflection.

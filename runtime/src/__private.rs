@@ -22,8 +22,10 @@ pub use crate::connector::{
     SyncDef, SyncFuture, SyncStartFn,
 };
 pub use crate::context::Context;
+pub use crate::encoding::Encoding;
 pub use crate::error::ActionError;
 pub use crate::manifest::{Mode, ValueType};
+pub use crate::payload::{InputPayload, OutputPayload, PayloadSpec};
 pub use crate::producer::Restart;
 pub use crate::schema::{input_schema_for, output_schema_for};
 pub use crate::store::BucketDef;
@@ -68,6 +70,7 @@ pub use crate::decode::decode;
     message = "`{Self}` cannot be an action's output: outputs must implement `serde::Serialize` and `schemars::JsonSchema`",
     label = "this output type is not `Serialize + JsonSchema`",
     note = "derive them: `#[derive(Serialize, JsonSchema)]` (both come with `use spoke::prelude::*`)",
+    note = "other outputs Spoke encodes: `spoke::Bytes` (raw bytes), `spoke::JsonLines<T>`, a Protobuf message (`prost::Message + prost::Name`, prost 0.14)",
     note = "Spoke uses serde 1 and schemars 1: a `JsonSchema` derived with another schemars major (`schemars = \"0.8\"` in Cargo.toml) is a different trait; derive the one `use spoke::prelude::*` brings (or `spoke::schemars::JsonSchema`)"
 )]
 pub trait ActionOutputType: Serialize + JsonSchema {}
@@ -81,22 +84,38 @@ impl<T: Serialize + JsonSchema + ?Sized> ActionOutputType for T {}
     message = "`{Self}` cannot be an action's output: outputs must implement `serde::Serialize` and `schemars::JsonSchema`",
     label = "this output type is not `Serialize + JsonSchema`",
     note = "derive them: `#[derive(Serialize, JsonSchema)]` (both come with `use spoke::prelude::*`)",
+    note = "other outputs Spoke encodes: `spoke::Bytes` (raw bytes), `spoke::JsonLines<T>`, a Protobuf message (`prost::Message + prost::Name`, prost 0.14)",
     note = "returning a `Result` through an alias with another name? Spell it `Result<T, E>` (or name the alias `Result`): that name is how the macro tells a result from a value"
 )]
 pub trait ActionPlainOutputType: Serialize + JsonSchema {}
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + JsonSchema + ?Sized> ActionPlainOutputType for T {}
 
-/// Types an action may take as one parameter, or as its whole `#[input]`.
+/// Types an action may take as one parameter (a field of its input object).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an action's input: inputs must implement `serde::Deserialize` and `schemars::JsonSchema`",
     label = "this input type is not `Deserialize + JsonSchema`",
     note = "derive them: `#[derive(Deserialize, JsonSchema)]` (both come with `use spoke::prelude::*`)",
+    note = "a binary input (`spoke::Bytes`, `spoke::JsonLines<T>`, a Protobuf message) is the action's whole input: mark its one parameter `#[input]`",
     note = "Spoke uses serde 1 and schemars 1: a `JsonSchema` derived with another schemars major (`schemars = \"0.8\"` in Cargo.toml) is a different trait; derive the one `use spoke::prelude::*` brings (or `spoke::schemars::JsonSchema`)"
 )]
 pub trait ActionInputType: DeserializeOwned + JsonSchema {}
 #[diagnostic::do_not_recommend]
 impl<T: DeserializeOwned + JsonSchema> ActionInputType for T {}
+
+/// Types an action may take as its whole `#[input]`: the serde types of
+/// [`ActionInputType`] (Spoke's own payload types and Protobuf messages
+/// are found before this rule is asked).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an action's input: inputs must implement `serde::Deserialize` and `schemars::JsonSchema`",
+    label = "this input type is not `Deserialize + JsonSchema`",
+    note = "derive them: `#[derive(Deserialize, JsonSchema)]` (both come with `use spoke::prelude::*`)",
+    note = "other inputs Spoke decodes: `spoke::Bytes` (raw bytes), `spoke::JsonLines<T>`, a Protobuf message (`prost::Message + prost::Name + Default`, prost 0.14)",
+    note = "Spoke uses serde 1 and schemars 1: a `JsonSchema` derived with another schemars major (`schemars = \"0.8\"` in Cargo.toml) is a different trait; derive the one `use spoke::prelude::*` brings (or `spoke::schemars::JsonSchema`)"
+)]
+pub trait ActionWholeInputType: DeserializeOwned + JsonSchema {}
+#[diagnostic::do_not_recommend]
+impl<T: DeserializeOwned + JsonSchema> ActionWholeInputType for T {}
 
 /// Error types an action may return.
 #[diagnostic::on_unimplemented(
@@ -414,89 +433,270 @@ pub fn probe_of<T>(_value: &T) -> Probe<T> {
     Probe::new()
 }
 
-/// Input side of [`Probe`]: decoding and the input schema.
-pub trait ProbeInput<T> {
-    /// Decodes the input.
-    fn decode_input(&self, input: Input<'_>) -> Result<T, ActionError>;
-    /// The input schema.
-    fn input_schema(&self) -> schemars::Schema;
-}
-impl<T: ActionInputType> ProbeInput<T> for Probe<T> {
-    fn decode_input(&self, input: Input<'_>) -> Result<T, ActionError> {
-        decode(input)
-    }
-    fn input_schema(&self) -> schemars::Schema {
-        input_schema_for::<T>()
-    }
-}
-
-/// Fallback of [`ProbeInput`]: only chosen when the crate does not compile.
-pub trait ProbeInputFallback<T> {
-    /// Never called.
-    fn decode_input(&self, input: Input<'_>) -> Result<T, ActionError>;
-    /// Never called.
-    fn input_schema(&self) -> schemars::Schema;
-}
-impl<T> ProbeInputFallback<T> for &Probe<T> {
-    fn decode_input(&self, _: Input<'_>) -> Result<T, ActionError> {
-        unreachable!("spoke: an action input that is not `Deserialize + JsonSchema` compiled")
-    }
-    fn input_schema(&self) -> schemars::Schema {
-        unreachable!("spoke: an action input that is not `Deserialize + JsonSchema` compiled")
-    }
-}
-
-/// Output side of [`Probe`]: encoding a plain output and the output schema.
-pub trait ProbeOutput<T> {
-    /// Encodes the output.
-    fn encode_output(&self, value: &T) -> Result<ActionOutput, ActionError>;
-    /// The output schema.
-    fn output_schema(&self) -> schemars::Schema;
-}
-impl<T: ActionOutputType> ProbeOutput<T> for Probe<T> {
-    fn encode_output(&self, value: &T) -> Result<ActionOutput, ActionError> {
-        encode(value)
-    }
-    fn output_schema(&self) -> schemars::Schema {
-        output_schema_for::<T>()
-    }
-}
-
-/// Fallback of [`ProbeOutput`]: only chosen when the crate does not compile.
-pub trait ProbeOutputFallback<T> {
-    /// Never called.
-    fn encode_output(&self, value: &T) -> Result<ActionOutput, ActionError>;
-    /// Never called.
-    fn output_schema(&self) -> schemars::Schema;
-}
-impl<T> ProbeOutputFallback<T> for &Probe<T> {
-    fn encode_output(&self, _: &T) -> Result<ActionOutput, ActionError> {
-        unreachable!("spoke: an action output that is not `Serialize + JsonSchema` compiled")
-    }
-    fn output_schema(&self) -> schemars::Schema {
-        unreachable!("spoke: an action output that is not `Serialize + JsonSchema` compiled")
-    }
-}
-
-/// Result side of [`Probe`]: encoding an action's `Result`.
+/// Result side of [`Probe`]: an action's `Result` with its error converted.
 pub trait ProbeResult<T, E> {
-    /// Encodes the result.
-    fn encode_result(&self, result: Result<T, E>) -> Result<ActionOutput, ActionError>;
+    /// The `Ok` value, or the error as an [`ActionError`].
+    fn split_result(&self, result: Result<T, E>) -> Result<T, ActionError>;
 }
-impl<T: ActionOutputType, E: IntoActionError> ProbeResult<T, E> for Probe<Result<T, E>> {
-    fn encode_result(&self, result: Result<T, E>) -> Result<ActionOutput, ActionError> {
-        encode_result(result)
+impl<T, E: IntoActionError> ProbeResult<T, E> for Probe<Result<T, E>> {
+    fn split_result(&self, result: Result<T, E>) -> Result<T, ActionError> {
+        result.map_err(IntoActionError::into_action_error)
     }
 }
 
 /// Fallback of [`ProbeResult`]: only chosen when the crate does not compile.
 pub trait ProbeResultFallback<T, E> {
     /// Never called.
-    fn encode_result(&self, result: Result<T, E>) -> Result<ActionOutput, ActionError>;
+    fn split_result(&self, result: Result<T, E>) -> Result<T, ActionError>;
 }
 impl<T, E> ProbeResultFallback<T, E> for &Probe<Result<T, E>> {
-    fn encode_result(&self, _: Result<T, E>) -> Result<ActionOutput, ActionError> {
+    fn split_result(&self, _: Result<T, E>) -> Result<T, ActionError> {
         unreachable!("spoke: an action result that does not follow the rules compiled")
+    }
+}
+
+/// Autoref-dispatch probe of an action's input or output type: how it
+/// travels depends on what kind of type it is. Generated code calls
+/// `(&&&PayloadProbe::<T>::new()).decode_input(input)`; method resolution
+/// takes the first level whose impl holds for `T`, in this order:
+///
+/// 1. Spoke's own payload types ([`InputPayload`]/[`OutputPayload`]:
+///    `Bytes`, `JsonLines<T>`), on `&&&PayloadProbe<T>`;
+/// 2. serde types ([`ActionInputType`]/[`ActionOutputType`]), on
+///    `&&PayloadProbe<T>`;
+/// 3. Protobuf messages (`prost::Message + prost::Name + Default`), on
+///    `&PayloadProbe<T>`: after serde, because prost implements `Message`
+///    and `Name` for `String`, the integers, `bool` and `Vec<u8>` too
+///    (Protobuf's wrapper types), which are JSON to everyone else. A
+///    message that also derives serde's traits travels as JSON or
+///    MessagePack;
+/// 4. anything else, on `PayloadProbe<T>`: its `*_payload` method requires
+///    the serde rule, so a type of no kind is one error, at the type, with
+///    that rule's message (every other method there is never run).
+///
+/// One trait cannot hold all kinds: a blanket impl for serde types and one
+/// for `prost::Message` (or for a foreign type) overlap for coherence.
+pub struct PayloadProbe<T: ?Sized>(PhantomData<fn() -> PhantomData<T>>);
+
+impl<T: ?Sized> PayloadProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        PayloadProbe(PhantomData)
+    }
+}
+
+impl<T: ?Sized> Clone for PayloadProbe<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: ?Sized> Copy for PayloadProbe<T> {}
+
+impl<T: ?Sized> Default for PayloadProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What every level of [`PayloadProbe`] does for an input type.
+macro_rules! input_level {
+    ($(#[$doc:meta])* $trait:ident) => {
+        $(#[$doc])*
+        pub trait $trait<T> {
+            /// Decodes the input (its encoding already agreed).
+            fn decode_input(self, input: Input<'_>) -> Result<T, ActionError>;
+            /// The input schema.
+            fn input_schema(self) -> schemars::Schema;
+            /// Its encodings (and message type).
+            fn input_payload(self) -> PayloadSpec;
+        }
+    };
+}
+
+/// What every level of [`PayloadProbe`] does for an output type.
+macro_rules! output_level {
+    ($(#[$doc:meta])* $trait:ident) => {
+        $(#[$doc])*
+        pub trait $trait<T> {
+            /// Encodes the output in the agreed encoding.
+            fn encode_output(self, value: T, encoding: Encoding) -> Result<ActionOutput, ActionError>;
+            /// The output schema.
+            fn output_schema(self) -> schemars::Schema;
+            /// Its encodings (and message type).
+            fn output_payload(self) -> PayloadSpec;
+            /// The same, for an output written as a plain value.
+            fn plain_output_payload(self) -> PayloadSpec;
+        }
+    };
+}
+
+input_level!(
+    /// Level 1 of [`PayloadProbe`] for inputs: Spoke's own payload types.
+    OwnInputLevel
+);
+impl<T: InputPayload> OwnInputLevel<T> for &&&PayloadProbe<T> {
+    fn decode_input(self, input: Input<'_>) -> Result<T, ActionError> {
+        T::decode(input)
+    }
+    fn input_schema(self) -> schemars::Schema {
+        T::schema()
+    }
+    fn input_payload(self) -> PayloadSpec {
+        T::spec()
+    }
+}
+
+input_level!(
+    /// Level 3 of [`PayloadProbe`] for inputs: Protobuf messages.
+    ProtobufInputLevel
+);
+impl<T: prost::Message + prost::Name + Default> ProtobufInputLevel<T> for &PayloadProbe<T> {
+    fn decode_input(self, input: Input<'_>) -> Result<T, ActionError> {
+        crate::payload::decode_protobuf(input)
+    }
+    fn input_schema(self) -> schemars::Schema {
+        crate::payload::protobuf_schema::<T>()
+    }
+    fn input_payload(self) -> PayloadSpec {
+        crate::payload::protobuf_spec::<T>()
+    }
+}
+
+input_level!(
+    /// Level 2 of [`PayloadProbe`] for inputs: serde types.
+    SerdeInputLevel
+);
+impl<T: ActionInputType> SerdeInputLevel<T> for &&PayloadProbe<T> {
+    fn decode_input(self, input: Input<'_>) -> Result<T, ActionError> {
+        crate::payload::decode_serde(input)
+    }
+    fn input_schema(self) -> schemars::Schema {
+        input_schema_for::<T>()
+    }
+    fn input_payload(self) -> PayloadSpec {
+        PayloadSpec::SERDE
+    }
+}
+
+/// Level 4 of [`PayloadProbe`] for inputs: a type of no kind. Only
+/// `input_payload` is bound by the rule, so the error is reported once.
+pub trait FallbackInputLevel<T> {
+    /// Never called.
+    fn decode_input(self, input: Input<'_>) -> Result<T, ActionError>;
+    /// Never called.
+    fn input_schema(self) -> schemars::Schema;
+    /// Never called: does not compile.
+    fn input_payload(self) -> PayloadSpec
+    where
+        T: ActionWholeInputType;
+}
+impl<T> FallbackInputLevel<T> for PayloadProbe<T> {
+    fn decode_input(self, _: Input<'_>) -> Result<T, ActionError> {
+        unreachable!("spoke: an action input of no payload kind compiled")
+    }
+    fn input_schema(self) -> schemars::Schema {
+        unreachable!("spoke: an action input of no payload kind compiled")
+    }
+    fn input_payload(self) -> PayloadSpec
+    where
+        T: ActionWholeInputType,
+    {
+        unreachable!("spoke: an action input of no payload kind compiled")
+    }
+}
+
+output_level!(
+    /// Level 1 of [`PayloadProbe`] for outputs: Spoke's own payload types.
+    OwnOutputLevel
+);
+impl<T: OutputPayload> OwnOutputLevel<T> for &&&PayloadProbe<T> {
+    fn encode_output(self, value: T, encoding: Encoding) -> Result<ActionOutput, ActionError> {
+        value.encode(encoding)
+    }
+    fn output_schema(self) -> schemars::Schema {
+        T::schema()
+    }
+    fn output_payload(self) -> PayloadSpec {
+        T::spec()
+    }
+    fn plain_output_payload(self) -> PayloadSpec {
+        T::spec()
+    }
+}
+
+output_level!(
+    /// Level 3 of [`PayloadProbe`] for outputs: Protobuf messages.
+    ProtobufOutputLevel
+);
+impl<T: prost::Message + prost::Name> ProtobufOutputLevel<T> for &PayloadProbe<T> {
+    fn encode_output(self, value: T, _: Encoding) -> Result<ActionOutput, ActionError> {
+        Ok(crate::payload::encode_protobuf(&value))
+    }
+    fn output_schema(self) -> schemars::Schema {
+        crate::payload::protobuf_schema::<T>()
+    }
+    fn output_payload(self) -> PayloadSpec {
+        crate::payload::protobuf_spec::<T>()
+    }
+    fn plain_output_payload(self) -> PayloadSpec {
+        crate::payload::protobuf_spec::<T>()
+    }
+}
+
+output_level!(
+    /// Level 2 of [`PayloadProbe`] for outputs: serde types.
+    SerdeOutputLevel
+);
+impl<T: ActionOutputType> SerdeOutputLevel<T> for &&PayloadProbe<T> {
+    fn encode_output(self, value: T, encoding: Encoding) -> Result<ActionOutput, ActionError> {
+        crate::payload::encode_serde(&value, encoding)
+    }
+    fn output_schema(self) -> schemars::Schema {
+        output_schema_for::<T>()
+    }
+    fn output_payload(self) -> PayloadSpec {
+        PayloadSpec::SERDE
+    }
+    fn plain_output_payload(self) -> PayloadSpec {
+        PayloadSpec::SERDE
+    }
+}
+
+/// Level 4 of [`PayloadProbe`] for outputs: a type of no kind. Only the
+/// `*_payload` methods are bound by the rule (the generated code calls one
+/// of them), so the error is reported once.
+pub trait FallbackOutputLevel<T> {
+    /// Never called.
+    fn encode_output(self, value: T, encoding: Encoding) -> Result<ActionOutput, ActionError>;
+    /// Never called.
+    fn output_schema(self) -> schemars::Schema;
+    /// Never called: does not compile.
+    fn output_payload(self) -> PayloadSpec
+    where
+        T: ActionOutputType;
+    /// Never called: does not compile.
+    fn plain_output_payload(self) -> PayloadSpec
+    where
+        T: ActionPlainOutputType;
+}
+impl<T> FallbackOutputLevel<T> for PayloadProbe<T> {
+    fn encode_output(self, _: T, _: Encoding) -> Result<ActionOutput, ActionError> {
+        unreachable!("spoke: an action output of no payload kind compiled")
+    }
+    fn output_schema(self) -> schemars::Schema {
+        unreachable!("spoke: an action output of no payload kind compiled")
+    }
+    fn output_payload(self) -> PayloadSpec
+    where
+        T: ActionOutputType,
+    {
+        unreachable!("spoke: an action output of no payload kind compiled")
+    }
+    fn plain_output_payload(self) -> PayloadSpec
+    where
+        T: ActionPlainOutputType,
+    {
+        unreachable!("spoke: an action output of no payload kind compiled")
     }
 }
 
@@ -616,22 +816,6 @@ pub trait ProbeDocumentFieldsFallback<T> {
 impl<T> ProbeDocumentFieldsFallback<T> for &Probe<T> {
     fn document_fields_schema(&self) -> schemars::Schema {
         unreachable!("spoke: document fields that are not `Serialize + JsonSchema` compiled")
-    }
-}
-
-/// Encodes an action's `Ok` value.
-pub fn encode<T: ActionOutputType>(value: &T) -> Result<ActionOutput, ActionError> {
-    ActionOutput::encode(value)
-        .map_err(|e| ActionError::internal(format!("could not encode the output as JSON: {e}")))
-}
-
-/// Encodes an action's `Result`.
-pub fn encode_result<T: ActionOutputType, E: IntoActionError>(
-    result: Result<T, E>,
-) -> Result<ActionOutput, ActionError> {
-    match result {
-        Ok(value) => encode(&value),
-        Err(err) => Err(err.into_action_error()),
     }
 }
 

@@ -63,8 +63,8 @@ pub mod __private;
 mod props;
 
 pub use self::core::{
-    config, connector, context, decode, error, instance, manifest, partition, producer, registry,
-    schema, secret, store, sync,
+    config, connector, context, decode, encoding, error, instance, manifest, partition, payload,
+    producer, registry, schema, secret, store, sync,
 };
 #[cfg(feature = "stdio")]
 pub use stdio::{describe_form, librefang};
@@ -74,6 +74,7 @@ pub use cli::main;
 pub use config::{ConfigErrors, ConfigSource};
 pub use connector::{ActionOutput, Config, Connector, Input, StartError};
 pub use context::{Context, EmitError, Event, EventKind};
+pub use encoding::Encoding;
 pub use error::{ActionError, ErrorCode};
 #[cfg(feature = "grpc")]
 pub use grpc::identity::{InstanceKey, KeySource};
@@ -83,6 +84,7 @@ pub use grpc::serve::{AttachOptions, InstanceIdentity, ServeError, ServeOutcome}
 pub use grpc::tls::{HubTls, hub_endpoint};
 pub use instance::Instance;
 pub use manifest::{Manifest, Mode, ValueType};
+pub use payload::{Bytes, JsonLines};
 pub use producer::spawn_producers;
 pub use registry::{Registry, RegistryError};
 pub use retry::{retry, retry_if};
@@ -97,6 +99,7 @@ pub use tokio_util::sync::CancellationToken;
 // The majors Spoke's traits come from, for connector crates: `spoke::schemars`
 // derives through `use spoke::prelude::*`, with no `schemars` dependency to
 // keep in step (schemars 0.8's `JsonSchema` is another trait).
+pub use prost;
 pub use schemars;
 pub use serde;
 pub use serde_json;

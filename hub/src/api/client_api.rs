@@ -24,6 +24,7 @@ use spoke_proto::v1::{
     InvokeResponse, InvokeStreamItem, ListConnectorsRequest, ListConnectorsResponse,
     ListSyncsRequest, ListSyncsResponse, SyncRequest, WatchCatalogRequest, invoke_stream_item,
 };
+use spoke_runtime::grpc::wire_encoding::{accept_from_wire, from_wire};
 use spoke_runtime::{Manifest, Mode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -225,7 +226,9 @@ impl ClientApi {
                     action: request.action,
                     kind,
                     payload,
-                    encoding,
+                    encoding: from_wire(request.encoding)
+                        .map_err(|e| Status::invalid_argument(e.message().to_owned()))?,
+                    accept: accept_from_wire(&request.accept),
                     target,
                     deadline,
                     request_id,
@@ -258,6 +261,7 @@ impl ClientApi {
             kind,
             payload,
             encoding: encoding.into(),
+            accept: request.accept,
             metadata,
             mode,
             deadline,

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use spoke_proto::prost::bytes::Bytes;
-use spoke_proto::v1::{self, Encoding, InstanceResult, InvokeKind};
-use spoke_runtime::nats::client::{Callee, call};
+use spoke_proto::v1::{self, InstanceResult, InvokeKind};
+use spoke_runtime::grpc::wire_encoding::to_wire;
+use spoke_runtime::nats::client::{Callee, Payload, call_with};
 use spoke_runtime::nats::subjects::Subjects;
 use tokio::time::Instant;
 use tonic::Status;
@@ -35,7 +36,9 @@ pub(crate) struct Forwarded {
     pub(crate) action: String,
     pub(crate) kind: InvokeKind,
     pub(crate) payload: Bytes,
-    pub(crate) encoding: Encoding,
+    pub(crate) encoding: spoke_runtime::Encoding,
+    /// The output encodings the caller reads (empty: the action's preferred).
+    pub(crate) accept: Vec<spoke_runtime::Encoding>,
     pub(crate) target: Target,
     pub(crate) deadline: Option<Instant>,
     pub(crate) request_id: String,
@@ -50,13 +53,6 @@ impl Forwarded {
         link: &Arc<NatsLink>,
     ) -> Result<InstanceResult, Status> {
         let tenant = self.caller.tenant();
-        if !matches!(self.encoding, Encoding::Unspecified | Encoding::Json) {
-            return Err(Status::invalid_argument(format!(
-                "connector `{}` is reached over NATS, which carries JSON only; this call's encoding is {}",
-                self.connector,
-                self.encoding.as_str_name()
-            )));
-        }
         let instance = match &self.target {
             Target::Any => None,
             Target::Instance(id) => Some(id.as_str()),
@@ -107,22 +103,23 @@ impl Forwarded {
             InvokeKind::SearchOperator => Callee::Operator(&self.action),
         };
         let started = StdInstant::now();
-        let answer = call(
-            link.client(),
-            &subjects,
-            instance,
-            callee,
-            self.payload,
-            timeout,
-        )
-        .await;
+        let payload = Payload {
+            bytes: self.payload,
+            encoding: self.encoding,
+            accept: &self.accept,
+        };
+        let answer = call_with(link.client(), &subjects, instance, callee, payload, timeout).await;
+        let mut encoding = spoke_runtime::Encoding::Json;
         Ok(InstanceResult {
             instance_id: instance.unwrap_or_default().to_owned(),
             outcome: Some(match answer {
-                Ok(payload) => v1::instance_result::Outcome::Payload(payload),
+                Ok((payload, answered_in)) => {
+                    encoding = answered_in;
+                    v1::instance_result::Outcome::Payload(payload)
+                }
                 Err(e) => v1::instance_result::Outcome::Error(error_frame(&e)),
             }),
-            encoding: Encoding::Json.into(),
+            encoding: to_wire(encoding),
             duration_us: started.elapsed().as_micros().try_into().unwrap_or(u64::MAX),
         })
     }

@@ -83,6 +83,8 @@ pub(crate) struct Call {
     pub(crate) payload: Bytes,
     /// The input's encoding.
     pub(crate) encoding: i32,
+    /// The output encodings the caller accepts, as it sent them.
+    pub(crate) accept: Vec<i32>,
     /// Caller metadata passed to the connector.
     pub(crate) metadata: HashMap<String, String>,
     /// Read or write (search operators read).
@@ -457,6 +459,7 @@ async fn attempt(
         timeout_ms: deadline::timeout_ms(call.deadline),
         metadata: call.metadata.clone(),
         kind: call.kind.into(),
+        accept: call.accept.clone(),
     };
     let (tx, generation) = {
         let mut tables = state.lock();

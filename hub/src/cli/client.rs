@@ -33,15 +33,18 @@
 //!   unless `--hidden`.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use spoke_proto::v1::hub_client::HubClient;
 use spoke_proto::v1::{
-    Chunk, ConnectorSummary, DescribeRequest, Encoding, Event, InstanceResult, InvokeKind,
-    InvokeRequest, ListConnectorsRequest, Route, instance_result, invoke_stream_item, route,
+    Chunk, ConnectorSummary, DescribeRequest, Event, InstanceResult, InvokeKind, InvokeRequest,
+    ListConnectorsRequest, Route, instance_result, invoke_stream_item, route,
 };
+use spoke_runtime::Encoding;
+use spoke_runtime::cli::payload_flags::PayloadFlags;
+use spoke_runtime::grpc::wire_encoding::{from_wire, to_wire};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -107,6 +110,9 @@ pub struct CallOptions {
     pub action: String,
     /// The input text, `-` for stdin, `None` for `{}`.
     pub input: Option<String>,
+    /// The input's encoding and file, the output encodings accepted, the
+    /// output's file.
+    pub payload: PayloadFlags,
     /// The route.
     pub route: Option<RouteFlag>,
     /// The deadline.
@@ -248,6 +254,16 @@ pub(crate) fn drop_hidden_actions(manifest: &mut Value) {
 /// `spoke call`.
 pub async fn call(hub: &HubTarget, options: CallOptions) -> u8 {
     let broadcast = matches!(options.route, Some(RouteFlag::Tag(_)));
+    if broadcast && options.payload.output_file.is_some() {
+        return Failure::Usage(
+            "--output-file takes one output; --tag answers one per instance (printed as JSON)"
+                .into(),
+        )
+        .report();
+    }
+    if let Err(why) = options.payload.check_terminal(None) {
+        return Failure::Usage(why).report();
+    }
     let results = match invoke(hub, &options).await {
         Ok(results) => results,
         Err(failure) => return failure.report(),
@@ -285,13 +301,36 @@ pub async fn call(hub: &HubTarget, options: CallOptions) -> u8 {
             EXIT_ACTION_ERROR
         }
         Some(instance_result::Outcome::Payload(payload)) => {
-            print_output(result.encoding, &payload);
-            EXIT_OK
+            show_output(&options, result.encoding, &payload)
         }
-        None => {
-            print_output(result.encoding, &[]);
-            EXIT_OK
+        None => show_output(&options, result.encoding, &[]),
+    }
+}
+
+/// Writes one result's output (see [`PayloadFlags::write_output`]); says
+/// on stderr when it is not in an encoding asked for (a connector from
+/// before output encodings answers JSON).
+fn show_output(options: &CallOptions, encoding: i32, payload: &[u8]) -> u8 {
+    let encoding = match from_wire(encoding) {
+        Ok(encoding) => encoding,
+        Err(e) => {
+            return Failure::Hub {
+                code: "internal",
+                message: format!("the answer's {}", e.message()),
+            }
+            .report();
         }
+    };
+    let accept = options.payload.accept();
+    if !accept.is_empty() && !accept.contains(&encoding) {
+        eprintln!(
+            "note: the connector answered in {encoding}, not in {} as asked (it predates output encodings)",
+            Encoding::join(accept, "or")
+        );
+    }
+    match options.payload.write_output(encoding, payload) {
+        Ok(()) => EXIT_OK,
+        Err(why) => Failure::Usage(why).report(),
     }
 }
 
@@ -357,10 +396,16 @@ fn invoke_request(options: &CallOptions) -> Result<tonic::Request<InvokeRequest>
         connector: options.connector.clone(),
         action: options.action.clone(),
         payload: payload.into(),
-        encoding: Encoding::Json.into(),
+        encoding: to_wire(options.payload.input_encoding),
         route,
         metadata: HashMap::new(),
         kind: kind.into(),
+        accept: options
+            .payload
+            .accept()
+            .iter()
+            .map(|e| to_wire(*e))
+            .collect(),
     });
     request.set_timeout(options.timeout);
     // The hub passes it to the action as its `caller` metadata.
@@ -474,37 +519,35 @@ impl Pieces {
     }
 }
 
-/// The payload of `spoke call`: the input JSON (default `{}`); for a search
-/// operator, `{"value": ...}`.
+/// The payload of `spoke call`: the input JSON (default `{}`), checked;
+/// bytes in another `--input-encoding` as they are; for a search operator,
+/// `{"value": ...}`.
 pub(crate) fn read_input(options: &CallOptions) -> Result<Vec<u8>, Failure> {
-    let text = match options.input.as_deref() {
-        Some("-") => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| Failure::Usage(format!("cannot read the input from stdin: {e}")))?;
-            Some(text)
-        }
-        Some(text) => Some(text.to_owned()),
-        None => None,
-    };
-    let value = if options.operator {
-        let Some(text) = text else {
+    let bytes = options
+        .payload
+        .read_input(options.input.as_deref())
+        .map_err(Failure::Usage)?;
+    if options.operator {
+        let Some(bytes) = bytes else {
             return Err(Failure::Usage(format!(
                 "search operator `{}` needs a value, e.g. `spoke call {} {} --operator rs`",
                 options.action, options.connector, options.action
             )));
         };
-        operator_input(&text)
-    } else {
-        match text {
-            None => json!({}),
-            Some(text) => serde_json::from_str(&text).map_err(|e| {
-                Failure::Usage(format!(
-                    "the input is not valid JSON ({e}); pass a JSON object such as '{{\"key\": \"value\"}}', or - to read it from stdin"
-                ))
-            })?,
-        }
+        return Ok(operator_input(&String::from_utf8_lossy(&bytes))
+            .to_string()
+            .into_bytes());
+    }
+    if options.payload.input_encoding != Encoding::Json {
+        return Ok(bytes.unwrap_or_default());
+    }
+    let value = match bytes {
+        None => json!({}),
+        Some(bytes) => serde_json::from_slice::<Value>(&bytes).map_err(|e| {
+            Failure::Usage(format!(
+                "the input is not valid JSON ({e}); pass a JSON object such as '{{\"key\": \"value\"}}', or - to read it from stdin"
+            ))
+        })?,
     };
     Ok(value.to_string().into_bytes())
 }
@@ -571,13 +614,10 @@ fn broadcast_entry(result: &InstanceResult) -> (Value, bool) {
             });
             (entry, true)
         }
-        Some(instance_result::Outcome::Payload(payload)) => {
-            let output = output_value(result.encoding, payload);
-            (
-                json!({ "instance": result.instance_id, "output": output }),
-                false,
-            )
-        }
+        Some(instance_result::Outcome::Payload(payload)) => (
+            output_entry(&result.instance_id, result.encoding, payload),
+            false,
+        ),
         None => (
             json!({ "instance": result.instance_id, "output": Value::Null }),
             false,
@@ -585,40 +625,31 @@ fn broadcast_entry(result: &InstanceResult) -> (Value, bool) {
     }
 }
 
-fn is_json(encoding: i32) -> bool {
-    matches!(
-        Encoding::try_from(encoding),
-        Ok(Encoding::Json | Encoding::Unspecified)
-    )
-}
-
-/// A payload as a JSON value: parsed when it is JSON, else its text.
-fn output_value(encoding: i32, payload: &[u8]) -> Value {
+/// A broadcast member's output: `"output"` as JSON when it is JSON,
+/// MessagePack or JSON Lines (then with its `"encoding"`), else
+/// `"output_base64"` with its `"encoding"`.
+fn output_entry(instance: &str, encoding: i32, payload: &[u8]) -> Value {
+    let encoding = from_wire(encoding).unwrap_or(Encoding::RawBytes);
     if payload.is_empty() {
-        return Value::Null;
+        return json!({ "instance": instance, "output": Value::Null });
     }
-    if is_json(encoding)
-        && let Ok(value) = serde_json::from_slice(payload)
+    if encoding == Encoding::Json
+        && let Ok(value) = serde_json::from_slice::<Value>(payload)
     {
-        return value;
+        return json!({ "instance": instance, "output": value });
     }
-    Value::String(String::from_utf8_lossy(payload).into_owned())
-}
-
-/// Prints one result's output: JSON pretty-printed, anything else as is.
-fn print_output(encoding: i32, payload: &[u8]) {
-    if is_json(encoding) {
-        let value = if payload.is_empty() {
-            Ok(Value::Null)
-        } else {
-            serde_json::from_slice::<Value>(payload)
-        };
-        if let Ok(value) = value {
-            print_stdout(pretty(&value).as_bytes(), true);
-            return;
+    let output = spoke_runtime::ActionOutput::encoded(encoding, payload.to_vec());
+    match output.to_value() {
+        Value::Null => {
+            use base64::Engine as _;
+            json!({
+                "instance": instance,
+                "encoding": encoding,
+                "output_base64": base64::engine::general_purpose::STANDARD.encode(payload),
+            })
         }
+        value => json!({ "instance": instance, "encoding": encoding, "output": value }),
     }
-    print_stdout(payload, false);
 }
 
 /// A value as pretty-printed JSON.

@@ -409,9 +409,13 @@ struct CallArgs {
     connector: String,
     /// The action (with --operator: the search operator).
     action: String,
-    /// The input as JSON, or `-` to read it from stdin. Default `{}`. With
-    /// --operator: the value (`{"value": ...}`, any JSON value, or plain text).
+    /// The input as JSON (or text in --input-encoding), or `-` to read it
+    /// from stdin. Default `{}`. With --operator: the value (`{"value":
+    /// ...}`, any JSON value, or plain text).
+    #[arg(conflicts_with = "input_file")]
     input: Option<String>,
+    #[command(flatten)]
+    payload: spoke_runtime::cli::payload_flags::PayloadFlags,
     /// Call this instance.
     #[arg(long, value_name = "ID", group = "route")]
     instance: Option<String>,
@@ -708,6 +712,7 @@ fn run_client(command: Command) -> ExitCode {
                     connector: args.connector,
                     action: args.action,
                     input: args.input,
+                    payload: args.payload,
                     route,
                     timeout: args.timeout,
                     operator: args.operator,

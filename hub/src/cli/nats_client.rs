@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use spoke_proto::v1::SyncRunInfo;
 use spoke_runtime::error::{ActionError, ErrorCode};
 use spoke_runtime::nats::NatsConnect;
-use spoke_runtime::nats::client::{Callee, call as call_over_nats, request, start_sync};
+use spoke_runtime::nats::client::{Callee, Payload, call_with, request, start_sync};
 use spoke_runtime::nats::connect::connect;
 use spoke_runtime::nats::status::{self, InstanceStatus};
 use spoke_runtime::nats::subjects::Subjects;
@@ -93,6 +93,10 @@ pub async fn call(target: &NatsTarget, options: CallOptions) -> u8 {
     if options.events != ShowEvents::Off {
         return Failure::Usage("--events and --progress need a hub (not --nats)".into()).report();
     }
+    let flags = &options.payload;
+    if let Err(why) = flags.check_terminal(None) {
+        return Failure::Usage(why).report();
+    }
     let payload = match read_input(&options) {
         Ok(payload) => payload,
         Err(failure) => return failure.report(),
@@ -106,24 +110,27 @@ pub async fn call(target: &NatsTarget, options: CallOptions) -> u8 {
     } else {
         Callee::Action(&options.action)
     };
-    let outcome = call_over_nats(
+    // No --output-encoding: the action's preferred, as through a hub.
+    let payload = Payload {
+        bytes: Bytes::from(payload),
+        encoding: flags.input_encoding,
+        accept: flags.accept(),
+    };
+    let outcome = call_with(
         &client,
         &subjects,
         instance.as_deref(),
         callee,
-        Bytes::from(payload),
+        payload,
         Some(options.timeout),
     )
     .await;
     let _ = client.flush().await;
     match outcome {
-        Ok(body) => {
-            match serde_json::from_slice::<Value>(&body) {
-                Ok(value) => print_stdout(pretty(&value).as_bytes(), true),
-                Err(_) => print_stdout(&body, true),
-            }
-            EXIT_OK
-        }
+        Ok((body, encoding)) => match flags.write_output(encoding, &body) {
+            Ok(()) => EXIT_OK,
+            Err(why) => Failure::Usage(why).report(),
+        },
         Err(error) => report(&error),
     }
 }

@@ -304,6 +304,8 @@ impl ServerHandler for HubMcp {
             route,
             metadata: HashMap::new(),
             kind: InvokeKind::Action.into(),
+            // MCP is JSON: a tool's answer is parsed as JSON.
+            accept: vec![Encoding::Json.into()],
         };
         let wraps = tool.entry.wraps_output;
         let stream = match self

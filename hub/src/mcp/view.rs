@@ -60,6 +60,9 @@ impl ToolView {
             };
             let instances = Arc::new(connector.instances.clone());
             for action in &manifest.actions {
+                if !ToolEntry::is_tool(action, &connector.name) {
+                    continue;
+                }
                 let name = match qualified_name(&connector.name, &action.name) {
                     Ok(name) => name,
                     Err(why) => {

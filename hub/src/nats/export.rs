@@ -21,12 +21,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use spoke_proto::prost::bytes::Bytes;
-use spoke_proto::v1::{self, Encoding, InvokeKind, InvokeRequest, Route, route};
+use spoke_proto::v1::{self, InvokeKind, InvokeRequest, Route, route};
+use spoke_runtime::grpc::wire_encoding::{from_wire, to_wire};
 use spoke_runtime::nats::async_nats::{Client, Message, Subscriber};
 use spoke_runtime::nats::draining::Draining;
 use spoke_runtime::nats::micro::QUEUE_GROUP;
 use spoke_runtime::nats::subjects::{DESCRIBE, Subjects, Target, check_token, target_of};
-use spoke_runtime::nats::wire::{self, error_answer};
+use spoke_runtime::nats::wire;
 use spoke_runtime::{ActionError, ErrorCode};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -302,16 +303,8 @@ async fn answer(shared: &Shared, serves: &Serves, message: Message) {
     let Some(reply) = message.reply.clone() else {
         return;
     };
-    let sent = match call(shared, serves, &message).await {
-        Ok(body) => shared.client.publish(reply, body).await,
-        Err(e) => {
-            let (headers, body) = error_answer(&e);
-            shared
-                .client
-                .publish_with_headers(reply, headers, body)
-                .await
-        }
-    };
+    let answered = call(shared, serves, &message).await;
+    let (sent, _) = wire::publish_answer(&shared.client, reply, answered).await;
     if let Err(e) = sent {
         tracing::warn!("NATS: answering {}: {e}", message.subject);
     }
@@ -335,7 +328,11 @@ impl Drop for Registered<'_> {
     }
 }
 
-async fn call(shared: &Shared, serves: &Serves, message: &Message) -> Result<Bytes, ActionError> {
+async fn call(
+    shared: &Shared,
+    serves: &Serves,
+    message: &Message,
+) -> Result<(Bytes, spoke_runtime::Encoding), ActionError> {
     let (names, target, instance) = match serves {
         Serves::Action(names, action) => (names, Target::Action(action), None),
         Serves::Operator(names, operator) => (names, Target::Operator(operator), None),
@@ -357,7 +354,9 @@ async fn call(shared: &Shared, serves: &Serves, message: &Message) -> Result<Byt
         Serves::Cancels(_) => return Err(ActionError::internal("a cancel is not a call")),
     };
     let (action, kind) = match target {
-        Target::Describe => return describe(shared, names),
+        Target::Describe => {
+            return describe(shared, names).map(|body| (body, spoke_runtime::Encoding::Json));
+        }
         Target::Sync(_) => {
             return Err(ActionError::unavailable(format!(
                 "connector `{}` is attached to a hub: start its syncs through the hub (spoke sync), not over NATS",
@@ -370,6 +369,11 @@ async fn call(shared: &Shared, serves: &Serves, message: &Message) -> Result<Byt
     let headers = message.headers.as_ref();
     let request_id = wire::request_id(headers)?;
     let deadline = wire::timeout(headers)?.map(|t| Instant::now() + t);
+    let input_encoding = wire::content_type(headers)?;
+    let accept = match kind {
+        InvokeKind::Action => wire::accept(headers)?,
+        InvokeKind::SearchOperator => Vec::new(),
+    };
     let token = CancellationToken::new();
     let _registered = Registered {
         shared,
@@ -387,12 +391,13 @@ async fn call(shared: &Shared, serves: &Serves, message: &Message) -> Result<Byt
         connector: names.connector.clone(),
         action: action.to_owned(),
         payload: message.payload.clone(),
-        encoding: Encoding::Json.into(),
+        encoding: to_wire(input_encoding),
         route: instance.map(|id| Route {
             target: Some(route::Target::Instance(id)),
         }),
         metadata: HashMap::new(),
         kind: kind.into(),
+        accept: accept.iter().map(|e| to_wire(*e)).collect(),
     };
     let metadata = HashMap::from([("caller".to_owned(), "nats".to_owned())]);
     let work = shared.api.invoke_as(Asked {
@@ -414,7 +419,9 @@ async fn call(shared: &Shared, serves: &Serves, message: &Message) -> Result<Byt
         .next()
         .ok_or_else(|| ActionError::internal("the hub's answer has no result"))?;
     match result.outcome {
-        Some(v1::instance_result::Outcome::Payload(payload)) => Ok(payload),
+        Some(v1::instance_result::Outcome::Payload(payload)) => {
+            Ok((payload, from_wire(result.encoding)?))
+        }
         Some(v1::instance_result::Outcome::Error(e)) => Err(from_frame(e)),
         None => Err(ActionError::internal(
             "the connector's answer has no outcome",

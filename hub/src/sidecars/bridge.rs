@@ -44,6 +44,7 @@ use spoke_proto::v1::{
     InvokeKind, Pong, Register, Result as WireResult, connector_frame, hub_frame, result,
 };
 use spoke_runtime::grpc::tls::{HubTls, connect_error, hub_endpoint};
+use spoke_runtime::grpc::wire_encoding::{accept_from_wire, from_wire, to_wire};
 use spoke_runtime::manifest::{ActionManifest, MANIFEST_VERSION};
 use spoke_runtime::{Event as SpokeEvent, EventKind, Manifest, Mode, librefang};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -195,6 +196,7 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
         ctx.statuses.update(name, |s| s.connector = connector);
     }
 
+    let encodings = ActionPayloads::of(&manifest_json);
     let max_in_flight = max_in_flight_of(&params);
     // The hub's own address: over TLS (trusting the hub's own
     // certificate) when the hub serves TLS.
@@ -217,7 +219,7 @@ async fn run(spec: &SidecarSpec, ctx: &RunContext) -> String {
     tracing::info!(sidecar = %name, max_in_flight, "sidecar attached to the hub");
     ctx.statuses.update(name, |s| s.state = "attached");
 
-    let mut bridge = Bridge::new(name, up.clone(), stdin);
+    let mut bridge = Bridge::new(name, up.clone(), stdin, encodings);
     let mut hub_open = true;
     let mut lost_hub: Option<String> = None;
     let mut kill_at: Option<Instant> = None;
@@ -683,6 +685,11 @@ pub(crate) fn manifest_of(params: &Value, sidecar: &str) -> Result<String, Strin
             timeout_ms: None,
             input_schema: json!({"type": "object"}),
             output_schema: json!({}),
+            // Only a manifest says otherwise.
+            input_encodings: vec![spoke_runtime::Encoding::Json],
+            output_encodings: vec![spoke_runtime::Encoding::Json],
+            input_message_type: None,
+            output_message_type: None,
         })
         .collect();
     actions.sort_by(|a, b| a.name.cmp(&b.name));
@@ -775,6 +782,70 @@ async fn attach(
     }
 }
 
+/// A `result`'s output: `output` (JSON), or `output_base64` in
+/// `output_encoding`; or what is wrong with it.
+fn output_of(params: &Value) -> Result<(spoke_runtime::Encoding, Vec<u8>), String> {
+    let Some(base64) = params.get("output_base64") else {
+        let output = params.get("output").unwrap_or(&Value::Null);
+        let json =
+            serde_json::to_vec(output).map_err(|e| format!("an output that is not JSON: {e}"))?;
+        return Ok((spoke_runtime::Encoding::Json, json));
+    };
+    let encoding = match params.get("output_encoding") {
+        Some(Value::String(name)) => spoke_runtime::Encoding::parse(name)
+            .map_err(|e| format!("an `output_encoding` that is not one: {e}"))?,
+        _ => return Err("`output_base64` without a string `output_encoding`".to_owned()),
+    };
+    let Value::String(text) = base64 else {
+        return Err("an `output_base64` that is not a string".to_owned());
+    };
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("an `output_base64` that is not base64: {e}"))?;
+    Ok((encoding, bytes))
+}
+
+/// The input encodings of each action of a sidecar, from its manifest: a
+/// non-JSON input goes only to an action that says it takes it.
+#[derive(Debug, Default)]
+struct ActionPayloads(HashMap<String, Vec<spoke_runtime::Encoding>>);
+
+impl ActionPayloads {
+    fn of(manifest_json: &str) -> ActionPayloads {
+        let manifest = serde_json::from_str::<spoke_runtime::Manifest>(manifest_json).ok();
+        ActionPayloads(
+            manifest
+                .map(|m| {
+                    m.actions
+                        .into_iter()
+                        .map(|a| (a.name, a.input_encodings))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Whether `action` takes `encoding`; if not, why, and what it takes.
+    /// An action the manifest does not have is the sidecar's to refuse.
+    fn check(
+        &self,
+        action: &str,
+        encoding: spoke_runtime::Encoding,
+    ) -> Result<(), (String, Vec<spoke_runtime::Encoding>)> {
+        match self.0.get(action) {
+            Some(taken) if !taken.contains(&encoding) => Err((
+                format!(
+                    "action `{action}` takes {} input, not {encoding}",
+                    spoke_runtime::Encoding::join(taken, "or")
+                ),
+                taken.clone(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A call sent to the sidecar and not answered yet.
 #[derive(Debug)]
 struct Pending {
@@ -798,17 +869,25 @@ struct Bridge<'a> {
     in_flight: HashMap<String, Pending>,
     /// The request id of each of those calls by the number of its line.
     lines: HashMap<u64, String>,
+    /// What each action's input may be, from the sidecar's manifest.
+    encodings: ActionPayloads,
     shutdown_sent: bool,
 }
 
 impl<'a> Bridge<'a> {
-    fn new(name: &'a str, up: mpsc::Sender<ConnectorFrame>, stdin: Stdin) -> Self {
+    fn new(
+        name: &'a str,
+        up: mpsc::Sender<ConnectorFrame>,
+        stdin: Stdin,
+        encodings: ActionPayloads,
+    ) -> Self {
         Bridge {
             name,
             up,
             stdin,
             in_flight: HashMap::new(),
             lines: HashMap::new(),
+            encodings,
             shutdown_sent: false,
         }
     }
@@ -934,25 +1013,63 @@ impl<'a> Bridge<'a> {
             params.insert("value".into(), json!(value));
             "resolve"
         } else {
-            let input = if invoke.payload.is_empty() {
-                json!({})
-            } else {
-                match serde_json::from_slice::<Value>(&invoke.payload) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        self.send_error(
-                            id,
-                            "invalid_input",
-                            format!("the input is not JSON: {e}"),
-                            json!({"started": false}),
-                        )
-                        .await;
-                        return;
-                    }
+            let encoding = match from_wire(invoke.encoding) {
+                Ok(encoding) => encoding,
+                Err(e) => {
+                    self.send_error(
+                        id,
+                        "invalid_input",
+                        e.message().to_owned(),
+                        json!({"started": false}),
+                    )
+                    .await;
+                    return;
                 }
             };
+            if encoding == spoke_runtime::Encoding::Json {
+                let input = if invoke.payload.is_empty() {
+                    json!({})
+                } else {
+                    match serde_json::from_slice::<Value>(&invoke.payload) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            self.send_error(
+                                id,
+                                "invalid_input",
+                                format!("the input is not JSON: {e}"),
+                                json!({"started": false}),
+                            )
+                            .await;
+                            return;
+                        }
+                    }
+                };
+                params.insert("input".into(), input);
+            } else {
+                // Another encoding: base64 in the line, for a sidecar whose
+                // manifest says the action takes it (one from before
+                // encodings would read no `input` as `{}`).
+                if let Err((why, supported)) = self.encodings.check(&invoke.action, encoding) {
+                    self.send_error(
+                        id,
+                        "invalid_input",
+                        format!("sidecar `{}`: {why}", self.name),
+                        json!({"started": false, "supported": supported}),
+                    )
+                    .await;
+                    return;
+                }
+                use base64::Engine as _;
+                params.insert("input_encoding".into(), json!(encoding));
+                params.insert(
+                    "input_base64".into(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(&invoke.payload)),
+                );
+            }
+            if !invoke.accept.is_empty() {
+                params.insert("accept".into(), json!(accept_from_wire(&invoke.accept)));
+            }
             params.insert("action".into(), json!(invoke.action));
-            params.insert("input".into(), input);
             "invoke"
         };
         if invoke.timeout_ms > 0 {
@@ -1024,6 +1141,7 @@ impl<'a> Bridge<'a> {
                 };
                 let duration_us =
                     u64::try_from(pending.sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let mut wire_encoding = Encoding::Json as i32;
                 let outcome = match params.get("error").filter(|e| e.is_object()) {
                     Some(error) => {
                         let text = |k: &str| {
@@ -1046,21 +1164,29 @@ impl<'a> Bridge<'a> {
                                 .unwrap_or_default(),
                         })
                     }
-                    None => {
-                        let output = params.get("output").cloned().unwrap_or(Value::Null);
-                        result::Outcome::Payload(
-                            serde_json::to_vec(&output).unwrap_or_default().into(),
-                        )
-                    }
+                    None => match output_of(&params) {
+                        Ok((encoding, payload)) => {
+                            wire_encoding = to_wire(encoding);
+                            result::Outcome::Payload(payload.into())
+                        }
+                        Err(why) => result::Outcome::Error(WireError {
+                            code: "internal".to_owned(),
+                            message: format!("sidecar `{}` answered {why}", self.name),
+                            details_json: String::new(),
+                        }),
+                    },
                 };
-                self.send_up(connector_frame::Frame::Result(WireResult {
+                let frame = frame(connector_frame::Frame::Result(WireResult {
                     request_id: id.to_owned(),
                     outcome: Some(outcome),
-                    encoding: Encoding::Json as i32,
+                    encoding: wire_encoding,
                     duration_us,
                     chunked: false,
-                }))
-                .await;
+                }));
+                // A large output goes up in chunks, as a connector's does.
+                for piece in spoke_proto::chunks::in_pieces(frame) {
+                    let _ = self.up.send(piece).await;
+                }
             }
             "event" => {
                 let event = params.get("event").cloned().unwrap_or(Value::Null);
@@ -1269,7 +1395,7 @@ mod tests {
         let (up, up_rx) = mpsc::channel(64);
         let (tx, stdin) = mpsc::channel(stdin_queue);
         (
-            Bridge::new("side", up, Stdin::new(tx)),
+            Bridge::new("side", up, Stdin::new(tx), ActionPayloads::default()),
             Rig { up: up_rx, stdin },
         )
     }

@@ -266,6 +266,10 @@ mod tests {
             timeout_ms: None,
             input_schema: serde_json::Value::Null,
             output_schema: serde_json::Value::Null,
+            input_encodings: vec![spoke_runtime::Encoding::Json],
+            output_encodings: vec![spoke_runtime::Encoding::Json],
+            input_message_type: None,
+            output_message_type: None,
         };
         a.mode = mode;
         a.admin_only = admin_only;

@@ -368,6 +368,12 @@ pub struct Invoke {
     >,
     #[prost(enumeration = "InvokeKind", tag = "7")]
     pub kind: i32,
+    /// The output encodings the caller accepts, the preferred first. Empty:
+    /// the action's preferred (its first in the manifest). A connector that
+    /// gives none of them answers invalid_input; one from before this field
+    /// answers JSON. The Result's encoding says what came.
+    #[prost(enumeration = "Encoding", repeated, tag = "8")]
+    pub accept: ::prost::alloc::vec::Vec<i32>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Cancel {
@@ -477,6 +483,10 @@ pub struct InvokeRequest {
     >,
     #[prost(enumeration = "InvokeKind", tag = "7")]
     pub kind: i32,
+    /// The output encodings the caller accepts, the preferred first (see
+    /// Invoke.accept); passed to the connector as they are.
+    #[prost(enumeration = "Encoding", repeated, tag = "8")]
+    pub accept: ::prost::alloc::vec::Vec<i32>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct InstanceResult {
@@ -934,6 +944,11 @@ pub enum Encoding {
     RawBytes = 2,
     JsonLines = 3,
     Msgpack = 4,
+    /// A Protocol Buffers message; the manifest names its type per action.
+    Protobuf = 5,
+    /// The Arrow IPC stream format.
+    ArrowIpc = 6,
+    Parquet = 7,
 }
 impl Encoding {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -947,6 +962,9 @@ impl Encoding {
             Self::RawBytes => "ENCODING_RAW_BYTES",
             Self::JsonLines => "ENCODING_JSON_LINES",
             Self::Msgpack => "ENCODING_MSGPACK",
+            Self::Protobuf => "ENCODING_PROTOBUF",
+            Self::ArrowIpc => "ENCODING_ARROW_IPC",
+            Self::Parquet => "ENCODING_PARQUET",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -957,6 +975,9 @@ impl Encoding {
             "ENCODING_RAW_BYTES" => Some(Self::RawBytes),
             "ENCODING_JSON_LINES" => Some(Self::JsonLines),
             "ENCODING_MSGPACK" => Some(Self::Msgpack),
+            "ENCODING_PROTOBUF" => Some(Self::Protobuf),
+            "ENCODING_ARROW_IPC" => Some(Self::ArrowIpc),
+            "ENCODING_PARQUET" => Some(Self::Parquet),
             _ => None,
         }
     }

@@ -39,11 +39,12 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::ConfigSource;
-use crate::connector::Input;
-use crate::context::Context;
 use crate::instance::Instance;
 use crate::registry::{ConnectorType, Registry, RegistryError};
 
+mod call;
+pub mod payload_flags;
+pub mod replace_file;
 mod sync;
 
 /// Exit code when an action returned an error.
@@ -174,16 +175,14 @@ enum Command {
     /// Print the connector's manifest (config schema, actions, schemas) and
     /// LibreFang's `fields` form as one JSON object.
     Describe,
-    /// Run one action in-process and print its output as JSON.
-    Call {
-        /// The action's name.
-        action: String,
-        /// The input as a JSON object, or `-` to read it from stdin. Default `{}`.
-        input: Option<String>,
-        /// Give up after this long, e.g. `30s`, `500ms`.
-        #[arg(long, value_parser = crate::duration::parse)]
-        timeout: Option<Duration>,
-    },
+    /// Run one action in-process and print its output (JSON unless asked
+    /// otherwise).
+    ///
+    /// The input and output may be in any encoding the action takes and
+    /// gives (its `input_encodings` and `output_encodings` in `describe`):
+    /// `call rows --output-encoding msgpack --output-file rows.mpk`. A
+    /// binary output is never printed to a terminal: name a file, or pipe.
+    Call(call::CallArgs),
     /// Resolve a search operator's value, e.g. `resolve ext rs`, and print the result as JSON.
     Resolve {
         /// The operator's name.
@@ -489,31 +488,12 @@ async fn run(cli: Cli, registry: Result<Registry, RegistryError>) -> ExitCode {
         Command::Actions { all } => actions(&ty, all),
         Command::Sync(args) => sync::sync(ty, source, args).await,
         Command::Check { no_init, .. } => check(&ty, &source, !no_init).await,
-        Command::Call {
-            action,
-            input,
-            timeout,
-        } => {
-            let input = match input.as_deref() {
-                None => "{}".to_owned(),
-                Some("-") => match read_arg_file("-") {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return fail(
-                            EXIT_USAGE,
-                            format_args!("cannot read the input from stdin: {e}"),
-                        );
-                    }
-                },
-                Some(s) => s.to_owned(),
-            };
-            invoke(ty, source, Target::Action(&action, &input), timeout).await
-        }
+        Command::Call(args) => call::call(ty, source, args).await,
         Command::Resolve {
             operator,
             value,
             timeout,
-        } => invoke(ty, source, Target::Operator(&operator, &value), timeout).await,
+        } => call::resolve(ty, source, &operator, &value, timeout).await,
     }
 }
 
@@ -836,74 +816,5 @@ async fn stdio(
     match crate::stdio::run(instance, input, output, options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(EXIT_ACTION_ERROR, format_args!("{e}")),
-    }
-}
-
-/// What `call` or `resolve` runs.
-enum Target<'a> {
-    Action(&'a str, &'a str),
-    Operator(&'a str, &'a str),
-}
-
-async fn invoke(
-    ty: Arc<ConnectorType>,
-    source: ConfigSource,
-    target: Target<'_>,
-    timeout: Option<Duration>,
-) -> ExitCode {
-    let instance = match start_instance(&ty, &source).await {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let printer = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            if let Ok(line) = serde_json::to_string(&event) {
-                eprintln!("event: {line}");
-            }
-        }
-    });
-    let name = match target {
-        Target::Action(name, _) | Target::Operator(name, _) => name,
-    };
-    let mut ctx = Context::builder(format!("cli-{}", std::process::id()), name).events(tx);
-    if let Some(t) = timeout {
-        ctx = ctx.timeout(t);
-    }
-    let ctx = ctx.build();
-    let interrupt = ctx.cancellation().clone();
-    let on_ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            interrupt.cancel();
-        }
-    });
-    let result = match target {
-        Target::Action(action, input) => {
-            instance
-                .invoke(action, Input::Bytes(input.as_bytes()), ctx)
-                .await
-        }
-        Target::Operator(operator, value) => instance.resolve(operator, value, ctx).await,
-    };
-    on_ctrl_c.abort();
-    drop(instance);
-    // Events emitted before the result are already queued; an abandoned
-    // blocking action may still hold a sender, so do not wait for it to close.
-    let mut printer = printer;
-    if tokio::time::timeout(Duration::from_millis(200), &mut printer)
-        .await
-        .is_err()
-    {
-        printer.abort();
-    }
-    match result {
-        Ok(output) => print_json(&output.to_value()),
-        Err(err) => {
-            eprintln!("error[{}]: {}", err.code(), err.message());
-            if let Some(details) = err.details() {
-                eprintln!("details: {details}");
-            }
-            ExitCode::from(EXIT_ACTION_ERROR)
-        }
     }
 }

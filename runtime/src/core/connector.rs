@@ -11,8 +11,10 @@ use serde_json::value::RawValue;
 
 use crate::config::{ConfigErrors, ConfigFieldDef, ConfigSource};
 use crate::context::Context;
+use crate::encoding::Encoding;
 use crate::error::ActionError;
 use crate::manifest::{Mode, ValueType};
+use crate::payload::PayloadSpec;
 use crate::producer::Restart;
 use crate::sync::{CheckpointError, SyncMode, SyncStart};
 
@@ -124,14 +126,32 @@ pub enum StartError {
     },
 }
 
-/// An invocation's input: JSON bytes as they came off the wire, or a parsed value.
-/// Empty bytes and `null` mean `{}`.
+/// An invocation's input: JSON bytes as they came off the wire, a parsed
+/// JSON value, or bytes in another [`Encoding`]. Empty bytes and `null`
+/// mean `{}`.
 #[derive(Debug, Clone, Copy)]
 pub enum Input<'a> {
     /// UTF-8 JSON bytes.
     Bytes(&'a [u8]),
     /// A parsed JSON value.
     Value(&'a Value),
+    /// Bytes in the encoding named (the caller's `input_encoding`).
+    Encoded {
+        /// How they are encoded.
+        encoding: Encoding,
+        /// The payload.
+        bytes: &'a [u8],
+    },
+}
+
+impl Input<'_> {
+    /// How the input is encoded.
+    pub fn encoding(&self) -> Encoding {
+        match self {
+            Input::Bytes(_) | Input::Value(_) => Encoding::Json,
+            Input::Encoded { encoding, .. } => *encoding,
+        }
+    }
 }
 
 impl<'a> From<&'a Value> for Input<'a> {
@@ -152,34 +172,91 @@ impl<'a> From<&'a str> for Input<'a> {
     }
 }
 
-/// An action's output, already encoded as JSON.
+/// An action's output, encoded: JSON (the default), or the encoding the
+/// call agreed on (see [`crate::encoding`]).
+///
+/// ```
+/// use spoke::{ActionOutput, Encoding};
+/// let out = ActionOutput::encode(&[1, 2]).unwrap();
+/// assert_eq!((out.encoding(), out.bytes()), (Encoding::Json, &b"[1,2]"[..]));
+/// let out = ActionOutput::encoded(Encoding::RawBytes, vec![0xff]);
+/// assert!(out.as_json().is_none());
+/// ```
 #[derive(Debug, Clone)]
-pub struct ActionOutput(Box<RawValue>);
+pub struct ActionOutput(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Json(Box<RawValue>),
+    Encoded(Encoding, bytes::Bytes),
+}
 
 impl ActionOutput {
-    /// Encodes a value.
+    /// Encodes a value as JSON.
     pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(ActionOutput)
+        serde_json::value::to_raw_value(value).map(|raw| ActionOutput(Repr::Json(raw)))
     }
 
-    /// The JSON text.
-    pub fn json(&self) -> &str {
-        self.0.get()
+    /// Bytes already in `encoding`. Bytes said to be JSON are kept as
+    /// given: transports that embed JSON check it with [`ActionOutput::as_json`].
+    pub fn encoded(encoding: Encoding, bytes: impl Into<bytes::Bytes>) -> Self {
+        ActionOutput(Repr::Encoded(encoding, bytes.into()))
     }
 
-    /// The raw value, for embedding in a larger JSON document without re-encoding.
-    pub fn raw(&self) -> &RawValue {
-        &self.0
+    /// How it is encoded.
+    pub fn encoding(&self) -> Encoding {
+        match &self.0 {
+            Repr::Json(_) => Encoding::Json,
+            Repr::Encoded(encoding, _) => *encoding,
+        }
     }
 
-    /// The JSON text, owned (no copy).
-    pub fn into_json(self) -> String {
-        Box::<str>::from(self.0).into_string()
+    /// The JSON, for embedding in a larger JSON document without
+    /// re-encoding; `None` when it is not JSON (or is bytes said to be
+    /// JSON that are not).
+    pub fn as_json(&self) -> Option<std::borrow::Cow<'_, RawValue>> {
+        match &self.0 {
+            Repr::Json(raw) => Some(std::borrow::Cow::Borrowed(raw)),
+            Repr::Encoded(Encoding::Json, bytes) => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|text| RawValue::from_string(text.to_owned()).ok())
+                .map(std::borrow::Cow::Owned),
+            Repr::Encoded(..) => None,
+        }
     }
 
-    /// Parses the JSON into a value.
+    /// The JSON, for a transport that carries only JSON (and asked for it
+    /// with [`ContextBuilder::accept`](crate::context::ContextBuilder::accept)):
+    /// an `internal` error when the output is something else.
+    pub fn require_json(&self) -> Result<std::borrow::Cow<'_, RawValue>, ActionError> {
+        self.as_json().ok_or_else(|| {
+            ActionError::internal(format!(
+                "the action answered in {}, not the JSON asked for",
+                self.encoding()
+            ))
+        })
+    }
+
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Json(raw) => raw.get().as_bytes(),
+            Repr::Encoded(_, bytes) => bytes,
+        }
+    }
+
+    /// The encoded bytes, owned (no copy).
+    pub fn into_bytes(self) -> bytes::Bytes {
+        match self.0 {
+            Repr::Json(raw) => bytes::Bytes::from(Box::<str>::from(raw).into_string()),
+            Repr::Encoded(_, bytes) => bytes,
+        }
+    }
+
+    /// The output as a JSON value when it is JSON, MessagePack or JSON
+    /// Lines (an array); `null` for binary encodings.
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+        crate::payload::to_value(self.encoding(), self.bytes()).unwrap_or(Value::Null)
     }
 }
 
@@ -250,6 +327,11 @@ pub struct ActionDef {
     pub input_schema: fn() -> Schema,
     /// Schema of the output.
     pub output_schema: fn() -> Schema,
+    /// What the input travels as: its encodings, its Protobuf message type
+    /// ([`PayloadSpec::SERDE`] for a serde type).
+    pub input_payload: fn() -> PayloadSpec,
+    /// What the output travels as.
+    pub output_payload: fn() -> PayloadSpec,
     /// Decodes the input and starts the action.
     pub invoke: InvokeFn,
     /// Where it was declared, `file:line`.

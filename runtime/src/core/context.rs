@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::encoding::Encoding;
 use crate::partition::{LOCAL, Partition};
 use crate::store::Store;
 
@@ -93,6 +94,10 @@ struct Inner {
     partition: Option<Partition>,
     /// The instance's store, attached when an instance invokes.
     store: OnceLock<Arc<Store>>,
+    /// The output encodings the caller accepts, the preferred first.
+    accept: Vec<Encoding>,
+    /// The one agreed for this call, set when an instance invokes.
+    output_encoding: OnceLock<Encoding>,
 }
 
 impl Context {
@@ -205,6 +210,28 @@ impl Context {
         }
     }
 
+    /// The output encodings the caller accepts, the preferred first (empty:
+    /// the action's preferred, its first).
+    pub fn accept(&self) -> &[Encoding] {
+        &self.inner.accept
+    }
+
+    /// The encoding this call's output is written in: agreed by the
+    /// instance from the caller's [`accept`](Context::accept) list and what
+    /// the action gives, before the action runs (JSON until then).
+    pub fn output_encoding(&self) -> Encoding {
+        self.inner
+            .output_encoding
+            .get()
+            .copied()
+            .unwrap_or(Encoding::Json)
+    }
+
+    /// Records the agreed output encoding (once; later calls keep it).
+    pub(crate) fn agree_output_encoding(&self, encoding: Encoding) {
+        let _ = self.inner.output_encoding.set(encoding);
+    }
+
     /// Gives the context its instance's store (once; later calls keep it).
     pub(crate) fn attach_store(&self, store: &Arc<Store>) {
         let _ = self.inner.store.set(Arc::clone(store));
@@ -232,6 +259,8 @@ impl Context {
                 metadata: Arc::clone(&self.inner.metadata),
                 partition: self.inner.partition.clone(),
                 store: self.inner.store.clone(),
+                accept: self.inner.accept.clone(),
+                output_encoding: self.inner.output_encoding.clone(),
             }),
         }
     }
@@ -307,6 +336,8 @@ impl ContextBuilder {
                 metadata: Arc::default(),
                 partition: None,
                 store: OnceLock::new(),
+                accept: Vec::new(),
+                output_encoding: OnceLock::new(),
             },
         }
     }
@@ -344,6 +375,21 @@ impl ContextBuilder {
     /// instances (see [`Context::partition`]).
     pub fn partition(mut self, partition: Partition) -> Self {
         self.inner.partition = Some(partition);
+        self
+    }
+
+    /// The output encodings the caller accepts, the preferred first;
+    /// empty by default (the action's preferred, its first: JSON for a serde type).
+    ///
+    /// ```
+    /// use spoke::{Context, Encoding};
+    /// let ctx = Context::builder("req-1", "rows")
+    ///     .accept([Encoding::ArrowIpc, Encoding::Json])
+    ///     .build();
+    /// assert_eq!(ctx.accept(), [Encoding::ArrowIpc, Encoding::Json]);
+    /// ```
+    pub fn accept(mut self, encodings: impl IntoIterator<Item = Encoding>) -> Self {
+        self.inner.accept = encodings.into_iter().collect();
         self
     }
 

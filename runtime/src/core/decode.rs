@@ -14,6 +14,14 @@ use crate::error::ActionError;
 pub fn decode<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionError> {
     let empty = || Value::Object(Default::default());
     match input {
+        Input::Encoded {
+            encoding: crate::encoding::Encoding::Json,
+            bytes,
+        } => decode(Input::Bytes(bytes)),
+        Input::Encoded { encoding, .. } => Err(crate::payload::not_taken(
+            encoding,
+            &[crate::encoding::Encoding::Json],
+        )),
         Input::Bytes(bytes) => {
             let text = bytes.trim_ascii();
             if text.is_empty() || text == b"null" {

@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::config::ConfigSource;
 use crate::connector::{ActionFuture, ActionOutput, AnyConnector, Input, InvokeFn, StartError};
 use crate::context::Context;
+use crate::encoding::{ActionEncodings, Encoding, negotiate};
 use crate::error::ActionError;
 use crate::manifest::Manifest;
 use crate::registry::ConnectorType;
@@ -139,15 +140,16 @@ impl Instance {
         input: Input<'_>,
         ctx: Context,
     ) -> impl Future<Output = Result<ActionOutput, ActionError>> + Send + 'static {
-        let started = match self.ty.action(action) {
+        let started = match self.ty.action_with_encodings(action) {
             None => Err(self.unknown("action", action, self.ty.visible_action_names())),
-            Some(def) => {
+            Some((def, encodings)) => agree(action, &input, &ctx, encodings).map(|output| {
                 let ctx = match def.timeout_ms.map(Duration::from_millis) {
                     Some(limit) => ctx.narrowed_to(limit),
                     None => ctx,
                 };
-                Ok((self.start_call(def.invoke, input, ctx.clone()), ctx))
-            }
+                ctx.agree_output_encoding(output);
+                (self.start_call(def.invoke, input, ctx.clone()), ctx)
+            }),
         };
         self.finish(started)
     }
@@ -201,6 +203,34 @@ impl Instance {
     fn unknown(&self, kind: &str, name: &str, known: Vec<&'static str>) -> ActionError {
         unknown_name(self.ty.name(), kind, name, &known)
     }
+}
+
+/// The output encoding of a call of `action`, or why there is none: the
+/// input's encoding is not one the action takes, or the caller accepts none
+/// of those it gives. Both are `invalid_input` naming what it supports
+/// (`details.supported`).
+fn agree(
+    action: &str,
+    input: &Input<'_>,
+    ctx: &Context,
+    encodings: ActionEncodings,
+) -> Result<Encoding, ActionError> {
+    let given = input.encoding();
+    if !encodings.input.contains(&given) {
+        return Err(ActionError::invalid_input(format!(
+            "action `{action}` takes {} input, not {given}",
+            Encoding::join(encodings.input, "or")
+        ))
+        .with_details(json!({ "input_encoding": given, "supported": encodings.input })));
+    }
+    negotiate(ctx.accept(), encodings.output).ok_or_else(|| {
+        ActionError::invalid_input(format!(
+            "action `{action}` answers in {}, and the caller accepts only {}",
+            Encoding::join(encodings.output, "or"),
+            Encoding::join(ctx.accept(), "or")
+        ))
+        .with_details(json!({ "accept": ctx.accept(), "supported": encodings.output }))
+    })
 }
 
 async fn supervise(

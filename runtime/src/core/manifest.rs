@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::encoding::Encoding;
+
 /// The manifest format version, `"spoke": 1`.
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -125,6 +127,39 @@ pub struct ActionManifest {
     pub input_schema: Value,
     /// JSON Schema of the output.
     pub output_schema: Value,
+    /// The encodings its input may come in, the preferred first
+    /// (`["json", "msgpack"]` for parameters; `["json"]` when a manifest
+    /// from before encodings does not say).
+    #[serde(default = "json_only")]
+    pub input_encodings: Vec<Encoding>,
+    /// The encodings it can answer in, the preferred first.
+    #[serde(default = "json_only")]
+    pub output_encodings: Vec<Encoding>,
+    /// The Protobuf message its input is (`package.Message`), if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_message_type: Option<String>,
+    /// The Protobuf message its output is, if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_message_type: Option<String>,
+}
+
+impl ActionManifest {
+    /// Whether it takes and gives JSON: what a JSON-only host (MCP, Omni)
+    /// can call.
+    pub fn speaks_json(&self) -> bool {
+        self.input_encodings.contains(&Encoding::Json)
+            && self.output_encodings.contains(&Encoding::Json)
+    }
+
+    /// Whether its input is an object of named parameters (a serde type,
+    /// JSON first), not bytes, a message or a sequence of records.
+    pub fn takes_parameters(&self) -> bool {
+        self.input_encodings.first() == Some(&Encoding::Json)
+    }
+}
+
+fn json_only() -> Vec<Encoding> {
+    vec![Encoding::Json]
 }
 
 /// One search operator in a [`Manifest`].

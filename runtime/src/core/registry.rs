@@ -40,9 +40,11 @@ use crate::config::config_schema;
 use crate::connector::{
     ActionDef, ActionSet, ConnectorRegistration, ProducerDef, SearchOperatorDef, SyncDef,
 };
+use crate::encoding::ActionEncodings;
 use crate::manifest::{
     ActionManifest, MANIFEST_VERSION, Manifest, Mode, SearchOperatorManifest, SyncManifest,
 };
+use crate::payload::PayloadSpec;
 use crate::schema::check_input_schema;
 
 /// A problem with what was registered, found at start-up.
@@ -128,7 +130,9 @@ pub struct Registry {
 pub struct ConnectorType {
     registration: &'static ConnectorRegistration,
     actions: Vec<&'static ActionDef>,
-    action_index: HashMap<&'static str, usize>,
+    /// Each action's place in `actions` and its encodings (a call checks
+    /// them: computed once here, not per call).
+    action_index: HashMap<&'static str, (usize, ActionEncodings)>,
     operators: Vec<&'static SearchOperatorDef>,
     producers: Vec<&'static ProducerDef>,
     syncs: Vec<&'static SyncDef>,
@@ -281,7 +285,11 @@ impl RegistryBuilder {
                     });
                 }
             }
-            for action in &actions {
+            // A binary input (bytes, a batch, a message) has no parameters.
+            for action in actions
+                .iter()
+                .filter(|a| (a.input_payload)() == PayloadSpec::SERDE)
+            {
                 let schema = (action.input_schema)().to_value();
                 let problems = check_input_schema(&schema);
                 if !problems.is_empty() {
@@ -300,7 +308,13 @@ impl RegistryBuilder {
             let action_index = actions
                 .iter()
                 .enumerate()
-                .map(|(i, a)| (a.name, i))
+                .map(|(i, a)| {
+                    let encodings = ActionEncodings {
+                        input: (a.input_payload)().encodings,
+                        output: (a.output_payload)().encodings,
+                    };
+                    (a.name, (i, encodings))
+                })
                 .collect();
             connectors.push(Arc::new(ConnectorType {
                 registration,
@@ -384,7 +398,17 @@ impl ConnectorType {
 
     /// The action with this name.
     pub fn action(&self, name: &str) -> Option<&'static ActionDef> {
-        self.action_index.get(name).map(|&i| self.actions[i])
+        self.action_index.get(name).map(|&(i, _)| self.actions[i])
+    }
+
+    /// The action with this name, and the encodings it takes and gives.
+    pub fn action_with_encodings(
+        &self,
+        name: &str,
+    ) -> Option<(&'static ActionDef, ActionEncodings)> {
+        self.action_index
+            .get(name)
+            .map(|&(i, encodings)| (self.actions[i], encodings))
     }
 
     /// Every search operator, sorted.
@@ -427,17 +451,24 @@ impl ConnectorType {
         let actions: Vec<ActionManifest> = self
             .actions
             .iter()
-            .map(|a| ActionManifest {
-                name: a.name.into(),
-                description: a.description.into(),
-                mode: a.mode,
-                admin_only: a.admin_only,
-                hidden: a.hidden,
-                destructive: a.destructive,
-                idempotent: a.idempotent,
-                timeout_ms: a.timeout_ms,
-                input_schema: (a.input_schema)().to_value(),
-                output_schema: (a.output_schema)().to_value(),
+            .map(|a| {
+                let (input, output) = ((a.input_payload)(), (a.output_payload)());
+                ActionManifest {
+                    name: a.name.into(),
+                    description: a.description.into(),
+                    mode: a.mode,
+                    admin_only: a.admin_only,
+                    hidden: a.hidden,
+                    destructive: a.destructive,
+                    idempotent: a.idempotent,
+                    timeout_ms: a.timeout_ms,
+                    input_schema: (a.input_schema)().to_value(),
+                    output_schema: (a.output_schema)().to_value(),
+                    input_encodings: input.encodings.to_vec(),
+                    output_encodings: output.encodings.to_vec(),
+                    input_message_type: input.message_type,
+                    output_message_type: output.message_type,
+                }
             })
             .collect();
         let search_operators: Vec<SearchOperatorManifest> = self

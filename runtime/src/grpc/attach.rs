@@ -571,7 +571,7 @@ async fn write(
         };
         // A large result goes as Chunks, then its Result: all of it before
         // any other frame, so no Ping can split it.
-        for frame in in_pieces(frame) {
+        for frame in spoke_proto::chunks::in_pieces(frame) {
             tokio::select! {
                 biased;
                 () = &mut stopped => return,
@@ -583,46 +583,6 @@ async fn write(
             return;
         }
     }
-}
-
-/// The frames that carry `frame`: itself, or, for a Result whose payload is
-/// larger than [`CHUNK_THRESHOLD`](spoke_proto::CHUNK_THRESHOLD), its payload
-/// in [`CHUNK_BYTES`](spoke_proto::CHUNK_BYTES) Chunks (seq from 0) and then
-/// the Result with `chunked = true` and an empty payload. A result sent again
-/// after a reconnect is cut the same way, so the hub can skip the Chunks it
-/// already has.
-fn in_pieces(frame: ConnectorFrame) -> Vec<ConnectorFrame> {
-    use spoke_proto::v1::{Chunk, result::Outcome};
-    let Some(connector_frame::Frame::Result(mut result)) = frame.frame else {
-        return vec![frame];
-    };
-    let payload = match &mut result.outcome {
-        Some(Outcome::Payload(payload)) if payload.len() > spoke_proto::CHUNK_THRESHOLD => {
-            std::mem::take(payload)
-        }
-        _ => {
-            return vec![ConnectorFrame {
-                frame: Some(connector_frame::Frame::Result(result)),
-            }];
-        }
-    };
-    let mut frames: Vec<ConnectorFrame> = (0..payload.len())
-        .step_by(spoke_proto::CHUNK_BYTES)
-        .zip(0u64..)
-        .map(|(start, seq)| ConnectorFrame {
-            frame: Some(connector_frame::Frame::Chunk(Chunk {
-                request_id: result.request_id.clone(),
-                seq,
-                // A view of the payload, not a copy.
-                data: payload.slice(start..payload.len().min(start + spoke_proto::CHUNK_BYTES)),
-            })),
-        })
-        .collect();
-    result.chunked = true;
-    frames.push(ConnectorFrame {
-        frame: Some(connector_frame::Frame::Result(result)),
-    });
-    frames
 }
 
 fn status_text(status: &tonic::Status) -> String {
@@ -691,7 +651,7 @@ mod tests {
     #[test]
     fn small_results_go_whole() {
         let frame = result_of(vec![b'x'; spoke_proto::CHUNK_THRESHOLD]);
-        let pieces = in_pieces(frame.clone());
+        let pieces = spoke_proto::chunks::in_pieces(frame.clone());
         assert_eq!(pieces, vec![frame]);
     }
 
@@ -700,7 +660,7 @@ mod tests {
         let payload: Vec<u8> = (0..spoke_proto::CHUNK_BYTES * 2 + 10)
             .map(|i| (i % 251) as u8)
             .collect();
-        let pieces = in_pieces(result_of(payload.clone()));
+        let pieces = spoke_proto::chunks::in_pieces(result_of(payload.clone()));
         assert_eq!(pieces.len(), 4);
         let mut joined = Vec::new();
         for (seq, piece) in pieces[..3].iter().enumerate() {
@@ -726,6 +686,6 @@ mod tests {
         let ping = ConnectorFrame {
             frame: Some(connector_frame::Frame::Ping(Ping { nonce: 1 })),
         };
-        assert_eq!(in_pieces(ping.clone()), vec![ping]);
+        assert_eq!(spoke_proto::chunks::in_pieces(ping.clone()), vec![ping]);
     }
 }

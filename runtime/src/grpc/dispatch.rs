@@ -49,6 +49,7 @@ use crate::connector::{ActionOutput, Input};
 use crate::context::{Context, Event, EventKind};
 use crate::error::{ActionError, ErrorCode};
 use crate::grpc::outbox::Outbox;
+use crate::grpc::wire_encoding::{accept_from_wire, from_wire, to_wire};
 use crate::instance::Instance;
 
 /// Events an invocation may emit before it waits for them to be forwarded.
@@ -125,8 +126,12 @@ struct Queued {
 
 #[derive(Debug)]
 enum Target {
-    /// An action with its JSON input.
-    Action(Bytes),
+    /// An action with its input, and the output encodings the caller accepts.
+    Action {
+        payload: Bytes,
+        encoding: crate::encoding::Encoding,
+        accept: Vec<crate::encoding::Encoding>,
+    },
     /// A search operator with the value to resolve.
     Operator(String),
 }
@@ -242,6 +247,7 @@ impl Dispatch {
             timeout_ms,
             kind,
             metadata,
+            accept,
         } = invoke;
         let mut state = self.lock();
         if let Some(call) = state.calls.get(&request_id) {
@@ -270,7 +276,7 @@ impl Dispatch {
         };
         let target = match rejection {
             Some(error) => Err(error),
-            None => target(&action, encoding, kind, payload),
+            None => target(&action, encoding, &accept, kind, payload),
         };
         let generation = state.generation;
         match target {
@@ -420,13 +426,22 @@ impl Dispatch {
         if timeout_ms > 0 {
             ctx = ctx.deadline(received + Duration::from_millis(timeout_ms));
         }
+        if let Target::Action { accept, .. } = &target {
+            ctx = ctx.accept(accept.iter().copied());
+        }
         let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
         let ctx = ctx.events(events_tx).build();
         let invocation = async {
             match &target {
-                Target::Action(payload) => {
+                Target::Action {
+                    payload, encoding, ..
+                } => {
+                    let input = Input::Encoded {
+                        encoding: *encoding,
+                        bytes: payload,
+                    };
                     self.instance
-                        .invoke(&action, Input::Bytes(payload), ctx)
+                        .invoke(&action, input, ctx)
                         .instrument(span)
                         .await
                 }
@@ -501,19 +516,25 @@ impl Dispatch {
 }
 
 /// What an Invoke targets, or why it cannot run.
-fn target(action: &str, encoding: i32, kind: i32, payload: Bytes) -> Result<Target, ActionError> {
-    match Encoding::try_from(encoding) {
-        Ok(Encoding::Unspecified | Encoding::Json) => {}
-        other => {
-            let name =
-                other.map_or_else(|_| format!("#{encoding}"), |e| e.as_str_name().to_owned());
-            return Err(ActionError::invalid_input(format!(
-                "payload encoding {name} is not supported: this connector takes JSON"
-            )));
-        }
-    }
+fn target(
+    action: &str,
+    encoding: i32,
+    accept: &[i32],
+    kind: i32,
+    payload: Bytes,
+) -> Result<Target, ActionError> {
+    let encoding = from_wire(encoding)?;
     match InvokeKind::try_from(kind) {
-        Ok(InvokeKind::Action) => Ok(Target::Action(payload)),
+        Ok(InvokeKind::Action) => Ok(Target::Action {
+            payload,
+            encoding,
+            accept: accept_from_wire(accept),
+        }),
+        Ok(InvokeKind::SearchOperator) if encoding != crate::encoding::Encoding::Json => {
+            Err(ActionError::invalid_input(format!(
+                "search operator `{action}` takes JSON, not {encoding}"
+            )))
+        }
         Ok(InvokeKind::SearchOperator) => operator_value(action, &payload).map(Target::Operator),
         Err(_) => Err(ActionError::invalid_input(format!(
             "unknown invocation kind #{kind}"
@@ -552,15 +573,18 @@ pub(crate) fn result_frame(
     result: Result<ActionOutput, ActionError>,
     took: Duration,
 ) -> ConnectorFrame {
-    let outcome = match result {
-        Ok(output) => Outcome::Payload(Bytes::from(output.into_json())),
-        Err(error) => Outcome::Error(error_frame(&error)),
+    let (outcome, encoding) = match result {
+        Ok(output) => {
+            let encoding = to_wire(output.encoding());
+            (Outcome::Payload(output.into_bytes()), encoding)
+        }
+        Err(error) => (Outcome::Error(error_frame(&error)), Encoding::Json as i32),
     };
     ConnectorFrame {
         frame: Some(Frame::Result(ResultFrame {
             request_id: request_id.to_owned(),
             outcome: Some(outcome),
-            encoding: Encoding::Json as i32,
+            encoding,
             duration_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
             chunked: false,
         })),
@@ -621,14 +645,27 @@ mod tests {
     }
 
     #[test]
-    fn only_json_payloads_are_accepted() {
-        let err = target("a", Encoding::Msgpack as i32, 0, Bytes::new()).unwrap_err();
-        assert!(err.message().contains("ENCODING_MSGPACK"), "{err}");
-        assert!(matches!(
-            target("a", 0, 0, Bytes::from_static(b"{}")),
-            Ok(Target::Action(_))
-        ));
-        assert!(target("a", 0, 9, Bytes::new()).is_err());
+    fn invokes_carry_their_encodings_and_operators_take_json() {
+        let msgpack = Encoding::Msgpack as i32;
+        let Ok(Target::Action {
+            encoding, accept, ..
+        }) = target("a", msgpack, &[6, 1], 0, Bytes::new())
+        else {
+            panic!("not an action");
+        };
+        assert_eq!(encoding, crate::encoding::Encoding::Msgpack);
+        assert_eq!(
+            accept,
+            [
+                crate::encoding::Encoding::ArrowIpc,
+                crate::encoding::Encoding::Json
+            ]
+        );
+        let err = target("ext", msgpack, &[], 1, Bytes::new()).unwrap_err();
+        assert!(err.message().contains("takes JSON, not msgpack"), "{err}");
+        let err = target("a", 42, &[], 0, Bytes::new()).unwrap_err();
+        assert!(err.message().contains("#42 is unknown"), "{err}");
+        assert!(target("a", 0, &[], 9, Bytes::new()).is_err());
     }
 
     #[test]

@@ -38,5 +38,6 @@ mod outbox;
 pub mod serve;
 mod syncs;
 pub mod tls;
+pub mod wire_encoding;
 
 pub use syncs::wire_counters;

@@ -43,9 +43,12 @@ pub fn omni_manifest(manifest: &Manifest, connector_url: &str) -> Value {
     sync_modes.sort();
     sync_modes.dedup();
     let source_types = &manifest.source_types;
+    // Omni's `/action` takes an object of parameters and answers JSON:
+    // actions with other inputs or outputs are not offered to it.
     let actions: Vec<Value> = manifest
         .actions
         .iter()
+        .filter(|a| omni_can_call(a))
         .map(|a| {
             json!({
                 "name": a.name,
@@ -165,6 +168,7 @@ pub fn manifest_schema_problems(manifest: &Manifest) -> Vec<String> {
     let mut problems: Vec<String> = manifest
         .actions
         .iter()
+        .filter(|a| omni_can_call(a))
         .flat_map(|a| omni_schema_problems(&manifest.name, &a.name, &a.input_schema))
         .collect();
     problems.extend(document_fields_schema(manifest, |s| s.extra_schema.as_ref()).1);
@@ -224,6 +228,14 @@ fn document_fields_schema(
         merged["required"] = Value::Array(required);
     }
     (merged, problems)
+}
+
+/// Whether Omni's `/action` can call it: parameters in, JSON out.
+fn omni_can_call(action: &crate::manifest::ActionManifest) -> bool {
+    action.takes_parameters()
+        && action
+            .output_encodings
+            .contains(&crate::encoding::Encoding::Json)
 }
 
 #[cfg(test)]

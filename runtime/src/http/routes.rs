@@ -32,6 +32,7 @@ use super::wire::{
 };
 use crate::connector::Input;
 use crate::context::Context;
+use crate::encoding::Encoding;
 use crate::error::{ActionError, ErrorCode};
 use crate::registry::ConnectorType;
 use crate::sync::{self, StoredCheckpoint, SyncMode};
@@ -173,8 +174,10 @@ async fn action(
         metadata.insert("source_id".to_owned(), source.id.clone());
     }
     let request_id = format!("http-{:016x}", fastrand::u64(..));
+    // Omni's contract is JSON.
     let ctx = Context::builder(request_id, request.action.as_str())
         .metadata(metadata)
+        .accept([Encoding::Json])
         .build();
     let Ok(_permit) = state.in_flight.acquire().await else {
         return action_error(&ActionError::unavailable("the connector is shutting down"));
@@ -183,15 +186,18 @@ async fn action(
         .invoke(&request.action, Input::Value(&params), ctx)
         .await
     {
-        Ok(output) => {
-            let body = super::wire::ActionResponse {
-                status: "success",
-                result: Some(output.raw()),
-                error: None,
-                details: None,
-            };
-            axum::Json(body).into_response()
-        }
+        Ok(output) => match output.require_json() {
+            Ok(json) => {
+                let body = super::wire::ActionResponse {
+                    status: "success",
+                    result: Some(&*json),
+                    error: None,
+                    details: None,
+                };
+                axum::Json(body).into_response()
+            }
+            Err(e) => action_error(&e),
+        },
         Err(e) => action_error(&e),
     }
 }

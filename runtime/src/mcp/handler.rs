@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::tools::{Lookup, ToolSet};
 use crate::connector::Input;
 use crate::context::{Context, Event, EventKind};
+use crate::encoding::Encoding;
 use crate::error::ActionError;
 use crate::instance::Instance;
 
@@ -143,8 +144,10 @@ impl ServerHandler for McpServer {
         let progress = context.meta.get_progress_token();
         // `RequestId`'s Display is the id's text (a number or the string).
         let request_id = format!("mcp-{}", context.id);
-        let mut builder =
-            Context::builder(request_id, entry.action.as_str()).cancellation(context.ct.clone());
+        // MCP is JSON: tools are the actions that take and give it.
+        let mut builder = Context::builder(request_id, entry.action.as_str())
+            .cancellation(context.ct.clone())
+            .accept([Encoding::Json]);
         if let Some(timeout) = self.inner.timeout {
             builder = builder.timeout(timeout);
         }
@@ -196,7 +199,10 @@ impl ServerHandler for McpServer {
         }
         Ok(match outcome {
             Ok(output) => {
-                let value: Value = serde_json::from_str(output.raw().get()).map_err(|e| {
+                let json = output
+                    .require_json()
+                    .map_err(|e| McpError::internal_error(e.message().to_owned(), None))?;
+                let value: Value = serde_json::from_str(json.get()).map_err(|e| {
                     McpError::internal_error(format!("the output is not JSON: {e}"), None)
                 })?;
                 let value = if entry.wraps_output {

@@ -53,11 +53,13 @@ pub enum Lookup<'a> {
 }
 
 impl ToolSet {
-    /// The tools of `manifest`'s actions.
+    /// The tools of `manifest`'s actions that take and give JSON (MCP
+    /// carries nothing else; the others are left out, with a warning).
     pub fn new(manifest: &Manifest) -> ToolSet {
         let mut entries: Vec<ToolEntry> = manifest
             .actions
             .iter()
+            .filter(|a| ToolEntry::is_tool(a, &manifest.name))
             .map(|a| ToolEntry::of(a, a.name.clone()))
             .collect();
         entries.sort_by(|a, b| a.tool.name.cmp(&b.tool.name));
@@ -142,6 +144,22 @@ impl ToolEntry {
     /// connector, [`qualified_name`] among many).
     pub fn of(action: &ActionManifest, name: String) -> ToolEntry {
         entry_of(action, name)
+    }
+
+    /// Whether `action` (of connector `connector`) can be an MCP tool: it
+    /// takes and gives JSON. Says in the log why not.
+    pub fn is_tool(action: &ActionManifest, connector: &str) -> bool {
+        let json = action.speaks_json();
+        if !json {
+            tracing::warn!(
+                target: "spoke::mcp",
+                "action `{}` of connector `{connector}` is left out: MCP carries JSON, and it takes {} and gives {}",
+                action.name,
+                crate::encoding::Encoding::join(&action.input_encodings, "or"),
+                crate::encoding::Encoding::join(&action.output_encodings, "or"),
+            );
+        }
+        json
     }
 
     /// Whether a caller sees it listed: never a hidden one, an

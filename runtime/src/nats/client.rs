@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::subjects::Subjects;
 use super::sync::SyncAsk;
 use super::wire::{self, error_of, new_request_id};
+use crate::encoding::Encoding;
 use crate::error::ActionError;
 use crate::instance::unknown_name;
 
@@ -92,10 +93,35 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// What a request came to, before a nobody-listening is explained.
+/// What a request came to, before a nobody-listening is explained: the
+/// answer's body and its encoding (`Content-Type`; JSON without one).
 enum Sent {
-    Answer(Result<Bytes, ActionError>),
+    Answer(Result<(Bytes, Encoding), ActionError>),
     NoResponders,
+}
+
+/// A call's payload as it travels: its bytes, their encoding, and the
+/// output encodings the caller reads (the preferred first; empty: the
+/// action's preferred).
+#[derive(Debug, Clone)]
+pub struct Payload<'a> {
+    /// The input.
+    pub bytes: Bytes,
+    /// Its encoding.
+    pub encoding: Encoding,
+    /// The output encodings the caller reads.
+    pub accept: &'a [Encoding],
+}
+
+impl Payload<'_> {
+    /// JSON in, JSON out.
+    pub fn json(bytes: Bytes) -> Payload<'static> {
+        Payload {
+            bytes,
+            encoding: Encoding::Json,
+            accept: &[Encoding::Json],
+        }
+    }
 }
 
 /// Sends `payload` to `subject` (one of `subjects`' action, operator or
@@ -112,8 +138,16 @@ pub async fn request(
     payload: Bytes,
     timeout: Option<Duration>,
 ) -> Result<Bytes, ActionError> {
-    match send(client, subjects, subject.clone(), payload, timeout).await {
-        Sent::Answer(answer) => answer,
+    match send(
+        client,
+        subjects,
+        subject.clone(),
+        Payload::json(payload),
+        timeout,
+    )
+    .await
+    {
+        Sent::Answer(answer) => answer.map(|(body, _)| body),
         Sent::NoResponders => Err(nobody_serves(&subject)),
     }
 }
@@ -147,6 +181,29 @@ pub async fn call(
     payload: Bytes,
     timeout: Option<Duration>,
 ) -> Result<Bytes, ActionError> {
+    call_with(
+        client,
+        subjects,
+        instance,
+        callee,
+        Payload::json(payload),
+        timeout,
+    )
+    .await
+    .map(|(body, _)| body)
+}
+
+/// [`call`] with a payload in any encoding: the answer's body and its
+/// encoding. An instance from before encodings answers JSON whatever the
+/// caller accepts: check the encoding.
+pub async fn call_with(
+    client: &Client,
+    subjects: &Subjects,
+    instance: Option<&str>,
+    callee: Callee<'_>,
+    payload: Payload<'_>,
+    timeout: Option<Duration>,
+) -> Result<(Bytes, Encoding), ActionError> {
     let at = match instance {
         Some(id) => subjects.instance(id),
         None => subjects.clone(),
@@ -159,8 +216,9 @@ pub async fn call(
         Sent::Answer(answer) => answer,
         Sent::NoResponders => {
             let probe = timeout.unwrap_or(PROBE_TIMEOUT).min(PROBE_TIMEOUT);
-            let Sent::Answer(Ok(manifest)) =
-                send(client, subjects, at.describe(), Bytes::new(), Some(probe)).await
+            let describe = Payload::json(Bytes::new());
+            let Sent::Answer(Ok((manifest, _))) =
+                send(client, subjects, at.describe(), describe, Some(probe)).await
             else {
                 return Err(match instance {
                     Some(id) => ActionError::unavailable(format!(
@@ -194,12 +252,24 @@ async fn send(
     client: &Client,
     subjects: &Subjects,
     subject: String,
-    payload: Bytes,
+    payload: Payload<'_>,
     timeout: Option<Duration>,
 ) -> Sent {
     let id = new_request_id();
     let mut headers = HeaderMap::new();
     headers.insert(wire::REQUEST_ID, id.as_str());
+    if payload.encoding != Encoding::Json {
+        headers.insert(wire::CONTENT_TYPE, payload.encoding.mime());
+    }
+    if payload.accept != [Encoding::Json] {
+        let accept: Vec<&str> = payload.accept.iter().map(|e| e.mime()).collect();
+        let accept = if accept.is_empty() {
+            "*/*".to_owned()
+        } else {
+            accept.join(", ")
+        };
+        headers.insert(wire::ACCEPT, accept.as_str());
+    }
     if let Some(timeout) = timeout {
         headers.insert(
             wire::TIMEOUT,
@@ -212,14 +282,19 @@ async fn send(
     };
     let request = async_nats::Request::new()
         .headers(headers)
-        .payload(payload)
+        .payload(payload.bytes)
         .timeout(timeout.map(|t| t + ANSWER_MARGIN));
     Sent::Answer(match client.send_request(subject.clone(), request).await {
         Ok(message) => {
             guard.disarm();
-            match error_of(message.headers.as_ref(), &message.payload) {
+            let headers = message.headers.as_ref();
+            match error_of(headers, &message.payload) {
                 Some(error) => Err(error),
-                None => Ok(message.payload),
+                None => wire::content_type(headers)
+                    .map(|encoding| (message.payload, encoding))
+                    .map_err(|e| {
+                        ActionError::internal(format!("the answer on {subject}: {}", e.message()))
+                    }),
             }
         }
         Err(e) => match e.kind() {

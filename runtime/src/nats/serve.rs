@@ -30,9 +30,10 @@ use super::options::{NatsOptions, redacted};
 use super::status::{self, Heartbeat, InstanceStatus};
 use super::subjects::{DESCRIBE, SubjectError, Subjects, Target, check_token, target_of};
 use super::sync::SyncHost;
-use super::wire::{self, error_answer, new_request_id};
+use super::wire::{self, new_request_id};
 use crate::connector::Input;
 use crate::context::Context;
+use crate::encoding::Encoding;
 use crate::error::ActionError;
 use crate::instance::Instance;
 use crate::partition::Partition;
@@ -548,34 +549,29 @@ async fn answer(shared: &Shared, endpoint: &Endpoint, kind: &Kind, message: Mess
         );
         return;
     };
-    let (sent, error) = match call(shared, kind, &message).await {
-        Ok(body) => (shared.client.publish(reply, body).await, None),
-        Err(e) => {
-            tracing::info!(
-                target: "spoke::nats",
-                subject = %message.subject,
-                "call ended: {}: {}",
-                e.code(),
-                e.message()
-            );
-            let last = format!("{}:{}", e.code().http_status(), e.message());
-            let (headers, body) = error_answer(&e);
-            (
-                shared
-                    .client
-                    .publish_with_headers(reply, headers, body)
-                    .await,
-                Some(last),
-            )
-        }
-    };
-    endpoint.record(started.elapsed(), error);
+    let answered = call(shared, kind, &message).await;
+    let (sent, error) = wire::publish_answer(&shared.client, reply, answered).await;
+    if let Some(e) = &error {
+        tracing::info!(
+            target: "spoke::nats",
+            subject = %message.subject,
+            "call ended: {}: {}",
+            e.code(),
+            e.message()
+        );
+    }
+    let last = error.map(|e| format!("{}:{}", e.code().http_status(), e.message()));
+    endpoint.record(started.elapsed(), last);
     if let Err(e) = sent {
         tracing::warn!(target: "spoke::nats", subject = %message.subject, "answering: {e}");
     }
 }
 
-async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, ActionError> {
+async fn call(
+    shared: &Shared,
+    kind: &Kind,
+    message: &Message,
+) -> Result<(Bytes, Encoding), ActionError> {
     let target = match kind {
         Kind::Action(action) => Target::Action(action),
         Kind::Operator(operator) => Target::Operator(operator),
@@ -603,7 +599,7 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
         }
     };
     let (name, operator) = match target {
-        Target::Describe => return Ok(shared.manifest.clone()),
+        Target::Describe => return Ok((shared.manifest.clone(), Encoding::Json)),
         Target::Sync(sync) => {
             let host = shared.syncs.as_ref().map_err(|why| {
                 ActionError::unavailable(format!("syncs cannot run on this instance: {why}"))
@@ -616,7 +612,8 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
                     &shared.cancels,
                     &shared.calls,
                 )
-                .await;
+                .await
+                .map(|body| (body, Encoding::Json));
         }
         Target::Action(action) => (action, false),
         Target::Operator(operator) => (operator, true),
@@ -646,8 +643,12 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);
     }
+    let input_encoding = wire::content_type(headers)?;
+    if !operator {
+        builder = builder.accept(wire::accept(headers)?);
+    }
     let ctx = builder.build();
-    let payload: &[u8] = if message.payload.is_empty() {
+    let payload: &[u8] = if message.payload.is_empty() && input_encoding == Encoding::Json {
         b"{}"
     } else {
         &message.payload
@@ -669,12 +670,17 @@ async fn call(shared: &Shared, kind: &Kind, message: &Message) -> Result<Bytes, 
         };
         shared.instance.resolve(name, &value, ctx).await?
     } else {
-        shared
-            .instance
-            .invoke(name, Input::Bytes(payload), ctx)
-            .await?
+        let input = match input_encoding {
+            Encoding::Json => Input::Bytes(payload),
+            encoding => Input::Encoded {
+                encoding,
+                bytes: payload,
+            },
+        };
+        shared.instance.invoke(name, input, ctx).await?
     };
-    Ok(Bytes::copy_from_slice(output.raw().get().as_bytes()))
+    let encoding = output.encoding();
+    Ok((output.into_bytes(), encoding))
 }
 
 #[cfg(test)]

@@ -10,8 +10,13 @@
 //! |---|---|
 //! | `Spoke-Request-Id` | the caller's id for the call (`[A-Za-z0-9_-]`, at most 64): it names the call in logs, and the caller cancels by publishing to `spoke.<tenant>.<connector>.cancel.<id>` |
 //! | `Spoke-Timeout` | how long the caller waits, in milliseconds: the action's deadline (a relative time, so clocks need not agree) |
+//! | `Content-Type` | the input's encoding, as a MIME type or a name (`application/msgpack`, `msgpack`); absent: JSON |
+//! | `Accept` | the output encodings the caller reads, the preferred first, comma-separated; absent: JSON (what a caller from before encodings reads); `*/*`: the action's preferred |
 //!
-//! **Answer**: success is the action's output as JSON, no headers. An
+//! **Answer**: success is the action's output, as JSON with no headers, or
+//! in another encoding with `Content-Type` saying which. An answer larger
+//! than the server's `max_payload` (1 MiB unless configured) is an error
+//! answer that says so, never silence. An
 //! error has ADR-32's headers, `Nats-Service-Error` (the message) and
 //! `Nats-Service-Error-Code` (an HTTP-like number, [`ErrorCode::http_status`]),
 //! plus `Spoke-Error-Code` (the code's name), **and** a JSON body
@@ -22,6 +27,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use std::time::Duration;
 
+use crate::encoding::Encoding;
 use crate::error::{ActionError, ErrorCode};
 
 /// `Spoke-Request-Id`.
@@ -34,6 +40,104 @@ pub const ERROR_CODE: &str = "Spoke-Error-Code";
 pub const SERVICE_ERROR: &str = "Nats-Service-Error";
 /// ADR-32's error code header (a number).
 pub const SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+
+/// `Content-Type`: the encoding of a request's or an answer's payload.
+pub const CONTENT_TYPE: &str = "Content-Type";
+/// `Accept`: the output encodings a caller reads.
+pub const ACCEPT: &str = "Accept";
+
+/// The encoding `Content-Type` names (absent: JSON).
+///
+/// ```
+/// use async_nats::HeaderMap;
+/// use spoke::Encoding;
+/// use spoke::nats::wire::{CONTENT_TYPE, content_type};
+/// let mut h = HeaderMap::new();
+/// h.insert(CONTENT_TYPE, "application/vnd.apache.arrow.stream");
+/// assert_eq!(content_type(Some(&h)).unwrap(), Encoding::ArrowIpc);
+/// assert_eq!(content_type(None).unwrap(), Encoding::Json);
+/// ```
+pub fn content_type(headers: Option<&HeaderMap>) -> Result<Encoding, ActionError> {
+    match headers.and_then(|h| h.get(CONTENT_TYPE)) {
+        None => Ok(Encoding::Json),
+        Some(value) => Encoding::parse(value.as_str())
+            .map_err(|e| ActionError::invalid_input(format!("header {CONTENT_TYPE}: {e}"))),
+    }
+}
+
+/// The encodings `Accept` lists (absent: JSON; `*/*` alone: the action's
+/// preferred, an empty list).
+pub fn accept(headers: Option<&HeaderMap>) -> Result<Vec<Encoding>, ActionError> {
+    match headers.and_then(|h| h.get(ACCEPT)) {
+        None => Ok(vec![Encoding::Json]),
+        Some(value) => Encoding::parse_list(value.as_str())
+            .map_err(|e| ActionError::invalid_input(format!("header {ACCEPT}: {e}"))),
+    }
+}
+
+/// The headers of a successful answer in `encoding`: none for JSON.
+pub fn answer_headers(encoding: Encoding) -> Option<HeaderMap> {
+    (encoding != Encoding::Json).then(|| {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, encoding.mime());
+        headers
+    })
+}
+
+/// Publishes a call's one answer to `reply`: its output (with
+/// `Content-Type` unless JSON) or its error answer. An output larger than
+/// the server carries in one message (`max_payload`) is answered with the
+/// error that says so (`failed_precondition`), never left unanswered.
+/// Returns how the publish went, and the error answered, if any.
+pub async fn publish_answer(
+    client: &async_nats::Client,
+    reply: async_nats::Subject,
+    answer: Result<(Bytes, Encoding), ActionError>,
+) -> (
+    Result<(), async_nats::client::PublishError>,
+    Option<ActionError>,
+) {
+    let max = client.server_info().max_payload;
+    let answer = answer.and_then(
+        |(body, encoding)| match oversized(body.len(), encoding, max) {
+            Some(error) => Err(error),
+            None => Ok((body, encoding)),
+        },
+    );
+    match answer {
+        Ok((body, encoding)) => {
+            let sent = match answer_headers(encoding) {
+                None => client.publish(reply, body).await,
+                Some(headers) => client.publish_with_headers(reply, headers, body).await,
+            };
+            (sent, None)
+        }
+        Err(error) => {
+            let (headers, body) = error_answer(&error);
+            let sent = client.publish_with_headers(reply, headers, body).await;
+            (sent, Some(error))
+        }
+    }
+}
+
+/// The error of an output of `len` bytes a server with `max_payload` does
+/// not carry, if it does not (`0`: no limit known).
+///
+/// ```
+/// use spoke::Encoding;
+/// use spoke::nats::wire::oversized;
+/// assert!(oversized(1024, Encoding::Json, 1 << 20).is_none());
+/// let e = oversized(2 << 20, Encoding::ArrowIpc, 1 << 20).unwrap();
+/// assert_eq!(e.code(), spoke::ErrorCode::FailedPrecondition);
+/// ```
+pub fn oversized(len: usize, encoding: Encoding, max_payload: usize) -> Option<ActionError> {
+    (max_payload > 0 && len > max_payload).then(|| {
+        ActionError::failed_precondition(format!(
+            "the output is {len} bytes of {encoding}, more than this NATS server carries in one message (max_payload {max_payload}): ask for less, or call through a hub"
+        ))
+        .with_details(serde_json::json!({ "bytes": len, "max_payload": max_payload }))
+    })
+}
 
 /// The longest request id a caller may send.
 pub const MAX_REQUEST_ID: usize = 64;

@@ -21,6 +21,13 @@
 //!   with the same id, in any order. Invokes run CONCURRENTLY (bounded by
 //!   `SPOKE_MAX_IN_FLIGHT`, default 64; when full, stop reading stdin =
 //!   backpressure).
+//!   Payloads other than JSON (see the manifest's `input_encodings` and
+//!   `output_encodings`): `input_encoding?: string` (default `"json"`)
+//!   with `input_base64: string` (standard base64, padded) instead of
+//!   `input`, and `accept?: [string]` (the output encodings the host
+//!   reads, the preferred first; absent: `["json"]`, what a host from
+//!   before encodings reads; `[]`: the action's preferred, its first). A bad `input_encoding`, `input_base64` or `accept` is one
+//!   `result` error `invalid_input`.
 //! - `resolve` `{id, operator, value: string, deadline_ms?, metadata?}` →
 //!   exactly one `result` (search operator).
 //! - `cancel` `{id}` → cancels that invocation's token (unknown id: ignored).
@@ -69,7 +76,9 @@
 //!   [names], "capabilities": [manifest capabilities], "max_in_flight":
 //!   <SPOKE_MAX_IN_FLIGHT>}, "manifest": <the full Spoke manifest>}`. Sent at start, and RE-SENT every 2 s until `ready_ack`
 //!   arrives, at most 5 times in total.
-//! - `result` `{id, output}` or `{id, error: {code, message, details?}}`.
+//! - `result` `{id, output}`, `{id, output_encoding: string, output_base64:
+//!   string}` (an output in another encoding, only when the host's
+//!   `accept` allowed it) or `{id, error: {code, message, details?}}`.
 //! - `event` `{id?: request id (absent for producers and LibreFang
 //!   commands), event: <Spoke Event JSON: {"request_id","action",
 //!   "type":"progress"|"log"|"custom",...}>}` for Spoke events

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connector::ActionOutput;
 use crate::context::{Event, EventKind};
+use crate::encoding::Encoding;
 use crate::error::ActionError;
 use crate::stdio::librefang;
 
@@ -178,7 +179,9 @@ impl Slot<'_> {
     }
 }
 
-/// `{"method":"result","params":{"id":..,"output":..}}` or with `error`.
+/// `{"method":"result","params":{"id":..,"output":..}}` (JSON), with
+/// `output_encoding` and `output_base64` (any other encoding), or with
+/// `error`.
 pub(crate) fn result_line(id: &str, result: &Result<ActionOutput, ActionError>) -> String {
     #[derive(Serialize)]
     struct Ok<'a> {
@@ -186,19 +189,34 @@ pub(crate) fn result_line(id: &str, result: &Result<ActionOutput, ActionError>) 
         output: &'a RawValue,
     }
     #[derive(Serialize)]
+    struct Encoded<'a> {
+        id: &'a str,
+        output_encoding: Encoding,
+        output_base64: String,
+    }
+    #[derive(Serialize)]
     struct Failed<'a> {
         id: &'a str,
         error: &'a ActionError,
     }
-    match result {
-        Result::Ok(output) => encode(
+    let output = match result {
+        Result::Ok(output) => output,
+        Err(error) => return encode("result", &Failed { id, error }),
+    };
+    if output.encoding() != Encoding::Json {
+        use base64::Engine as _;
+        return encode(
             "result",
-            &Ok {
+            &Encoded {
                 id,
-                output: output.raw(),
+                output_encoding: output.encoding(),
+                output_base64: base64::engine::general_purpose::STANDARD.encode(output.bytes()),
             },
-        ),
-        Err(error) => encode("result", &Failed { id, error }),
+        );
+    }
+    match output.require_json() {
+        Result::Ok(json) => encode("result", &Ok { id, output: &json }),
+        Err(error) => encode("result", &Failed { id, error: &error }),
     }
 }
 

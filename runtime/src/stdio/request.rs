@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::decode::json_kind;
+use crate::encoding::Encoding;
 use crate::error::ActionError;
 
 /// A piece of JSON text of a line: where it is in the line, or (when it was
@@ -119,6 +120,16 @@ pub(crate) enum Call {
         /// into the action's input type does that.
         input: Json,
     },
+    /// An action called with an encoding: its input in `input_encoding`
+    /// (`input_base64`), or an `accept` list for its output.
+    Payload {
+        /// The action.
+        name: String,
+        /// Its input.
+        input: Payload,
+        /// The output encodings the host accepts, the preferred first.
+        accept: Vec<Encoding>,
+    },
     /// A search operator with the value to resolve.
     Operator {
         /// The operator.
@@ -132,9 +143,20 @@ impl Call {
     /// The action's or operator's name.
     pub(crate) fn name(&self) -> &str {
         match self {
-            Call::Action { name, .. } | Call::Operator { name, .. } => name,
+            Call::Action { name, .. }
+            | Call::Payload { name, .. }
+            | Call::Operator { name, .. } => name,
         }
     }
+}
+
+/// The input of a [`Call::Payload`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Payload {
+    /// JSON text, as [`Call::Action`]'s.
+    Json(Json),
+    /// Bytes in an encoding, decoded from `input_base64`.
+    Encoded(Encoding, Vec<u8>),
 }
 
 /// Parses a line. `Ok(None)` for a blank line; `Err` says what is wrong
@@ -240,7 +262,99 @@ fn invoke(mut params: Map<String, Value>, input: Json) -> Result<Request, String
         Some(Value::String(a)) if !a.is_empty() => a,
         _ => return Err("`invoke` needs a string `action`".to_owned()),
     };
-    Ok(start(id, Call::Action { name, input }, &params))
+    let encoded = ["input_encoding", "input_base64", "accept"]
+        .iter()
+        .any(|key| params.get(*key).is_some_and(|v| !v.is_null()));
+    if !encoded {
+        return Ok(start(id, Call::Action { name, input }, &params));
+    }
+    match payload_of(&params, input).and_then(|input| Ok((input, accept_of(&params)?))) {
+        Ok((input, accept)) => Ok(start(
+            id,
+            Call::Payload {
+                name,
+                input,
+                accept,
+            },
+            &params,
+        )),
+        Err(error) => Ok(Request::Reject { id, error }),
+    }
+}
+
+/// An `invoke`'s input with its encoding: `input` (JSON), or
+/// `input_base64` in `input_encoding` (the two are exclusive).
+fn payload_of(params: &Map<String, Value>, input: Json) -> Result<Payload, ActionError> {
+    let encoding = match params.get("input_encoding") {
+        None | Some(Value::Null) => Encoding::Json,
+        Some(Value::String(name)) => Encoding::parse(name)
+            .map_err(|e| ActionError::invalid_input(format!("`input_encoding`: {e}")))?,
+        Some(other) => {
+            return Err(ActionError::invalid_input(format!(
+                "`input_encoding` must be a string, got {}",
+                json_kind(other)
+            )));
+        }
+    };
+    let base64 = match params.get("input_base64") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text),
+        Some(other) => {
+            return Err(ActionError::invalid_input(format!(
+                "`input_base64` must be a string, got {}",
+                json_kind(other)
+            )));
+        }
+    };
+    match (base64, input) {
+        (Some(_), Json::In(_) | Json::Copy(_)) => Err(ActionError::invalid_input(
+            "an `invoke` has `input` (JSON) or `input_base64`, not both",
+        )),
+        (Some(text), Json::Absent) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| {
+                    ActionError::invalid_input(format!("`input_base64` is not base64: {e}"))
+                })?;
+            Ok(Payload::Encoded(encoding, bytes))
+        }
+        (None, input) if encoding == Encoding::Json => Ok(Payload::Json(input)),
+        (None, _) => Err(ActionError::invalid_input(format!(
+            "an input in {encoding} comes as `input_base64`"
+        ))),
+    }
+}
+
+/// `accept`: absent or `null` (JSON), or an array of encoding names.
+fn accept_of(params: &Map<String, Value>) -> Result<Vec<Encoding>, ActionError> {
+    let list = match params.get("accept") {
+        None | Some(Value::Null) => return Ok(vec![Encoding::Json]),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(ActionError::invalid_input(format!(
+                "`accept` must be an array of encoding names, got {}",
+                json_kind(other)
+            )));
+        }
+    };
+    let mut accept = Vec::with_capacity(list.len());
+    for item in list {
+        let encoding = match item {
+            Value::String(name) => Encoding::parse(name)
+                .map_err(|e| ActionError::invalid_input(format!("`accept`: {e}")))?,
+            other => {
+                return Err(ActionError::invalid_input(format!(
+                    "`accept` must be an array of encoding names; it holds {}",
+                    json_kind(other)
+                )));
+            }
+        };
+        if !accept.contains(&encoding) {
+            accept.push(encoding);
+        }
+    }
+    Ok(accept)
 }
 
 /// A line as the single pass in [`parse`] sees it.

@@ -16,12 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connector::{ActionOutput, Input};
 use crate::context::{Context, ContextBuilder, Event, EventKind, sleep_until};
+use crate::encoding::Encoding;
 use crate::error::ActionError;
 use crate::instance::Instance;
 use crate::stdio::librefang::{self, Ready, SpokeSummary};
 use crate::stdio::line_reader::{Line, LineReader};
 use crate::stdio::output::{Frames, line_of};
-use crate::stdio::request::{Call, Json, Request, parse};
+use crate::stdio::request::{Call, Json, Payload, Request, parse};
 use crate::stdio::{StdioError, StdioOptions};
 
 /// Events an invocation may queue before emitting waits.
@@ -334,7 +335,9 @@ impl Session {
                 deadline_ms,
                 metadata,
             } => {
-                let ctx = Context::builder(id.clone(), call.name()).metadata(metadata);
+                let ctx = Context::builder(id.clone(), call.name())
+                    .metadata(metadata)
+                    .accept([Encoding::Json]);
                 self.start(number, id, (call, bytes), deadline_ms, ctx)
                     .await;
             }
@@ -430,6 +433,9 @@ impl Session {
         if let Some(at) = deadline {
             ctx = ctx.deadline(at);
         }
+        if let Call::Payload { accept, .. } = &call {
+            ctx = ctx.accept(accept.iter().copied());
+        }
         let ctx = ctx.build();
         let instance = self.instance.clone();
         let frames = self.frames.clone();
@@ -438,6 +444,16 @@ impl Session {
             let future: Pin<Box<dyn Future<Output = Outcome> + Send>> = match &call {
                 Call::Action { name, input } => {
                     Box::pin(instance.invoke(name, Input::Bytes(input.bytes(&line)), ctx))
+                }
+                Call::Payload { name, input, .. } => {
+                    let input = match input {
+                        Payload::Json(json) => Input::Bytes(json.bytes(&line)),
+                        Payload::Encoded(encoding, bytes) => Input::Encoded {
+                            encoding: *encoding,
+                            bytes,
+                        },
+                    };
+                    Box::pin(instance.invoke(name, input, ctx))
                 }
                 Call::Operator { name, value } => Box::pin(instance.resolve(name, value, ctx)),
             };
@@ -522,6 +538,7 @@ async fn run_queue(
         let ctx = Context::builder(format!("librefang-{number}"), method.clone())
             .cancellation(root.child_token())
             .events(events)
+            .accept([Encoding::Json])
             .build();
         let future = instance.invoke(&method, Input::Bytes(params.bytes(&line)), ctx);
         // Decoded: the line is not needed any more.

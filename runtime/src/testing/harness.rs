@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConfigSource;
 use crate::connector::{ActionOutput, Connector, Input, StartError};
 use crate::context::{Context, Event, EventKind};
+use crate::encoding::Encoding;
 use crate::error::ActionError;
 use crate::instance::Instance;
 use crate::manifest::Manifest;
@@ -253,15 +254,61 @@ impl<C: Connector> TestConnector<C> {
     /// # }
     /// ```
     pub fn run(&self, action: &str, input: impl Serialize) -> Call<'_> {
+        let input = serde_json::to_value(input)
+            .map(TestInput::Json)
+            .map_err(|e| e.to_string());
+        self.call_with(action, input)
+    }
+
+    /// A call whose input is `bytes` in `encoding` (MessagePack, raw bytes,
+    /// a Protobuf message...), as a transport hands it over. Ask for an
+    /// output encoding with [`Call::accept`]:
+    ///
+    /// ```no_run
+    /// # use spoke::testing::TestConnector;
+    /// # async fn demo<C: spoke::Connector>(t: TestConnector<C>) {
+    /// use spoke::Encoding;
+    /// let outcome = t
+    ///     .run_encoded("reverse", Encoding::RawBytes, b"abc".to_vec())
+    ///     .accept([Encoding::RawBytes])
+    ///     .await;
+    /// assert_eq!(outcome.bytes().unwrap(), b"cba");
+    /// # }
+    /// ```
+    pub fn run_encoded(&self, action: &str, encoding: Encoding, bytes: Vec<u8>) -> Call<'_> {
+        self.call_with(action, Ok(TestInput::Encoded(encoding, bytes)))
+    }
+
+    fn call_with(&self, action: &str, input: Result<TestInput, String>) -> Call<'_> {
         Call {
             instance: &self.instance,
             action: action.to_owned(),
-            input: serde_json::to_value(input).map_err(|e| e.to_string()),
+            input,
+            accept: Vec::new(),
             deadline: None,
             cancel: CancellationToken::new(),
             cancel_after: None,
             metadata: BTreeMap::new(),
             event_buffer: 1024,
+        }
+    }
+}
+
+/// A test call's input: JSON, or bytes in an encoding.
+#[derive(Debug)]
+enum TestInput {
+    Json(Value),
+    Encoded(Encoding, Vec<u8>),
+}
+
+impl TestInput {
+    fn as_input(&self) -> Input<'_> {
+        match self {
+            TestInput::Json(value) => Input::Value(value),
+            TestInput::Encoded(encoding, bytes) => Input::Encoded {
+                encoding: *encoding,
+                bytes,
+            },
         }
     }
 }
@@ -278,7 +325,8 @@ fn init_error<C: Connector>(message: impl Into<String>) -> StartError {
 pub struct Call<'a> {
     instance: &'a Instance,
     action: String,
-    input: Result<Value, String>,
+    input: Result<TestInput, String>,
+    accept: Vec<Encoding>,
     deadline: Option<Instant>,
     cancel: CancellationToken,
     cancel_after: Option<Duration>,
@@ -310,6 +358,13 @@ impl Call<'_> {
     /// The caller's cancellation token: cancel it to cancel the call.
     pub fn cancellation(mut self, token: CancellationToken) -> Self {
         self.cancel = token;
+        self
+    }
+
+    /// The output encodings the caller accepts, the preferred first (by
+    /// default: the action's preferred, its first).
+    pub fn accept(mut self, encodings: impl IntoIterator<Item = Encoding>) -> Self {
+        self.accept = encodings.into_iter().collect();
         self
     }
 
@@ -349,13 +404,14 @@ impl Call<'_> {
         let mut ctx = Context::builder("test", self.action.as_str())
             .cancellation(self.cancel.clone())
             .metadata(self.metadata)
+            .accept(self.accept)
             .events(tx);
         if let Some(at) = self.deadline {
             ctx = ctx.deadline(at);
         }
         let call = self
             .instance
-            .invoke(&self.action, Input::Value(&input), ctx.build());
+            .invoke(&self.action, input.as_input(), ctx.build());
         if let Some(after) = self.cancel_after {
             let token = self.cancel.clone();
             tokio::spawn(async move {
@@ -415,20 +471,44 @@ pub struct Progress {
 
 impl Outcome {
     /// The output decoded as `T` (a `serde_json::Value` for the JSON), or
-    /// the action's error. Panics, naming the action, if the output does
-    /// not decode as `T`.
+    /// the action's error. JSON, MessagePack and JSON Lines (as an array)
+    /// decode; panics, naming the action, if the output does not decode as
+    /// `T` or is binary (see [`Outcome::bytes`]).
     pub fn output<T: DeserializeOwned>(&self) -> Result<T, ActionError> {
-        match &self.result {
-            Ok(output) => Ok(serde_json::from_str(output.json()).unwrap_or_else(|e| {
-                panic!(
-                    "the output of `{}` does not decode as `{}`: {e}; it was {}",
-                    self.action,
-                    std::any::type_name::<T>(),
-                    output.json()
-                )
-            })),
-            Err(err) => Err(err.clone()),
-        }
+        let output = self.result.as_ref().map_err(Clone::clone)?;
+        let encoding = output.encoding();
+        let decoded = match encoding {
+            Encoding::Json => serde_json::from_slice(output.bytes()).map_err(|e| e.to_string()),
+            Encoding::Msgpack => rmp_serde::from_slice(output.bytes()).map_err(|e| e.to_string()),
+            Encoding::JsonLines => {
+                serde_json::from_value(output.to_value()).map_err(|e| e.to_string())
+            }
+            binary => Err(format!(
+                "it is {} bytes of {binary}: read them with `bytes()`",
+                output.bytes().len()
+            )),
+        };
+        Ok(decoded.unwrap_or_else(|e| {
+            panic!(
+                "the output of `{}` ({encoding}) does not decode as `{}`: {e}; it was {}",
+                self.action,
+                std::any::type_name::<T>(),
+                String::from_utf8_lossy(&output.bytes()[..output.bytes().len().min(512)])
+            )
+        }))
+    }
+
+    /// The output's bytes as they would travel, or the action's error.
+    pub fn bytes(&self) -> Result<&[u8], ActionError> {
+        self.result
+            .as_ref()
+            .map(|o| o.bytes())
+            .map_err(Clone::clone)
+    }
+
+    /// The encoding the output came in (`None` when the call failed).
+    pub fn encoding(&self) -> Option<Encoding> {
+        self.result.as_ref().ok().map(ActionOutput::encoding)
     }
 
     /// The error, if the call failed.

@@ -94,11 +94,14 @@ fn check_one(manifest: &Manifest, problems: &mut Vec<Problem>) {
         for why in schema_problems(&action.input_schema) {
             problem(place("input schema"), why);
         }
-        for violation in check_input_schema(&action.input_schema) {
-            problem(place("input schema"), violation.to_string());
-        }
-        for why in omni_keywords(&action.input_schema) {
-            problem(place("input schema"), why);
+        // Parameters are an object every host reads; a binary input is not.
+        if action.takes_parameters() {
+            for violation in check_input_schema(&action.input_schema) {
+                problem(place("input schema"), violation.to_string());
+            }
+            for why in omni_keywords(&action.input_schema) {
+                problem(place("input schema"), why);
+            }
         }
         for why in schema_problems(&action.output_schema) {
             problem(place("output schema"), why);

@@ -20,9 +20,10 @@ use spoke_runtime::connector::{
     ActionDef, ActionFuture, ActionSet, AnyConnector, BuildFuture, ConnectorRegistration,
     SearchOperatorDef,
 };
+use spoke_runtime::payload::PayloadSpec;
 use spoke_runtime::{
-    ActionError, ActionOutput, AttachOptions, ConfigSource, Context, Input, Instance, InstanceKey,
-    KeySource, Mode, Registry, ServeError, ServeOutcome, ValueType,
+    ActionError, ActionOutput, AttachOptions, ConfigSource, Context, Encoding, Input, Instance,
+    InstanceKey, KeySource, Mode, Registry, ServeError, ServeOutcome, ValueType,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -373,8 +374,10 @@ fn anything() -> schemars::Schema {
 
 fn input(input: Input<'_>) -> Value {
     match input {
-        Input::Bytes([]) => json!({}),
-        Input::Bytes(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
+        Input::Bytes([]) | Input::Encoded { bytes: [], .. } => json!({}),
+        Input::Bytes(b) | Input::Encoded { bytes: b, .. } => {
+            serde_json::from_slice(b).unwrap_or(Value::Null)
+        }
         Input::Value(v) => v.clone(),
     }
 }
@@ -481,6 +484,8 @@ macro_rules! action {
             timeout_ms: None,
             input_schema: object,
             output_schema: anything,
+            input_payload: || PayloadSpec::of(&[Encoding::Json]),
+            output_payload: || PayloadSpec::of(&[Encoding::Json]),
             invoke: $f,
             location: concat!(file!(), ":", line!()),
         }

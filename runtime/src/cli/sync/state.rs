@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::replace_file::replace_file;
 use crate::sync::{StoredCheckpoint, SyncMode, Timestamp};
 
 /// The format version of the state file.
@@ -204,26 +205,13 @@ impl State {
     /// renamed over it.
     fn write(&self) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.file)?;
-        write_atomically(&self.path, &bytes)
+        replace_file(&self.path, &bytes)
     }
 
     /// The journal of the ids delivered for (sync, source).
     pub(crate) fn journal(&self, sync: &str, source: &str) -> std::io::Result<IdJournal> {
         IdJournal::open(journal_path(&self.path), sync, source)
     }
-}
-
-/// Writes `bytes` to `path` atomically.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// One line of the id journal: ids a batch added and removed.
@@ -341,7 +329,7 @@ impl IdJournal {
             text.push_str(&serde_json::to_string(&line)?);
             text.push('\n');
         }
-        write_atomically(&self.path, text.as_bytes())?;
+        replace_file(&self.path, text.as_bytes())?;
         self.out = OpenOptions::new().append(true).open(&self.path)?;
         Ok(())
     }
