@@ -508,3 +508,80 @@ fn encodings_travel_over_nats_and_through_hubs_on_it() {
         ["hello Lin (1)"]
     );
 }
+
+#[test]
+fn a_supervised_sidecar_takes_and_gives_every_encoding_through_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sidecars.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sidecar]]\nname = \"codecs-s\"\ncommand = \"{}\"\n",
+            common::example_bin("codecs").display()
+        ),
+    )
+    .unwrap();
+    let hub = Hub::start(&["--sidecars", config.to_str().unwrap()]);
+    hub.wait_for_instances("codecs", 1, READY);
+    let out_file = dir.path().join("out.bin");
+    let out_path = out_file.to_str().unwrap();
+    let call = |args: &[&str]| {
+        common::run_with_limit(
+            hub.cli().args(["call", "codecs"]).args(args),
+            Duration::from_secs(60),
+        )
+    };
+
+    // No --output-encoding: the action's preferred, raw bytes, as from a
+    // connector attached over gRPC.
+    ok(&call(&[
+        "reverse",
+        "xyz",
+        "--input-encoding",
+        "raw",
+        "--output-file",
+        out_path,
+    ]));
+    assert_eq!(std::fs::read(&out_file).unwrap(), b"zyx");
+    // JSON Lines, printed as they are.
+    let out = call(&["rows", r#"{"count": 1}"#]);
+    assert_eq!(
+        stdout(ok(&out)),
+        "{\"id\":0,\"name\":\"row 0\",\"score\":0.0}\n"
+    );
+    // MessagePack both ways.
+    let input = rmp_serde::to_vec_named(&json!({"values": [4.0]})).unwrap();
+    let input = write(dir.path(), "stats.mpk", &input);
+    let out = call(&[
+        "stats",
+        "--input-encoding",
+        "msgpack",
+        "--input-file",
+        &input,
+        "--output-encoding",
+        "msgpack",
+    ]);
+    let stats: Stats = rmp_serde::from_slice(&ok(&out).stdout).unwrap();
+    assert_eq!(stats.min, Some(4.0));
+    // A result over 1 MiB: base64 on the sidecar's stdout, chunks to the hub.
+    ok(&call(&[
+        "rows",
+        r#"{"count": 100000}"#,
+        "--output-encoding",
+        "msgpack",
+        "--output-file",
+        out_path,
+    ]));
+    let rows: Vec<Value> = rmp_serde::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(rows.len(), 100_000);
+    // An encoding the action does not take is refused at the bridge.
+    let out = call(&["stats", "x", "--input-encoding", "raw"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "sidecar `codecs-s`: action `stats` takes json or msgpack input, not raw_bytes"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -228,7 +228,8 @@ impl ClientApi {
                     payload,
                     encoding: from_wire(request.encoding)
                         .map_err(|e| Status::invalid_argument(e.message().to_owned()))?,
-                    accept: accept_from_wire(&request.accept),
+                    accept: accept_from_wire(&request.accept)
+                        .map_err(|e| Status::invalid_argument(e.message().to_owned()))?,
                     target,
                     deadline,
                     request_id,

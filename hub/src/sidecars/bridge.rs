@@ -806,10 +806,13 @@ fn output_of(params: &Value) -> Result<(spoke_runtime::Encoding, Vec<u8>), Strin
     Ok((encoding, bytes))
 }
 
-/// The input encodings of each action of a sidecar, from its manifest: a
-/// non-JSON input goes only to an action that says it takes it.
+/// The input and output encodings of each action of a sidecar, from its
+/// manifest: a non-JSON input goes only to an action that says it takes
+/// it.
 #[derive(Debug, Default)]
-struct ActionPayloads(HashMap<String, Vec<spoke_runtime::Encoding>>);
+struct ActionPayloads(
+    HashMap<String, (Vec<spoke_runtime::Encoding>, Vec<spoke_runtime::Encoding>)>,
+);
 
 impl ActionPayloads {
     fn of(manifest_json: &str) -> ActionPayloads {
@@ -819,7 +822,7 @@ impl ActionPayloads {
                 .map(|m| {
                     m.actions
                         .into_iter()
-                        .map(|a| (a.name, a.input_encodings))
+                        .map(|a| (a.name, (a.input_encodings, a.output_encodings)))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -833,7 +836,7 @@ impl ActionPayloads {
         action: &str,
         encoding: spoke_runtime::Encoding,
     ) -> Result<(), (String, Vec<spoke_runtime::Encoding>)> {
-        match self.0.get(action) {
+        match self.0.get(action).map(|(input, _)| input) {
             Some(taken) if !taken.contains(&encoding) => Err((
                 format!(
                     "action `{action}` takes {} input, not {encoding}",
@@ -843,6 +846,16 @@ impl ActionPayloads {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Whether `action` answers JSON unless asked otherwise (an action the
+    /// manifest does not have: yes).
+    fn prefers_json(&self, action: &str) -> bool {
+        self.0.get(action).is_none_or(|(_, output)| {
+            output
+                .first()
+                .is_none_or(|e| *e == spoke_runtime::Encoding::Json)
+        })
     }
 }
 
@@ -1066,8 +1079,25 @@ impl<'a> Bridge<'a> {
                     json!(base64::engine::general_purpose::STANDARD.encode(&invoke.payload)),
                 );
             }
-            if !invoke.accept.is_empty() {
-                params.insert("accept".into(), json!(accept_from_wire(&invoke.accept)));
+            // No `accept` means JSON to a sidecar, where an empty list
+            // here means the action's preferred: say so when that is not
+            // JSON (plain calls keep their frames as they were).
+            match accept_from_wire(&invoke.accept) {
+                Ok(accept) => {
+                    if !accept.is_empty() || !self.encodings.prefers_json(&invoke.action) {
+                        params.insert("accept".into(), json!(accept));
+                    }
+                }
+                Err(e) => {
+                    self.send_error(
+                        id,
+                        "invalid_input",
+                        e.message().to_owned(),
+                        json!({"started": false}),
+                    )
+                    .await;
+                    return;
+                }
             }
             params.insert("action".into(), json!(invoke.action));
             "invoke"

@@ -1,6 +1,7 @@
 //! [`Context`]: what an action knows about the invocation it serves.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -96,8 +97,9 @@ struct Inner {
     store: OnceLock<Arc<Store>>,
     /// The output encodings the caller accepts, the preferred first.
     accept: Vec<Encoding>,
-    /// The one agreed for this call, set when an instance invokes.
-    output_encoding: OnceLock<Encoding>,
+    /// The one agreed for this call, set when an instance invokes (an
+    /// index into [`Encoding::ALL`] plus one; 0 before).
+    output_encoding: AtomicU8,
 }
 
 impl Context {
@@ -220,16 +222,21 @@ impl Context {
     /// instance from the caller's [`accept`](Context::accept) list and what
     /// the action gives, before the action runs (JSON until then).
     pub fn output_encoding(&self) -> Encoding {
-        self.inner
-            .output_encoding
-            .get()
-            .copied()
-            .unwrap_or(Encoding::Json)
+        match self.inner.output_encoding.load(Ordering::Relaxed) {
+            0 => Encoding::Json,
+            n => Encoding::ALL[usize::from(n - 1)],
+        }
     }
 
-    /// Records the agreed output encoding (once; later calls keep it).
+    /// Records the agreed output encoding (each invocation sets its own: a
+    /// context is meant for one call).
     pub(crate) fn agree_output_encoding(&self, encoding: Encoding) {
-        let _ = self.inner.output_encoding.set(encoding);
+        let index = Encoding::ALL
+            .iter()
+            .position(|e| *e == encoding)
+            .unwrap_or(0);
+        let n = u8::try_from(index + 1).unwrap_or(1);
+        self.inner.output_encoding.store(n, Ordering::Relaxed);
     }
 
     /// Gives the context its instance's store (once; later calls keep it).
@@ -260,7 +267,7 @@ impl Context {
                 partition: self.inner.partition.clone(),
                 store: self.inner.store.clone(),
                 accept: self.inner.accept.clone(),
-                output_encoding: self.inner.output_encoding.clone(),
+                output_encoding: AtomicU8::new(self.inner.output_encoding.load(Ordering::Relaxed)),
             }),
         }
     }
@@ -337,7 +344,7 @@ impl ContextBuilder {
                 partition: None,
                 store: OnceLock::new(),
                 accept: Vec::new(),
-                output_encoding: OnceLock::new(),
+                output_encoding: AtomicU8::new(0),
             },
         }
     }

@@ -132,24 +132,39 @@ impl Encoding {
     }
 
     /// Reads a comma-separated list of encodings (an `Accept` header, a
-    /// `--output-encoding` flag); `*/*` and empty items are skipped, as are
-    /// repeats.
+    /// `--output-encoding` flag), skipping empty items and repeats. `*/*`
+    /// (or `*`) stands for any: alone, it is the empty list (the action's
+    /// preferred); after others, every encoding not named yet follows them.
     ///
     /// ```
     /// use spoke::Encoding;
-    /// let list = Encoding::parse_list("arrow, json, */*").unwrap();
+    /// let list = Encoding::parse_list("arrow, json").unwrap();
     /// assert_eq!(list, [Encoding::ArrowIpc, Encoding::Json]);
+    /// assert_eq!(Encoding::parse_list("*/*").unwrap(), []);
+    /// assert_eq!(Encoding::parse_list("msgpack, */*").unwrap().len(), Encoding::ALL.len());
     /// ```
     pub fn parse_list(text: &str) -> Result<Vec<Encoding>, UnknownEncoding> {
         let mut list = Vec::new();
+        let mut any = false;
         for item in text.split(',') {
             let item = item.split(';').next().unwrap_or_default().trim();
-            if item.is_empty() || item == "*/*" || item == "*" {
+            if item.is_empty() {
+                continue;
+            }
+            if item == "*/*" || item == "*" {
+                any = true;
                 continue;
             }
             let encoding = Encoding::parse(item)?;
             if !list.contains(&encoding) {
                 list.push(encoding);
+            }
+        }
+        if any && !list.is_empty() {
+            for encoding in Encoding::ALL {
+                if !list.contains(&encoding) {
+                    list.push(encoding);
+                }
             }
         }
         Ok(list)

@@ -277,6 +277,8 @@ impl<T: DeserializeOwned + JsonSchema> InputPayload for JsonLines<T> {
     }
     fn decode(input: Input<'_>) -> Result<Self, ActionError> {
         match input {
+            Input::Value(Value::Null) => Ok(JsonLines(Vec::new())),
+            Input::Value(Value::Object(map)) if map.is_empty() => Ok(JsonLines(Vec::new())),
             Input::Value(value) => serde_path_to_error::deserialize(value)
                 .map(JsonLines)
                 .map_err(|e| at_path(&e.path().to_string(), &e.into_inner().to_string())),
@@ -447,7 +449,8 @@ fn decode_msgpack_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ActionEr
 
 fn json_array<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ActionError> {
     let text = bytes.trim_ascii();
-    if text.is_empty() || text == b"null" {
+    // No input (which transports send as `{}`) is no records.
+    if text.is_empty() || text == b"null" || text == b"{}" {
         return Ok(Vec::new());
     }
     let mut de = serde_json::Deserializer::from_slice(text);

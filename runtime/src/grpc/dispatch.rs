@@ -528,7 +528,7 @@ fn target(
         Ok(InvokeKind::Action) => Ok(Target::Action {
             payload,
             encoding,
-            accept: accept_from_wire(accept),
+            accept: accept_from_wire(accept)?,
         }),
         Ok(InvokeKind::SearchOperator) if encoding != crate::encoding::Encoding::Json => {
             Err(ActionError::invalid_input(format!(

@@ -49,15 +49,22 @@ pub fn to_wire(encoding: Encoding) -> i32 {
 }
 
 /// A caller's `accept` list: unknown numbers (from a newer peer) are
-/// skipped, unspecified means JSON, repeats are dropped.
-pub fn accept_from_wire(list: &[i32]) -> Vec<Encoding> {
+/// skipped, unspecified means JSON, repeats are dropped. A list of unknown
+/// numbers only is `invalid_input`: none of them can be answered (an empty
+/// list would mean "the action's preferred").
+pub fn accept_from_wire(list: &[i32]) -> Result<Vec<Encoding>, ActionError> {
     let mut accept = Vec::with_capacity(list.len());
     for encoding in list.iter().filter_map(|v| from_wire(*v).ok()) {
         if !accept.contains(&encoding) {
             accept.push(encoding);
         }
     }
-    accept
+    if accept.is_empty() && !list.is_empty() {
+        return Err(ActionError::invalid_input(format!(
+            "accept lists only encodings this connector does not know ({list:?})"
+        )));
+    }
+    Ok(accept)
 }
 
 #[cfg(test)]
@@ -72,8 +79,10 @@ mod tests {
             assert_eq!(from_wire(to_wire(e)).unwrap(), e);
         }
         assert_eq!(
-            accept_from_wire(&[6, 42, 0, 1, 6]),
+            accept_from_wire(&[6, 42, 0, 1, 6]).unwrap(),
             [Encoding::ArrowIpc, Encoding::Json]
         );
+        assert!(accept_from_wire(&[]).unwrap().is_empty());
+        assert!(accept_from_wire(&[42]).is_err());
     }
 }

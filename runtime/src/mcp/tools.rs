@@ -149,11 +149,12 @@ impl ToolEntry {
     /// Whether `action` (of connector `connector`) can be an MCP tool: it
     /// takes and gives JSON. Says in the log why not.
     pub fn is_tool(action: &ActionManifest, connector: &str) -> bool {
-        let json = action.speaks_json();
+        // Parameters in (MCP's arguments are an object), JSON out.
+        let json = action.speaks_json() && action.takes_parameters();
         if !json {
             tracing::warn!(
                 target: "spoke::mcp",
-                "action `{}` of connector `{connector}` is left out: MCP carries JSON, and it takes {} and gives {}",
+                "action `{}` of connector `{connector}` is left out: MCP tools take an object of parameters and answer JSON, and it takes {} and gives {}",
                 action.name,
                 crate::encoding::Encoding::join(&action.input_encodings, "or"),
                 crate::encoding::Encoding::join(&action.output_encodings, "or"),

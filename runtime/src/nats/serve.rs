@@ -644,6 +644,11 @@ async fn call(
         builder = builder.timeout(timeout);
     }
     let input_encoding = wire::content_type(headers)?;
+    if operator && input_encoding != Encoding::Json {
+        return Err(ActionError::invalid_input(format!(
+            "search operator `{name}` takes JSON, not {input_encoding}"
+        )));
+    }
     if !operator {
         builder = builder.accept(wire::accept(headers)?);
     }

@@ -98,19 +98,32 @@ pub async fn publish_answer(
     Option<ActionError>,
 ) {
     let max = client.server_info().max_payload;
-    let answer = answer.and_then(
-        |(body, encoding)| match oversized(body.len(), encoding, max) {
+    let answer = answer.and_then(|(body, encoding)| {
+        // The server counts the headers too.
+        let len = body.len() + answer_headers_len(encoding);
+        match oversized(len, encoding, max) {
             Some(error) => Err(error),
             None => Ok((body, encoding)),
-        },
-    );
+        }
+    });
     match answer {
         Ok((body, encoding)) => {
             let sent = match answer_headers(encoding) {
-                None => client.publish(reply, body).await,
-                Some(headers) => client.publish_with_headers(reply, headers, body).await,
+                None => client.publish(reply.clone(), body).await,
+                Some(headers) => {
+                    client
+                        .publish_with_headers(reply.clone(), headers, body)
+                        .await
+                }
             };
-            (sent, None)
+            let Err(e) = sent else {
+                return (Ok(()), None);
+            };
+            // The answer could not go: the error that says why still can.
+            let error = ActionError::internal(format!("the answer could not be sent: {e}"));
+            let (headers, body) = error_answer(&error);
+            let sent = client.publish_with_headers(reply, headers, body).await;
+            (sent, Some(error))
         }
         Err(error) => {
             let (headers, body) = error_answer(&error);
@@ -118,6 +131,15 @@ pub async fn publish_answer(
             (sent, Some(error))
         }
     }
+}
+
+/// The bytes [`answer_headers`] add to an answer in `encoding` on the wire
+/// (`NATS/1.0\r\n`, the header line, the blank line).
+fn answer_headers_len(encoding: Encoding) -> usize {
+    if encoding == Encoding::Json {
+        return 0;
+    }
+    "NATS/1.0\r\n".len() + CONTENT_TYPE.len() + ": \r\n".len() + encoding.mime().len() + 2
 }
 
 /// The error of an output of `len` bytes a server with `max_payload` does

@@ -57,7 +57,9 @@
 //!   `input` or a LibreFang command's `params` is decoded straight from it
 //!   into the action's input type (a file LibreFang sends whole becomes a
 //!   [`librefang::FileData`](crate::stdio::librefang::FileData) of bytes), and the
-//!   line is freed. Lines not yet decoded (queued commands, invocations
+//!   line is freed. An `input_base64` is decoded into bytes when the line is
+//!   parsed, and those bytes are held, as the line would be, until the
+//!   action's input is decoded from them. Lines not yet decoded (queued commands, invocations
 //!   waiting for a slot) hold at most one limit's worth of bytes in all;
 //!   beyond that stdin is not read until they are. So the input held at once
 //!   is at most about twice the limit (those lines and the one being read),

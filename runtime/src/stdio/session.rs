@@ -457,8 +457,9 @@ impl Session {
                 }
                 Call::Operator { name, value } => Box::pin(instance.resolve(name, value, ctx)),
             };
-            // Decoded: the line is not needed any more.
-            drop((line, held));
+            // Decoded: the line (and a decoded base64 input) is not
+            // needed any more.
+            drop((line, held, call));
             let outcome = forward_events(future, received, &frames, Some(&id)).await;
             // Room for the result first (this may wait while stdout is slow;
             // the id is still in flight, so `give_up` answers it should this
