@@ -20,11 +20,11 @@ use spoke_proto::prost::bytes::Bytes;
 use spoke_proto::v1::hub_server::Hub;
 use spoke_proto::v1::{
     CancelSyncRequest, CancelSyncResponse, Catalog, ConnectorSummary, DescribeRequest,
-    DescribeResponse, Encoding, InstanceInfo, InstanceState, InvokeKind, InvokeRequest,
-    InvokeResponse, InvokeStreamItem, ListConnectorsRequest, ListConnectorsResponse,
-    ListSyncsRequest, ListSyncsResponse, SyncRequest, WatchCatalogRequest, invoke_stream_item,
+    DescribeResponse, InstanceInfo, InstanceState, InvokeKind, InvokeRequest, InvokeResponse,
+    InvokeStreamItem, ListConnectorsRequest, ListConnectorsResponse, ListSyncsRequest,
+    ListSyncsResponse, SyncRequest, WatchCatalogRequest, invoke_stream_item,
 };
-use spoke_runtime::grpc::wire_encoding::{accept_from_wire, from_wire};
+use spoke_runtime::grpc::wire_encoding::{accept_from_wire, from_wire, to_wire};
 use spoke_runtime::{Manifest, Mode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -196,7 +196,7 @@ impl ClientApi {
         let kind = InvokeKind::try_from(request.kind).map_err(|_| {
             Status::invalid_argument(format!("InvokeRequest.kind {} is unknown", request.kind))
         })?;
-        let encoding = Encoding::try_from(request.encoding).map_err(|_| {
+        let encoding = from_wire(request.encoding).map_err(|_| {
             Status::invalid_argument(format!(
                 "InvokeRequest.encoding {} is unknown",
                 request.encoding
@@ -226,8 +226,7 @@ impl ClientApi {
                     action: request.action,
                     kind,
                     payload,
-                    encoding: from_wire(request.encoding)
-                        .map_err(|e| Status::invalid_argument(e.message().to_owned()))?,
+                    encoding,
                     accept: accept_from_wire(&request.accept)
                         .map_err(|e| Status::invalid_argument(e.message().to_owned()))?,
                     target,
@@ -261,7 +260,7 @@ impl ClientApi {
             action: request.action,
             kind,
             payload,
-            encoding: encoding.into(),
+            encoding: to_wire(encoding),
             accept: request.accept,
             metadata,
             mode,
@@ -307,8 +306,8 @@ enum Prepared {
 
 /// An empty JSON payload means "no input", `{}`; any other JSON payload
 /// must parse.
-fn check_payload(encoding: Encoding, payload: Bytes) -> Result<Bytes, Status> {
-    if !matches!(encoding, Encoding::Unspecified | Encoding::Json) {
+fn check_payload(encoding: spoke_runtime::Encoding, payload: Bytes) -> Result<Bytes, Status> {
+    if encoding != spoke_runtime::Encoding::Json {
         return Ok(payload);
     }
     if payload.iter().all(u8::is_ascii_whitespace) {
@@ -701,12 +700,14 @@ mod tests {
 
     #[test]
     fn empty_json_payloads_mean_no_input_and_bad_json_is_refused() {
+        use spoke_runtime::Encoding;
         assert_eq!(
             check_payload(Encoding::Json, Bytes::new()).unwrap(),
             &b"{}"[..]
         );
         assert_eq!(
-            check_payload(Encoding::Unspecified, Bytes::from_static(b" {\"a\":1}")).unwrap(),
+            // Unspecified on the wire (0) is JSON.
+            check_payload(from_wire(0).unwrap(), Bytes::from_static(b" {\"a\":1}")).unwrap(),
             &b" {\"a\":1}"[..]
         );
         let err = check_payload(Encoding::Json, b"{nope".to_vec().into()).unwrap_err();

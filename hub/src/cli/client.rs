@@ -638,8 +638,7 @@ fn output_entry(instance: &str, encoding: i32, payload: &[u8]) -> Value {
     {
         return json!({ "instance": instance, "output": value });
     }
-    let output = spoke_runtime::ActionOutput::encoded(encoding, payload.to_vec());
-    match output.to_value() {
+    match spoke_runtime::payload::to_value(encoding, payload).unwrap_or(Value::Null) {
         Value::Null => {
             use base64::Engine as _;
             json!({

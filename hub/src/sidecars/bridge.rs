@@ -43,6 +43,7 @@ use spoke_proto::v1::{
     ConnectorFrame, Encoding, Error as WireError, Event, Goodbye, HubFrame, InstanceInfo, Invoke,
     InvokeKind, Pong, Register, Result as WireResult, connector_frame, hub_frame, result,
 };
+use spoke_runtime::encoding::input_refused;
 use spoke_runtime::grpc::tls::{HubTls, connect_error, hub_endpoint};
 use spoke_runtime::grpc::wire_encoding::{accept_from_wire, from_wire, to_wire};
 use spoke_runtime::manifest::{ActionManifest, MANIFEST_VERSION};
@@ -829,23 +830,15 @@ impl ActionPayloads {
         )
     }
 
-    /// Whether `action` takes `encoding`; if not, why, and what it takes.
+    /// The refusal of an input in `encoding` that `action` does not take.
     /// An action the manifest does not have is the sidecar's to refuse.
-    fn check(
+    fn refuse(
         &self,
         action: &str,
         encoding: spoke_runtime::Encoding,
-    ) -> Result<(), (String, Vec<spoke_runtime::Encoding>)> {
-        match self.0.get(action).map(|(input, _)| input) {
-            Some(taken) if !taken.contains(&encoding) => Err((
-                format!(
-                    "action `{action}` takes {} input, not {encoding}",
-                    spoke_runtime::Encoding::join(taken, "or")
-                ),
-                taken.clone(),
-            )),
-            _ => Ok(()),
-        }
+    ) -> Option<spoke_runtime::ActionError> {
+        let (taken, _) = self.0.get(action)?;
+        (!taken.contains(&encoding)).then(|| input_refused(action, encoding, taken))
     }
 
     /// Whether `action` answers JSON unless asked otherwise (an action the
@@ -981,6 +974,55 @@ impl<'a> Bridge<'a> {
         }
     }
 
+    /// An action's `invoke` params besides its id and deadline: its input
+    /// (JSON as `input`; another encoding base64 in the line, for a sidecar
+    /// whose manifest says the action takes it: one from before encodings
+    /// would read no `input` as `{}`) and, when it matters, `accept`. Or
+    /// why the call cannot go, and the error's details.
+    fn action_params(
+        &self,
+        invoke: &Invoke,
+        params: &mut Map<String, Value>,
+    ) -> Result<(), (String, Map<String, Value>)> {
+        let refused = |message: String| (message, Map::new());
+        let encoding = from_wire(invoke.encoding).map_err(|e| refused(e.message().to_owned()))?;
+        if encoding == spoke_runtime::Encoding::Json {
+            let input = if invoke.payload.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_slice::<Value>(&invoke.payload)
+                    .map_err(|e| refused(format!("the input is not JSON: {e}")))?
+            };
+            params.insert("input".into(), input);
+        } else {
+            if let Some(refused) = self.encodings.refuse(&invoke.action, encoding) {
+                let details = match refused.details() {
+                    Some(Value::Object(details)) => details.clone(),
+                    _ => Map::new(),
+                };
+                return Err((
+                    format!("sidecar `{}`: {}", self.name, refused.message()),
+                    details,
+                ));
+            }
+            use base64::Engine as _;
+            params.insert("input_encoding".into(), json!(encoding));
+            params.insert(
+                "input_base64".into(),
+                json!(base64::engine::general_purpose::STANDARD.encode(&invoke.payload)),
+            );
+        }
+        // No `accept` means JSON to a sidecar, where an empty list here
+        // means the action's preferred: say so when that is not JSON
+        // (plain calls keep their frames as they were).
+        let accept =
+            accept_from_wire(&invoke.accept).map_err(|e| refused(e.message().to_owned()))?;
+        if !accept.is_empty() || !self.encodings.prefers_json(&invoke.action) {
+            params.insert("accept".into(), json!(accept));
+        }
+        Ok(())
+    }
+
     /// Handles one hub frame; false when the hub said Goodbye.
     async fn on_hub_frame(&mut self, f: HubFrame) -> bool {
         match f.frame {
@@ -1026,78 +1068,11 @@ impl<'a> Bridge<'a> {
             params.insert("value".into(), json!(value));
             "resolve"
         } else {
-            let encoding = match from_wire(invoke.encoding) {
-                Ok(encoding) => encoding,
-                Err(e) => {
-                    self.send_error(
-                        id,
-                        "invalid_input",
-                        e.message().to_owned(),
-                        json!({"started": false}),
-                    )
+            if let Err((message, mut details)) = self.action_params(&invoke, &mut params) {
+                details.insert("started".into(), json!(false));
+                self.send_error(id, "invalid_input", message, Value::Object(details))
                     .await;
-                    return;
-                }
-            };
-            if encoding == spoke_runtime::Encoding::Json {
-                let input = if invoke.payload.is_empty() {
-                    json!({})
-                } else {
-                    match serde_json::from_slice::<Value>(&invoke.payload) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            self.send_error(
-                                id,
-                                "invalid_input",
-                                format!("the input is not JSON: {e}"),
-                                json!({"started": false}),
-                            )
-                            .await;
-                            return;
-                        }
-                    }
-                };
-                params.insert("input".into(), input);
-            } else {
-                // Another encoding: base64 in the line, for a sidecar whose
-                // manifest says the action takes it (one from before
-                // encodings would read no `input` as `{}`).
-                if let Err((why, supported)) = self.encodings.check(&invoke.action, encoding) {
-                    self.send_error(
-                        id,
-                        "invalid_input",
-                        format!("sidecar `{}`: {why}", self.name),
-                        json!({"started": false, "supported": supported}),
-                    )
-                    .await;
-                    return;
-                }
-                use base64::Engine as _;
-                params.insert("input_encoding".into(), json!(encoding));
-                params.insert(
-                    "input_base64".into(),
-                    json!(base64::engine::general_purpose::STANDARD.encode(&invoke.payload)),
-                );
-            }
-            // No `accept` means JSON to a sidecar, where an empty list
-            // here means the action's preferred: say so when that is not
-            // JSON (plain calls keep their frames as they were).
-            match accept_from_wire(&invoke.accept) {
-                Ok(accept) => {
-                    if !accept.is_empty() || !self.encodings.prefers_json(&invoke.action) {
-                        params.insert("accept".into(), json!(accept));
-                    }
-                }
-                Err(e) => {
-                    self.send_error(
-                        id,
-                        "invalid_input",
-                        e.message().to_owned(),
-                        json!({"started": false}),
-                    )
-                    .await;
-                    return;
-                }
+                return;
             }
             params.insert("action".into(), json!(invoke.action));
             "invoke"

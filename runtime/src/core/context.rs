@@ -231,12 +231,10 @@ impl Context {
     /// Records the agreed output encoding (each invocation sets its own: a
     /// context is meant for one call).
     pub(crate) fn agree_output_encoding(&self, encoding: Encoding) {
-        let index = Encoding::ALL
-            .iter()
-            .position(|e| *e == encoding)
-            .unwrap_or(0);
-        let n = u8::try_from(index + 1).unwrap_or(1);
-        self.inner.output_encoding.store(n, Ordering::Relaxed);
+        // `ALL` is in declaration order: a variant's discriminant is its index.
+        self.inner
+            .output_encoding
+            .store(encoding as u8 + 1, Ordering::Relaxed);
     }
 
     /// Gives the context its instance's store (once; later calls keep it).

@@ -59,7 +59,8 @@ pub fn decode<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionError> {
     }
 }
 
-fn not_json(e: &serde_json::Error) -> ActionError {
+/// The error of input that is not JSON at all (blamed on the document).
+pub(crate) fn not_json(e: &serde_json::Error) -> ActionError {
     ActionError::invalid_input_at("$", format!("input is not valid JSON: {e}"))
 }
 
@@ -79,12 +80,19 @@ pub(crate) fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn at_path(path: &str, message: &str) -> ActionError {
-    let mut path = match path {
-        "." | "" => "$".to_owned(),
-        p if p.starts_with('[') => format!("${p}"),
-        p => format!("$.{p}"),
-    };
+/// `prefix` (`$`, `$[3]`) followed by a `serde_path_to_error` path:
+/// `$`, `$[1].qty`, `$.items`.
+pub(crate) fn json_path(prefix: &str, path: &str) -> String {
+    match path {
+        "." | "" => prefix.to_owned(),
+        p if p.starts_with('[') => format!("{prefix}{p}"),
+        p => format!("{prefix}.{p}"),
+    }
+}
+
+/// `invalid_input` at the `serde_path_to_error` path of a bad value.
+pub(crate) fn at_path(path: &str, message: &str) -> ActionError {
+    let mut path = json_path("$", path);
     // serde reports a missing field at its parent object; point at the field itself.
     if let Some(field) = message
         .strip_prefix("missing field `")

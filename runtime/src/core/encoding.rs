@@ -210,6 +210,23 @@ pub struct ActionEncodings {
     pub output: &'static [Encoding],
 }
 
+/// The `invalid_input` of an input in `given`, which `action` does not
+/// take (it takes `taken`): `details.input_encoding` and
+/// `details.supported`.
+///
+/// ```
+/// use spoke::Encoding::*;
+/// let e = spoke::encoding::input_refused("stats", Parquet, &[Json, Msgpack]);
+/// assert_eq!(e.message(), "action `stats` takes json or msgpack input, not parquet");
+/// ```
+pub fn input_refused(action: &str, given: Encoding, taken: &[Encoding]) -> crate::ActionError {
+    crate::ActionError::invalid_input(format!(
+        "action `{action}` takes {} input, not {given}",
+        Encoding::join(taken, "or")
+    ))
+    .with_details(serde_json::json!({ "input_encoding": given, "supported": taken }))
+}
+
 /// The output encoding of a call: the first of the caller's `accept` list
 /// that the action produces; with no list, the action's preferred (its
 /// first: JSON for a serde type). `None` when the caller's list names none
@@ -236,6 +253,9 @@ mod tests {
 
     #[test]
     fn every_name_and_mime_reads_back_as_itself() {
+        for (i, e) in Encoding::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i, "ALL is in declaration order");
+        }
         for e in Encoding::ALL {
             assert_eq!(Encoding::parse(e.name()), Ok(e));
             assert_eq!(Encoding::parse(e.mime()), Ok(e));

@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::config::ConfigSource;
 use crate::connector::{ActionFuture, ActionOutput, AnyConnector, Input, InvokeFn, StartError};
 use crate::context::Context;
-use crate::encoding::{ActionEncodings, Encoding, negotiate};
+use crate::encoding::{ActionEncodings, Encoding, input_refused, negotiate};
 use crate::error::ActionError;
 use crate::manifest::Manifest;
 use crate::registry::ConnectorType;
@@ -217,11 +217,7 @@ fn agree(
 ) -> Result<Encoding, ActionError> {
     let given = input.encoding();
     if !encodings.input.contains(&given) {
-        return Err(ActionError::invalid_input(format!(
-            "action `{action}` takes {} input, not {given}",
-            Encoding::join(encodings.input, "or")
-        ))
-        .with_details(json!({ "input_encoding": given, "supported": encodings.input })));
+        return Err(input_refused(action, given, encodings.input));
     }
     negotiate(ctx.accept(), encodings.output).ok_or_else(|| {
         ActionError::invalid_input(format!(

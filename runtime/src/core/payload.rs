@@ -53,7 +53,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::connector::{ActionOutput, Input};
-use crate::decode::decode;
+use crate::decode::{at_path, decode, json_path, not_json};
 use crate::encoding::Encoding;
 use crate::error::ActionError;
 use crate::schema::{input_schema_for, output_schema_for};
@@ -78,11 +78,6 @@ impl PayloadSpec {
             encodings,
             message_type: None,
         }
-    }
-
-    /// Whether JSON is one of them.
-    pub fn has_json(&self) -> bool {
-        self.encodings.contains(&Encoding::Json)
     }
 }
 
@@ -327,10 +322,6 @@ impl<T: Serialize + JsonSchema> OutputPayload for JsonLines<T> {
 pub fn decode_serde<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionError> {
     match input {
         Input::Encoded {
-            encoding: Encoding::Json,
-            bytes,
-        } => decode(Input::Bytes(bytes)),
-        Input::Encoded {
             encoding: Encoding::Msgpack,
             bytes,
         } => {
@@ -346,7 +337,9 @@ pub fn decode_serde<T: DeserializeOwned>(input: Input<'_>) -> Result<T, ActionEr
             }
             decode_msgpack_value(bytes)
         }
-        Input::Encoded { encoding, .. } => Err(not_taken(encoding, PayloadSpec::SERDE.encodings)),
+        Input::Encoded { encoding, .. } if encoding != Encoding::Json => {
+            Err(not_taken(encoding, PayloadSpec::SERDE.encodings))
+        }
         json => decode(json),
     }
 }
@@ -409,7 +402,7 @@ pub fn not_taken(encoding: Encoding, taken: &[Encoding]) -> ActionError {
         "input encoded as {encoding}, but this action takes {}",
         Encoding::join(taken, "or")
     ))
-    .with_details(serde_json::json!({ "encoding": encoding, "supported": taken }))
+    .with_details(serde_json::json!({ "input_encoding": encoding, "supported": taken }))
 }
 
 fn cannot_encode<E: fmt::Display>(encoding: Encoding) -> impl FnOnce(E) -> ActionError {
@@ -460,11 +453,10 @@ fn json_array<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ActionError> 
         if inner.is_data() {
             at_path(&path, &inner.to_string())
         } else {
-            ActionError::invalid_input_at("$", format!("input is not valid JSON: {inner}"))
+            not_json(&inner)
         }
     })?;
-    de.end()
-        .map_err(|e| ActionError::invalid_input_at("$", format!("input is not valid JSON: {e}")))?;
+    de.end().map_err(|e| not_json(&e))?;
     Ok(records)
 }
 
@@ -484,11 +476,7 @@ fn json_lines<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ActionError> 
             })
             .and_then(|r| de.end().map(|()| r).map_err(|e| (String::new(), e)))
             .map_err(|(path, e)| {
-                let at = match path.as_str() {
-                    "" | "." => format!("$[{}]", records.len()),
-                    p if p.starts_with('[') => format!("$[{}]{p}", records.len()),
-                    p => format!("$[{}].{p}", records.len()),
-                };
+                let at = json_path(&format!("$[{}]", records.len()), &path);
                 let what = if e.is_data() {
                     e.to_string()
                 } else {
@@ -501,18 +489,17 @@ fn json_lines<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ActionError> 
     Ok(records)
 }
 
-fn at_path(path: &str, message: &str) -> ActionError {
-    let path = match path {
-        "." | "" => "$".to_owned(),
-        p if p.starts_with('[') => format!("${p}"),
-        p => format!("$.{p}"),
-    };
-    ActionError::invalid_input_at(path, message)
-}
-
-/// A JSON value of an output in any encoding serde reads (JSON,
-/// MessagePack, JSON Lines as an array); `None` for binary encodings.
-pub(crate) fn to_value(encoding: Encoding, bytes: &[u8]) -> Option<Value> {
+/// A payload as a JSON value, in any encoding serde reads (JSON,
+/// MessagePack, JSON Lines as an array); `None` for binary encodings and
+/// bytes that do not decode.
+///
+/// ```
+/// use spoke::Encoding;
+/// let v = spoke::payload::to_value(Encoding::JsonLines, b"1\n2\n").unwrap();
+/// assert_eq!(v, serde_json::json!([1, 2]));
+/// assert!(spoke::payload::to_value(Encoding::RawBytes, b"x").is_none());
+/// ```
+pub fn to_value(encoding: Encoding, bytes: &[u8]) -> Option<Value> {
     match encoding {
         Encoding::Json => serde_json::from_slice(bytes).ok(),
         Encoding::Msgpack => rmp_serde::from_slice(bytes).ok(),
