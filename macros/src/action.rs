@@ -97,6 +97,10 @@ pub struct ActionFn {
     /// The single `#[input]` parameter takes the whole input object.
     pub whole_input: bool,
     pub output: Output,
+    /// `input_arrow_schema = f`: the fn that declares the input batch's columns.
+    pub input_columns: Option<syn::Path>,
+    /// `output_arrow_schema = f`: the fn that declares the output batch's columns.
+    pub output_columns: Option<syn::Path>,
 }
 
 const INPUT_ATTR: &str = "input";
@@ -157,7 +161,20 @@ pub fn parse_action(
         idempotent: read || args.idempotent.is_present(),
         timeout_ms,
     };
-    parse_fn(errors, kind, args.name, args.description, attrs, sig, owner)
+    let mut action = parse_fn(errors, kind, args.name, args.description, attrs, sig, owner)?;
+    action.input_columns = args.input_arrow_schema.map(|p| p.0);
+    action.output_columns = args.output_arrow_schema.map(|p| p.0);
+    if let Some(path) = action
+        .input_columns
+        .as_ref()
+        .filter(|_| !action.whole_input)
+    {
+        errors.spanned(
+            path,
+            "`input_arrow_schema` declares the columns of the whole input, an Arrow batch: take it as the one parameter `#[input] batch: spoke::arrow::RecordBatch`",
+        );
+    }
+    Some(action)
 }
 
 /// The message for a duration (`what`: `timeout`, `ttl`) that does not
@@ -464,6 +481,8 @@ fn parse_fn(
         slots,
         whole_input,
         output,
+        input_columns: None,
+        output_columns: None,
     })
 }
 
@@ -698,22 +717,22 @@ impl ActionFn {
                 let unit = quote!(());
                 let probe = probe(&unit);
                 (
-                    unit,
+                    unit.clone(),
                     Vec::new(),
-                    quote!(#probe.encode_output(__spoke_ret, __spoke_enc)),
-                    quote!(#probe.output_payload()),
+                    self.encode_output(p, &probe, quote!(__spoke_ret)),
+                    self.output_columns(p, &unit, quote!(#probe.output_payload())),
                 )
             }
             Output::Plain(ty) => {
                 let t = quote!(#ty);
                 let probe = probe(&t);
                 (
-                    t,
+                    t.clone(),
                     operator_check(quote!(assert_plain_output), ty)
                         .into_iter()
                         .collect(),
-                    quote!(#probe.encode_output(__spoke_ret, __spoke_enc)),
-                    at_type(&probe, ty, quote!(plain_output_payload)),
+                    self.encode_output(p, &probe, quote!(__spoke_ret)),
+                    self.output_columns(p, &t, at_type(&probe, ty, quote!(plain_output_payload))),
                 )
             }
             Output::Result { whole, ok, err } => {
@@ -727,18 +746,87 @@ impl ActionFn {
                     .into_iter()
                     .collect();
                 checks.push(err_check);
+                let encode = self.encode_output(p, &probe, quote!(__spoke_v));
                 (
-                    t,
+                    t.clone(),
                     checks,
                     quote! {
                         match (&#p::probe_of(&__spoke_ret)).split_result(__spoke_ret) {
-                            ::core::result::Result::Ok(__spoke_v) => #probe.encode_output(__spoke_v, __spoke_enc),
+                            ::core::result::Result::Ok(__spoke_v) => #encode,
                             ::core::result::Result::Err(__spoke_e) => ::core::result::Result::Err(__spoke_e),
                         }
                     },
-                    at_type(&probe, ok, quote!(output_payload)),
+                    self.output_columns(p, &t, at_type(&probe, ok, quote!(output_payload))),
                 )
             }
+        }
+    }
+
+    /// The expression that encodes the output `value` in `__spoke_enc`,
+    /// after checking its columns where the action declares them.
+    fn encode_output(
+        &self,
+        p: &TokenStream,
+        probe: &TokenStream,
+        value: TokenStream,
+    ) -> TokenStream {
+        let encode = quote!(#probe.encode_output(#value, __spoke_enc));
+        match &self.output_columns {
+            None => encode,
+            Some(path) => {
+                let declared = self.declared(p, &self.output_ty(), path);
+                quote! {
+                    match #declared.check_output(&#value) {
+                        ::core::result::Result::Ok(()) => #encode,
+                        ::core::result::Result::Err(__spoke_e) => ::core::result::Result::Err(__spoke_e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// `spec` (the output's payload spec) with the declared columns, if any.
+    fn output_columns(&self, p: &TokenStream, ty: &TokenStream, spec: TokenStream) -> TokenStream {
+        match &self.output_columns {
+            None => spec,
+            Some(path) => {
+                let declared = self.declared(p, ty, path);
+                quote!(#declared.describe(#spec))
+            }
+        }
+    }
+
+    /// `__private::declared::<ty, _>(f())`, the declared columns of a
+    /// payload of type `ty`, spanned at the user's `f`: a type of no
+    /// columns is reported there, once (the manifest's call and the
+    /// check's are the same error).
+    fn declared(&self, p: &TokenStream, ty: &TokenStream, path: &syn::Path) -> TokenStream {
+        let schema = self.columns_fn(path);
+        respan(quote!(#p::declared::<#ty, _>(#schema())), path.span())
+    }
+
+    /// The output (`Ok`) type.
+    fn output_ty(&self) -> TokenStream {
+        match &self.output {
+            Output::Unit => quote!(()),
+            Output::Plain(ty) => quote!(#ty),
+            Output::Result { ok, .. } => quote!(#ok),
+        }
+    }
+
+    /// The fn that declares columns, callable from the generated items,
+    /// which are outside the `impl`: a leading `Self` is the connector's
+    /// type.
+    fn columns_fn(&self, path: &syn::Path) -> TokenStream {
+        match (&self.owner, path.segments.first()) {
+            (Owner::Method(ty), Some(first))
+                if first.ident == "Self" && path.segments.len() > 1 =>
+            {
+                let rest = path.segments.iter().skip(1);
+                let ty = respan(quote!(#ty), first.ident.span());
+                quote!(<#ty>#(::#rest)*)
+            }
+            _ => quote!(#path),
         }
     }
 
@@ -780,6 +868,14 @@ impl ActionFn {
                 #encode
             }))
         };
+        let check_input = self.input_columns.as_ref().map(|path| {
+            let declared = self.declared(&p, &input_ty, path);
+            quote! {
+                if let ::core::result::Result::Err(__spoke_e) = #declared.check_input(&__spoke_args) {
+                    return #p::ready(::core::result::Result::Err(__spoke_e));
+                }
+            }
+        });
         // Every generated item carries the fn's `#[cfg]`s.
         let checked = input_items
             .iter()
@@ -795,6 +891,7 @@ impl ActionFn {
                     ::core::result::Result::Ok(__spoke_v) => __spoke_v,
                     ::core::result::Result::Err(__spoke_e) => return #p::ready(::core::result::Result::Err(__spoke_e)),
                 };
+                #check_input
                 let __spoke_enc = __spoke_ctx.output_encoding();
                 let __spoke_conn = #p::downcast::<#conn_ty>(__spoke_conn);
                 #body
@@ -968,7 +1065,16 @@ impl ActionFn {
     fn input_payload(&self, p: &TokenStream, input_ty: &TokenStream) -> TokenStream {
         let probe = quote!((&&&#p::PayloadProbe::<#input_ty>::new()));
         match self.params().next().filter(|_| self.whole_input) {
-            Some(param) => at_type(&probe, &param.ty, quote!(input_payload)),
+            Some(param) => {
+                let spec = at_type(&probe, &param.ty, quote!(input_payload));
+                match &self.input_columns {
+                    None => spec,
+                    Some(path) => {
+                        let declared = self.declared(p, input_ty, path);
+                        quote!(#declared.describe(#spec))
+                    }
+                }
+            }
             // Named parameters are an object: a serde type. (Asking the
             // probe would repeat the error of a parameter that is not one.)
             None => quote!(#p::PayloadSpec::SERDE),

@@ -201,6 +201,10 @@ pub struct ActionArgs {
     /// Calling it again with the same input changes nothing more.
     pub idempotent: Flag,
     pub timeout: Option<LitStr>,
+    /// A fn that returns the Arrow schema of the `#[input]` batch.
+    pub input_arrow_schema: Option<PathArg>,
+    /// A fn that returns the Arrow schema of the output batch.
+    pub output_arrow_schema: Option<PathArg>,
     pub connector: Option<PathArg>,
     #[darling(rename = "crate")]
     pub krate: Option<PathArg>,

@@ -178,6 +178,23 @@ fn constraints_expansion() {
     insta::assert_snapshot!("constraints", expand_file(CONSTRAINTS));
 }
 
+/// Declared Arrow columns: in through a free fn, out through `Self::`.
+const ARROW_COLUMNS: &str = r#"
+#[connector]
+impl Scores {
+    /// How many rows.
+    #[action(read, input_arrow_schema = scores, output_arrow_schema = Self::counts)]
+    fn count(&self, #[input] batch: RecordBatch) -> Result<RecordBatch, ActionError> {
+        Ok(batch)
+    }
+}
+"#;
+
+#[test]
+fn arrow_columns_expansion() {
+    insta::assert_snapshot!("arrow_columns", expand_file(ARROW_COLUMNS));
+}
+
 // ------------------------------------------------------------ path hygiene
 //
 // Generated code must compile in any crate that depends on `spoke` alone: it
@@ -323,6 +340,7 @@ fn expansions_reach_dependencies_only_through_spoke_private() {
         ("producers", PRODUCERS.to_owned()),
         ("syncs", SYNCS.to_owned()),
         ("constraints", CONSTRAINTS.to_owned()),
+        ("arrow_columns", ARROW_COLUMNS.to_owned()),
     ];
     for (name, source) in sources {
         for (written, expanded) in expand_items(&source) {

@@ -25,7 +25,7 @@ pub use crate::context::Context;
 pub use crate::encoding::Encoding;
 pub use crate::error::ActionError;
 pub use crate::manifest::{Mode, ValueType};
-pub use crate::payload::{InputPayload, OutputPayload, PayloadSpec};
+pub use crate::payload::{DeclaredColumns, InputPayload, OutputPayload, PayloadSpec};
 pub use crate::producer::Restart;
 pub use crate::schema::{input_schema_for, output_schema_for};
 pub use crate::store::BucketDef;
@@ -1099,3 +1099,57 @@ pub const fn assert_generic_connector_reported<T: GenericConnectorReported + ?Si
 /// For schemars' derive, which calls `.to_string()` unqualified on a
 /// parameter's `regex` pattern (crates without the implicit prelude).
 pub use ::std::string::ToString;
+
+/// The columns `#[action(input_arrow_schema = f)]` (or
+/// `output_arrow_schema`) declares for a payload of type `T`: `schema` is
+/// what `f` returned. The one call bound by [`DeclaredColumns`], spanned at
+/// the user's `f`, so a type of no columns is one error there.
+pub fn declared<T: DeclaredColumns, S: std::borrow::Borrow<T::Schema>>(
+    schema: S,
+) -> Declared<T, S> {
+    Declared {
+        schema,
+        describe: |s| T::describe(s.borrow()),
+        conforms: |value, s| value.conforms(s.borrow()),
+    }
+}
+
+/// Declared columns, from [`declared`].
+pub struct Declared<T, S> {
+    schema: S,
+    describe: fn(&S) -> serde_json::Value,
+    conforms: fn(&T, &S) -> Result<(), String>,
+}
+
+impl<T, S> Declared<T, S> {
+    /// `spec` with these columns, for the manifest.
+    pub fn describe(self, spec: PayloadSpec) -> PayloadSpec {
+        PayloadSpec {
+            arrow_schema: Some((self.describe)(&self.schema)),
+            ..spec
+        }
+    }
+
+    /// An input batch against these columns: a difference is the caller's
+    /// `invalid_input`.
+    pub fn check_input(self, value: &T) -> Result<(), ActionError> {
+        (self.conforms)(value, &self.schema).map_err(|why| {
+            ActionError::invalid_input_at(
+                "$",
+                format!(
+                    "the batch does not have the action's columns (its input_arrow_schema): {why}"
+                ),
+            )
+        })
+    }
+
+    /// An output batch against these columns: a difference is the
+    /// action's fault, `internal`.
+    pub fn check_output(self, value: &T) -> Result<(), ActionError> {
+        (self.conforms)(value, &self.schema).map_err(|why| {
+            ActionError::internal(format!(
+                "the action returned a batch without its declared columns (its output_arrow_schema): {why}"
+            ))
+        })
+    }
+}

@@ -62,6 +62,8 @@ pub mod __private;
 #[cfg(test)]
 mod props;
 
+#[cfg(feature = "arrow")]
+pub use self::core::record_batch;
 pub use self::core::{
     config, connector, context, decode, encoding, error, instance, manifest, partition, payload,
     producer, registry, schema, secret, store, sync,
@@ -101,5 +103,16 @@ pub use tokio_util::sync::CancellationToken;
 // keep in step (schemars 0.8's `JsonSchema` is another trait).
 pub use prost;
 pub use schemars;
+
+/// The Arrow crates Spoke's record batches come from (feature `arrow`):
+/// build batches with these, so their types are the ones Spoke encodes
+/// (arrow-rs 60).
+#[cfg(feature = "arrow")]
+pub mod arrow {
+    pub use arrow_array as array;
+    pub use arrow_array::RecordBatch;
+    pub use arrow_schema as schema;
+    pub use arrow_select as select;
+}
 pub use serde;
 pub use serde_json;

@@ -691,6 +691,8 @@ pub(crate) fn manifest_of(params: &Value, sidecar: &str) -> Result<String, Strin
             output_encodings: vec![spoke_runtime::Encoding::Json],
             input_message_type: None,
             output_message_type: None,
+            input_arrow_schema: None,
+            output_arrow_schema: None,
         })
         .collect();
     actions.sort_by(|a, b| a.name.cmp(&b.name));

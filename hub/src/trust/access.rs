@@ -270,6 +270,8 @@ mod tests {
             output_encodings: vec![spoke_runtime::Encoding::Json],
             input_message_type: None,
             output_message_type: None,
+            input_arrow_schema: None,
+            output_arrow_schema: None,
         };
         a.mode = mode;
         a.admin_only = admin_only;

@@ -141,6 +141,13 @@ pub struct ActionManifest {
     /// The Protobuf message its output is, if it is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_message_type: Option<String>,
+    /// The columns of its input Arrow batch, if the action declares them:
+    /// `{"fields": [{"name": "id", "type": "Int64", "nullable": false}]}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_arrow_schema: Option<Value>,
+    /// The columns of its output Arrow batch, if the action declares them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_arrow_schema: Option<Value>,
 }
 
 impl ActionManifest {

@@ -76,6 +76,8 @@ pub mod manifest;
 pub mod partition;
 pub mod payload;
 pub mod producer;
+#[cfg(feature = "arrow")]
+pub mod record_batch;
 pub mod registry;
 pub mod schema;
 pub mod secret;

@@ -66,6 +66,9 @@ pub struct PayloadSpec {
     pub encodings: &'static [Encoding],
     /// The full name of the Protobuf message (`package.Message`).
     pub message_type: Option<String>,
+    /// The columns of an Arrow batch, where the action declares them
+    /// (`{"fields": [{"name", "type", "nullable"}]}`).
+    pub arrow_schema: Option<Value>,
 }
 
 impl PayloadSpec {
@@ -77,8 +80,31 @@ impl PayloadSpec {
         PayloadSpec {
             encodings,
             message_type: None,
+            arrow_schema: None,
         }
     }
+}
+
+/// A payload whose columns an action may declare, with
+/// `#[action(input_arrow_schema = f)]` or `output_arrow_schema = f`, `f`
+/// a fn that returns its schema: `spoke::arrow::RecordBatch` (feature
+/// `arrow`). The manifest lists the declared columns, and every batch is
+/// checked against them: an input that differs is `invalid_input`, an
+/// output that differs is `internal` (the action broke its word).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an Arrow record batch, so it has no columns to declare",
+    label = "this declares the columns of `{Self}`",
+    note = "`input_arrow_schema` and `output_arrow_schema` describe an `#[input]` or an output of type `spoke::arrow::RecordBatch` (feature `arrow`)"
+)]
+pub trait DeclaredColumns {
+    /// What declares them (an Arrow schema).
+    type Schema;
+    /// The columns as the manifest lists them.
+    fn describe(schema: &Self::Schema) -> Value;
+    /// Whether this payload has the declared columns: `Err` says the first
+    /// difference (a name, a type, a null in a column declared not
+    /// nullable).
+    fn conforms(&self, schema: &Self::Schema) -> Result<(), String>;
 }
 
 /// Raw bytes as an action's input or output: encoding `raw_bytes`.
@@ -385,6 +411,7 @@ pub fn protobuf_spec<T: prost::Name>() -> PayloadSpec {
     PayloadSpec {
         encodings: &[Encoding::Protobuf],
         message_type: Some(T::full_name()),
+        arrow_schema: None,
     }
 }
 

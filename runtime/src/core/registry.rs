@@ -468,6 +468,8 @@ impl ConnectorType {
                     output_encodings: output.encodings.to_vec(),
                     input_message_type: input.message_type,
                     output_message_type: output.message_type,
+                    input_arrow_schema: input.arrow_schema,
+                    output_arrow_schema: output.arrow_schema,
                 }
             })
             .collect();
