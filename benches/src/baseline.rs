@@ -46,6 +46,10 @@ impl Echo for Service {
     async fn unary(&self, request: Request<Msg>) -> Result<Response<Msg>, Status> {
         Ok(Response::new(request.into_inner()))
     }
+
+    async fn bounce(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        Ok(Response::new(request.into_inner()))
+    }
 }
 
 /// Serves `baseline.Echo` on a fresh loopback port; the driver ends of
@@ -61,6 +65,42 @@ pub async fn serve() -> (SocketAddr, mpsc::Receiver<StreamEnd>) {
             .expect("the baseline server");
     });
     (addr, ends)
+}
+
+/// Serves `baseline.Echo` for large payloads (path 12): messages up to
+/// Spoke's largest assembled result, HTTP/2 frames as large as the hub's.
+pub async fn serve_large() -> SocketAddr {
+    let (addr, incoming) = crate::listen::loopback();
+    let (streams, _ends) = mpsc::channel(1);
+    let limit = spoke_proto::MAX_ASSEMBLED_BYTES + spoke_proto::RESPONSE_SLACK_BYTES;
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .max_frame_size(Some(spoke_proto::MAX_FRAME_BYTES))
+            .add_service(
+                EchoServer::new(Service { streams })
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit),
+            )
+            .serve_with_incoming(incoming)
+            .await
+            .expect("the baseline server");
+    });
+    addr
+}
+
+/// A client of [`serve_large`] at `addr`, with the same limits.
+pub async fn client_large(addr: SocketAddr) -> EchoClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("url")
+        .tcp_nodelay(true)
+        .max_frame_size(spoke_proto::MAX_FRAME_BYTES)
+        .connect()
+        .await
+        .expect("connect to the baseline");
+    let limit = spoke_proto::MAX_ASSEMBLED_BYTES + spoke_proto::RESPONSE_SLACK_BYTES;
+    EchoClient::new(channel)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit)
 }
 
 /// A client at `addr`.

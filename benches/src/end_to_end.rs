@@ -20,26 +20,8 @@ const PATH: &str = "2 end to end";
 
 /// Starts a hub on a fresh loopback port with one echo instance attached.
 pub async fn hub_with_echo() -> SocketAddr {
-    let config = spoke_hub::HubConfig::new("127.0.0.1:0".parse().unwrap());
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(spoke_hub::run_until(
-        config,
-        std::future::pending(),
-        move |addr| {
-            let _ = bound_tx.send(addr);
-        },
-    ));
-    let addr = bound_rx.await.expect("the hub binds");
-    let instance = echo::instance().await;
-    let mut options = spoke::AttachOptions::new(instance.manifest());
-    options.hub_url = format!("http://{addr}");
-    options.instance.id = "bench".into();
-    options.max_in_flight = 64;
-    tokio::spawn(spoke::grpc::serve::run_until(
-        instance,
-        options,
-        std::future::pending(),
-    ));
+    let addr = start_hub().await;
+    attach(addr, echo::instance().await, "bench");
     // Wait until it is routable.
     let mut client = client(addr).await;
     loop {
@@ -50,10 +32,40 @@ pub async fn hub_with_echo() -> SocketAddr {
     }
 }
 
+/// Starts a hub (in this process, with its defaults) on a fresh loopback
+/// port.
+pub async fn start_hub() -> SocketAddr {
+    let config = spoke_hub::HubConfig::new("127.0.0.1:0".parse().unwrap());
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(spoke_hub::run_until(
+        config,
+        std::future::pending(),
+        move |addr| {
+            let _ = bound_tx.send(addr);
+        },
+    ));
+    bound_rx.await.expect("the hub binds")
+}
+
+/// Attaches `instance` to the hub at `addr` as instance `id`, over gRPC
+/// with the runtime's defaults (64 calls in flight).
+pub fn attach(addr: SocketAddr, instance: spoke::Instance, id: &str) {
+    let mut options = spoke::AttachOptions::new(instance.manifest());
+    options.hub_url = format!("http://{addr}");
+    options.instance.id = id.into();
+    options.max_in_flight = 64;
+    tokio::spawn(spoke::grpc::serve::run_until(
+        instance,
+        options,
+        std::future::pending(),
+    ));
+}
+
 pub async fn client(addr: SocketAddr) -> HubClient<Channel> {
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .expect("url")
         .tcp_nodelay(true)
+        .max_frame_size(spoke_proto::MAX_FRAME_BYTES)
         .connect()
         .await
         .expect("connect to the hub");

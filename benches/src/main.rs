@@ -9,7 +9,8 @@
 //! Paths (see BENCHMARKS.md): 1 dispatch over the Attach stream, 2 end to
 //! end through the hub, 3 stdio, 4 in-process call, 5 cold start, 6 hub
 //! scale, 7 compile cost and transport features, 8 sync throughput, 9 HTTP
-//! `POST /action`, 10 MCP `tools/call` over stdio, 11 action calls over NATS.
+//! `POST /action`, 10 MCP `tools/call` over stdio, 11 action calls over NATS,
+//! 12 a table of rows through the hub in each payload encoding.
 
 mod attach_dispatch;
 mod baseline;
@@ -30,6 +31,7 @@ mod report;
 mod stats;
 mod stdio_pipes;
 mod sync_throughput;
+mod table_rows;
 mod transport_features;
 mod window;
 
@@ -70,7 +72,7 @@ fn main() -> ExitCode {
         quick: false,
         rounds: 7,
     };
-    let mut only: BTreeSet<u32> = (1..=11).collect();
+    let mut only: BTreeSet<u32> = (1..=12).collect();
     let mut json: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -90,10 +92,10 @@ fn main() -> ExitCode {
                 let parsed: Result<BTreeSet<u32>, _> =
                     list.split(',').map(|p| p.trim().parse::<u32>()).collect();
                 match parsed {
-                    Ok(set) if !set.is_empty() && set.iter().all(|p| (1..=11).contains(p)) => {
+                    Ok(set) if !set.is_empty() && set.iter().all(|p| (1..=12).contains(p)) => {
                         only = set;
                     }
-                    _ => return usage(&format!("--only {list}: paths are numbers from 1 to 11")),
+                    _ => return usage(&format!("--only {list}: paths are numbers from 1 to 12")),
                 }
             }
             "--json" => match args.next() {
@@ -145,6 +147,7 @@ fn main() -> ExitCode {
                 9 => http_action::run(&opts, &mut report).await,
                 10 => mcp_stdio::run(&opts, &mut report).await,
                 11 => nats_calls::run(&opts, &mut report).await,
+                12 => table_rows::run(&opts, &mut report).await,
                 _ => eprintln!("path {path}: not built yet"),
             }
         }

@@ -216,7 +216,8 @@ pub async fn run_until_supervised(
         // default is 200): a peer could open any number on one connection.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_frame_size(Some(spoke_proto::MAX_FRAME_BYTES));
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)

@@ -52,7 +52,11 @@ pub(crate) enum Answer {
 pub(crate) struct Caller {
     answer: oneshot::Sender<Answer>,
     stream: Option<ItemSender>,
-    chunks: Vec<u8>,
+    /// A unary caller's chunks so far, kept as received (no copy) and
+    /// joined once, at the exact size, when the result comes.
+    chunks: Vec<bytes::Bytes>,
+    /// Their bytes together.
+    chunk_bytes: usize,
     next_seq: u64,
 }
 
@@ -64,9 +68,24 @@ impl Caller {
             answer,
             stream,
             chunks: Vec::new(),
+            chunk_bytes: 0,
             next_seq: 0,
         }
     }
+}
+
+/// A unary caller's payload: `chunks` (`bytes` in all) and then `tail`,
+/// in one buffer allocated once (a single chunk is passed on as it is).
+fn joined(mut chunks: Vec<bytes::Bytes>, bytes: usize, tail: bytes::Bytes) -> bytes::Bytes {
+    if tail.is_empty() && chunks.len() == 1 {
+        return chunks.remove(0);
+    }
+    let mut out = Vec::with_capacity(bytes + tail.len());
+    for chunk in &chunks {
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&tail);
+    out.into()
 }
 
 #[derive(Debug)]
@@ -201,13 +220,15 @@ impl Pending {
         if result.chunked && caller.stream.is_none() {
             // A unary caller gets the pieces joined into the payload.
             match &mut result.outcome {
-                Some(result::Outcome::Payload(payload)) if !payload.is_empty() => {
-                    let mut joined = caller.chunks;
-                    joined.extend_from_slice(payload);
-                    *payload = joined.into();
-                }
                 Some(result::Outcome::Error(_)) => {}
-                _ => result.outcome = Some(result::Outcome::Payload(caller.chunks.into())),
+                Some(result::Outcome::Payload(payload)) => {
+                    let tail = std::mem::take(payload);
+                    *payload = joined(caller.chunks, caller.chunk_bytes, tail);
+                }
+                None => {
+                    let payload = joined(caller.chunks, caller.chunk_bytes, bytes::Bytes::new());
+                    result.outcome = Some(result::Outcome::Payload(payload));
+                }
             }
         }
         // The caller may have gone this very moment; it then logs and cancels
@@ -253,14 +274,15 @@ impl Pending {
                     )),
                 }
             }
-            None if caller.chunks.len() + chunk.data.len() > MAX_ASSEMBLED_BYTES => {
+            None if caller.chunk_bytes + chunk.data.len() > MAX_ASSEMBLED_BYTES => {
                 Some(Status::resource_exhausted(format!(
                     "the result is larger than {} MiB; call InvokeStream to receive it in chunks",
                     MAX_ASSEMBLED_BYTES / (1024 * 1024)
                 )))
             }
             None => {
-                caller.chunks.extend_from_slice(&chunk.data);
+                caller.chunk_bytes += chunk.data.len();
+                caller.chunks.push(chunk.data);
                 None
             }
         };

@@ -132,7 +132,8 @@ pub fn hub_endpoint(
     let uri = check_hub_url(url)?;
     let endpoint = Endpoint::from(uri.clone())
         .connect_timeout(connect_timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .max_frame_size(spoke_proto::MAX_FRAME_BYTES);
     if uri.scheme_str() == Some("http") {
         if !uri.host().is_some_and(is_loopback) {
             static WARNED: AtomicBool = AtomicBool::new(false);
