@@ -16,7 +16,7 @@
 //! types, else it is `invalid_input` naming the difference.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Seek};
+use std::io::{BufReader, Read, Seek, Write};
 use std::sync::{Arc, Mutex};
 
 use spoke::arrow::RecordBatch;
@@ -152,7 +152,18 @@ impl Table {
             .append(true)
             .open(&self.path)
             .map_err(|e| ActionError::unavailable(e.to_string()))?;
-        file.seek(std::io::SeekFrom::End(0)).map_err(internal)?;
+        // A file whose last line has no line break gets one first, or the
+        // first new row would be glued onto it.
+        let end = file.seek(std::io::SeekFrom::End(0)).map_err(internal)?;
+        if end > 0 {
+            let mut last = [0u8];
+            let mut reader = File::open(&self.path).map_err(internal)?;
+            reader.seek(std::io::SeekFrom::End(-1)).map_err(internal)?;
+            reader.read_exact(&mut last).map_err(internal)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(internal)?;
+            }
+        }
         let mut writer = arrow_csv::WriterBuilder::new()
             .with_header(false)
             .build(file);
@@ -187,7 +198,8 @@ mod tests {
 
     fn table(dir: &std::path::Path) -> String {
         let path = dir.join("people.csv");
-        std::fs::write(&path, "id,name,score\n1,Ada,9.5\n2,Grace,8.25\n").unwrap();
+        // No line break after the last row: `append` adds one first.
+        std::fs::write(&path, "id,name,score\n1,Ada,9.5\n2,Grace,8.25").unwrap();
         path.to_str().unwrap().to_owned()
     }
 

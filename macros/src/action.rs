@@ -719,7 +719,7 @@ impl ActionFn {
                 (
                     unit.clone(),
                     Vec::new(),
-                    self.encode_output(p, &probe, quote!(__spoke_ret)),
+                    self.encode_output(&probe, quote!(__spoke_ret)),
                     self.output_columns(p, &unit, quote!(#probe.output_payload())),
                 )
             }
@@ -731,7 +731,7 @@ impl ActionFn {
                     operator_check(quote!(assert_plain_output), ty)
                         .into_iter()
                         .collect(),
-                    self.encode_output(p, &probe, quote!(__spoke_ret)),
+                    self.encode_output(&probe, quote!(__spoke_ret)),
                     self.output_columns(p, &t, at_type(&probe, ty, quote!(plain_output_payload))),
                 )
             }
@@ -746,7 +746,7 @@ impl ActionFn {
                     .into_iter()
                     .collect();
                 checks.push(err_check);
-                let encode = self.encode_output(p, &probe, quote!(__spoke_v));
+                let encode = self.encode_output(&probe, quote!(__spoke_v));
                 (
                     t.clone(),
                     checks,
@@ -764,19 +764,15 @@ impl ActionFn {
 
     /// The expression that encodes the output `value` in `__spoke_enc`,
     /// after checking its columns where the action declares them.
-    fn encode_output(
-        &self,
-        p: &TokenStream,
-        probe: &TokenStream,
-        value: TokenStream,
-    ) -> TokenStream {
+    fn encode_output(&self, probe: &TokenStream, value: TokenStream) -> TokenStream {
         let encode = quote!(#probe.encode_output(#value, __spoke_enc));
         match &self.output_columns {
             None => encode,
-            Some(path) => {
-                let declared = self.declared(p, &self.output_ty(), path);
+            Some(_) => {
+                // Declared before the user's parameters are bound (see
+                // `expand`): a parameter named as the fn cannot shadow it.
                 quote! {
-                    match #declared.check_output(&#value) {
+                    match __spoke_output_columns.check_output(&#value) {
                         ::core::result::Result::Ok(()) => #encode,
                         ::core::result::Result::Err(__spoke_e) => ::core::result::Result::Err(__spoke_e),
                     }
@@ -876,6 +872,10 @@ impl ActionFn {
                 }
             }
         });
+        let declare_output = self.output_columns.as_ref().map(|path| {
+            let declared = self.declared(&p, &self.output_ty(), path);
+            quote!(let __spoke_output_columns = #declared;)
+        });
         // Every generated item carries the fn's `#[cfg]`s.
         let checked = input_items
             .iter()
@@ -892,6 +892,7 @@ impl ActionFn {
                     ::core::result::Result::Err(__spoke_e) => return #p::ready(::core::result::Result::Err(__spoke_e)),
                 };
                 #check_input
+                #declare_output
                 let __spoke_enc = __spoke_ctx.output_encoding();
                 let __spoke_conn = #p::downcast::<#conn_ty>(__spoke_conn);
                 #body

@@ -55,7 +55,7 @@ pub(crate) struct Caller {
     /// A unary caller's chunks so far, kept as received (no copy) and
     /// joined once, at the exact size, when the result comes.
     chunks: Vec<bytes::Bytes>,
-    /// Their bytes together.
+    /// What they count against the limit (see [`charged`]).
     chunk_bytes: usize,
     next_seq: u64,
 }
@@ -74,18 +74,45 @@ impl Caller {
     }
 }
 
-/// A unary caller's payload: `chunks` (`bytes` in all) and then `tail`,
+/// A unary caller's payload: `chunks` and then `tail`,
 /// in one buffer allocated once (a single chunk is passed on as it is).
-fn joined(mut chunks: Vec<bytes::Bytes>, bytes: usize, tail: bytes::Bytes) -> bytes::Bytes {
-    if tail.is_empty() && chunks.len() == 1 {
-        return chunks.remove(0);
+fn joined(mut chunks: Vec<bytes::Bytes>, tail: bytes::Bytes) -> bytes::Bytes {
+    match (chunks.len(), tail.is_empty()) {
+        (0, _) => return tail,
+        (1, true) => return chunks.remove(0),
+        _ => {}
     }
+    let bytes: usize = chunks.iter().map(bytes::Bytes::len).sum();
     let mut out = Vec::with_capacity(bytes + tail.len());
     for chunk in &chunks {
         out.extend_from_slice(chunk);
     }
     out.extend_from_slice(&tail);
     out.into()
+}
+
+/// Chunks smaller than this are copied out of the receive buffer (a view
+/// of it would keep the whole buffer alive) and count as this much against
+/// [`MAX_ASSEMBLED_BYTES`]: a connector sending empty or tiny chunks
+/// cannot grow the list without bound.
+const SMALL_CHUNK_BYTES: usize = 4 * 1024;
+
+/// What a chunk counts against [`MAX_ASSEMBLED_BYTES`].
+fn charged(data: &bytes::Bytes) -> usize {
+    data.len().max(SMALL_CHUNK_BYTES)
+}
+
+impl Caller {
+    /// Keeps a unary caller's chunk: large ones as they are, small ones
+    /// copied; empty ones not at all.
+    fn keep(&mut self, data: bytes::Bytes) {
+        self.chunk_bytes += charged(&data);
+        match data.len() {
+            0 => {}
+            n if n < SMALL_CHUNK_BYTES => self.chunks.push(bytes::Bytes::copy_from_slice(&data)),
+            _ => self.chunks.push(data),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -223,10 +250,10 @@ impl Pending {
                 Some(result::Outcome::Error(_)) => {}
                 Some(result::Outcome::Payload(payload)) => {
                     let tail = std::mem::take(payload);
-                    *payload = joined(caller.chunks, caller.chunk_bytes, tail);
+                    *payload = joined(caller.chunks, tail);
                 }
                 None => {
-                    let payload = joined(caller.chunks, caller.chunk_bytes, bytes::Bytes::new());
+                    let payload = joined(caller.chunks, bytes::Bytes::new());
                     result.outcome = Some(result::Outcome::Payload(payload));
                 }
             }
@@ -274,15 +301,14 @@ impl Pending {
                     )),
                 }
             }
-            None if caller.chunk_bytes + chunk.data.len() > MAX_ASSEMBLED_BYTES => {
+            None if caller.chunk_bytes + charged(&chunk.data) > MAX_ASSEMBLED_BYTES => {
                 Some(Status::resource_exhausted(format!(
                     "the result is larger than {} MiB; call InvokeStream to receive it in chunks",
                     MAX_ASSEMBLED_BYTES / (1024 * 1024)
                 )))
             }
             None => {
-                caller.chunk_bytes += chunk.data.len();
-                caller.chunks.push(chunk.data);
+                caller.keep(chunk.data);
                 None
             }
         };
@@ -453,6 +479,57 @@ mod tests {
             r.outcome,
             Some(result::Outcome::Payload(b"abcd".to_vec().into()))
         );
+    }
+
+    #[test]
+    fn empty_and_tiny_chunks_count_against_the_limit() {
+        let mut pending = Pending::default();
+        let (tx, mut rx) = oneshot::channel();
+        pending.insert(invoke("1"), None, key("a"), Caller::new(tx, None), None);
+        let chunk = |seq: u64, data: &[u8]| Chunk {
+            request_id: "1".into(),
+            seq,
+            data: data.to_vec().into(),
+        };
+        // A tiny chunk and an empty one, then the tail in the Result.
+        assert_eq!(
+            pending.chunk(&key("a"), chunk(0, b"ab")),
+            Delivery::Delivered
+        );
+        assert_eq!(pending.chunk(&key("a"), chunk(1, b"")), Delivery::Delivered);
+        pending.resolve(&key("a"), result("1", b"cd", true));
+        let Ok(Answer::Result(r)) = rx.try_recv() else {
+            panic!("no answer")
+        };
+        assert_eq!(
+            r.outcome,
+            Some(result::Outcome::Payload(b"abcd".to_vec().into()))
+        );
+
+        // Empty chunks without end: each counts, so the call fails at the
+        // limit instead of growing the list.
+        let (tx, mut rx) = oneshot::channel();
+        pending.insert(invoke("2"), None, key("a"), Caller::new(tx, None), None);
+        let most = MAX_ASSEMBLED_BYTES / SMALL_CHUNK_BYTES;
+        for seq in 0..most as u64 {
+            let empty = Chunk {
+                request_id: "2".into(),
+                seq,
+                data: bytes::Bytes::new(),
+            };
+            assert_eq!(
+                pending.chunk(&key("a"), empty),
+                Delivery::Delivered,
+                "{seq}"
+            );
+        }
+        let one_more = Chunk {
+            request_id: "2".into(),
+            seq: most as u64,
+            data: bytes::Bytes::new(),
+        };
+        assert_eq!(pending.chunk(&key("a"), one_more), Delivery::Overflow);
+        assert!(matches!(rx.try_recv(), Ok(Answer::Failed(_))));
     }
 
     #[test]

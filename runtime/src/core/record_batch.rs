@@ -140,7 +140,7 @@ impl DeclaredColumns for RecordBatch {
             }
             // A column marked nullable that holds no null is fine: pyarrow
             // marks every column nullable.
-            let nulls = self.column(i).null_count();
+            let nulls = self.column(i).logical_null_count();
             if !d.is_nullable() && nulls > 0 {
                 return Err(format!(
                     "column `{}` has {nulls} nulls, and is declared not nullable",
@@ -203,25 +203,64 @@ fn decoded(
     outcome.map_err(|why| ActionError::invalid_input_at("$", format!("input is not {what}: {why}")))
 }
 
+/// The most memory an input batch may decode to (512 MiB): a small
+/// Parquet file can describe billions of rows (run-length encoded levels
+/// and dictionary indices), so what it decodes to is bounded, not only its
+/// size on the wire.
+pub const MAX_DECODED_BYTES: usize = 512 * 1024 * 1024;
+
 fn read_ipc(bytes: &[u8]) -> Result<RecordBatch, String> {
     let reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| e.to_string())?;
     let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let batches = within_budget(reader)?;
     one_batch(&schema, &batches)
 }
 
 fn read_parquet(bytes: &[u8]) -> Result<RecordBatch, String> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))
         .map_err(|e| e.to_string())?;
+    // What the file says it holds, before a page is read: rows, and the
+    // bytes its row groups take uncompressed.
+    let described: i64 = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.total_byte_size().max(0))
+        .sum();
+    if described as u64 > MAX_DECODED_BYTES as u64 {
+        return Err(too_large(format!(
+            "it says it holds {described} bytes uncompressed"
+        )));
+    }
     let schema = builder.schema().clone();
-    let batches = builder
-        .build()
-        .map_err(|e| e.to_string())?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let reader = builder.build().map_err(|e| e.to_string())?;
+    let batches = within_budget(reader)?;
     one_batch(&schema, &batches)
+}
+
+fn too_large(what: String) -> String {
+    format!(
+        "{what}, more than an input batch may take ({} MiB decoded)",
+        MAX_DECODED_BYTES / (1024 * 1024)
+    )
+}
+
+/// Every batch of `reader`, while they take no more than
+/// [`MAX_DECODED_BYTES`] together.
+fn within_budget(
+    reader: impl Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>>,
+) -> Result<Vec<RecordBatch>, String> {
+    let mut batches = Vec::new();
+    let mut taken = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        taken = taken.saturating_add(batch.get_array_memory_size());
+        if taken > MAX_DECODED_BYTES {
+            return Err(too_large(format!("it decodes to more than {taken} bytes")));
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
 }
 
 fn one_batch(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, String> {
@@ -231,8 +270,18 @@ fn one_batch(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch,
     }
 }
 
+/// The bytes a batch's columns cover (a slice of a larger batch counts its
+/// part only).
+fn covered_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum()
+}
+
 fn write_ipc(batch: &RecordBatch) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::with_capacity(batch.get_array_memory_size() + 1024);
+    let mut bytes = Vec::with_capacity(covered_bytes(batch) + 1024);
     let mut writer =
         StreamWriter::try_new(&mut bytes, &batch.schema()).map_err(|e| e.to_string())?;
     writer.write(batch).map_err(|e| e.to_string())?;
@@ -340,6 +389,32 @@ mod tests {
             batch(4).conforms(&strict),
             Err("column `score` has 2 nulls, and is declared not nullable".into())
         );
+    }
+
+    #[test]
+    fn a_decoder_that_panics_is_invalid_input() {
+        let e = decoded("an Arrow IPC stream", || panic!("index out of bounds")).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InvalidInput);
+        assert_eq!(
+            e.message(),
+            "$: input is not an Arrow IPC stream: the decoder gave up on it (index out of bounds)"
+        );
+    }
+
+    #[test]
+    fn inputs_that_decode_to_too_much_are_refused() {
+        assert_eq!(within_budget([Ok(batch(10))].into_iter()).unwrap().len(), 1);
+        // A stream of batches adding up past the budget stops there.
+        let one = batch(1000);
+        let each = one.get_array_memory_size();
+        let many = std::iter::repeat_with(|| Ok(one.clone())).take(MAX_DECODED_BYTES / each + 2);
+        let e = within_budget(many).unwrap_err();
+        assert!(
+            e.contains("more than an input batch may take (512 MiB decoded)"),
+            "{e}"
+        );
+        // A slice is written at its own size, not its parent's.
+        assert!(covered_bytes(&batch(10_000).slice(0, 10)) < covered_bytes(&batch(10_000)) / 100);
     }
 
     #[test]
