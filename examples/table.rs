@@ -148,18 +148,19 @@ impl Table {
             )));
         }
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Read and append on one handle (writes go to the end whatever
+        // the position).
         let mut file = OpenOptions::new()
+            .read(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| ActionError::unavailable(e.to_string()))?;
         // A file whose last line has no line break gets one first, or the
         // first new row would be glued onto it.
-        let end = file.seek(std::io::SeekFrom::End(0)).map_err(internal)?;
-        if end > 0 {
+        if file.seek(std::io::SeekFrom::End(0)).map_err(internal)? > 0 {
             let mut last = [0u8];
-            let mut reader = File::open(&self.path).map_err(internal)?;
-            reader.seek(std::io::SeekFrom::End(-1)).map_err(internal)?;
-            reader.read_exact(&mut last).map_err(internal)?;
+            file.seek(std::io::SeekFrom::End(-1)).map_err(internal)?;
+            file.read_exact(&mut last).map_err(internal)?;
             if last[0] != b'\n' {
                 file.write_all(b"\n").map_err(internal)?;
             }

@@ -55,6 +55,11 @@ fn reader(args: &[&str], input: Option<&Value>) -> Value {
     }
 }
 
+/// A successful call's JSON answer.
+fn json_of(out: &Output) -> Value {
+    serde_json::from_str(&stdout(ok(out))).unwrap()
+}
+
 fn ok(out: &Output) -> &Output {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(out));
     out
@@ -157,10 +162,7 @@ fn pyarrow_and_msgpack_read_what_the_hub_returns_and_write_what_it_takes() {
         "--input-file",
         &path("more.parquet"),
     ]);
-    assert_eq!(
-        serde_json::from_str::<Value>(&stdout(ok(&out))).unwrap(),
-        json!({"rows": 1})
-    );
+    assert_eq!(json_of(&out), json!({"rows": 1}));
     ok(&call(&[
         "table",
         "rows",
@@ -261,10 +263,7 @@ fn arrow_and_parquet_through_the_connector_cli_and_a_stdio_sidecar() {
         "--input-file",
         &path("grace.arrows"),
     ]);
-    assert_eq!(
-        serde_json::from_str::<Value>(&stdout(ok(&out))).unwrap(),
-        json!({"rows": 1})
-    );
+    assert_eq!(json_of(&out), json!({"rows": 1}));
     ok(&table(&[
         "rows",
         "--output-encoding",
@@ -308,10 +307,7 @@ fn arrow_and_parquet_through_the_connector_cli_and_a_stdio_sidecar() {
         "--input-file",
         &path("lin.parquet"),
     ]);
-    assert_eq!(
-        serde_json::from_str::<Value>(&stdout(ok(&out))).unwrap(),
-        json!({"rows": 1})
-    );
+    assert_eq!(json_of(&out), json!({"rows": 1}));
     for (encoding, file) in [("arrow_ipc", "side.arrows"), ("parquet", "side.parquet")] {
         ok(&call(&[
             "rows",

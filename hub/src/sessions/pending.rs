@@ -458,18 +458,24 @@ mod tests {
         assert_eq!(pending.in_flight(&key("a")), 0);
     }
 
+    fn chunk(request_id: &str, seq: u64, data: &[u8]) -> Chunk {
+        Chunk {
+            request_id: request_id.into(),
+            seq,
+            data: data.to_vec().into(),
+        }
+    }
+
     #[test]
     fn chunks_are_joined_for_unary_callers() {
         let mut pending = Pending::default();
         let (tx, mut rx) = oneshot::channel();
         pending.insert(invoke("1"), None, key("a"), Caller::new(tx, None), None);
         for (seq, data) in [b"ab", b"cd"].iter().enumerate() {
-            let chunk = Chunk {
-                request_id: "1".into(),
-                seq: seq as u64,
-                data: data.to_vec().into(),
-            };
-            assert_eq!(pending.chunk(&key("a"), chunk), Delivery::Delivered);
+            assert_eq!(
+                pending.chunk(&key("a"), chunk("1", seq as u64, *data)),
+                Delivery::Delivered
+            );
         }
         pending.resolve(&key("a"), result("1", b"", true));
         let Ok(Answer::Result(r)) = rx.try_recv() else {
@@ -486,17 +492,15 @@ mod tests {
         let mut pending = Pending::default();
         let (tx, mut rx) = oneshot::channel();
         pending.insert(invoke("1"), None, key("a"), Caller::new(tx, None), None);
-        let chunk = |seq: u64, data: &[u8]| Chunk {
-            request_id: "1".into(),
-            seq,
-            data: data.to_vec().into(),
-        };
         // A tiny chunk and an empty one, then the tail in the Result.
         assert_eq!(
-            pending.chunk(&key("a"), chunk(0, b"ab")),
+            pending.chunk(&key("a"), chunk("1", 0, b"ab")),
             Delivery::Delivered
         );
-        assert_eq!(pending.chunk(&key("a"), chunk(1, b"")), Delivery::Delivered);
+        assert_eq!(
+            pending.chunk(&key("a"), chunk("1", 1, b"")),
+            Delivery::Delivered
+        );
         pending.resolve(&key("a"), result("1", b"cd", true));
         let Ok(Answer::Result(r)) = rx.try_recv() else {
             panic!("no answer")
@@ -512,23 +516,16 @@ mod tests {
         pending.insert(invoke("2"), None, key("a"), Caller::new(tx, None), None);
         let most = MAX_ASSEMBLED_BYTES / SMALL_CHUNK_BYTES;
         for seq in 0..most as u64 {
-            let empty = Chunk {
-                request_id: "2".into(),
-                seq,
-                data: bytes::Bytes::new(),
-            };
             assert_eq!(
-                pending.chunk(&key("a"), empty),
+                pending.chunk(&key("a"), chunk("2", seq, b"")),
                 Delivery::Delivered,
                 "{seq}"
             );
         }
-        let one_more = Chunk {
-            request_id: "2".into(),
-            seq: most as u64,
-            data: bytes::Bytes::new(),
-        };
-        assert_eq!(pending.chunk(&key("a"), one_more), Delivery::Overflow);
+        assert_eq!(
+            pending.chunk(&key("a"), chunk("2", most as u64, b"")),
+            Delivery::Overflow
+        );
         assert!(matches!(rx.try_recv(), Ok(Answer::Failed(_))));
     }
 
@@ -537,15 +534,10 @@ mod tests {
         let mut pending = Pending::default();
         let (tx, mut rx) = oneshot::channel();
         pending.insert(invoke("1"), None, key("a"), Caller::new(tx, None), None);
-        let chunk = |seq: u64, data: &[u8]| Chunk {
-            request_id: "1".into(),
-            seq,
-            data: data.to_vec().into(),
-        };
         // Chunks 0 and 1 arrive, the stream dies, the whole result comes again.
         for (seq, data) in [(0, b"ab"), (1, b"cd"), (0, b"ab"), (1, b"cd"), (2, b"ef")] {
             assert_eq!(
-                pending.chunk(&key("a"), chunk(seq, data)),
+                pending.chunk(&key("a"), chunk("1", seq, data)),
                 Delivery::Delivered
             );
         }

@@ -86,12 +86,13 @@ impl OutputPayload for RecordBatch {
         batch_schema()
     }
     fn encode(self, encoding: Encoding) -> Result<ActionOutput, ActionError> {
-        let written = match encoding {
-            Encoding::Parquet => write_parquet(&self),
-            _ => write_ipc(&self),
+        // The agreed encoding is one of ARROW; Arrow IPC is the preferred.
+        let (written, sent_as) = match encoding {
+            Encoding::Parquet => (write_parquet(&self), Encoding::Parquet),
+            _ => (write_ipc(&self), Encoding::ArrowIpc),
         };
         written
-            .map(|bytes| ActionOutput::encoded(encoding_of(encoding), bytes))
+            .map(|bytes| ActionOutput::encoded(sent_as, bytes))
             .map_err(|e| {
                 ActionError::internal(format!("could not encode the output as {encoding}: {e}"))
             })
@@ -149,14 +150,6 @@ impl DeclaredColumns for RecordBatch {
             }
         }
         Ok(())
-    }
-}
-
-fn encoding_of(asked: Encoding) -> Encoding {
-    if asked == Encoding::Parquet {
-        Encoding::Parquet
-    } else {
-        Encoding::ArrowIpc
     }
 }
 
